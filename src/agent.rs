@@ -1,0 +1,539 @@
+//! The agent: one object that wires configuration, consent, collectors, spool, store and uploader,
+//! and the scheduler loop that drives them.
+//!
+//! Every front end (the `run` loop, one-shot CLI commands, later the API and the tray) calls the
+//! same methods here, so they are views of one state: the state itself lives in the data
+//! directory (SQLite and the spool), never in a front end. Changes to the spool and the upload
+//! state happen under the data directory's work lock. This module knows no HTTP server and no
+//! GUI toolkit.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::bundle::{self, Stamp};
+use crate::clock::{Clock, Timestamp};
+use crate::collect::{self, Context};
+use crate::compliance;
+use crate::config::Config;
+use crate::datadir::{DataDir, DataDirError, Install, WorkLock};
+use crate::programs::{Consent, Program, TelemetryMode, do_not_track_from_env};
+use crate::schedule::{Plan, Task};
+use crate::spool::{Pending, Recovery, Spool, SpoolError};
+use crate::store::{Attempt, LedgerEntry, LedgerEvent, Store, StoreError, TaskState};
+use crate::upload::{Code, Disposition, Failure, Outgoing, Uploader, result};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
+    /// A request the rules forbid (such as turning mandatory telemetry off).
+    #[error("{0}")]
+    Refused(String),
+}
+
+type Result<T> = std::result::Result<T, AgentError>;
+
+/// The task name under which the last license-telemetry collection is remembered.
+const TELEMETRY_COLLECT_TASK: &str = "collect_telemetry";
+
+pub struct Agent {
+    cfg: Config,
+    dir: DataDir,
+    spool: Spool,
+    store: Mutex<Store>,
+    clock: Arc<dyn Clock>,
+    install: Install,
+    /// Built once; a broken CA file or key is reported at every attempt, not fatal at start.
+    uploader: std::result::Result<Uploader, Failure>,
+    plan: Plan,
+    do_not_track: bool,
+}
+
+/// What one collection produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Collected {
+    Bundle { program: Program, name: String, size: u64, errors: usize },
+    Skipped { program: Program, reason: String },
+}
+
+/// What an upload cycle did for one program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramUpload {
+    pub program: Program,
+    pub sent: Vec<String>,
+    pub quarantined: Vec<String>,
+    /// Why nothing was uploaded at all (consent, manual mode), if so.
+    pub skipped: Option<String>,
+    /// The failure that stopped the queue, if any.
+    pub failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UploadReport {
+    pub programs: Vec<ProgramUpload>,
+}
+
+impl UploadReport {
+    /// True when nothing failed (skips and quarantines are not failures of the cycle).
+    pub fn ok(&self) -> bool {
+        self.programs.iter().all(|p| p.failure.is_none() && p.quarantined.is_empty())
+    }
+    /// The first failure's Retry-After, for the scheduler.
+    fn retry_after(&self) -> Option<Duration> {
+        self.programs.iter().filter_map(|p| p.failure.as_ref()?.retry_after).max()
+    }
+    fn must_retry(&self) -> bool {
+        self.programs.iter().any(|p| p.failure.as_ref().is_some_and(|f| f.disposition == Disposition::Retry))
+    }
+}
+
+/// The agent's state, as every front end shows it.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub install: Install,
+    pub now: Timestamp,
+    pub compliance: compliance::Status,
+    pub consent: Consent,
+    pub pending: Vec<Pending>,
+    pub quarantined: usize,
+    pub last_attempts: Vec<(Program, Option<Attempt>)>,
+    pub next_upload: Option<Timestamp>,
+    pub agent: Option<String>,
+    pub max_days: u32,
+    pub spool_max_bytes: u64,
+}
+
+impl Agent {
+    /// Opens (creating when needed) the data directory and state; does not take the run lock.
+    pub fn open(cfg: Config, dir: DataDir, clock: Arc<dyn Clock>) -> Result<Agent> {
+        dir.create()?;
+        let install = dir.install(clock.now())?;
+        let store = Store::open(&dir.db_path())?;
+        let uploader = Uploader::new(&cfg, &install.install_id);
+        if let Err(f) = &uploader {
+            warn!("uploads cannot start: {}", f.message);
+        }
+        Ok(Agent {
+            plan: Plan::from_config(&cfg),
+            spool: Spool::new(dir.clone()),
+            store: Mutex::new(store),
+            do_not_track: do_not_track_from_env(),
+            cfg,
+            dir,
+            clock,
+            install,
+            uploader,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    pub fn data_dir(&self) -> &DataDir {
+        &self.dir
+    }
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+    pub fn install(&self) -> &Install {
+        &self.install
+    }
+
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn work_lock(&self) -> Result<WorkLock> {
+        let dir = self.dir.clone();
+        Ok(tokio::task::spawn_blocking(move || dir.lock_work()).await.expect("lock task does not panic")?)
+    }
+
+    pub fn consent(&self) -> Result<Consent> {
+        let choices = self.store().choices()?;
+        Ok(Consent::resolve(&self.cfg.programs, choices, self.do_not_track))
+    }
+
+    /// Start-up recovery of the spool (call once, under the run lock).
+    pub async fn recover(&self) -> Result<Recovery> {
+        let _w = self.work_lock().await?;
+        let r = self.spool.recover(&self.store())?;
+        if r.tmp_removed + r.sent_removed + r.quarantined.len() > 0 {
+            info!(
+                tmp_removed = r.tmp_removed,
+                sent_removed = r.sent_removed,
+                quarantined = r.quarantined.len(),
+                "spool recovered after an interrupted run"
+            );
+        }
+        Ok(r)
+    }
+
+    /// Turns an optional program on or off; off withdraws its pending bundles and samples.
+    pub async fn set_enabled(&self, p: Program, on: bool) -> Result<Vec<String>> {
+        if p.mandatory() {
+            return Err(AgentError::Refused(
+                "license telemetry is mandatory and cannot be turned off; switch it to manual reporting instead".into(),
+            ));
+        }
+        let _w = self.work_lock().await?;
+        let mut store = self.store();
+        store.set_choice(p, on)?;
+        if on {
+            return Ok(Vec::new());
+        }
+        let withdrawn = self.spool.withdraw(&mut store, p, self.clock.now())?;
+        let (_, max) = store.samples(p)?;
+        store.drop_samples(p, max)?;
+        Ok(withdrawn)
+    }
+
+    pub fn set_telemetry_mode(&self, mode: TelemetryMode) -> Result<()> {
+        Ok(self.store().set_telemetry_mode(mode)?)
+    }
+
+    /// Collects bundles now: one program, or every enabled one.
+    pub async fn collect(&self, only: Option<Program>) -> Result<Vec<Collected>> {
+        let _w = self.work_lock().await?;
+        let consent = self.consent()?;
+        let mut out = Vec::new();
+        for p in Program::ALL.into_iter().filter(|p| only.is_none_or(|o| o == *p)) {
+            out.push(self.collect_program(p, consent).await?);
+        }
+        Ok(out)
+    }
+
+    async fn collect_program(&self, p: Program, consent: Consent) -> Result<Collected> {
+        let skipped = |reason: &str| Ok(Collected::Skipped { program: p, reason: reason.into() });
+        if !consent.enabled(p) {
+            return skipped("the program is off");
+        }
+        let (samples, max_sample) = self.store().samples(p)?;
+        if p == Program::Ceip && samples.is_empty() {
+            return skipped("no usage samples yet");
+        }
+        let now = self.clock.now();
+        let ctx = Context {
+            config: &self.cfg,
+            consent,
+            install_id: &self.install.install_id,
+            install_created_at: self.install.created_at,
+            now,
+        };
+        let contents = collect::gather(p, &ctx, &samples).await;
+        if contents.is_empty() {
+            return skipped("nothing to collect");
+        }
+        let errors = contents.errors().len();
+        let name = bundle::bundle_name(p, now);
+        let tmp = self.dir.tmp_dir();
+        let install_id = self.install.install_id.clone();
+        let name2 = name.clone();
+        let path = tokio::task::spawn_blocking(move || {
+            bundle::write(&tmp, &name2, &Stamp { program: p, install_id: &install_id, now }, contents)
+        })
+        .await
+        .expect("bundle writer does not panic")?;
+        let pending = self.spool.commit(p, &path)?;
+        let mut store = self.store();
+        if max_sample > 0 {
+            store.drop_samples(p, max_sample)?;
+        }
+        if p == Program::Telemetry {
+            store.set_task(TELEMETRY_COLLECT_TASK, TaskState { due_at: now, last_run: Some(now), failures: 0 })?;
+        }
+        let quota = self.spool.enforce_quota(&mut store, self.cfg.spool.max_bytes, now)?;
+        if !quota.evicted.is_empty() {
+            warn!(evicted = ?quota.evicted, "spool over spool.max_bytes: evicted the oldest optional-program bundles");
+        }
+        if quota.over_quota_bytes > 0 {
+            warn!(
+                over_bytes = quota.over_quota_bytes,
+                "compliance bundles alone exceed spool.max_bytes; they are kept: raise spool.max_bytes or let uploads catch up"
+            );
+        }
+        info!(program = %p, bundle = %name, size = pending.size, errors, "bundle collected");
+        Ok(Collected::Bundle { program: p, name, size: pending.size, errors })
+    }
+
+    /// Takes one performance (Call Home) or usage (CEIP) sample when the program is on.
+    pub async fn sample(&self, p: Program) -> Result<bool> {
+        if !self.consent()?.enabled(p) {
+            return Ok(false);
+        }
+        let names = self.cfg.product.processes.clone();
+        let sample = tokio::task::spawn_blocking(move || collect::performance::sample(&names))
+            .await
+            .expect("sampler does not panic");
+        let data = match sample {
+            Ok(v) => v.to_string(),
+            Err(e) => serde_json::json!({ "error": e }).to_string(),
+        };
+        self.store().add_sample(p, self.clock.now(), &data)?;
+        Ok(true)
+    }
+
+    /// One upload cycle: collect license telemetry when due, pack CEIP samples, then upload
+    /// every program's pending bundles that consent and mode allow.
+    pub async fn upload_cycle(&self, only: Option<Program>) -> Result<UploadReport> {
+        let _w = self.work_lock().await?;
+        let consent = self.consent()?;
+        let now = self.clock.now();
+        let wanted = |p: Program| only.is_none_or(|o| o == p);
+        if wanted(Program::Telemetry) && self.telemetry_collection_due(now)? {
+            self.collect_program(Program::Telemetry, consent).await?;
+        }
+        if wanted(Program::Ceip) && consent.enabled(Program::Ceip) {
+            self.collect_program(Program::Ceip, consent).await?;
+        }
+        let mut report = UploadReport::default();
+        for p in Program::ALL.into_iter().filter(|p| wanted(*p)) {
+            report.programs.push(self.upload_program(p).await?);
+        }
+        Ok(report)
+    }
+
+    fn telemetry_collection_due(&self, now: Timestamp) -> Result<bool> {
+        if self.spool.pending(Program::Telemetry)?.is_empty() {
+            return Ok(true);
+        }
+        let last = self.store().task(TELEMETRY_COLLECT_TASK)?.and_then(|t| t.last_run);
+        let interval = self.cfg.upload.interval.as_secs() as i64;
+        Ok(last.is_none_or(|l| now - l >= interval || l > now))
+    }
+
+    async fn upload_program(&self, p: Program) -> Result<ProgramUpload> {
+        let mut out = ProgramUpload { program: p, sent: Vec::new(), quarantined: Vec::new(), skipped: None, failure: None };
+        for bundle in self.spool.pending(p)? {
+            // Consent is checked again just before each upload.
+            let consent = self.consent()?;
+            if !consent.may_upload(p) {
+                out.skipped = Some(if p.mandatory() {
+                    "manual reporting: export the bundles with `callhome export`".into()
+                } else {
+                    "the program is off".into()
+                });
+                break;
+            }
+            match self.upload_one(&bundle).await? {
+                One::Sent => out.sent.push(bundle.name),
+                One::Quarantined(f) => {
+                    out.quarantined.push(bundle.name);
+                    out.failure.get_or_insert(f);
+                }
+                One::Failed(f) => {
+                    out.failure = Some(f);
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn upload_one(&self, b: &Pending) -> Result<One> {
+        let now = self.clock.now();
+        let started = Instant::now();
+        let path = b.path.clone();
+        let checked = tokio::task::spawn_blocking(move || -> std::result::Result<(String, u64), (Code, String)> {
+            let (sha, size) = crate::fsutil::sha256_file(&path).map_err(|e| (Code::Disk, format!("cannot read {}: {e}", path.display())))?;
+            bundle::Reader::open(&path)
+                .and_then(|mut r| r.verify())
+                .map_err(|e| (Code::Bundle, format!("{e}; the bundle was moved to quarantine/")))?;
+            Ok((sha, size))
+        })
+        .await
+        .expect("verification does not panic");
+        let (sha, size) = match checked {
+            Ok(v) => v,
+            Err((code, message)) => {
+                let f = Failure { code, message, arg: None, http_status: None, retry_after: None, disposition: Disposition::Retry };
+                self.record_failure(b, None, &f, now, started)?;
+                if code == Code::Bundle {
+                    let mut store = self.store();
+                    self.spool.quarantine_bundle(&mut store, b, "", &f.message, now)?;
+                    return Ok(One::Quarantined(f));
+                }
+                return Ok(One::Failed(f));
+            }
+        };
+        if self.store().is_sent_sha(&sha)?.is_some() {
+            // Acknowledged before a crash interrupted its deletion.
+            self.spool.remove(b)?;
+            return Ok(One::Sent);
+        }
+        let uploader = match &self.uploader {
+            Ok(u) => u,
+            Err(f) => {
+                self.record_failure(b, Some(&sha), f, now, started)?;
+                return Ok(One::Failed(f.clone()));
+            }
+        };
+        let sent = uploader.send(Outgoing { path: &b.path, sha256: &sha, size, program: b.program }).await;
+        let now = self.clock.now();
+        match sent {
+            Ok(receipt) => {
+                let attempt = Attempt {
+                    at: now,
+                    program: b.program,
+                    bundle: Some(b.name.clone()),
+                    sha256: Some(sha.clone()),
+                    code: Code::Success.as_str().into(),
+                    message: format!("receipt {}", receipt.receipt_id),
+                    http_status: None,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                };
+                let entry = LedgerEntry {
+                    at: now,
+                    event: LedgerEvent::Sent,
+                    program: b.program,
+                    bundle: b.name.clone(),
+                    sha256: sha,
+                    size,
+                    detail: serde_json::to_string(&receipt).expect("receipts serialize"),
+                };
+                // Ledger first, then the file (invariant 3).
+                self.store().record_sent(&attempt, &entry)?;
+                self.spool.remove(b)?;
+                self.write_result(b.program, Code::Success, "", None, now);
+                info!(program = %b.program, bundle = %b.name, receipt = %receipt.receipt_id, "bundle acknowledged");
+                Ok(One::Sent)
+            }
+            Err(f) => {
+                self.record_failure(b, Some(&sha), &f, now, started)?;
+                if f.disposition == Disposition::Quarantine {
+                    let mut store = self.store();
+                    self.spool.quarantine_bundle(&mut store, b, &sha, &f.message, now)?;
+                    return Ok(One::Quarantined(f));
+                }
+                Ok(One::Failed(f))
+            }
+        }
+    }
+
+    fn record_failure(&self, b: &Pending, sha: Option<&str>, f: &Failure, now: Timestamp, started: Instant) -> Result<()> {
+        warn!(program = %b.program, bundle = %b.name, code = f.code.as_str(), "{}", f.message);
+        self.store().record_attempt(&Attempt {
+            at: now,
+            program: b.program,
+            bundle: Some(b.name.clone()),
+            sha256: sha.map(str::to_string),
+            code: f.code.as_str().into(),
+            message: f.message.clone(),
+            http_status: f.http_status,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })?;
+        self.write_result(b.program, f.code, &f.message, f.arg.as_deref(), now);
+        Ok(())
+    }
+
+    fn write_result(&self, p: Program, code: Code, message: &str, arg: Option<&str>, now: Timestamp) {
+        let path = self.dir.result_file(p);
+        if let Err(e) = result::write(&path, p, code, message, arg, now) {
+            warn!("cannot write {}: {e}", path.display());
+        }
+    }
+
+    /// The state every front end shows.
+    pub fn status(&self) -> Result<Status> {
+        let now = self.clock.now();
+        let consent = self.consent()?;
+        let store = self.store();
+        let last_success = store.last_success(Program::Telemetry)?;
+        let compliance = compliance::evaluate(&self.cfg.compliance, last_success, self.install.created_at, now);
+        let last_attempts = Program::ALL.iter().map(|p| Ok((*p, store.last_attempt(*p)?))).collect::<Result<Vec<_>>>()?;
+        let next_upload = store.task(Task::Upload.name())?.map(|t| t.due_at);
+        drop(store);
+        let quarantined = std::fs::read_dir(self.dir.quarantine_dir())
+            .map(|d| d.filter_map(|e| e.ok()).filter(|e| !e.file_name().to_string_lossy().ends_with(".reason")).count())
+            .unwrap_or(0);
+        Ok(Status {
+            install: self.install.clone(),
+            now,
+            compliance,
+            consent,
+            pending: self.spool.all_pending()?,
+            quarantined,
+            last_attempts,
+            next_upload,
+            agent: self.dir.agent_running(),
+            max_days: self.cfg.compliance.max_days,
+            spool_max_bytes: self.cfg.spool.max_bytes,
+        })
+    }
+
+    /// The scheduler loop: runs due tasks until `shutdown` completes.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        let now = self.clock.now();
+        for t in Task::ALL {
+            let s = self.plan.at_start(t, self.store().task(t.name())?, now);
+            self.store().set_task(t.name(), s)?;
+        }
+        info!(
+            endpoint = %self.cfg.upload.endpoint,
+            first_upload_in = %humantime::format_duration(self.cfg.upload.first_upload_delay),
+            "agent running"
+        );
+        loop {
+            let next_due = tokio::select! {
+                r = self.run_due() => r?,
+                () = &mut shutdown => break,
+            };
+            // Sleep until the next task, but wake at least once a minute so a wall-clock jump
+            // is noticed; the due times themselves are wall-clock UTC.
+            let wait = Duration::from_secs((next_due - self.clock.now()).clamp(0, 60) as u64);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = &mut shutdown => break,
+            }
+        }
+        info!("agent stopped");
+        Ok(())
+    }
+
+    /// Runs every task that is due; returns the earliest next due time.
+    pub async fn run_due(&self) -> Result<Timestamp> {
+        let mut next = i64::MAX;
+        for t in Task::ALL {
+            let now = self.clock.now();
+            let persisted = self.store().task(t.name())?;
+            let s = self.plan.sanitize(t, persisted.unwrap_or_else(|| self.plan.at_start(t, None, now)), now);
+            let s = if now >= s.due_at { self.run_task(t, s).await? } else { s };
+            self.store().set_task(t.name(), s)?;
+            next = next.min(s.due_at);
+        }
+        Ok(next)
+    }
+
+    async fn run_task(&self, t: Task, s: TaskState) -> Result<TaskState> {
+        let outcome = match t {
+            Task::Upload => self.upload_cycle(None).await.map(|r| (!r.must_retry(), r.retry_after())),
+            Task::CollectConfig => self.collect(Some(Program::CallHome)).await.map(|_| (true, None)),
+            Task::SamplePerformance => self.sample(Program::CallHome).await.map(|_| (true, None)),
+            Task::SampleUsage => self.sample(Program::Ceip).await.map(|_| (true, None)),
+        };
+        let now = self.clock.now();
+        Ok(match outcome {
+            Ok((true, _)) => self.plan.after_success(t, now),
+            Ok((false, retry_after)) => self.plan.after_failure(s, now, retry_after, fastrand::f64()),
+            Err(e) => {
+                warn!(task = t.name(), "task failed: {e}");
+                self.plan.after_failure(s, now, None, fastrand::f64())
+            }
+        })
+    }
+}
+
+enum One {
+    Sent,
+    Quarantined(Failure),
+    Failed(Failure),
+}

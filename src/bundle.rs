@@ -1,0 +1,261 @@
+//! Bundles: one immutable zip per collection, `manifest.json` plus the collectors' data files.
+//!
+//! A bundle is built under `spool/.tmp`, fsynced, and only then handed to the spool, which renames
+//! it into place: a partial bundle never has a name the uploader would pick up. The manifest lists
+//! every file with its size and SHA-256 and every collector error, so what a bundle holds, and
+//! what failed to be collected, can be read without the vendor's tools. Reading is defensive:
+//! names must stay inside the archive and decompressed sizes are capped. No network here.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipArchive, ZipWriter};
+
+use crate::clock::{Timestamp, file_stamp, rfc3339};
+use crate::fsutil::sha256_hex;
+use crate::programs::Program;
+
+/// The manifest format version.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Largest file read back out of a bundle (preview, verification).
+pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
+/// Most entries a bundle may hold.
+pub const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: not a readable zip bundle ({message})")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("{path}: the bundle has no file named {name:?}; `callhome preview {path}` lists its files")]
+    NoSuchFile { path: PathBuf, name: String },
+}
+
+/// `manifest.json`: what the bundle holds (file-format DTO).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema_version: u32,
+    pub agent_version: String,
+    pub program: String,
+    pub upload_type: String,
+    pub install_id: String,
+    pub created_at: String,
+    pub files: Vec<ManifestFile>,
+    pub errors: Vec<CollectorError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A collector that failed; the bundle carries the failure instead of the data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectorError {
+    pub collector: String,
+    pub message: String,
+}
+
+/// The files of one bundle, gathered before it is written.
+#[derive(Debug, Default)]
+pub struct Contents {
+    files: Vec<(String, Vec<u8>)>,
+    errors: Vec<CollectorError>,
+}
+
+impl Contents {
+    pub fn add_file(&mut self, name: impl Into<String>, bytes: Vec<u8>) {
+        self.files.push((name.into(), bytes));
+    }
+    pub fn add_json(&mut self, name: impl Into<String>, value: &serde_json::Value) {
+        let bytes = serde_json::to_vec_pretty(value).expect("JSON values serialize");
+        self.add_file(name, bytes);
+    }
+    pub fn add_error(&mut self, collector: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(CollectorError { collector: collector.into(), message: message.into() });
+    }
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.errors.is_empty()
+    }
+    pub fn errors(&self) -> &[CollectorError] {
+        &self.errors
+    }
+}
+
+/// Identity stamped into every manifest.
+#[derive(Debug, Clone)]
+pub struct Stamp<'a> {
+    pub program: Program,
+    pub install_id: &'a str,
+    pub now: Timestamp,
+}
+
+/// The file name of a new bundle: `upload_<type>_<UTC stamp>_<random>.zip`.
+pub fn bundle_name(p: Program, now: Timestamp) -> String {
+    format!("upload_{}_{}_{:08x}.zip", p.upload_kind(), file_stamp(now), fastrand::u32(..))
+}
+
+/// Whether a file name is one of ours for this program.
+pub fn is_bundle_name(p: Program, name: &str) -> bool {
+    let prefix = format!("upload_{}_", p.upload_kind());
+    name.starts_with(&prefix)
+        && name.ends_with(".zip")
+        && name.len() > prefix.len() + 4
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
+/// Writes the bundle to `tmp_dir/<name>` and fsyncs it; returns its path.
+pub fn write(tmp_dir: &Path, name: &str, stamp: &Stamp<'_>, contents: Contents) -> Result<PathBuf, BundleError> {
+    let path = tmp_dir.join(name);
+    let io_err = |source| BundleError::Io { path: path.clone(), source };
+    let zip_err = |e: zip::result::ZipError| BundleError::Io { path: path.clone(), source: io::Error::other(e) };
+    let file = File::create(&path).map_err(io_err)?;
+    let mut zip = ZipWriter::new(BufWriter::new(file));
+    let opts = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(6))
+        .unix_permissions(0o644);
+    let mut files = Vec::with_capacity(contents.files.len());
+    for (name, bytes) in &contents.files {
+        zip.start_file(name.as_str(), opts).map_err(zip_err)?;
+        zip.write_all(bytes).map_err(io_err)?;
+        files.push(ManifestFile { name: name.clone(), size: bytes.len() as u64, sha256: sha256_hex(bytes) });
+    }
+    let manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        program: stamp.program.name().into(),
+        upload_type: stamp.program.upload_kind().into(),
+        install_id: stamp.install_id.into(),
+        created_at: rfc3339(stamp.now),
+        files,
+        errors: contents.errors,
+    };
+    zip.start_file("manifest.json", opts).map_err(zip_err)?;
+    zip.write_all(&serde_json::to_vec_pretty(&manifest).expect("manifest serializes")).map_err(io_err)?;
+    let buf = zip.finish().map_err(zip_err)?;
+    let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.sync_all().map_err(io_err)?;
+    Ok(path)
+}
+
+/// An opened bundle, for preview and verification.
+pub struct Reader {
+    path: PathBuf,
+    zip: ZipArchive<File>,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader, BundleError> {
+        let file = File::open(path).map_err(|source| BundleError::Io { path: path.to_path_buf(), source })?;
+        let zip = ZipArchive::new(file).map_err(|e| corrupt(path, e.to_string()))?;
+        if zip.len() > MAX_ENTRIES {
+            return Err(corrupt(path, format!("{} entries, more than {MAX_ENTRIES}", zip.len())));
+        }
+        Ok(Reader { path: path.to_path_buf(), zip })
+    }
+
+    /// The names of the entries, in archive order.
+    pub fn names(&mut self) -> Result<Vec<String>, BundleError> {
+        let mut out = Vec::new();
+        for i in 0..self.zip.len() {
+            let f = self.zip.by_index(i).map_err(|e| corrupt(&self.path, e.to_string()))?;
+            let name = f.enclosed_name().ok_or_else(|| corrupt(&self.path, "an entry name escapes the archive".into()))?;
+            out.push(name.to_string_lossy().into_owned());
+        }
+        Ok(out)
+    }
+
+    /// One entry's bytes, capped at [`MAX_ENTRY_BYTES`].
+    pub fn read(&mut self, name: &str) -> Result<Vec<u8>, BundleError> {
+        let f = match self.zip.by_name(name) {
+            Ok(f) => f,
+            Err(zip::result::ZipError::FileNotFound) => {
+                return Err(BundleError::NoSuchFile { path: self.path.clone(), name: name.into() });
+            }
+            Err(e) => return Err(corrupt(&self.path, e.to_string())),
+        };
+        if f.enclosed_name().is_none() {
+            return Err(corrupt(&self.path, "an entry name escapes the archive".into()));
+        }
+        let mut out = Vec::new();
+        f.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut out).map_err(|e| corrupt(&self.path, e.to_string()))?;
+        if out.len() as u64 > MAX_ENTRY_BYTES {
+            return Err(corrupt(&self.path, format!("{name} decompresses past {MAX_ENTRY_BYTES} bytes")));
+        }
+        Ok(out)
+    }
+
+    pub fn manifest(&mut self) -> Result<Manifest, BundleError> {
+        let bytes = self.read("manifest.json")?;
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(&self.path, format!("manifest.json: {e}")))
+    }
+
+    /// Reads every file the manifest lists and checks its size and SHA-256.
+    pub fn verify(&mut self) -> Result<Manifest, BundleError> {
+        let m = self.manifest()?;
+        for f in &m.files {
+            let bytes = self.read(&f.name)?;
+            if bytes.len() as u64 != f.size || sha256_hex(&bytes) != f.sha256 {
+                return Err(corrupt(&self.path, format!("{} does not match its manifest entry", f.name)));
+            }
+        }
+        Ok(m)
+    }
+}
+
+fn corrupt(path: &Path, message: String) -> BundleError {
+    BundleError::Corrupt { path: path.to_path_buf(), message }
+}
+
+/// Removes leftovers of interrupted bundle writes.
+pub fn clean_tmp(tmp_dir: &Path) -> io::Result<usize> {
+    let mut n = 0;
+    for e in fs::read_dir(tmp_dir)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            fs::remove_file(e.path())?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_bundle_reads_back_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Contents::default();
+        c.add_json("system.json", &serde_json::json!({"os": "linux"}));
+        c.add_error("command:status", "exit status 2");
+        let name = bundle_name(Program::Telemetry, 1_679_283_497);
+        assert!(name.starts_with("upload_compliance_20230320T033817Z_"), "{name}");
+        assert!(is_bundle_name(Program::Telemetry, &name));
+        let stamp = Stamp { program: Program::Telemetry, install_id: "id-1", now: 1_679_283_497 };
+        let path = write(dir.path(), &name, &stamp, c).unwrap();
+        let mut r = Reader::open(&path).unwrap();
+        let m = r.verify().unwrap();
+        assert_eq!(m.program, "telemetry");
+        assert_eq!(m.files[0].name, "system.json");
+        assert_eq!(m.errors[0].collector, "command:status");
+        assert_eq!(r.names().unwrap(), vec!["system.json", "manifest.json"]);
+        assert!(matches!(r.read("nope"), Err(BundleError::NoSuchFile { .. })));
+    }
+
+    #[test]
+    fn garbage_is_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("upload_compliance_x.zip");
+        fs::write(&p, b"not a zip").unwrap();
+        assert!(matches!(Reader::open(&p), Err(BundleError::Corrupt { .. })));
+    }
+}

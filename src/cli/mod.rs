@@ -1,0 +1,288 @@
+//! The CLI's commands: each opens the agent's state, does one thing, and prints it for a person
+//! (or as JSON with `--json`). Errors become a message and an exit code here, nowhere else.
+
+mod print;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use callhome::agent::{Agent, AgentError};
+use callhome::api::dto::StatusDoc;
+use callhome::clock::SystemClock;
+use callhome::config::{Config, ConfigError};
+use callhome::datadir::{DataDir, DataDirError};
+use callhome::programs::{Program, TelemetryMode};
+use callhome::receipt::{Receipt, load_public_key};
+
+use crate::{Cli, Command, ConfigAction, LedgerAction, ProgramsAction, exit};
+
+/// An error for the user: the message to print and the exit code.
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+type Result<T> = std::result::Result<T, CliError>;
+
+fn fail(code: u8, message: impl Into<String>) -> CliError {
+    CliError { code, message: message.into() }
+}
+
+impl From<AgentError> for CliError {
+    fn from(e: AgentError) -> CliError {
+        match e {
+            AgentError::DataDir(DataDirError::Busy { .. }) => fail(exit::BUSY, e.to_string()),
+            AgentError::Refused(m) => fail(exit::REFUSED, m),
+            other => fail(exit::FAILURE, other.to_string()),
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> CliError {
+        fail(exit::CONFIG, e.to_string())
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()
+        .map_err(|e| fail(exit::FAILURE, format!("cannot start the async runtime: {e}")))
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    match &cli.config {
+        Some(path) => Ok(Config::load(path)?),
+        None => Ok(Config::embedded()),
+    }
+}
+
+fn open_agent(cli: &Cli) -> Result<Agent> {
+    let cfg = load_config(cli)?;
+    let dir = DataDir::locate(cli.data_dir.clone());
+    Ok(Agent::open(cfg, dir, Arc::new(SystemClock))?)
+}
+
+pub fn dispatch(cli: Cli) -> Result<u8> {
+    let quiet = if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" };
+    init_logging(quiet);
+    match &cli.command {
+        Command::Run { headless } => run(&cli, *headless),
+        Command::Status { json } => {
+            let agent = open_agent(&cli)?;
+            let status = agent.status()?;
+            let doc = StatusDoc::from(&status);
+            if *json {
+                print::json(&doc);
+            } else {
+                print::status(&doc);
+            }
+            Ok(0)
+        }
+        Command::Collect { program } => {
+            let agent = open_agent(&cli)?;
+            let out = runtime()?.block_on(agent.collect(*program))?;
+            print::collected(&out);
+            Ok(0)
+        }
+        Command::Upload { program } => {
+            let agent = open_agent(&cli)?;
+            let report = runtime()?.block_on(agent.upload_cycle(*program))?;
+            print::upload_report(&report);
+            Ok(if report.ok() { 0 } else { exit::UPLOAD_FAILED })
+        }
+        Command::Preview { bundle, latest, program, file } => {
+            let agent = open_agent(&cli)?;
+            preview(&agent, bundle.as_deref(), *latest, *program, file.as_deref())
+        }
+        Command::History { limit, json } => {
+            let agent = open_agent(&cli)?;
+            let attempts = agent.store().attempts(*limit, 0).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+            print::history(&attempts, *json);
+            Ok(0)
+        }
+        Command::Ledger { action } => {
+            let agent = open_agent(&cli)?;
+            match action {
+                LedgerAction::Verify => ledger_verify(&agent),
+                LedgerAction::List { json } => {
+                    let rows = agent.store().ledger().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+                    print::ledger(&rows, *json);
+                    Ok(0)
+                }
+            }
+        }
+        Command::Config { action } => match action {
+            ConfigAction::Default => {
+                print!("{}", callhome::config::DEFAULT_TOML);
+                Ok(0)
+            }
+            ConfigAction::Check { file } => match file.as_ref().or(cli.config.as_ref()) {
+                Some(path) => {
+                    Config::load(path)?;
+                    println!("{}: ok", path.display());
+                    Ok(0)
+                }
+                None => {
+                    let _ = Config::embedded();
+                    println!("<embedded default>: ok (pass a file to check it: callhome config check FILE)");
+                    Ok(0)
+                }
+            },
+        },
+        Command::Programs { action } => programs(&cli, action.as_ref()),
+    }
+}
+
+fn run(cli: &Cli, headless: bool) -> Result<u8> {
+    let cfg = load_config(cli)?;
+    let dir = DataDir::locate(cli.data_dir.clone());
+    dir.create().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+    let _lock = dir.lock_run().map_err(|e| match e {
+        DataDirError::Busy { .. } => fail(exit::BUSY, e.to_string()),
+        other => fail(exit::FAILURE, other.to_string()),
+    })?;
+    if !headless {
+        tracing::info!("this build has no tray yet; running headless");
+    }
+    let agent = Agent::open(cfg, dir, Arc::new(SystemClock))?;
+    tracing::info!(data_dir = %agent.data_dir().root().display(), install_id = %agent.install().install_id, "starting");
+    let rt = runtime()?;
+    rt.block_on(async {
+        agent.recover().await?;
+        agent.run(shutdown_signal()).await
+    })?;
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn preview(agent: &Agent, bundle: Option<&str>, latest: bool, program: Option<Program>, file: Option<&str>) -> Result<u8> {
+    let pending = agent.spool().all_pending().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+    let path = if latest {
+        let newest = pending
+            .iter()
+            .filter(|p| program.is_none_or(|pr| pr == p.program))
+            .max_by(|a, b| a.name.split('_').nth(2).cmp(&b.name.split('_').nth(2)));
+        match newest {
+            Some(p) => p.path.clone(),
+            None => return Err(fail(exit::FAILURE, "no pending bundle to preview; `callhome collect` makes one")),
+        }
+    } else {
+        let wanted = bundle.expect("clap requires BUNDLE without --latest");
+        let as_path = std::path::Path::new(wanted);
+        match pending.iter().find(|p| p.name == wanted || p.path == as_path) {
+            Some(p) => p.path.clone(),
+            None if as_path.is_file() => as_path.to_path_buf(),
+            None => {
+                return Err(fail(
+                    exit::FAILURE,
+                    format!("no pending bundle {wanted:?}; `callhome status` lists the pending bundles, or pass a path"),
+                ));
+            }
+        }
+    };
+    let mut reader = callhome::bundle::Reader::open(&path).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    if let Some(name) = file {
+        let bytes = reader.read(name).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+        out.write_all(&bytes).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+        return Ok(0);
+    }
+    let (sha, size) = callhome::fsutil::sha256_file(&path).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+    let _ = writeln!(out, "bundle {}\n  size {size} bytes, sha256 {sha} (the Idempotency-Key and ledger entry)", path.display());
+    let names = reader.names().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+    for name in names {
+        let bytes = reader.read(&name).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+        let _ = writeln!(out, "\n=== {name} ({} bytes, sha256 {}) ===", bytes.len(), callhome::fsutil::sha256_hex(&bytes));
+        let _ = out.write_all(&bytes);
+        let _ = writeln!(out);
+    }
+    Ok(0)
+}
+
+fn ledger_verify(agent: &Agent) -> Result<u8> {
+    let store = agent.store();
+    let rows = store.ledger().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+    if let Err(b) = callhome::store::verify_chain(&rows) {
+        return Err(fail(exit::LEDGER, format!("{b}; the state database was altered outside the agent")));
+    }
+    let key = match &agent.config().upload.receipt_public_key {
+        Some(k) => Some(load_public_key(&agent.config().resolve(k)).map_err(|e| fail(exit::CONFIG, e.to_string()))?),
+        None => None,
+    };
+    let mut receipts = 0;
+    for r in rows.iter().filter(|r| r.event == "sent") {
+        let receipt: Receipt = serde_json::from_str(&r.detail)
+            .map_err(|e| fail(exit::LEDGER, format!("ledger row {}: the stored receipt is unreadable ({e})", r.seq)))?;
+        receipt
+            .check(&r.sha256, key.as_ref())
+            .map_err(|e| fail(exit::LEDGER, format!("ledger row {} ({}): {e}", r.seq, r.bundle)))?;
+        receipts += 1;
+    }
+    let sig = if key.is_some() { "signatures verified" } else { "signatures not checked: no upload.receipt_public_key" };
+    println!("ledger ok: {} rows, chain intact; {receipts} receipts match their bundles ({sig})", rows.len());
+    Ok(0)
+}
+
+fn programs(cli: &Cli, action: Option<&ProgramsAction>) -> Result<u8> {
+    let agent = open_agent(cli)?;
+    match action {
+        None | Some(ProgramsAction::List { json: false }) => {
+            print::programs(&StatusDoc::from(&agent.status()?).programs);
+            Ok(0)
+        }
+        Some(ProgramsAction::List { json: true }) => {
+            print::json(&StatusDoc::from(&agent.status()?).programs);
+            Ok(0)
+        }
+        Some(ProgramsAction::Set { program, value }) => {
+            match (program, value.as_str()) {
+                (Program::Telemetry, "automatic" | "manual") => {
+                    let mode: TelemetryMode = value.parse().map_err(|e: String| fail(exit::USAGE, e))?;
+                    agent.set_telemetry_mode(mode)?;
+                    println!("telemetry: {}", mode.name());
+                }
+                (Program::Telemetry, _) => {
+                    return Err(fail(
+                        exit::REFUSED,
+                        "license telemetry is mandatory; it can be set to automatic or manual, not turned off",
+                    ));
+                }
+                (p, "on" | "off") => {
+                    let withdrawn = runtime()?.block_on(agent.set_enabled(*p, value == "on"))?;
+                    println!("{}: {value}", p.name());
+                    if !withdrawn.is_empty() {
+                        println!("withdrew {} pending bundle(s); the ledger records each", withdrawn.len());
+                    }
+                }
+                (p, other) => return Err(fail(exit::USAGE, format!("{}: use on or off, not {other:?}", p.name()))),
+            }
+            Ok(0)
+        }
+    }
+}

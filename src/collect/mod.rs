@@ -1,0 +1,78 @@
+//! Collectors: each turns one part of the machine or product into JSON for a bundle.
+//!
+//! A collector that fails does not abort the bundle: its error becomes an entry in the manifest.
+//! Which collectors feed which program is decided in [`gather`]; collectors know nothing of
+//! bundles on disk, the spool or uploads.
+
+pub mod command;
+pub mod deployment;
+pub mod performance;
+pub mod system;
+
+use serde_json::{Value, json};
+
+use crate::bundle::Contents;
+use crate::clock::{Timestamp, rfc3339};
+use crate::config::Config;
+use crate::programs::{Consent, Program};
+
+/// What the collectors may look at.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub consent: Consent,
+    pub install_id: &'a str,
+    pub install_created_at: Timestamp,
+    pub now: Timestamp,
+}
+
+/// Samples taken between bundles (performance for Call Home, usage counts for CEIP).
+pub type Samples = Vec<(Timestamp, String)>;
+
+/// Gathers the files of one program's bundle. `samples` are the program's pending samples.
+pub async fn gather(program: Program, ctx: &Context<'_>, samples: &Samples) -> Contents {
+    let mut c = Contents::default();
+    match program {
+        Program::Telemetry => {
+            add(&mut c, "system.json", "system", system::collect(true));
+            c.add_json("deployment.json", &deployment::collect(ctx));
+        }
+        Program::CallHome => {
+            add(&mut c, "system.json", "system", system::collect(true));
+            c.add_json("deployment.json", &deployment::collect(ctx));
+            if !samples.is_empty() {
+                c.add_json("performance.json", &samples_json(samples));
+            }
+        }
+        Program::Ceip => {
+            // Counts only: nothing that names the machine, its users or its network.
+            add(&mut c, "environment.json", "system", system::collect(false));
+            c.add_json("usage.json", &samples_json(samples));
+        }
+        Program::Events => {}
+    }
+    for cmd in ctx.config.collect.commands.iter().filter(|c| c.program == program) {
+        match command::run(cmd).await {
+            Ok(v) => c.add_json(format!("commands/{}.json", cmd.name), &v),
+            Err(e) => c.add_error(format!("command:{}", cmd.name), e.to_string()),
+        }
+    }
+    c
+}
+
+fn add(c: &mut Contents, file: &str, collector: &str, r: Result<Value, String>) {
+    match r {
+        Ok(v) => c.add_json(file, &v),
+        Err(e) => c.add_error(collector, e),
+    }
+}
+
+fn samples_json(samples: &Samples) -> Value {
+    let list: Vec<Value> = samples
+        .iter()
+        .map(|(at, data)| {
+            let v: Value = serde_json::from_str(data).unwrap_or_else(|e| json!({ "unreadable_sample": e.to_string() }));
+            json!({ "at": rfc3339(*at), "sample": v })
+        })
+        .collect();
+    json!({ "samples": list })
+}

@@ -1,0 +1,215 @@
+//! The data directory: where it is, its layout (DESIGN §3), the install identity, and the locks.
+//!
+//! Two locks live here. `run.lock` is held by `callhome run` for its lifetime: a second agent on
+//! the same directory refuses, naming the holder. `work.lock` is held around every change to the
+//! spool and the upload state, by the agent and by one-shot CLI commands alike, so `callhome
+//! upload` next to a running agent waits its turn instead of racing it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Timestamp, rfc3339};
+use crate::fsutil;
+use crate::programs::Program;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// The folder could not be created or written.
+    #[error("data directory {path}: {source}; choose a writable folder with --data-dir or CALLHOME_DATA_DIR")]
+    Unusable { path: PathBuf, source: io::Error },
+    /// Another agent holds the directory.
+    #[error("another agent already runs on {path} ({holder}); stop it first or use another --data-dir")]
+    Busy { path: PathBuf, holder: String },
+    /// install.json exists but cannot be read.
+    #[error("{path} is damaged ({message}); move it aside to let the agent create a new install id")]
+    BadInstall { path: PathBuf, message: String },
+}
+
+/// The data directory and the paths inside it.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// The identity of this installation, kept across upgrades.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Install {
+    pub install_id: String,
+    /// UTC seconds.
+    pub created_at: Timestamp,
+}
+
+impl DataDir {
+    /// `--data-dir`/`CALLHOME_DATA_DIR` if given, else systemd's `STATE_DIRECTORY`, else the
+    /// platform's per-user data folder.
+    pub fn locate(explicit: Option<PathBuf>) -> DataDir {
+        let root = explicit
+            .or_else(|| std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))
+            .or_else(|| directories::ProjectDirs::from("", "", "callhome").map(|d| d.data_dir().to_path_buf()))
+            .unwrap_or_else(|| PathBuf::from("callhome-data"));
+        DataDir { root }
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    /// Creates the layout (idempotent).
+    pub fn create(&self) -> Result<(), DataDirError> {
+        let mut dirs = vec![self.root.clone(), self.tmp_dir(), self.quarantine_dir(), self.cache_dir()];
+        dirs.extend(Program::ALL.iter().map(|p| self.spool_dir(*p)));
+        for d in dirs {
+            fs::create_dir_all(&d).map_err(|source| DataDirError::Unusable { path: d.clone(), source })?;
+        }
+        // Prove it is writable now rather than at the first bundle.
+        let probe = self.root.join(".write-probe");
+        File::create(&probe)
+            .and_then(|_| fs::remove_file(&probe))
+            .map_err(|source| DataDirError::Unusable { path: self.root.clone(), source })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("state.sqlite")
+    }
+    pub fn spool_root(&self) -> PathBuf {
+        self.root.join("spool")
+    }
+    pub fn spool_dir(&self, p: Program) -> PathBuf {
+        self.spool_root().join(p.upload_kind())
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.spool_root().join(".tmp")
+    }
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    pub fn result_file(&self, p: Program) -> PathBuf {
+        self.cache_dir().join(format!("upload_{}_result.xml", p.upload_kind()))
+    }
+
+    /// Reads install.json, creating it (random id, now) on first use.
+    pub fn install(&self, now: Timestamp) -> Result<Install, DataDirError> {
+        let path = self.root.join("install.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| DataDirError::BadInstall { path: path.clone(), message: e.to_string() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut id = [0u8; 16];
+                getrandom::fill(&mut id).map_err(|e| DataDirError::Unusable { path: path.clone(), source: io::Error::other(e.to_string()) })?;
+                let install = Install { install_id: uuid_like(&id), created_at: now };
+                let json = serde_json::to_vec_pretty(&install).expect("install serializes");
+                fsutil::write_atomic(&path, &json).map_err(|source| DataDirError::Unusable { path: path.clone(), source })?;
+                Ok(install)
+            }
+            Err(source) => Err(DataDirError::Unusable { path, source }),
+        }
+    }
+
+    /// Takes the agent lock or says who holds it.
+    pub fn lock_run(&self) -> Result<RunLock, DataDirError> {
+        let path = self.root.join("run.lock");
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| DataDirError::Unusable { path: path.clone(), source })?;
+        match f.try_lock() {
+            Ok(()) => {
+                let info = format!("pid {} since {}", std::process::id(), rfc3339(crate::clock::Clock::now(&crate::clock::SystemClock)));
+                let _ = f.set_len(0).and_then(|_| f.rewind()).and_then(|_| f.write_all(info.as_bytes()));
+                Ok(RunLock { _file: f })
+            }
+            Err(_) => {
+                let mut holder = String::new();
+                let _ = f.read_to_string(&mut holder);
+                let holder = if holder.trim().is_empty() { "pid unknown".to_string() } else { holder.trim().to_string() };
+                Err(DataDirError::Busy { path: self.root.clone(), holder })
+            }
+        }
+    }
+
+    /// Whether an agent currently holds the run lock, and its description.
+    pub fn agent_running(&self) -> Option<String> {
+        let path = self.root.join("run.lock");
+        let mut f = OpenOptions::new().read(true).write(true).open(&path).ok()?;
+        if f.try_lock().is_ok() {
+            return None;
+        }
+        let mut holder = String::new();
+        let _ = f.read_to_string(&mut holder);
+        Some(holder.trim().to_string())
+    }
+
+    /// Waits for and takes the work lock (blocking; call from a blocking context).
+    pub fn lock_work(&self) -> Result<WorkLock, DataDirError> {
+        let path = self.root.join("work.lock");
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| DataDirError::Unusable { path: path.clone(), source })?;
+        f.lock().map_err(|source| DataDirError::Unusable { path, source })?;
+        Ok(WorkLock { _file: f })
+    }
+}
+
+/// Held while an agent runs on the directory; released on drop or process death.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+/// Held around spool and upload changes; released on drop or process death.
+#[derive(Debug)]
+pub struct WorkLock {
+    _file: File,
+}
+
+/// A random (version 4) UUID in its usual text form.
+fn uuid_like(b: &[u8; 16]) -> String {
+    let mut b = *b;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_run_lock_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = DataDir::at(dir.path());
+        d.create().unwrap();
+        let _held = d.lock_run().unwrap();
+        match d.lock_run() {
+            Err(DataDirError::Busy { holder, .. }) => assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}"),
+            other => panic!("expected Busy, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn install_id_is_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = DataDir::at(dir.path());
+        d.create().unwrap();
+        let a = d.install(100).unwrap();
+        let b = d.install(200).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.install_id.len(), 36);
+    }
+}

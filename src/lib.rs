@@ -1,0 +1,28 @@
+//! callhome: a call-home and license-telemetry agent.
+//!
+//! Layout (ARCHITECTURE.md has the full map and the invariants):
+//! - `config`, `programs`: what the administrator configured and consented to;
+//! - `collect`: the collectors, which produce a bundle's files;
+//! - `bundle`, `spool`: immutable zip bundles and their on-disk queue;
+//! - `store`: SQLite state (settings, schedule, attempts, the ledger);
+//! - `upload`, `receipt`: protocol v1 to the receiver, and its signed receipts;
+//! - `schedule`, `compliance`, `clock`: when things run, and the 90-day clock;
+//! - `agent`: the wiring that runs it all; `api`: the wire documents (status);
+//! - `receiver`: the reference ingestion server.
+
+pub mod agent;
+pub mod api;
+pub mod bundle;
+pub mod clock;
+pub mod collect;
+pub mod compliance;
+pub mod config;
+pub mod datadir;
+pub mod fsutil;
+pub mod programs;
+pub mod receipt;
+pub mod receiver;
+pub mod schedule;
+pub mod spool;
+pub mod store;
+pub mod upload;

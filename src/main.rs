@@ -1,0 +1,150 @@
+//! `callhome`: the agent (`callhome run`) and its command-line client.
+//!
+//! This is the edge: it parses arguments, loads the configuration, maps every error to a message
+//! that says what to do, and to an exit code (documented in README.md and in [`exit`]).
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use callhome::programs::Program;
+
+#[derive(Debug, Parser)]
+#[command(name = "callhome", version, about = "Call-home and license-telemetry agent", propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (TOML), read on top of the embedded default.
+    #[arg(long, global = true, env = "CALLHOME_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (default: the platform's data folder, or $STATE_DIRECTORY under systemd).
+    #[arg(long, global = true, env = "CALLHOME_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent: collect, bundle and upload on schedule until stopped.
+    Run {
+        /// Run without the tray even when a desktop session is present.
+        #[arg(long)]
+        headless: bool,
+    },
+    /// Show the compliance clock, pending bundles, programs and last results.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Collect bundles now (every enabled program, or one).
+    Collect {
+        #[arg(long, value_name = "PROGRAM")]
+        program: Option<Program>,
+    },
+    /// Upload pending bundles now (collecting license telemetry first when due).
+    Upload {
+        #[arg(long, value_name = "PROGRAM")]
+        program: Option<Program>,
+    },
+    /// Show a pending bundle's manifest and files exactly as they will be sent.
+    Preview {
+        /// A bundle file name (from `callhome status`) or path.
+        #[arg(required_unless_present = "latest", conflicts_with = "latest")]
+        bundle: Option<String>,
+        /// The newest pending bundle (of --program, if given).
+        #[arg(long)]
+        latest: bool,
+        #[arg(long, value_name = "PROGRAM")]
+        program: Option<Program>,
+        /// Print only this file of the bundle, byte for byte.
+        #[arg(long, value_name = "NAME")]
+        file: Option<String>,
+    },
+    /// List upload attempts, newest first.
+    History {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The sent ledger.
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerAction,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Show or change the data programs.
+    Programs {
+        #[command(subcommand)]
+        action: Option<ProgramsAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerAction {
+    /// Check the hash chain and every receipt's signature.
+    Verify,
+    /// List the ledger's rows.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Check a configuration file (default: --config) and report every problem.
+    Check { file: Option<PathBuf> },
+    /// Print the embedded default configuration.
+    Default,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProgramsAction {
+    /// List the programs and their state.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn an optional program on or off, or switch telemetry between automatic and manual.
+    Set {
+        program: Program,
+        /// on | off (optional programs), automatic | manual (telemetry)
+        value: String,
+    },
+}
+
+/// Exit codes (README.md lists them).
+pub mod exit {
+    /// Something failed that is not one of the cases below.
+    pub const FAILURE: u8 = 1;
+    /// Bad command-line usage (clap's own).
+    pub const USAGE: u8 = 2;
+    /// The configuration is invalid.
+    pub const CONFIG: u8 = 3;
+    /// An upload did not go through (the bundle is kept or quarantined).
+    pub const UPLOAD_FAILED: u8 = 4;
+    /// Another agent already runs on the data directory.
+    pub const BUSY: u8 = 5;
+    /// The ledger chain or a receipt does not verify.
+    pub const LEDGER: u8 = 6;
+    /// The request was refused by the rules (such as turning telemetry off).
+    pub const REFUSED: u8 = 7;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli::dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("callhome: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The on-disk queue of bundles: commit, list, quarantine, quota, and start-up recovery.
+//!
+//! Invariants kept here: a bundle enters the spool only by an atomic rename of a complete,
+//! fsynced file; it leaves only by [`Spool::remove`] after its fate is in the ledger (the caller
+//! commits the ledger row first), or by [`Spool::quarantine`]. Start-up tolerates a missing file,
+//! an orphan, a half-written temporary and a stranger's file. No network, no HTTP.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::bundle;
+use crate::clock::Timestamp;
+use crate::datadir::DataDir;
+use crate::fsutil::{self, sync_dir};
+use crate::programs::Program;
+use crate::store::{LedgerEntry, LedgerEvent, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Result<T> = std::result::Result<T, SpoolError>;
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io { path: path.to_path_buf(), source }
+}
+
+/// A pending bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub program: Program,
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// What start-up recovery did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    pub tmp_removed: usize,
+    /// Bundles already acknowledged whose deletion a crash interrupted.
+    pub sent_removed: usize,
+    pub quarantined: Vec<String>,
+    pub pending: usize,
+}
+
+/// What the quota did to make room.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct QuotaOutcome {
+    pub evicted: Vec<String>,
+    /// Still over the quota with compliance bundles alone: they are kept, and this is reported.
+    pub over_quota_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: DataDir,
+}
+
+impl Spool {
+    pub fn new(dir: DataDir) -> Spool {
+        Spool { dir }
+    }
+
+    /// Moves a finished bundle from `.tmp` into its program's folder, durably.
+    pub fn commit(&self, program: Program, tmp_path: &Path) -> Result<Pending> {
+        let name = tmp_path.file_name().expect("bundle paths have names").to_string_lossy().into_owned();
+        let dest_dir = self.dir.spool_dir(program);
+        let dest = dest_dir.join(&name);
+        fs::rename(tmp_path, &dest).map_err(io_at(&dest))?;
+        sync_dir(&dest_dir).map_err(io_at(&dest_dir))?;
+        let size = fs::metadata(&dest).map_err(io_at(&dest))?.len();
+        Ok(Pending { program, name, path: dest, size })
+    }
+
+    /// The program's pending bundles, oldest first (names sort by their UTC stamp).
+    pub fn pending(&self, program: Program) -> Result<Vec<Pending>> {
+        let dir = self.dir.spool_dir(program);
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_at(&dir)(e)),
+        };
+        for e in entries {
+            let e = e.map_err(io_at(&dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !bundle::is_bundle_name(program, &name) {
+                continue;
+            }
+            let Ok(meta) = e.metadata() else { continue }; // vanished meanwhile
+            if meta.is_file() {
+                out.push(Pending { program, name, path: e.path(), size: meta.len() });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub fn all_pending(&self) -> Result<Vec<Pending>> {
+        let mut out = Vec::new();
+        for p in Program::ALL {
+            out.extend(self.pending(p)?);
+        }
+        Ok(out)
+    }
+
+    /// Finds a pending bundle by file name or path.
+    pub fn find(&self, name_or_path: &str) -> Result<Option<Pending>> {
+        let name = Path::new(name_or_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(self.all_pending()?.into_iter().find(|p| p.name == name))
+    }
+
+    /// Deletes a bundle whose fate the ledger already records.
+    pub fn remove(&self, p: &Pending) -> Result<()> {
+        match fs::remove_file(&p.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_at(&p.path)(e)),
+        }
+        let dir = fsutil::parent_dir(&p.path);
+        sync_dir(dir).map_err(io_at(dir))
+    }
+
+    /// Moves a file into quarantine/ with a `.reason` note beside it.
+    pub fn quarantine(&self, path: &Path, reason: &str) -> Result<PathBuf> {
+        let qdir = self.dir.quarantine_dir();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "unnamed".into());
+        let mut dest = qdir.join(&name);
+        let mut i = 1;
+        while dest.exists() {
+            dest = qdir.join(format!("{name}.{i}"));
+            i += 1;
+        }
+        let note = dest.with_file_name(format!("{}.reason", dest.file_name().unwrap().to_string_lossy()));
+        fsutil::write_atomic(&note, format!("{reason}\n").as_bytes()).map_err(io_at(&note))?;
+        fs::rename(path, &dest).map_err(io_at(path))?;
+        sync_dir(&qdir).map_err(io_at(&qdir))?;
+        {
+            let src_dir = fsutil::parent_dir(path);
+            sync_dir(src_dir).map_err(io_at(src_dir))?;
+        }
+        Ok(dest)
+    }
+
+    /// Quarantines a pending bundle and records it in the ledger.
+    pub fn quarantine_bundle(&self, store: &mut Store, p: &Pending, sha256: &str, reason: &str, now: Timestamp) -> Result<()> {
+        store.append_ledger(&LedgerEntry {
+            at: now,
+            event: LedgerEvent::Quarantined,
+            program: p.program,
+            bundle: p.name.clone(),
+            sha256: sha256.into(),
+            size: p.size,
+            detail: reason.into(),
+        })?;
+        self.quarantine(&p.path, reason)?;
+        Ok(())
+    }
+
+    /// Deletes a bundle unsent (withdrawn or evicted), ledger first.
+    pub fn discard(&self, store: &mut Store, p: &Pending, event: LedgerEvent, reason: &str, now: Timestamp) -> Result<()> {
+        let sha = fsutil::sha256_file(&p.path).map(|(s, _)| s).unwrap_or_default();
+        store.append_ledger(&LedgerEntry {
+            at: now,
+            event,
+            program: p.program,
+            bundle: p.name.clone(),
+            sha256: sha,
+            size: p.size,
+            detail: reason.into(),
+        })?;
+        self.remove(p)
+    }
+
+    /// Withdraws every pending bundle of an optional program that was turned off.
+    pub fn withdraw(&self, store: &mut Store, program: Program, now: Timestamp) -> Result<Vec<String>> {
+        assert!(!program.mandatory(), "mandatory telemetry is never withdrawn");
+        let mut out = Vec::new();
+        for p in self.pending(program)? {
+            self.discard(store, &p, LedgerEvent::Withdrawn, "the administrator turned the program off", now)?;
+            out.push(p.name);
+        }
+        Ok(out)
+    }
+
+    /// Keeps the spool under `max_bytes`: optional programs' oldest bundles go first (recorded);
+    /// compliance bundles are never evicted, and what is still over is reported.
+    pub fn enforce_quota(&self, store: &mut Store, max_bytes: u64, now: Timestamp) -> Result<QuotaOutcome> {
+        let all = self.all_pending()?;
+        let mut total: u64 = all.iter().map(|p| p.size).sum();
+        let mut outcome = QuotaOutcome::default();
+        let mut optional: Vec<&Pending> = all.iter().filter(|p| !p.program.mandatory()).collect();
+        // Oldest first across programs: the stamp follows the `upload_<type>_` prefix.
+        optional.sort_by(|a, b| stamp_part(&a.name).cmp(stamp_part(&b.name)));
+        for p in optional {
+            if total <= max_bytes {
+                break;
+            }
+            self.discard(store, p, LedgerEvent::Evicted, &format!("spool over spool.max_bytes ({max_bytes} bytes)"), now)?;
+            total -= p.size;
+            outcome.evicted.push(p.name.clone());
+        }
+        outcome.over_quota_bytes = total.saturating_sub(max_bytes);
+        Ok(outcome)
+    }
+
+    /// Start-up: clean `.tmp`, finish interrupted deletions, quarantine strangers.
+    pub fn recover(&self, store: &Store) -> Result<Recovery> {
+        let mut r = Recovery::default();
+        let tmp = self.dir.tmp_dir();
+        r.tmp_removed = bundle::clean_tmp(&tmp).map_err(io_at(&tmp))?;
+        let sent = store.sent_bundles()?;
+        for program in Program::ALL {
+            let dir = self.dir.spool_dir(program);
+            for e in fs::read_dir(&dir).map_err(io_at(&dir))? {
+                let e = e.map_err(io_at(&dir))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let path = e.path();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    fs::remove_file(&path).map_err(io_at(&path))?;
+                    r.tmp_removed += 1;
+                } else if !e.file_type().map(|t| t.is_file()).unwrap_or(false) || !bundle::is_bundle_name(program, &name) {
+                    self.quarantine(&path, &format!("found in spool/{} at start-up: not a bundle name the agent writes", program.upload_kind()))?;
+                    r.quarantined.push(name);
+                } else if sent.contains(&name) {
+                    fs::remove_file(&path).map_err(io_at(&path))?;
+                    r.sent_removed += 1;
+                } else {
+                    r.pending += 1;
+                }
+            }
+            sync_dir(&dir).map_err(io_at(&dir))?;
+        }
+        Ok(r)
+    }
+}
+
+fn stamp_part(name: &str) -> &str {
+    // upload_<kind>_<stamp>_<rand>.zip → <stamp>_<rand>.zip
+    name.splitn(3, '_').nth(2).unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::{Contents, Stamp};
+
+    fn setup() -> (tempfile::TempDir, Spool, Store, DataDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = DataDir::at(dir.path());
+        d.create().unwrap();
+        let store = Store::open(&d.db_path()).unwrap();
+        (dir, Spool::new(d.clone()), store, d)
+    }
+
+    fn add(spool: &Spool, d: &DataDir, p: Program, now: Timestamp, bytes: usize) -> Pending {
+        let mut c = Contents::default();
+        c.add_file("data.bin", (0..bytes).map(|i| (i * 7919 % 251) as u8).collect());
+        let name = bundle::bundle_name(p, now);
+        let tmp = bundle::write(&d.tmp_dir(), &name, &Stamp { program: p, install_id: "i", now }, c).unwrap();
+        spool.commit(p, &tmp).unwrap()
+    }
+
+    #[test]
+    fn quota_evicts_optional_oldest_first_and_never_compliance() {
+        let (_g, spool, mut store, d) = setup();
+        let c1 = add(&spool, &d, Program::Telemetry, 1, 20_000);
+        let u1 = add(&spool, &d, Program::Ceip, 2, 20_000);
+        let h1 = add(&spool, &d, Program::CallHome, 3, 20_000);
+        let out = spool.enforce_quota(&mut store, c1.size + h1.size, 10).unwrap();
+        assert_eq!(out.evicted, vec![u1.name.clone()]);
+        assert_eq!(out.over_quota_bytes, 0);
+        let out = spool.enforce_quota(&mut store, 10, 10).unwrap();
+        assert_eq!(out.evicted, vec![h1.name.clone()]);
+        assert_eq!(out.over_quota_bytes, c1.size - 10);
+        assert_eq!(spool.pending(Program::Telemetry).unwrap(), vec![c1]);
+        let events: Vec<_> = store.ledger().unwrap().into_iter().map(|r| r.event).collect();
+        assert_eq!(events, vec!["evicted", "evicted"]);
+    }
+
+    #[test]
+    fn recovery_cleans_tmp_quarantines_strangers_and_finishes_deletes() {
+        let (_g, spool, mut store, d) = setup();
+        let sent = add(&spool, &d, Program::Telemetry, 1, 10);
+        let keep = add(&spool, &d, Program::Telemetry, 2, 10);
+        fs::write(d.tmp_dir().join("half.zip"), b"half").unwrap();
+        fs::write(d.spool_dir(Program::Telemetry).join("notes.txt"), b"?").unwrap();
+        store
+            .append_ledger(&LedgerEntry {
+                at: 5,
+                event: LedgerEvent::Sent,
+                program: Program::Telemetry,
+                bundle: sent.name.clone(),
+                sha256: "x".into(),
+                size: sent.size,
+                detail: "{}".into(),
+            })
+            .unwrap();
+        let r = spool.recover(&store).unwrap();
+        assert_eq!((r.tmp_removed, r.sent_removed, r.pending), (1, 1, 1));
+        assert_eq!(r.quarantined, vec!["notes.txt".to_string()]);
+        assert_eq!(spool.pending(Program::Telemetry).unwrap(), vec![keep]);
+        assert!(d.quarantine_dir().join("notes.txt.reason").exists());
+    }
+}

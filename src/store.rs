@@ -1,0 +1,442 @@
+//! The agent's state in SQLite: settings, schedule, upload attempts, samples, and the sent ledger.
+//!
+//! The database is opened in WAL mode with a busy timeout, so the agent and one-shot CLI commands
+//! can share it. Migrations are numbered and recorded in `PRAGMA user_version`. The ledger is an
+//! append-only hash chain: each row stores the SHA-256 of its fields and of the row before, so a
+//! changed, removed or reordered row is found by [`Store::verify_ledger`]. This module speaks no
+//! HTTP and owns no files besides the database.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::clock::Timestamp;
+use crate::fsutil::sha256_hex;
+use crate::programs::{Choices, Program, TelemetryMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (file unreadable, disk full, database corrupt).
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer agent.
+    #[error("state database schema version {found} is newer than this agent understands ({known}); upgrade callhome")]
+    TooNew { found: i64, known: i64 },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE schedule (task TEXT PRIMARY KEY, due_at INTEGER NOT NULL, last_run INTEGER, failures INTEGER NOT NULL DEFAULT 0);
+     CREATE TABLE attempts (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, program TEXT NOT NULL, bundle TEXT,
+        sha256 TEXT, code TEXT NOT NULL, message TEXT NOT NULL, http_status INTEGER, duration_ms INTEGER NOT NULL);
+     CREATE INDEX attempts_program ON attempts (program, id);
+     CREATE TABLE ledger (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, event TEXT NOT NULL, program TEXT NOT NULL,
+        bundle TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+     CREATE UNIQUE INDEX ledger_sent_once ON ledger (sha256) WHERE event = 'sent';
+     CREATE INDEX ledger_bundle ON ledger (bundle);
+     CREATE INDEX ledger_program_sent ON ledger (program, event, at);
+     CREATE TABLE samples (id INTEGER PRIMARY KEY, program TEXT NOT NULL, at INTEGER NOT NULL, data TEXT NOT NULL);",
+];
+
+/// The chain's first `prev_hash`.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What happened to a bundle, as the ledger records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerEvent {
+    /// The receiver acknowledged it; `detail` holds the receipt JSON.
+    Sent,
+    /// The administrator turned its optional program off; it was deleted unsent.
+    Withdrawn,
+    /// The spool quota made room; it was deleted unsent.
+    Evicted,
+    /// The receiver rejected it for good, or it failed verification; moved to quarantine/.
+    Quarantined,
+}
+
+impl LedgerEvent {
+    pub fn name(self) -> &'static str {
+        match self {
+            LedgerEvent::Sent => "sent",
+            LedgerEvent::Withdrawn => "withdrawn",
+            LedgerEvent::Evicted => "evicted",
+            LedgerEvent::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// A row to append to the ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry {
+    pub at: Timestamp,
+    pub event: LedgerEvent,
+    pub program: Program,
+    pub bundle: String,
+    pub sha256: String,
+    pub size: u64,
+    /// Receipt JSON for `sent`, the reason otherwise.
+    pub detail: String,
+}
+
+/// A ledger row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub seq: i64,
+    pub at: Timestamp,
+    pub event: String,
+    pub program: String,
+    pub bundle: String,
+    pub sha256: String,
+    pub size: u64,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// One upload attempt (or a skipped one), as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub at: Timestamp,
+    pub program: Program,
+    pub bundle: Option<String>,
+    pub sha256: Option<String>,
+    /// A result code, such as `CTX_UPLOADER_SUCCESS`.
+    pub code: String,
+    pub message: String,
+    pub http_status: Option<u16>,
+    pub duration_ms: u64,
+}
+
+/// A scheduled task's persisted state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskState {
+    pub due_at: Timestamp,
+    pub last_run: Option<Timestamp>,
+    /// Consecutive failures (drives the backoff).
+    pub failures: u32,
+}
+
+/// Where the ledger chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ledger row {seq} does not match the chain: {why}")]
+pub struct LedgerBreak {
+    pub seq: i64,
+    pub why: String,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let mut store = Store { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew { found: version, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    /// The administrator's persisted program choices.
+    pub fn choices(&self) -> Result<Choices> {
+        let flag = |p: Program| -> Result<Option<bool>> {
+            Ok(self.setting(&format!("program.{}", p.name()))?.map(|v| v == "on"))
+        };
+        Ok(Choices {
+            call_home: flag(Program::CallHome)?,
+            ceip: flag(Program::Ceip)?,
+            events: flag(Program::Events)?,
+            telemetry_mode: self.setting("program.telemetry_mode")?.and_then(|v| v.parse().ok()),
+        })
+    }
+
+    pub fn set_choice(&self, p: Program, on: bool) -> Result<()> {
+        self.set_setting(&format!("program.{}", p.name()), if on { "on" } else { "off" })
+    }
+
+    pub fn set_telemetry_mode(&self, mode: TelemetryMode) -> Result<()> {
+        self.set_setting("program.telemetry_mode", mode.name())
+    }
+
+    pub fn task(&self, task: &str) -> Result<Option<TaskState>> {
+        Ok(self
+            .conn
+            .query_row("SELECT due_at, last_run, failures FROM schedule WHERE task = ?1", [task], |r| {
+                Ok(TaskState { due_at: r.get(0)?, last_run: r.get(1)?, failures: r.get(2)? })
+            })
+            .optional()?)
+    }
+
+    pub fn set_task(&self, task: &str, s: TaskState) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO schedule (task, due_at, last_run, failures) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(task) DO UPDATE SET due_at = excluded.due_at, last_run = excluded.last_run, failures = excluded.failures",
+            params![task, s.due_at, s.last_run, s.failures],
+        )?;
+        Ok(())
+    }
+
+    pub fn record_attempt(&self, a: &Attempt) -> Result<()> {
+        insert_attempt(&self.conn, a)
+    }
+
+    /// Records a successful upload: the attempt and the `sent` ledger row, in one transaction.
+    /// A bundle already in the ledger (a repeat after a crash) gets no second row.
+    pub fn record_sent(&mut self, a: &Attempt, entry: &LedgerEntry) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        insert_attempt(&tx, a)?;
+        let already: bool = tx
+            .query_row("SELECT 1 FROM ledger WHERE event = 'sent' AND sha256 = ?1", [&entry.sha256], |_| Ok(true))
+            .optional()?
+            .unwrap_or(false);
+        if !already {
+            append_ledger(&tx, entry)?;
+        }
+        tx.commit()?;
+        Ok(!already)
+    }
+
+    pub fn append_ledger(&mut self, entry: &LedgerEntry) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        append_ledger(&tx, entry)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Names of bundles the ledger says were sent.
+    pub fn sent_bundles(&self) -> Result<HashSet<String>> {
+        let mut stmt = self.conn.prepare_cached("SELECT bundle FROM ledger WHERE event = 'sent'")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn is_sent_sha(&self, sha256: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT detail FROM ledger WHERE event = 'sent' AND sha256 = ?1", [sha256], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// When the program last had a bundle acknowledged.
+    pub fn last_success(&self, p: Program) -> Result<Option<Timestamp>> {
+        Ok(self.conn.query_row(
+            "SELECT MAX(at) FROM ledger WHERE program = ?1 AND event = 'sent'",
+            [p.name()],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn last_attempt(&self, p: Program) -> Result<Option<Attempt>> {
+        let mut stmt = self.conn.prepare_cached(&format!("{ATTEMPT_SELECT} WHERE program = ?1 ORDER BY id DESC LIMIT 1"))?;
+        Ok(stmt.query_row([p.name()], attempt_row).optional()?)
+    }
+
+    /// The newest attempts first.
+    pub fn attempts(&self, limit: u32, offset: u32) -> Result<Vec<Attempt>> {
+        let mut stmt = self.conn.prepare_cached(&format!("{ATTEMPT_SELECT} ORDER BY id DESC LIMIT ?1 OFFSET ?2"))?;
+        let rows = stmt.query_map([limit, offset], attempt_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn ledger(&self) -> Result<Vec<LedgerRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, event, program, bundle, sha256, size, detail, prev_hash, hash FROM ledger ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(LedgerRow {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                event: r.get(2)?,
+                program: r.get(3)?,
+                bundle: r.get(4)?,
+                sha256: r.get(5)?,
+                size: r.get::<_, i64>(6)? as u64,
+                detail: r.get(7)?,
+                prev_hash: r.get(8)?,
+                hash: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Recomputes the chain; the number of rows when whole, else where it breaks.
+    pub fn verify_ledger(&self) -> Result<std::result::Result<usize, LedgerBreak>> {
+        let rows = self.ledger()?;
+        Ok(verify_chain(&rows).map(|()| rows.len()))
+    }
+
+    pub fn add_sample(&self, p: Program, at: Timestamp, data: &str) -> Result<()> {
+        self.conn.execute("INSERT INTO samples (program, at, data) VALUES (?1, ?2, ?3)", params![p.name(), at, data])?;
+        Ok(())
+    }
+
+    /// The program's pending samples, oldest first, with the highest id (for [`Store::drop_samples`]).
+    pub fn samples(&self, p: Program) -> Result<(Vec<(Timestamp, String)>, i64)> {
+        let mut stmt = self.conn.prepare_cached("SELECT id, at, data FROM samples WHERE program = ?1 ORDER BY id")?;
+        let mut max = 0;
+        let mut out = Vec::new();
+        let mut rows = stmt.query([p.name()])?;
+        while let Some(r) = rows.next()? {
+            max = r.get(0)?;
+            out.push((r.get(1)?, r.get(2)?));
+        }
+        Ok((out, max))
+    }
+
+    /// Drops the program's samples up to and including `max_id` (once they are in a bundle).
+    pub fn drop_samples(&self, p: Program, max_id: i64) -> Result<usize> {
+        Ok(self.conn.execute("DELETE FROM samples WHERE program = ?1 AND id <= ?2", params![p.name(), max_id])?)
+    }
+}
+
+const ATTEMPT_SELECT: &str = "SELECT at, program, bundle, sha256, code, message, http_status, duration_ms FROM attempts";
+
+fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Attempt> {
+    let program: String = r.get(1)?;
+    Ok(Attempt {
+        at: r.get(0)?,
+        program: program.parse().unwrap_or(Program::Telemetry),
+        bundle: r.get(2)?,
+        sha256: r.get(3)?,
+        code: r.get(4)?,
+        message: r.get(5)?,
+        http_status: r.get(6)?,
+        duration_ms: r.get::<_, i64>(7)? as u64,
+    })
+}
+
+fn insert_attempt(conn: &Connection, a: &Attempt) -> Result<()> {
+    conn.execute(
+        "INSERT INTO attempts (at, program, bundle, sha256, code, message, http_status, duration_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![a.at, a.program.name(), a.bundle, a.sha256, a.code, a.message, a.http_status, a.duration_ms as i64],
+    )?;
+    Ok(())
+}
+
+/// The hash of a row: its fields and the previous row's hash.
+pub fn row_hash(prev: &str, seq: i64, at: Timestamp, event: &str, program: &str, bundle: &str, sha: &str, size: u64, detail: &str) -> String {
+    sha256_hex(format!("{prev}\n{seq}\n{at}\n{event}\n{program}\n{bundle}\n{sha}\n{size}\n{detail}").as_bytes())
+}
+
+fn append_ledger(conn: &Connection, e: &LedgerEntry) -> Result<()> {
+    let (prev_seq, prev_hash): (i64, String) = conn
+        .query_row("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, GENESIS.to_string()));
+    let seq = prev_seq + 1;
+    let hash = row_hash(&prev_hash, seq, e.at, e.event.name(), e.program.name(), &e.bundle, &e.sha256, e.size, &e.detail);
+    conn.execute(
+        "INSERT INTO ledger (seq, at, event, program, bundle, sha256, size, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![seq, e.at, e.event.name(), e.program.name(), e.bundle, e.sha256, e.size as i64, e.detail, prev_hash, hash],
+    )?;
+    Ok(())
+}
+
+/// Checks that every row follows the one before and hashes to what it says.
+pub fn verify_chain(rows: &[LedgerRow]) -> std::result::Result<(), LedgerBreak> {
+    let mut prev = GENESIS.to_string();
+    for (i, r) in rows.iter().enumerate() {
+        let expect_seq = i as i64 + 1;
+        if r.seq != expect_seq {
+            return Err(LedgerBreak { seq: r.seq, why: format!("expected row {expect_seq}: a row is missing") });
+        }
+        if r.prev_hash != prev {
+            return Err(LedgerBreak { seq: r.seq, why: "it does not point at the row before".into() });
+        }
+        let h = row_hash(&prev, r.seq, r.at, &r.event, &r.program, &r.bundle, &r.sha256, r.size, &r.detail);
+        if h != r.hash {
+            return Err(LedgerBreak { seq: r.seq, why: "its content was changed after it was written".into() });
+        }
+        prev = r.hash.clone();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(sha: &str) -> LedgerEntry {
+        LedgerEntry {
+            at: 10,
+            event: LedgerEvent::Sent,
+            program: Program::Telemetry,
+            bundle: format!("b-{sha}.zip"),
+            sha256: sha.into(),
+            size: 5,
+            detail: "{}".into(),
+        }
+    }
+
+    fn attempt() -> Attempt {
+        Attempt {
+            at: 10,
+            program: Program::Telemetry,
+            bundle: None,
+            sha256: None,
+            code: "CTX_UPLOADER_SUCCESS".into(),
+            message: String::new(),
+            http_status: Some(200),
+            duration_ms: 3,
+        }
+    }
+
+    #[test]
+    fn ledger_chain_verifies_and_detects_an_edit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        assert!(s.record_sent(&attempt(), &entry("aa")).unwrap());
+        assert!(!s.record_sent(&attempt(), &entry("aa")).unwrap(), "a repeat is recorded once");
+        s.record_sent(&attempt(), &entry("bb")).unwrap();
+        assert_eq!(s.verify_ledger().unwrap(), Ok(2));
+        s.conn.execute("UPDATE ledger SET size = 6 WHERE seq = 1", []).unwrap();
+        assert_eq!(s.verify_ledger().unwrap().unwrap_err().seq, 1);
+        assert_eq!(s.last_success(Program::Telemetry).unwrap(), Some(10));
+    }
+
+    #[test]
+    fn choices_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        Store::open(&path).unwrap().set_choice(Program::Ceip, false).unwrap();
+        let c = Store::open(&path).unwrap().choices().unwrap();
+        assert_eq!(c.ceip, Some(false));
+        assert_eq!(c.call_home, None);
+    }
+}

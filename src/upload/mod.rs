@@ -1,0 +1,294 @@
+//! The uploader: protocol v1 over HTTPS, and the classification of everything that can go wrong.
+//!
+//! This is the only module that talks to the outside network. It streams a bundle's bytes from
+//! disk, sends the protocol headers (DESIGN §5), reads and checks the receipt, and turns every
+//! failure into a [`Failure`] with a result [`Code`], a message that says what to do, and a
+//! [`Disposition`] that tells the caller whether to keep, retry or quarantine the bundle. It does
+//! not touch the spool or the ledger; the agent does.
+
+pub mod result;
+
+use std::error::Error as _;
+use std::path::Path;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use reqwest::{StatusCode, Url, header};
+use tokio_util::io::ReaderStream;
+
+pub use result::Code;
+
+use crate::config::Config;
+use crate::programs::Program;
+use crate::receipt::{Receipt, load_public_key};
+
+/// Largest receipt body read from a receiver.
+const MAX_RECEIPT_BYTES: usize = 64 * 1024;
+
+/// The environment variable that carries the proxy password (never the config file).
+pub const PROXY_PASSWORD_ENV: &str = "CALLHOME_PROXY_PASSWORD";
+
+/// What the caller should do with a bundle after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Keep it and try again later (backoff).
+    Retry,
+    /// The receiver refused it for good: quarantine it, never retry it blindly.
+    Quarantine,
+}
+
+/// A failed attempt, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: Code,
+    /// What went wrong, in words, with what to do next.
+    pub message: String,
+    /// The `<Arg>` of the result file: `host:port`, or the HTTP status.
+    pub arg: Option<String>,
+    pub http_status: Option<u16>,
+    pub retry_after: Option<Duration>,
+    pub disposition: Disposition,
+}
+
+impl Failure {
+    fn retry(code: Code, message: String, arg: Option<String>) -> Failure {
+        Failure { code, message, arg, http_status: None, retry_after: None, disposition: Disposition::Retry }
+    }
+}
+
+/// The upload client, built once from the configuration.
+#[derive(Debug, Clone)]
+pub struct Uploader {
+    client: reqwest::Client,
+    endpoint: Url,
+    receipt_key: Option<VerifyingKey>,
+    install_id: String,
+}
+
+/// A bundle to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub path: &'a Path,
+    pub sha256: &'a str,
+    pub size: u64,
+    pub program: Program,
+}
+
+impl Uploader {
+    /// Builds the client: system roots plus `upload.ca_file`, timeouts, proxy.
+    pub fn new(cfg: &Config, install_id: &str) -> Result<Uploader, Failure> {
+        let config_err = |m: String| Failure::retry(Code::Config, m, None);
+        let endpoint = Url::parse(&cfg.upload.endpoint).map_err(|e| config_err(format!("upload.endpoint: {e}")))?;
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("callhome/", env!("CARGO_PKG_VERSION")))
+            .https_only(true)
+            .connect_timeout(cfg.upload.connect_timeout)
+            .read_timeout(cfg.upload.read_timeout)
+            .timeout(cfg.upload.timeout)
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(ca) = &cfg.upload.ca_file {
+            let path = cfg.resolve(ca);
+            let pem = std::fs::read(&path).map_err(|e| config_err(format!("upload.ca_file {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| config_err(format!("upload.ca_file {}: not PEM certificates ({e})", path.display())))?;
+            b = b.tls_certs_merge(certs);
+        }
+        if let Some(proxy) = &cfg.upload.proxy {
+            let mut p = reqwest::Proxy::all(proxy.as_str()).map_err(|e| config_err(format!("upload.proxy: {e}")))?;
+            if let Some(user) = &cfg.upload.proxy_user {
+                let password = std::env::var(PROXY_PASSWORD_ENV).unwrap_or_default();
+                p = p.basic_auth(user, &password);
+            }
+            b = b.proxy(p);
+        }
+        let client = b.build().map_err(|e| config_err(format!("cannot set up HTTPS: {}", chain(&e))))?;
+        let receipt_key = match &cfg.upload.receipt_public_key {
+            Some(k) => Some(load_public_key(&cfg.resolve(k)).map_err(|e| config_err(e.to_string()))?),
+            None => None,
+        };
+        Ok(Uploader { client, endpoint, receipt_key, install_id: install_id.to_string() })
+    }
+
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    fn host_port(&self) -> String {
+        format!("{}:{}", self.endpoint.host_str().unwrap_or("?"), self.endpoint.port_or_known_default().unwrap_or(443))
+    }
+
+    /// Sends one bundle; on success, the checked receipt.
+    pub async fn send(&self, b: Outgoing<'_>) -> Result<Receipt, Failure> {
+        let file = tokio::fs::File::open(b.path)
+            .await
+            .map_err(|e| Failure::retry(Code::Disk, format!("cannot read {}: {e}", b.path.display()), None))?;
+        let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 64 * 1024));
+        let resp = self
+            .client
+            .post(self.endpoint.clone())
+            .header(header::CONTENT_TYPE, "application/zip")
+            .header(header::CONTENT_LENGTH, b.size)
+            .header("Idempotency-Key", b.sha256)
+            .header("X-Callhome-Program", b.program.name())
+            .header("X-Callhome-Install-Id", &self.install_id)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.classify(&e))?;
+        let status = resp.status();
+        let retry_after = resp.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        if status == StatusCode::OK || status == StatusCode::CREATED {
+            let bytes = read_capped(resp).await.map_err(|e| self.classify(&e))?;
+            let Some(bytes) = bytes else {
+                return Err(receipt_failure(status, "the receipt is larger than 64 KiB".into()));
+            };
+            let receipt: Receipt = serde_json::from_slice(&bytes)
+                .map_err(|e| receipt_failure(status, format!("the receiver's answer is not a receipt ({e})")))?;
+            receipt.check(b.sha256, self.receipt_key.as_ref()).map_err(|e| receipt_failure(status, e.to_string()))?;
+            return Ok(receipt);
+        }
+        Err(classify_status(status, retry_after, &self.endpoint))
+    }
+
+    fn classify(&self, e: &reqwest::Error) -> Failure {
+        let detail = chain(e);
+        let lower = detail.to_ascii_lowercase();
+        let arg = Some(self.host_port());
+        let tls = has_source::<rustls::Error>(e)
+            || lower.contains("certificate")
+            || lower.contains("handshake")
+            || lower.contains("invalid peer");
+        if lower.contains("407") || lower.contains("proxy authentication") {
+            Failure::retry(
+                Code::ProxyAuth,
+                format!("the proxy refused the credentials ({detail}); check upload.proxy_user and {PROXY_PASSWORD_ENV}"),
+                arg,
+            )
+        } else if e.is_timeout() {
+            Failure::retry(Code::Timeout, format!("no answer from {} in time ({detail}); the bundle is kept and retried", self.host_port()), arg)
+        } else if tls {
+            Failure::retry(
+                Code::Tls,
+                format!("TLS with {} failed ({detail}); check upload.ca_file and the receiver's certificate", self.host_port()),
+                arg,
+            )
+        } else {
+            Failure::retry(
+                Code::NetworkOpen,
+                format!("cannot reach {} ({detail}); check the network, DNS and proxy; the bundle is kept and retried", self.host_port()),
+                arg,
+            )
+        }
+    }
+}
+
+fn receipt_failure(status: StatusCode, why: String) -> Failure {
+    Failure {
+        code: Code::Receipt,
+        message: format!("{why}; the bundle is kept and retried"),
+        arg: Some(status.as_u16().to_string()),
+        http_status: Some(status.as_u16()),
+        retry_after: None,
+        disposition: Disposition::Retry,
+    }
+}
+
+/// Classifies a non-success HTTP status (DESIGN §5).
+pub fn classify_status(status: StatusCode, retry_after: Option<Duration>, endpoint: &Url) -> Failure {
+    let n = status.as_u16();
+    let (code, disposition, advice) = match n {
+        400 | 413 | 415 | 422 => (Code::Rejected, Disposition::Quarantine, "the receiver refused this bundle for good; it was moved to quarantine/"),
+        401 | 403 => (Code::Auth, Disposition::Retry, "check the agent's registration and credentials; the bundle is kept"),
+        407 => (Code::ProxyAuth, Disposition::Retry, "the proxy wants credentials: set upload.proxy_user and CALLHOME_PROXY_PASSWORD"),
+        404 => (Code::HttpStatus, Disposition::Retry, "check upload.endpoint; the bundle is kept"),
+        _ => (Code::HttpStatus, Disposition::Retry, "the bundle is kept and retried later"),
+    };
+    Failure {
+        code,
+        message: format!("{endpoint} answered {status}: {advice}"),
+        arg: Some(n.to_string()),
+        http_status: Some(n),
+        retry_after,
+        disposition,
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v.trim()).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+async fn read_capped(mut resp: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        out.extend_from_slice(&chunk);
+        if out.len() > MAX_RECEIPT_BYTES {
+            return Ok(None);
+        }
+    }
+    Ok(Some(out))
+}
+
+fn has_source<T: std::error::Error + 'static>(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(s) = cur {
+        if s.is::<T>() {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.is::<T>())
+        {
+            return true;
+        }
+        cur = s.source();
+    }
+    false
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let part = c.to_string();
+        if !s.contains(&part) {
+            s.push_str(": ");
+            s.push_str(&part);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_per_the_protocol() {
+        let url = Url::parse("https://r.example/v1/bundles").unwrap();
+        let c = |n: u16| {
+            let f = classify_status(StatusCode::from_u16(n).unwrap(), None, &url);
+            (f.code, f.disposition)
+        };
+        for n in [408, 425, 429, 500, 502, 503, 504] {
+            assert_eq!(c(n), (Code::HttpStatus, Disposition::Retry), "{n}");
+        }
+        for n in [400, 413, 415, 422] {
+            assert_eq!(c(n), (Code::Rejected, Disposition::Quarantine), "{n}");
+        }
+        assert_eq!(c(401), (Code::Auth, Disposition::Retry));
+        assert_eq!(c(403), (Code::Auth, Disposition::Retry));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
