@@ -65,7 +65,8 @@ impl DataDir {
             fs::create_dir_all(&d).map_err(|source| DataDirError::Unusable { path: d.clone(), source })?;
         }
         // Prove it is writable now rather than at the first bundle.
-        let probe = self.root.join(".write-probe");
+        // Named per process: two processes opening the directory at once must not race on it.
+        let probe = self.root.join(format!(".write-probe-{}-{:08x}", std::process::id(), fastrand::u32(..)));
         File::create(&probe)
             .and_then(|_| fs::remove_file(&probe))
             .map_err(|source| DataDirError::Unusable { path: self.root.clone(), source })
@@ -107,8 +108,21 @@ impl DataDir {
                 getrandom::fill(&mut id).map_err(|e| DataDirError::Unusable { path: path.clone(), source: io::Error::other(e.to_string()) })?;
                 let install = Install { install_id: uuid_like(&id), created_at: now };
                 let json = serde_json::to_vec_pretty(&install).expect("install serializes");
-                fsutil::write_atomic(&path, &json).map_err(|source| DataDirError::Unusable { path: path.clone(), source })?;
-                Ok(install)
+                // Written aside, then linked into place: linking never replaces, so when two
+                // processes race, both end up with the one install id that landed first.
+                let aside = self.root.join(format!(".install-{}-{:08x}.json", std::process::id(), fastrand::u32(..)));
+                let unusable = |source| DataDirError::Unusable { path: path.clone(), source };
+                fsutil::write_atomic(&aside, &json).map_err(unusable)?;
+                let linked = fs::hard_link(&aside, &path);
+                let _ = fs::remove_file(&aside);
+                match linked {
+                    Ok(()) => {
+                        fsutil::sync_dir(&self.root).map_err(unusable)?;
+                        Ok(install)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self.install(now),
+                    Err(e) => Err(unusable(e)),
+                }
             }
             Err(source) => Err(DataDirError::Unusable { path, source }),
         }

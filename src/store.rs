@@ -144,19 +144,23 @@ impl Store {
         Ok(store)
     }
 
+    /// Applies missing migrations. The version is read inside a write transaction, so two
+    /// processes opening a new database at once do not both apply the same step.
     fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::TooNew { found: version, known });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        loop {
+            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version > known {
+                return Err(StoreError::TooNew { found: version, known });
+            }
+            if version == known {
+                return Ok(());
+            }
+            tx.execute_batch(MIGRATIONS[version as usize])?;
+            tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
         }
-        Ok(())
     }
 
     pub fn setting(&self, key: &str) -> Result<Option<String>> {

@@ -146,6 +146,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 
 fn run(cli: &Cli, headless: bool) -> Result<u8> {
     let cfg = load_config(cli)?;
+    let rt = runtime()?;
+    // Signal handlers first: a SIGTERM that arrives once the directory is locked must stop the
+    // agent cleanly, never kill it by default action.
+    let shutdown = rt.block_on(async { shutdown_signal() }).map_err(|e| fail(exit::FAILURE, format!("cannot watch signals: {e}")))?;
     let dir = DataDir::locate(cli.data_dir.clone());
     dir.create().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
     let _lock = dir.lock_run().map_err(|e| match e {
@@ -157,27 +161,32 @@ fn run(cli: &Cli, headless: bool) -> Result<u8> {
     }
     let agent = Agent::open(cfg, dir, Arc::new(SystemClock))?;
     tracing::info!(data_dir = %agent.data_dir().root().display(), install_id = %agent.install().install_id, "starting");
-    let rt = runtime()?;
     rt.block_on(async {
         agent.recover().await?;
-        agent.run(shutdown_signal()).await
+        agent.run(shutdown).await
     })?;
     Ok(0)
 }
 
-async fn shutdown_signal() {
+/// Registers SIGTERM and SIGINT now; the returned future completes when either arrives.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 

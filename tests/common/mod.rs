@@ -1,0 +1,232 @@
+//! Helpers for tests that drive the real binaries: the reference receiver over real TLS, the
+//! agent, and the CLI. Every wait is a condition with a deadline, never a bare sleep.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const AGENT: &str = env!("CARGO_BIN_EXE_callhome");
+pub const RECEIVER: &str = env!("CARGO_BIN_EXE_callhome-receiver");
+
+/// Polls `cond` until it holds or `within` passes; panics with `what` on timeout.
+pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out after {within:?} waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running reference receiver (killed on drop).
+pub struct Receiver {
+    child: Child,
+    pub url: String,
+    pub store: PathBuf,
+    pub ca: PathBuf,
+    pub public_key: PathBuf,
+}
+
+impl Receiver {
+    /// Starts a receiver with a self-signed CA in `dir`; `faults` are `--fault` specs.
+    pub fn start(dir: &Path, faults: &[&str]) -> Receiver {
+        Self::start_on(dir, "127.0.0.1:0", faults)
+    }
+
+    pub fn start_on(dir: &Path, listen: &str, faults: &[&str]) -> Receiver {
+        let store = dir.join("receiver-store");
+        let ca = dir.join("ca.pem");
+        let public_key = dir.join("receiver-public.pem");
+        let mut cmd = Command::new(RECEIVER);
+        cmd.args(["serve", "--listen", listen, "--store"])
+            .arg(&store)
+            .arg("--tls-self-signed")
+            .arg("--ca-out")
+            .arg(&ca)
+            .arg("--signing-key")
+            .arg(dir.join("receiver-signing.pem"))
+            .arg("--public-key-out")
+            .arg(&public_key)
+            .env("CALLHOME_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for f in faults {
+            cmd.args(["--fault", f]);
+        }
+        let mut child = cmd.spawn().expect("the receiver starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("the receiver prints its address");
+        let url = line.split_whitespace().find(|w| w.starts_with("https://")).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+        Receiver { child, url, store, ca, public_key }
+    }
+
+    /// The `host:port` the receiver listens on.
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("https://").split('/').next().unwrap().to_string()
+    }
+
+    /// Bundles the receiver holds.
+    pub fn bundles(&self) -> Vec<String> {
+        list(&self.store, ".zip")
+    }
+
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// File names in `dir` ending with `suffix`, sorted.
+pub fn list(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(suffix)).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A test's folder: a data directory and a configuration file pointing at a receiver.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = dir.path().join("callhome.toml");
+        Setup { dir, data, config }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes the configuration: the receiver's endpoint, CA and key, plus `extra` TOML lines
+    /// (which may add keys to the [upload] table when they come first).
+    pub fn configure(&self, endpoint: &str, ca: &Path, key: &Path, extra: &str) {
+        let text = format!(
+            "[upload]\nendpoint = \"{endpoint}\"\nca_file = \"{}\"\nreceipt_public_key = \"{}\"\n{extra}\n",
+            ca.display(),
+            key.display()
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn configure_for(&self, r: &Receiver, extra: &str) {
+        self.configure(&r.url, &r.ca, &r.public_key, extra);
+    }
+
+    /// Runs a CLI command against this setup.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_env(args, &[])
+    }
+
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(AGENT);
+        cmd.args(args).arg("--config").arg(&self.config).arg("--data-dir").arg(&self.data).env_remove("DO_NOT_TRACK");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("the CLI runs")
+    }
+
+    /// `callhome status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
+    /// Starts `callhome run --headless` (killed on drop).
+    pub fn start_agent(&self) -> AgentProcess {
+        let log = std::fs::File::create(self.path().join(format!("agent-{}.log", fastrand::u32(..)))).unwrap();
+        let child = Command::new(AGENT)
+            .args(["run", "--headless", "--config"])
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .env_remove("DO_NOT_TRACK")
+            .env("CALLHOME_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the agent starts");
+        AgentProcess { child }
+    }
+
+    pub fn spool(&self, kind: &str) -> Vec<String> {
+        list(&self.data.join("spool").join(kind), ".zip")
+    }
+
+    pub fn all_pending(&self) -> usize {
+        ["compliance", "callhome", "usage", "events"].iter().map(|k| self.spool(k).len()).sum()
+    }
+
+    pub fn result_file(&self, kind: &str) -> String {
+        std::fs::read_to_string(self.data.join("cache").join(format!("upload_{kind}_result.xml"))).unwrap_or_default()
+    }
+
+    pub fn ledger(&self) -> Vec<serde_json::Value> {
+        let out = self.cli(&["ledger", "list", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    }
+
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        let out = self.cli(&["history", "--json", "--limit", "1000"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    }
+}
+
+pub struct AgentProcess {
+    pub child: Child,
+}
+
+impl AgentProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

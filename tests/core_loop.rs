@@ -1,0 +1,311 @@
+//! The core loop end to end: the real `callhome` and `callhome-receiver` binaries, real TLS with
+//! a generated CA, real signed receipts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const FAST: &str = "first_upload_delay = \"1s\"\nretry_base = \"1s\"\nretry_max = \"5s\"\n";
+
+fn sent_rows(s: &Setup) -> Vec<serde_json::Value> {
+    s.ledger().into_iter().filter(|r| r["event"] == "sent").collect()
+}
+
+#[test]
+fn bundles_reach_the_receiver_with_signed_receipts_then_a_stopped_receiver_is_reported() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[]);
+    s.configure_for(&r, "first_upload_delay = \"2s\"");
+    let agent = s.start_agent();
+
+    wait_until(Duration::from_secs(30), "the first upload to empty the spool", || {
+        s.result_file("compliance").contains("CTX_UPLOADER_SUCCESS") && s.all_pending() == 0
+    });
+    let held = r.bundles();
+    assert!(held.len() >= 2, "the receiver holds the compliance and Call Home bundles: {held:?}");
+    let st = s.status();
+    assert_eq!(st["compliance"]["days_since_last_upload"], 0);
+    assert_eq!(st["compliance"]["state"], "ok");
+    assert_eq!(st["compliance"]["days_remaining"], 90);
+    assert_eq!(st["spool"]["pending"], 0);
+    assert_eq!(st["agent"]["running"], true);
+    assert_eq!(st["last_result"]["compliance"]["code"], "CTX_UPLOADER_SUCCESS");
+    let names: Vec<_> = st["programs"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["telemetry", "call_home", "ceip", "events"]);
+    assert_eq!(st["programs"][0]["mandatory"], true);
+    assert_eq!(st["programs"][0]["mode"], "automatic");
+
+    let verify = s.cli(&["ledger", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(stdout(&verify).contains("signatures verified"), "{}", stdout(&verify));
+    // Every sent bundle is at the receiver under its SHA-256, once.
+    for row in sent_rows(&s) {
+        assert!(held.contains(&format!("{}.zip", row["sha256"].as_str().unwrap())), "{row}");
+    }
+
+    // The receiver stops; the next upload is reported and loses nothing.
+    let addr = r.addr();
+    r.stop();
+    let out = s.cli(&["upload"]);
+    assert_eq!(out.status.code(), Some(4), "upload exits 4 when it failed: {}", stdout(&out));
+    let xml = s.result_file("compliance");
+    assert!(xml.contains("<Code>CTX_UPLOADER_ERROR_NETWORK_OPEN</Code>"), "{xml}");
+    assert!(xml.contains(&format!("<Arg>{addr}</Arg>")), "{xml}");
+    assert_eq!(s.spool("compliance").len(), 1, "the new compliance bundle stays in the spool");
+    drop(agent);
+}
+
+#[test]
+fn a_503_with_retry_after_is_retried_after_the_wait() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &["status=503,retry-after=2,times=1"]);
+    s.configure_for(&r, FAST);
+    let _agent = s.start_agent();
+    wait_until(Duration::from_secs(30), "the retry to succeed", || {
+        s.result_file("compliance").contains("CTX_UPLOADER_SUCCESS") && s.spool("compliance").is_empty()
+    });
+    let h = s.history();
+    let failed = h.iter().find(|a| a["http_status"] == 503).expect("the 503 attempt is recorded");
+    assert_eq!(failed["code"], "CTX_UPLOADER_ERROR_HTTP_STATUS");
+    let ok = h.iter().find(|a| a["program"] == "telemetry" && a["code"] == "CTX_UPLOADER_SUCCESS").unwrap();
+    let t = |a: &serde_json::Value| humantime::parse_rfc3339(a["at"].as_str().unwrap()).unwrap();
+    assert!(t(ok).duration_since(t(failed)).unwrap() >= Duration::from_secs(2), "Retry-After: 2 was honoured");
+}
+
+#[test]
+fn a_rejected_bundle_is_quarantined_with_its_reason() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &["status=400,times=1"]);
+    s.configure_for(&r, "");
+    let out = s.cli(&["upload", "--program", "telemetry"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
+    assert!(s.result_file("compliance").contains("CTX_UPLOADER_ERROR_REJECTED"));
+    assert!(s.spool("compliance").is_empty());
+    let q = list(&s.data.join("quarantine"), ".zip");
+    assert_eq!(q.len(), 1, "{q:?}");
+    let reason = std::fs::read_to_string(s.data.join("quarantine").join(format!("{}.reason", q[0]))).unwrap();
+    assert!(reason.contains("400"), "{reason}");
+    assert_eq!(s.ledger().iter().filter(|r| r["event"] == "quarantined").count(), 1);
+    assert_eq!(s.status()["spool"]["quarantined"], 1);
+    // The next upload sends a new bundle normally; the quarantined one is not retried.
+    let out = s.cli(&["upload", "--program", "telemetry"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(r.bundles().len(), 1);
+}
+
+#[test]
+fn receipts_that_do_not_verify_keep_the_bundle() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &["garbage,times=1", "bad-signature,times=1"]);
+    s.configure_for(&r, "");
+    for expected in ["not a receipt", "signature does not verify"] {
+        let out = s.cli(&["upload", "--program", "telemetry"]);
+        assert_eq!(out.status.code(), Some(4));
+        let xml = s.result_file("compliance");
+        assert!(xml.contains("CTX_UPLOADER_ERROR_RECEIPT") && xml.contains(expected), "{xml}");
+        assert_eq!(s.spool("compliance").len(), 1, "the bundle is kept");
+    }
+    let out = s.cli(&["upload", "--program", "telemetry"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(s.spool("compliance").is_empty());
+    assert_eq!(sent_rows(&s).len(), 1);
+}
+
+#[test]
+fn an_agent_killed_mid_upload_gets_the_bundle_acknowledged_once() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &["delay=60s"]);
+    s.configure_for(&r, FAST);
+    let agent = s.start_agent();
+    wait_until(Duration::from_secs(30), "the receiver to store the first bundle", || !r.bundles().is_empty());
+    let pending_before = s.all_pending();
+    assert!(pending_before >= 1, "the bundle in flight is still in the spool");
+    agent.kill9();
+    r.stop();
+
+    let r = Receiver::start(s.path(), &[]); // same store and key, no fault
+    s.configure_for(&r, FAST);
+    let _agent = s.start_agent();
+    wait_until(Duration::from_secs(30), "the restarted agent to empty the spool", || {
+        s.all_pending() == 0 && s.result_file("compliance").contains("CTX_UPLOADER_SUCCESS")
+    });
+    let sent = sent_rows(&s);
+    let mut shas: Vec<_> = sent.iter().map(|r| r["sha256"].as_str().unwrap().to_string()).collect();
+    shas.sort();
+    let before = shas.len();
+    shas.dedup();
+    assert_eq!(before, shas.len(), "no bundle is in the ledger twice");
+    let mut held = r.bundles();
+    held.sort();
+    assert_eq!(held, shas.iter().map(|s| format!("{s}.zip")).collect::<Vec<_>>(), "receiver and ledger agree");
+    // The bundle that was in flight got the receipt the receiver gave the first time.
+    for row in &sent {
+        let sha = row["sha256"].as_str().unwrap();
+        let stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(r.store.join(format!("{sha}.receipt.json"))).unwrap()).unwrap();
+        let ours: serde_json::Value = serde_json::from_str(row["detail"].as_str().unwrap()).unwrap();
+        assert_eq!(stored["receipt_id"], ours["receipt_id"]);
+    }
+    assert!(s.cli(&["ledger", "verify"]).status.success());
+}
+
+#[test]
+fn turning_an_optional_program_off_withdraws_its_bundles() {
+    let s = Setup::new();
+    s.configure("https://127.0.0.1:9/v1/bundles", std::path::Path::new("/nonexistent"), std::path::Path::new("/nonexistent"), "");
+    // No CA or key needed for this test: write a config without them.
+    std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
+    let out = s.cli(&["collect", "--program", "call_home"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.spool("callhome").len(), 1);
+
+    let out = s.cli(&["programs", "set", "call_home", "off"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("withdrew 1"), "{}", stdout(&out));
+    assert!(s.spool("callhome").is_empty());
+    let rows = s.ledger();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["event"], "withdrawn");
+    assert_eq!(rows[0]["program"], "call_home");
+
+    let st = s.status();
+    assert_eq!(st["programs"][1]["enabled"], false);
+    let out = s.cli(&["collect", "--program", "call_home"]);
+    assert!(stdout(&out).contains("skipped (the program is off)"), "{}", stdout(&out));
+    assert!(s.spool("callhome").is_empty());
+
+    // Telemetry is mandatory: it can only switch to manual.
+    let out = s.cli(&["programs", "set", "telemetry", "off"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert!(stderr(&out).contains("mandatory"), "{}", stderr(&out));
+    assert!(s.cli(&["programs", "set", "telemetry", "manual"]).status.success());
+    let out = s.cli(&["upload"]);
+    assert!(stdout(&out).contains("telemetry: 0 sent, skipped (manual reporting"), "{}", stdout(&out));
+    assert_eq!(s.spool("compliance").len(), 1, "manual mode keeps collecting");
+    assert_eq!(s.status()["programs"][0]["mode"], "manual");
+}
+
+#[test]
+fn do_not_track_turns_the_optional_programs_off_by_default() {
+    let s = Setup::new();
+    std::fs::write(&s.config, "[programs]\nevents = true\n").unwrap();
+    let out = s.cli_env(&["status", "--json"], &[("DO_NOT_TRACK", "1")]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for i in 1..4 {
+        assert_eq!(st["programs"][i]["enabled"], false, "{}", st["programs"][i]);
+    }
+    assert_eq!(st["programs"][0]["enabled"], true);
+    assert_eq!(s.status()["programs"][3]["enabled"], true, "without DO_NOT_TRACK the config default holds");
+}
+
+#[test]
+fn config_errors_name_every_key_and_line() {
+    let s = Setup::new();
+    let bad = s.path().join("bad.toml");
+    std::fs::write(&bad, "[upload]\ninterval = \"daily\"\nendpont = \"https://x\"\n\n[compliance]\nmax_days = 90\nwarn_days = [120]\n").unwrap();
+    let out = std::process::Command::new(AGENT).args(["config", "check"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    let file = bad.display().to_string();
+    for want in [
+        format!("{file}:2: upload.interval: \"daily\" is not a duration"),
+        format!("{file}:3: upload.endpont: unknown key"),
+        format!("{file}:7: compliance.warn_days: every threshold must be below compliance.max_days (90)"),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+    // The agent refuses to start on it, with the same report.
+    let out = std::process::Command::new(AGENT).args(["run", "--headless", "--config"]).arg(&bad).arg("--data-dir").arg(&s.data).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("upload.endpont"));
+    // A good file passes; the embedded default passes.
+    std::fs::write(&s.config, "[upload]\ninterval = \"12h\"\n").unwrap();
+    assert!(s.cli(&["config", "check"]).status.success());
+    let out = std::process::Command::new(AGENT).args(["config", "default"]).output().unwrap();
+    assert!(stdout(&out).contains("first_upload_delay = \"5m\""));
+}
+
+#[test]
+fn a_second_agent_on_the_same_data_directory_refuses_naming_the_first() {
+    let s = Setup::new();
+    std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
+    let first = s.start_agent();
+    wait_until(Duration::from_secs(10), "the first agent to hold the directory", || s.status()["agent"]["running"] == true);
+    let out = s.cli(&["run", "--headless"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(stderr(&out).contains(&format!("pid {}", first.pid())), "{}", stderr(&out));
+    assert!(first.terminate().success(), "SIGTERM stops the agent cleanly");
+    assert_eq!(s.status()["agent"]["running"], false);
+}
+
+#[test]
+fn two_processes_opening_a_data_directory_at_once_both_succeed() {
+    // Regression: they shared one write-probe file name, raced to apply the first migration, and
+    // could each create a different install id.
+    let s = Setup::new();
+    std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
+    let spawn = || {
+        std::process::Command::new(AGENT)
+            .args(["status", "--json", "--config"])
+            .arg(&s.config)
+            .arg("--data-dir")
+            .arg(&s.data)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = (0..16).map(|_| spawn()).collect();
+    let mut ids = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        ids.push(st["install_id"].as_str().unwrap().to_string());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every process sees the one install id: {ids:?}");
+}
+
+#[test]
+fn an_unusable_data_directory_is_a_clear_error() {
+    let s = Setup::new();
+    let file = s.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let out = std::process::Command::new(AGENT).args(["status", "--data-dir"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("not-a-dir") && err.contains("--data-dir"), "{err}");
+}
+
+#[test]
+fn preview_shows_the_exact_bytes_that_will_be_sent() {
+    let s = Setup::new();
+    std::fs::write(
+        &s.config,
+        "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n[[collect.commands]]\nname = \"status\"\nargv = [\"echo\", \"{\\\"licenses\\\": 3}\"]\n[[collect.commands]]\nname = \"broken\"\nargv = [\"false\"]\n",
+    )
+    .unwrap();
+    assert!(s.cli(&["collect", "--program", "telemetry"]).status.success());
+    let out = s.cli(&["preview", "--latest", "--file", "commands/status.json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["licenses"], 3);
+    let out = s.cli(&["preview", "--latest", "--file", "manifest.json"]);
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["program"], "telemetry");
+    assert_eq!(m["errors"][0]["collector"], "command:broken", "a failing command is recorded, not fatal");
+    let files: Vec<_> = m["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(files, ["system.json", "deployment.json", "commands/status.json"]);
+    // The whole-bundle preview names the SHA-256 the ledger will record.
+    let bundle = &s.spool("compliance")[0];
+    let bytes = std::fs::read(s.data.join("spool/compliance").join(bundle)).unwrap();
+    let sha = callhome::fsutil::sha256_hex(&bytes);
+    let out = s.cli(&["preview", bundle]);
+    assert!(stdout(&out).contains(&sha), "{}", stdout(&out));
+    let out = s.cli(&["preview", "nope.zip"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("callhome status"));
+}
