@@ -472,11 +472,7 @@ impl Agent {
     /// The scheduler loop: runs due tasks until `shutdown` completes.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
-        let now = self.clock.now();
-        for t in Task::ALL {
-            let s = self.plan.at_start(t, self.store().task(t.name())?, now);
-            self.store().set_task(t.name(), s)?;
-        }
+        self.start_schedule()?;
         info!(
             endpoint = %self.cfg.upload.endpoint,
             first_upload_in = %humantime::format_duration(self.cfg.upload.first_upload_delay),
@@ -499,6 +495,16 @@ impl Agent {
         Ok(())
     }
 
+    /// Sets the due times for a fresh start (the first upload `first_upload_delay` from now).
+    pub fn start_schedule(&self) -> Result<()> {
+        let now = self.clock.now();
+        let store = self.store();
+        for t in Task::ALL {
+            store.set_task(t.name(), self.plan.at_start(t, store.task(t.name())?, now))?;
+        }
+        Ok(())
+    }
+
     /// Runs every task that is due; returns the earliest next due time.
     pub async fn run_due(&self) -> Result<Timestamp> {
         let mut next = i64::MAX;
@@ -507,7 +513,9 @@ impl Agent {
             let persisted = self.store().task(t.name())?;
             let s = self.plan.sanitize(t, persisted.unwrap_or_else(|| self.plan.at_start(t, None, now)), now);
             let s = if now >= s.due_at { self.run_task(t, s).await? } else { s };
-            self.store().set_task(t.name(), s)?;
+            if persisted != Some(s) {
+                self.store().set_task(t.name(), s)?;
+            }
             next = next.min(s.due_at);
         }
         Ok(next)

@@ -1,0 +1,117 @@
+//! Time scenarios: the real agent code and the real receiver over TLS, with the agent's clock in
+//! the test's hands, so 90 days, a 100-day jump or a jump backwards run in moments.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callhome::agent::Agent;
+use callhome::clock::ManualClock;
+use callhome::config::Config;
+use callhome::datadir::DataDir;
+use callhome::programs::Program;
+use common::*;
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+const START: i64 = 1_800_000_000;
+
+/// Only license telemetry runs (the optional programs' samplers take real time).
+const SCENARIO: &str = "[programs]\ncall_home = false\nceip = false\n";
+
+struct Scenario {
+    s: Setup,
+    clock: ManualClock,
+    agent: Agent,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Scenario {
+    fn new(endpoint: Option<&Receiver>) -> Scenario {
+        let s = Setup::new();
+        match endpoint {
+            Some(r) => s.configure_for(r, SCENARIO),
+            None => std::fs::write(&s.config, format!("[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n{SCENARIO}")).unwrap(),
+        }
+        let clock = ManualClock::at(START);
+        let cfg = Config::load(&s.config).unwrap();
+        let agent = Agent::open(cfg, DataDir::at(&s.data), Arc::new(clock.clone())).unwrap();
+        agent.start_schedule().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        Scenario { s, clock, agent, rt }
+    }
+
+    /// Moves the clock by `step` `n` times, running due tasks after each step.
+    fn tick(&self, step: Duration, n: usize) {
+        for _ in 0..n {
+            self.clock.advance(step);
+            self.rt.block_on(self.agent.run_due()).unwrap();
+        }
+    }
+
+    fn attempts(&self) -> usize {
+        self.agent.store().attempts(100_000, 0).unwrap().iter().filter(|a| a.program == Program::Telemetry).count()
+    }
+
+    fn compliance(&self) -> (i64, &'static str) {
+        let c = self.agent.status().unwrap().compliance;
+        (c.days_since_last_upload, c.state.name())
+    }
+}
+
+#[test]
+fn ninety_days_of_hourly_ticks_upload_once_a_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = Receiver::start(tmp.path(), &[]);
+    let sc = Scenario::new(Some(&r));
+    sc.tick(HOUR, 90 * 24);
+    assert_eq!(sc.attempts(), 90);
+    assert_eq!(r.bundles().len(), 90, "one compliance bundle a day reached the receiver");
+    assert_eq!(sc.compliance(), (0, "ok"));
+    assert_eq!(sc.agent.store().verify_ledger().unwrap(), Ok(90));
+}
+
+#[test]
+fn a_hundred_day_jump_causes_one_upload_not_a_storm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = Receiver::start(tmp.path(), &[]);
+    let sc = Scenario::new(Some(&r));
+    sc.tick(Duration::from_secs(600), 1);
+    assert_eq!(sc.attempts(), 1);
+    sc.clock.advance(100 * DAY);
+    assert_eq!(sc.compliance(), (100, "overdue"), "the jump counts against the clock until an upload");
+    sc.tick(Duration::from_secs(60), 60);
+    assert_eq!(sc.attempts(), 2, "one upload after the jump");
+    assert_eq!(sc.compliance(), (0, "ok"));
+}
+
+#[test]
+fn a_jump_backwards_causes_no_second_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = Receiver::start(tmp.path(), &[]);
+    let sc = Scenario::new(Some(&r));
+    sc.tick(Duration::from_secs(600), 1);
+    assert_eq!(sc.attempts(), 1);
+    sc.clock.set(START - 3 * 86_400);
+    assert_eq!(sc.compliance(), (0, "ok"), "a clock behind the last success never counts negative");
+    sc.tick(HOUR, 23);
+    assert_eq!(sc.attempts(), 1, "nothing runs twice after the clock went back");
+    sc.tick(HOUR, 2);
+    assert_eq!(sc.attempts(), 2, "and the daily upload resumes a day later");
+}
+
+#[test]
+fn a_receiver_down_for_a_day_gets_a_few_retries_and_the_clock_warns_then_overdue() {
+    let sc = Scenario::new(None);
+    sc.tick(Duration::from_secs(60), 24 * 60);
+    let n = sc.attempts();
+    assert!((2..=16).contains(&n), "{n} attempts in a day: backoff, not a storm");
+    assert_eq!(sc.agent.spool().pending(Program::Telemetry).unwrap().len(), 1, "retries reuse the kept bundle");
+    sc.clock.set(START + 60 * 86_400);
+    assert_eq!(sc.compliance(), (60, "warning"));
+    sc.clock.set(START + 83 * 86_400);
+    assert_eq!(sc.compliance(), (83, "critical"));
+    sc.clock.set(START + 91 * 86_400);
+    assert_eq!(sc.compliance(), (91, "overdue"));
+}
