@@ -311,7 +311,8 @@ impl Agent {
     }
 
     async fn upload_program(&self, p: Program) -> Result<ProgramUpload> {
-        let mut out = ProgramUpload { program: p, sent: Vec::new(), quarantined: Vec::new(), skipped: None, failure: None };
+        let mut out =
+            ProgramUpload { program: p, sent: Vec::new(), quarantined: Vec::new(), skipped: None, failure: None };
         for bundle in self.spool.pending(p)? {
             // Consent is checked again just before each upload.
             let consent = self.consent()?;
@@ -343,7 +344,8 @@ impl Agent {
         let started = Instant::now();
         let path = b.path.clone();
         let checked = tokio::task::spawn_blocking(move || -> std::result::Result<(String, u64), (Code, String)> {
-            let (sha, size) = crate::fsutil::sha256_file(&path).map_err(|e| (Code::Disk, format!("cannot read {}: {e}", path.display())))?;
+            let (sha, size) = crate::fsutil::sha256_file(&path)
+                .map_err(|e| (Code::Disk, format!("cannot read {}: {e}", path.display())))?;
             bundle::Reader::open(&path)
                 .and_then(|mut r| r.verify())
                 .map_err(|e| (Code::Bundle, format!("{e}; the bundle was moved to quarantine/")))?;
@@ -354,7 +356,14 @@ impl Agent {
         let (sha, size) = match checked {
             Ok(v) => v,
             Err((code, message)) => {
-                let f = Failure { code, message, arg: None, http_status: None, retry_after: None, disposition: Disposition::Retry };
+                let f = Failure {
+                    code,
+                    message,
+                    arg: None,
+                    http_status: None,
+                    retry_after: None,
+                    disposition: Disposition::Retry,
+                };
                 self.record_failure(b, None, &f, now, started)?;
                 if code == Code::Bundle {
                     let mut store = self.store();
@@ -418,7 +427,14 @@ impl Agent {
         }
     }
 
-    fn record_failure(&self, b: &Pending, sha: Option<&str>, f: &Failure, now: Timestamp, started: Instant) -> Result<()> {
+    fn record_failure(
+        &self,
+        b: &Pending,
+        sha: Option<&str>,
+        f: &Failure,
+        now: Timestamp,
+        started: Instant,
+    ) -> Result<()> {
         warn!(program = %b.program, bundle = %b.name, code = f.code.as_str(), "{}", f.message);
         self.store().record_attempt(&Attempt {
             at: now,
@@ -448,7 +464,8 @@ impl Agent {
         let store = self.store();
         let last_success = store.last_success(Program::Telemetry)?;
         let compliance = compliance::evaluate(&self.cfg.compliance, last_success, self.install.created_at, now);
-        let last_attempts = Program::ALL.iter().map(|p| Ok((*p, store.last_attempt(*p)?))).collect::<Result<Vec<_>>>()?;
+        let last_attempts =
+            Program::ALL.iter().map(|p| Ok((*p, store.last_attempt(*p)?))).collect::<Result<Vec<_>>>()?;
         let next_upload = store.task(Task::Upload.name())?.map(|t| t.due_at);
         drop(store);
         let quarantined = std::fs::read_dir(self.dir.quarantine_dir())

@@ -166,7 +166,8 @@ impl Reader {
         let mut out = Vec::new();
         for i in 0..self.zip.len() {
             let f = self.zip.by_index(i).map_err(|e| corrupt(&self.path, e.to_string()))?;
-            let name = f.enclosed_name().ok_or_else(|| corrupt(&self.path, "an entry name escapes the archive".into()))?;
+            let name =
+                f.enclosed_name().ok_or_else(|| corrupt(&self.path, "an entry name escapes the archive".into()))?;
             out.push(name.to_string_lossy().into_owned());
         }
         Ok(out)

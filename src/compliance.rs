@@ -46,7 +46,12 @@ pub struct Status {
     pub threshold_reached: Option<u32>,
 }
 
-pub fn evaluate(cfg: &ComplianceConfig, last_success: Option<Timestamp>, installed_at: Timestamp, now: Timestamp) -> Status {
+pub fn evaluate(
+    cfg: &ComplianceConfig,
+    last_success: Option<Timestamp>,
+    installed_at: Timestamp,
+    now: Timestamp,
+) -> Status {
     let from = last_success.unwrap_or(installed_at);
     let days_since = ((now - from).max(0)) / DAY;
     let remaining = cfg.max_days as i64 - days_since;

@@ -128,7 +128,10 @@ impl fmt::Display for ConfigError {
                 None => writeln!(f, "  {}: {}: {}", self.file, p.key, p.message)?,
             }
         }
-        write!(f, "Fix the lines above (see the configuration reference in README.md) and run `callhome config check` again.")
+        write!(
+            f,
+            "Fix the lines above (see the configuration reference in README.md) and run `callhome config check` again."
+        )
     }
 }
 
@@ -310,7 +313,11 @@ impl Parser<'_> {
             let span = table.key(k).and_then(|key| key.span()).or_else(|| v.span());
             let loc = Loc { key: format!("{name}.{k}"), span };
             if !f(self, k, v, &loc) {
-                self.push(&loc.key, loc.span.clone(), "unknown key (a misspelling?); see the configuration reference in README.md");
+                self.push(
+                    &loc.key,
+                    loc.span.clone(),
+                    "unknown key (a misspelling?); see the configuration reference in README.md",
+                );
             }
         }
     }
@@ -370,7 +377,11 @@ impl Parser<'_> {
             },
             "warn_days" => {
                 let Some(arr) = v.as_array() else {
-                    self.push(&loc.key, loc.span.clone(), "expected a list of whole numbers of days, such as [30, 14, 7]");
+                    self.push(
+                        &loc.key,
+                        loc.span.clone(),
+                        "expected a list of whole numbers of days, such as [30, 14, 7]",
+                    );
                     return true;
                 };
                 let mut days = Vec::new();
@@ -378,7 +389,11 @@ impl Parser<'_> {
                     match x.as_integer() {
                         Some(n) if (1..=3650).contains(&n) => days.push(n as u32),
                         _ => {
-                            self.push(&loc.key, x.span().or(loc.span.clone()), "each entry must be a whole number of days from 1 to 3650");
+                            self.push(
+                                &loc.key,
+                                x.span().or(loc.span.clone()),
+                                "each entry must be a whole number of days from 1 to 3650",
+                            );
                             return true;
                         }
                     }
@@ -435,15 +450,18 @@ impl Parser<'_> {
 
     fn commands(&mut self, v: &Item, loc: &Loc) -> Option<Vec<CommandSpec>> {
         let tables: Vec<(Option<Range<usize>>, Vec<(String, Item)>)> = match v {
-            Item::ArrayOfTables(a) => a
-                .iter()
-                .map(|t| (t.span(), t.iter().map(|(k, i)| (k.to_string(), i.clone())).collect()))
-                .collect(),
+            Item::ArrayOfTables(a) => {
+                a.iter().map(|t| (t.span(), t.iter().map(|(k, i)| (k.to_string(), i.clone())).collect())).collect()
+            }
             Item::Value(Value::Array(a)) => {
                 let mut out = Vec::new();
                 for x in a.iter() {
                     let Some(t) = x.as_inline_table() else {
-                        self.push(&loc.key, x.span().or(loc.span.clone()), "each command must be a table with name and argv");
+                        self.push(
+                            &loc.key,
+                            x.span().or(loc.span.clone()),
+                            "each command must be a table with name and argv",
+                        );
                         return None;
                     };
                     out.push((x.span(), t.iter().map(|(k, i)| (k.to_string(), Item::Value(i.clone()))).collect()));
@@ -481,14 +499,26 @@ impl Parser<'_> {
                     }
                     "timeout" => self.duration_into(item, &l, &mut cmd.timeout, false),
                     "max_output" => cmd.max_output = self.uint(item, &l).unwrap_or(cmd.max_output),
-                    _ => self.push(&l.key, l.span.clone(), "unknown key; a command has name, argv, program, timeout, max_output"),
+                    _ => self.push(
+                        &l.key,
+                        l.span.clone(),
+                        "unknown key; a command has name, argv, program, timeout, max_output",
+                    ),
                 }
             }
             if cmd.name.is_empty() || !cmd.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                self.push(&format!("{base}.name"), span.clone(), "needs a name of letters, digits, '-' and '_' (it names the file in the bundle)");
+                self.push(
+                    &format!("{base}.name"),
+                    span.clone(),
+                    "needs a name of letters, digits, '-' and '_' (it names the file in the bundle)",
+                );
             }
             if cmd.argv.is_empty() {
-                self.push(&format!("{base}.argv"), span.clone(), "needs the command line as a list, such as [\"/opt/vendor/bin/status\", \"--json\"]");
+                self.push(
+                    &format!("{base}.argv"),
+                    span.clone(),
+                    "needs the command line as a list, such as [\"/opt/vendor/bin/status\", \"--json\"]",
+                );
             }
             if out.iter().any(|c: &CommandSpec| c.name == cmd.name) {
                 self.push(&format!("{base}.name"), span.clone(), format!("the name {:?} is used twice", cmd.name));
@@ -530,7 +560,8 @@ impl Parser<'_> {
     }
 
     fn strings(&mut self, v: &Item, loc: &Loc) -> Option<Vec<String>> {
-        let list = v.as_array().and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>());
+        let list =
+            v.as_array().and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>());
         if list.is_none() {
             self.push(&loc.key, loc.span.clone(), "expected a list of strings, such as [\"a\", \"b\"]");
         }
@@ -557,7 +588,11 @@ impl Parser<'_> {
 
     fn duration_into(&mut self, v: &Item, loc: &Loc, slot: &mut Duration, zero_ok: bool) {
         let Some(s) = v.as_str() else {
-            self.push(&loc.key, loc.span.clone(), "expected a duration string such as \"90s\", \"5m\", \"24h\" or \"7d\"");
+            self.push(
+                &loc.key,
+                loc.span.clone(),
+                "expected a duration string such as \"90s\", \"5m\", \"24h\" or \"7d\"",
+            );
             return;
         };
         match humantime::parse_duration(s) {
@@ -595,7 +630,9 @@ fn check_proxy(s: &str) -> Result<(), String> {
         return Err(format!("unsupported proxy scheme {}:// (use http://, https://)", url.scheme()));
     }
     if url.password().is_some() {
-        return Err("must not carry a password; set proxy_user here and CALLHOME_PROXY_PASSWORD in the environment".into());
+        return Err(
+            "must not carry a password; set proxy_user here and CALLHOME_PROXY_PASSWORD in the environment".into()
+        );
     }
     Ok(())
 }
@@ -626,7 +663,12 @@ mod tests {
         let got: Vec<_> = p.iter().map(|p| (p.key.as_str(), p.line)).collect();
         assert_eq!(
             got,
-            vec![("upload.interval", Some(2)), ("upload.endpont", Some(3)), ("programs.ceip", Some(6)), ("bogus", Some(7))]
+            vec![
+                ("upload.interval", Some(2)),
+                ("upload.endpont", Some(3)),
+                ("programs.ceip", Some(6)),
+                ("bogus", Some(7))
+            ]
         );
         assert!(p[0].message.contains("not a duration"), "{}", p[0].message);
     }

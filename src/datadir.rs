@@ -105,7 +105,10 @@ impl DataDir {
                 .map_err(|e| DataDirError::BadInstall { path: path.clone(), message: e.to_string() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let mut id = [0u8; 16];
-                getrandom::fill(&mut id).map_err(|e| DataDirError::Unusable { path: path.clone(), source: io::Error::other(e.to_string()) })?;
+                getrandom::fill(&mut id).map_err(|e| DataDirError::Unusable {
+                    path: path.clone(),
+                    source: io::Error::other(e.to_string()),
+                })?;
                 let install = Install { install_id: uuid_like(&id), created_at: now };
                 let json = serde_json::to_vec_pretty(&install).expect("install serializes");
                 // Written aside, then linked into place: linking never replaces, so when two
@@ -140,14 +143,19 @@ impl DataDir {
             .map_err(|source| DataDirError::Unusable { path: path.clone(), source })?;
         match f.try_lock() {
             Ok(()) => {
-                let info = format!("pid {} since {}", std::process::id(), rfc3339(crate::clock::Clock::now(&crate::clock::SystemClock)));
+                let info = format!(
+                    "pid {} since {}",
+                    std::process::id(),
+                    rfc3339(crate::clock::Clock::now(&crate::clock::SystemClock))
+                );
                 let _ = f.set_len(0).and_then(|_| f.rewind()).and_then(|_| f.write_all(info.as_bytes()));
                 Ok(RunLock { _file: f })
             }
             Err(_) => {
                 let mut holder = String::new();
                 let _ = f.read_to_string(&mut holder);
-                let holder = if holder.trim().is_empty() { "pid unknown".to_string() } else { holder.trim().to_string() };
+                let holder =
+                    if holder.trim().is_empty() { "pid unknown".to_string() } else { holder.trim().to_string() };
                 Err(DataDirError::Busy { path: self.root.clone(), holder })
             }
         }
@@ -211,7 +219,9 @@ mod tests {
         d.create().unwrap();
         let _held = d.lock_run().unwrap();
         match d.lock_run() {
-            Err(DataDirError::Busy { holder, .. }) => assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}"),
+            Err(DataDirError::Busy { holder, .. }) => {
+                assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}")
+            }
             other => panic!("expected Busy, got {other:?}"),
         }
     }

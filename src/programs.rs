@@ -198,7 +198,8 @@ mod tests {
     #[test]
     fn manual_mode_stops_telemetry_uploads_only() {
         let d = Config::embedded().programs;
-        let c = Consent::resolve(&d, Choices { telemetry_mode: Some(TelemetryMode::Manual), ..Default::default() }, false);
+        let c =
+            Consent::resolve(&d, Choices { telemetry_mode: Some(TelemetryMode::Manual), ..Default::default() }, false);
         assert!(!c.may_upload(Program::Telemetry));
         assert!(c.enabled(Program::Telemetry));
         assert!(c.may_upload(Program::CallHome));

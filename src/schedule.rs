@@ -114,7 +114,13 @@ impl Plan {
 
     /// Exponential backoff with full jitter, floored at `retry_base`, capped at `retry_max`; a
     /// receiver's `Retry-After` is honoured (within the cap). `unit` is a random number in [0, 1).
-    pub fn after_failure(&self, prev: TaskState, now: Timestamp, retry_after: Option<Duration>, unit: f64) -> TaskState {
+    pub fn after_failure(
+        &self,
+        prev: TaskState,
+        now: Timestamp,
+        retry_after: Option<Duration>,
+        unit: f64,
+    ) -> TaskState {
         let failures = prev.failures.saturating_add(1);
         let delay = self.backoff(failures, retry_after, unit);
         TaskState { due_at: now + secs(delay), last_run: Some(now), failures }
@@ -195,7 +201,11 @@ mod tests {
         assert_eq!(p.backoff(3, None, 1.0), Duration::from_secs(240));
         assert!(p.backoff(3, None, 0.5) < p.backoff(3, None, 0.99));
         assert_eq!(p.backoff(40, None, 1.0), Duration::from_secs(86_400), "capped at retry_max");
-        assert_eq!(p.backoff(1, Some(Duration::from_secs(3600)), 0.0), Duration::from_secs(3600), "Retry-After honoured");
+        assert_eq!(
+            p.backoff(1, Some(Duration::from_secs(3600)), 0.0),
+            Duration::from_secs(3600),
+            "Retry-After honoured"
+        );
         // A failing receiver for a day: retries stay few.
         let (runs, _) = simulate(&vec![60; 24 * 60], true);
         assert!(runs <= 12, "{runs} attempts in a day is a storm");

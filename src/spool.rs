@@ -149,7 +149,14 @@ impl Spool {
     }
 
     /// Quarantines a pending bundle and records it in the ledger.
-    pub fn quarantine_bundle(&self, store: &mut Store, p: &Pending, sha256: &str, reason: &str, now: Timestamp) -> Result<()> {
+    pub fn quarantine_bundle(
+        &self,
+        store: &mut Store,
+        p: &Pending,
+        sha256: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<()> {
         store.append_ledger(&LedgerEntry {
             at: now,
             event: LedgerEvent::Quarantined,
@@ -164,7 +171,14 @@ impl Spool {
     }
 
     /// Deletes a bundle unsent (withdrawn or evicted), ledger first.
-    pub fn discard(&self, store: &mut Store, p: &Pending, event: LedgerEvent, reason: &str, now: Timestamp) -> Result<()> {
+    pub fn discard(
+        &self,
+        store: &mut Store,
+        p: &Pending,
+        event: LedgerEvent,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<()> {
         let sha = fsutil::sha256_file(&p.path).map(|(s, _)| s).unwrap_or_default();
         store.append_ledger(&LedgerEntry {
             at: now,
@@ -202,7 +216,13 @@ impl Spool {
             if total <= max_bytes {
                 break;
             }
-            self.discard(store, p, LedgerEvent::Evicted, &format!("spool over spool.max_bytes ({max_bytes} bytes)"), now)?;
+            self.discard(
+                store,
+                p,
+                LedgerEvent::Evicted,
+                &format!("spool over spool.max_bytes ({max_bytes} bytes)"),
+                now,
+            )?;
             total -= p.size;
             outcome.evicted.push(p.name.clone());
         }
@@ -225,8 +245,16 @@ impl Spool {
                 if name.starts_with('.') && name.ends_with(".tmp") {
                     fs::remove_file(&path).map_err(io_at(&path))?;
                     r.tmp_removed += 1;
-                } else if !e.file_type().map(|t| t.is_file()).unwrap_or(false) || !bundle::is_bundle_name(program, &name) {
-                    self.quarantine(&path, &format!("found in spool/{} at start-up: not a bundle name the agent writes", program.upload_kind()))?;
+                } else if !e.file_type().map(|t| t.is_file()).unwrap_or(false)
+                    || !bundle::is_bundle_name(program, &name)
+                {
+                    self.quarantine(
+                        &path,
+                        &format!(
+                            "found in spool/{} at start-up: not a bundle name the agent writes",
+                            program.upload_kind()
+                        ),
+                    )?;
                     r.quarantined.push(name);
                 } else if sent.contains(&name) {
                     fs::remove_file(&path).map_err(io_at(&path))?;

@@ -265,7 +265,8 @@ impl Store {
     }
 
     pub fn last_attempt(&self, p: Program) -> Result<Option<Attempt>> {
-        let mut stmt = self.conn.prepare_cached(&format!("{ATTEMPT_SELECT} WHERE program = ?1 ORDER BY id DESC LIMIT 1"))?;
+        let mut stmt =
+            self.conn.prepare_cached(&format!("{ATTEMPT_SELECT} WHERE program = ?1 ORDER BY id DESC LIMIT 1"))?;
         Ok(stmt.query_row([p.name()], attempt_row).optional()?)
     }
 
@@ -304,7 +305,8 @@ impl Store {
     }
 
     pub fn add_sample(&self, p: Program, at: Timestamp, data: &str) -> Result<()> {
-        self.conn.execute("INSERT INTO samples (program, at, data) VALUES (?1, ?2, ?3)", params![p.name(), at, data])?;
+        self.conn
+            .execute("INSERT INTO samples (program, at, data) VALUES (?1, ?2, ?3)", params![p.name(), at, data])?;
         Ok(())
     }
 
@@ -327,7 +329,8 @@ impl Store {
     }
 }
 
-const ATTEMPT_SELECT: &str = "SELECT at, program, bundle, sha256, code, message, http_status, duration_ms FROM attempts";
+const ATTEMPT_SELECT: &str =
+    "SELECT at, program, bundle, sha256, code, message, http_status, duration_ms FROM attempts";
 
 fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Attempt> {
     let program: String = r.get(1)?;
@@ -353,7 +356,17 @@ fn insert_attempt(conn: &Connection, a: &Attempt) -> Result<()> {
 }
 
 /// The hash of a row: its fields and the previous row's hash.
-pub fn row_hash(prev: &str, seq: i64, at: Timestamp, event: &str, program: &str, bundle: &str, sha: &str, size: u64, detail: &str) -> String {
+pub fn row_hash(
+    prev: &str,
+    seq: i64,
+    at: Timestamp,
+    event: &str,
+    program: &str,
+    bundle: &str,
+    sha: &str,
+    size: u64,
+    detail: &str,
+) -> String {
     sha256_hex(format!("{prev}\n{seq}\n{at}\n{event}\n{program}\n{bundle}\n{sha}\n{size}\n{detail}").as_bytes())
 }
 
@@ -363,11 +376,23 @@ fn append_ledger(conn: &Connection, e: &LedgerEntry) -> Result<()> {
         .optional()?
         .unwrap_or((0, GENESIS.to_string()));
     let seq = prev_seq + 1;
-    let hash = row_hash(&prev_hash, seq, e.at, e.event.name(), e.program.name(), &e.bundle, &e.sha256, e.size, &e.detail);
+    let hash =
+        row_hash(&prev_hash, seq, e.at, e.event.name(), e.program.name(), &e.bundle, &e.sha256, e.size, &e.detail);
     conn.execute(
         "INSERT INTO ledger (seq, at, event, program, bundle, sha256, size, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![seq, e.at, e.event.name(), e.program.name(), e.bundle, e.sha256, e.size as i64, e.detail, prev_hash, hash],
+        params![
+            seq,
+            e.at,
+            e.event.name(),
+            e.program.name(),
+            e.bundle,
+            e.sha256,
+            e.size as i64,
+            e.detail,
+            prev_hash,
+            hash
+        ],
     )?;
     Ok(())
 }

@@ -21,7 +21,8 @@ const START: i64 = 1_800_000_000;
 const SCENARIO: &str = "[programs]\ncall_home = false\nceip = false\n";
 
 struct Scenario {
-    s: Setup,
+    /// Owns the temporary data directory for the scenario's lifetime.
+    _setup: Setup,
     clock: ManualClock,
     agent: Agent,
     rt: tokio::runtime::Runtime,
@@ -32,14 +33,18 @@ impl Scenario {
         let s = Setup::new();
         match endpoint {
             Some(r) => s.configure_for(r, SCENARIO),
-            None => std::fs::write(&s.config, format!("[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n{SCENARIO}")).unwrap(),
+            None => std::fs::write(
+                &s.config,
+                format!("[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n{SCENARIO}"),
+            )
+            .unwrap(),
         }
         let clock = ManualClock::at(START);
         let cfg = Config::load(&s.config).unwrap();
         let agent = Agent::open(cfg, DataDir::at(&s.data), Arc::new(clock.clone())).unwrap();
         agent.start_schedule().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        Scenario { s, clock, agent, rt }
+        Scenario { _setup: s, clock, agent, rt }
     }
 
     /// Moves the clock by `step` `n` times, running due tasks after each step.

@@ -32,7 +32,8 @@ fn bundles_reach_the_receiver_with_signed_receipts_then_a_stopped_receiver_is_re
     assert_eq!(st["spool"]["pending"], 0);
     assert_eq!(st["agent"]["running"], true);
     assert_eq!(st["last_result"]["compliance"]["code"], "CTX_UPLOADER_SUCCESS");
-    let names: Vec<_> = st["programs"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<_> =
+        st["programs"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["telemetry", "call_home", "ceip", "events"]);
     assert_eq!(st["programs"][0]["mandatory"], true);
     assert_eq!(st["programs"][0]["mode"], "automatic");
@@ -154,7 +155,12 @@ fn an_agent_killed_mid_upload_gets_the_bundle_acknowledged_once() {
 #[test]
 fn turning_an_optional_program_off_withdraws_its_bundles() {
     let s = Setup::new();
-    s.configure("https://127.0.0.1:9/v1/bundles", std::path::Path::new("/nonexistent"), std::path::Path::new("/nonexistent"), "");
+    s.configure(
+        "https://127.0.0.1:9/v1/bundles",
+        std::path::Path::new("/nonexistent"),
+        std::path::Path::new("/nonexistent"),
+        "",
+    );
     // No CA or key needed for this test: write a config without them.
     std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
     let out = s.cli(&["collect", "--program", "call_home"]);
@@ -204,7 +210,11 @@ fn do_not_track_turns_the_optional_programs_off_by_default() {
 fn config_errors_name_every_key_and_line() {
     let s = Setup::new();
     let bad = s.path().join("bad.toml");
-    std::fs::write(&bad, "[upload]\ninterval = \"daily\"\nendpont = \"https://x\"\n\n[compliance]\nmax_days = 90\nwarn_days = [120]\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[upload]\ninterval = \"daily\"\nendpont = \"https://x\"\n\n[compliance]\nmax_days = 90\nwarn_days = [120]\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(AGENT).args(["config", "check"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = stderr(&out);
@@ -217,7 +227,13 @@ fn config_errors_name_every_key_and_line() {
         assert!(err.contains(&want), "missing {want:?} in:\n{err}");
     }
     // The agent refuses to start on it, with the same report.
-    let out = std::process::Command::new(AGENT).args(["run", "--headless", "--config"]).arg(&bad).arg("--data-dir").arg(&s.data).output().unwrap();
+    let out = std::process::Command::new(AGENT)
+        .args(["run", "--headless", "--config"])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(&s.data)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("upload.endpont"));
     // A good file passes; the embedded default passes.
@@ -232,7 +248,9 @@ fn a_second_agent_on_the_same_data_directory_refuses_naming_the_first() {
     let s = Setup::new();
     std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
     let first = s.start_agent();
-    wait_until(Duration::from_secs(10), "the first agent to hold the directory", || s.status()["agent"]["running"] == true);
+    wait_until(Duration::from_secs(10), "the first agent to hold the directory", || {
+        s.status()["agent"]["running"] == true
+    });
     let out = s.cli(&["run", "--headless"]);
     assert_eq!(out.status.code(), Some(5));
     assert!(stderr(&out).contains(&format!("pid {}", first.pid())), "{}", stderr(&out));

@@ -97,10 +97,8 @@ impl From<&Status> for StatusDoc {
                 },
             })
             .collect();
-        let by_program = Program::ALL
-            .iter()
-            .map(|p| (p.name(), s.pending.iter().filter(|b| b.program == *p).count()))
-            .collect();
+        let by_program =
+            Program::ALL.iter().map(|p| (p.name(), s.pending.iter().filter(|b| b.program == *p).count())).collect();
         StatusDoc {
             install_id: s.install.install_id.clone(),
             agent_version: env!("CARGO_PKG_VERSION"),
@@ -122,7 +120,11 @@ impl From<&Status> for StatusDoc {
                 by_program,
             },
             programs,
-            last_result: s.last_attempts.iter().map(|(p, a)| (p.upload_kind(), a.as_ref().map(ResultDoc::from))).collect(),
+            last_result: s
+                .last_attempts
+                .iter()
+                .map(|(p, a)| (p.upload_kind(), a.as_ref().map(ResultDoc::from)))
+                .collect(),
             next_upload: s.next_upload.map(rfc3339),
         }
     }

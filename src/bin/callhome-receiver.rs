@@ -53,13 +53,26 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    let Command::Serve { listen, store, tls_self_signed, ca_out, tls_cert, tls_key, signing_key, public_key_out, faults, max_body } =
-        Cli::parse().command;
+    let Command::Serve {
+        listen,
+        store,
+        tls_self_signed,
+        ca_out,
+        tls_cert,
+        tls_key,
+        signing_key,
+        public_key_out,
+        faults,
+        max_body,
+    } = Cli::parse().command;
     let tls = match (tls_self_signed, tls_cert, tls_key) {
         (true, _, _) => TlsSource::SelfSigned,
         (false, Some(cert), Some(key)) => TlsSource::Files { cert, key },

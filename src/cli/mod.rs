@@ -45,8 +45,11 @@ impl From<ConfigError> for CliError {
 }
 
 fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
@@ -149,7 +152,9 @@ fn run(cli: &Cli, headless: bool) -> Result<u8> {
     let rt = runtime()?;
     // Signal handlers first: a SIGTERM that arrives once the directory is locked must stop the
     // agent cleanly, never kill it by default action.
-    let shutdown = rt.block_on(async { shutdown_signal() }).map_err(|e| fail(exit::FAILURE, format!("cannot watch signals: {e}")))?;
+    let shutdown = rt
+        .block_on(async { shutdown_signal() })
+        .map_err(|e| fail(exit::FAILURE, format!("cannot watch signals: {e}")))?;
     let dir = DataDir::locate(cli.data_dir.clone());
     dir.create().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
     let _lock = dir.lock_run().map_err(|e| match e {
@@ -190,7 +195,13 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     }
 }
 
-fn preview(agent: &Agent, bundle: Option<&str>, latest: bool, program: Option<Program>, file: Option<&str>) -> Result<u8> {
+fn preview(
+    agent: &Agent,
+    bundle: Option<&str>,
+    latest: bool,
+    program: Option<Program>,
+    file: Option<&str>,
+) -> Result<u8> {
     let pending = agent.spool().all_pending().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
     let path = if latest {
         let newest = pending
@@ -210,7 +221,9 @@ fn preview(agent: &Agent, bundle: Option<&str>, latest: bool, program: Option<Pr
             None => {
                 return Err(fail(
                     exit::FAILURE,
-                    format!("no pending bundle {wanted:?}; `callhome status` lists the pending bundles, or pass a path"),
+                    format!(
+                        "no pending bundle {wanted:?}; `callhome status` lists the pending bundles, or pass a path"
+                    ),
                 ));
             }
         }
@@ -223,11 +236,16 @@ fn preview(agent: &Agent, bundle: Option<&str>, latest: bool, program: Option<Pr
         return Ok(0);
     }
     let (sha, size) = callhome::fsutil::sha256_file(&path).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-    let _ = writeln!(out, "bundle {}\n  size {size} bytes, sha256 {sha} (the Idempotency-Key and ledger entry)", path.display());
+    let _ = writeln!(
+        out,
+        "bundle {}\n  size {size} bytes, sha256 {sha} (the Idempotency-Key and ledger entry)",
+        path.display()
+    );
     let names = reader.names().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
     for name in names {
         let bytes = reader.read(&name).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-        let _ = writeln!(out, "\n=== {name} ({} bytes, sha256 {}) ===", bytes.len(), callhome::fsutil::sha256_hex(&bytes));
+        let _ =
+            writeln!(out, "\n=== {name} ({} bytes, sha256 {}) ===", bytes.len(), callhome::fsutil::sha256_hex(&bytes));
         let _ = out.write_all(&bytes);
         let _ = writeln!(out);
     }
@@ -253,7 +271,8 @@ fn ledger_verify(agent: &Agent) -> Result<u8> {
             .map_err(|e| fail(exit::LEDGER, format!("ledger row {} ({}): {e}", r.seq, r.bundle)))?;
         receipts += 1;
     }
-    let sig = if key.is_some() { "signatures verified" } else { "signatures not checked: no upload.receipt_public_key" };
+    let sig =
+        if key.is_some() { "signatures verified" } else { "signatures not checked: no upload.receipt_public_key" };
     println!("ledger ok: {} rows, chain intact; {receipts} receipts match their bundles ({sig})", rows.len());
     Ok(0)
 }

@@ -30,7 +30,12 @@ pub fn status(d: &StatusDoc) {
     println!("last results:");
     for (kind, r) in &d.last_result {
         match r {
-            Some(r) => println!("  {kind:<11} {} at {}{}", r.code, r.at, if r.message.is_empty() { String::new() } else { format!(" — {}", r.message) }),
+            Some(r) => println!(
+                "  {kind:<11} {} at {}{}",
+                r.code,
+                r.at,
+                if r.message.is_empty() { String::new() } else { format!(" — {}", r.message) }
+            ),
             None => println!("  {kind:<11} no attempt yet"),
         }
     }
@@ -42,7 +47,13 @@ pub fn status(d: &StatusDoc) {
 pub fn programs(list: &[ProgramDoc]) {
     println!("programs:");
     for p in list {
-        let note = if p.mandatory { " (mandatory)" } else if p.identifiable { "" } else { " (non-identifiable)" };
+        let note = if p.mandatory {
+            " (mandatory)"
+        } else if p.identifiable {
+            ""
+        } else {
+            " (non-identifiable)"
+        };
         println!("  {:<10} {:<18} {}{note}", p.name, p.title, p.mode);
     }
 }
@@ -51,7 +62,8 @@ pub fn collected(out: &[Collected]) {
     for c in out {
         match c {
             Collected::Bundle { program, name, size, errors } => {
-                let e = if *errors > 0 { format!(", {errors} collector error(s) in its manifest") } else { String::new() };
+                let e =
+                    if *errors > 0 { format!(", {errors} collector error(s) in its manifest") } else { String::new() };
                 println!("{program}: collected {name} ({size} bytes{e})");
             }
             Collected::Skipped { program, reason } => println!("{program}: skipped ({reason})"),

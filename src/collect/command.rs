@@ -89,7 +89,10 @@ mod tests {
         assert!(matches!(run(&spec(&["sh", "-c", "echo boom >&2; exit 3"], 5000, 100)).await,
             Err(CommandError::Failed { ref stderr, .. }) if stderr.contains("boom")));
         assert!(matches!(run(&spec(&["sleep", "5"], 100, 100)).await, Err(CommandError::Timeout(_))));
-        assert!(matches!(run(&spec(&["head", "-c", "5000", "/dev/zero"], 5000, 100)).await, Err(CommandError::TooMuch(100))));
+        assert!(matches!(
+            run(&spec(&["head", "-c", "5000", "/dev/zero"], 5000, 100)).await,
+            Err(CommandError::TooMuch(100))
+        ));
         assert!(matches!(run(&spec(&["/no/such/cmd"], 5000, 100)).await, Err(CommandError::Spawn { .. })));
     }
 }

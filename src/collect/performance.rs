@@ -18,7 +18,8 @@ pub fn sample(process_names: &[String]) -> Result<Value, String> {
     let processes: Vec<Value> = process_names
         .iter()
         .map(|name| {
-            let matching: Vec<_> = sys.processes().values().filter(|p| p.name().to_string_lossy() == name.as_str()).collect();
+            let matching: Vec<_> =
+                sys.processes().values().filter(|p| p.name().to_string_lossy() == name.as_str()).collect();
             json!({
                 "name": name,
                 "running": matching.len(),

@@ -34,14 +34,21 @@ impl std::str::FromStr for Fault {
         let mut times = None;
         for opt in parts {
             match opt.split_once('=') {
-                Some(("retry-after", v)) => retry_after = Some(v.parse().map_err(|_| format!("retry-after={v}: expected seconds"))?),
+                Some(("retry-after", v)) => {
+                    retry_after = Some(v.parse().map_err(|_| format!("retry-after={v}: expected seconds"))?)
+                }
                 Some(("times", v)) => times = Some(v.parse().map_err(|_| format!("times={v}: expected a count"))?),
-                _ => return Err(format!("unknown fault option {opt:?} in {spec:?}; options are retry-after=SECS, times=N")),
+                _ => {
+                    return Err(format!(
+                        "unknown fault option {opt:?} in {spec:?}; options are retry-after=SECS, times=N"
+                    ));
+                }
             }
         }
         let kind = match name {
             "status" => {
-                let code: u16 = value.parse().map_err(|_| format!("status={value}: expected an HTTP status such as 503"))?;
+                let code: u16 =
+                    value.parse().map_err(|_| format!("status={value}: expected an HTTP status such as 503"))?;
                 if !(100..=599).contains(&code) {
                     return Err(format!("status={code}: not an HTTP status"));
                 }

@@ -88,7 +88,10 @@ impl BundleStore {
         if let Some(claimed) = claimed_sha256
             && !claimed.eq_ignore_ascii_case(&sha)
         {
-            return Err(Refusal { status: 422, reason: format!("the body's SHA-256 is {sha}, not the Idempotency-Key {claimed}") });
+            return Err(Refusal {
+                status: 422,
+                reason: format!("the body's SHA-256 is {sha}, not the Idempotency-Key {claimed}"),
+            });
         }
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let receipt_path = self.dir.join(format!("{sha}.receipt.json"));
@@ -179,13 +182,17 @@ impl Shared {
     }
 
     async fn upload(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
-        let ctype = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let ctype =
+            req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let claimed = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
         let program = req.headers().get("x-callhome-program").and_then(|v| v.to_str().ok()).unwrap_or("?").to_string();
         let body = match Limited::new(req.into_body(), self.max_body as usize).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Ok(problem(StatusCode::PAYLOAD_TOO_LARGE, &format!("bundles are limited to {} bytes", self.max_body)));
+                return Ok(problem(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("bundles are limited to {} bytes", self.max_body),
+                ));
             }
             Err(e) => return Ok(problem(StatusCode::BAD_REQUEST, &format!("reading the body: {e}"))),
         };
@@ -200,7 +207,8 @@ impl Shared {
                 let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
                 let mut resp = problem(status, "fault injected by callhome-receiver --fault");
                 if let Some(s) = retry_after {
-                    resp.headers_mut().insert(hyper::header::RETRY_AFTER, s.to_string().parse().expect("digits are a header value"));
+                    resp.headers_mut()
+                        .insert(hyper::header::RETRY_AFTER, s.to_string().parse().expect("digits are a header value"));
                 }
                 return Ok(resp);
             }
@@ -210,7 +218,10 @@ impl Shared {
             return Ok(problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the bundle as Content-Type: application/zip"));
         }
         let Some(claimed) = claimed else {
-            return Ok(problem(StatusCode::BAD_REQUEST, "the Idempotency-Key header (the bundle's SHA-256) is missing"));
+            return Ok(problem(
+                StatusCode::BAD_REQUEST,
+                "the Idempotency-Key header (the bundle's SHA-256) is missing",
+            ));
         };
         let shared = self.clone();
         let accepted = tokio::task::spawn_blocking(move || shared.store.accept(&body, Some(&claimed)))
@@ -270,9 +281,12 @@ pub async fn serve(
     let store = BundleStore::open(&opts.store, key)?;
     let (tls, ca) = tls::server_config(&opts.tls, &opts.store)?;
     if let (Some(out), Some(ca)) = (&opts.ca_out, ca) {
-        fsutil::write_atomic(out, ca.as_bytes()).map_err(|e| ReceiverError::Io(format!("--ca-out {}: {e}", out.display())))?;
+        fsutil::write_atomic(out, ca.as_bytes())
+            .map_err(|e| ReceiverError::Io(format!("--ca-out {}: {e}", out.display())))?;
     }
-    let listener = TcpListener::bind(opts.listen).await.map_err(|e| ReceiverError::Io(format!("cannot listen on {}: {e}", opts.listen)))?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| ReceiverError::Io(format!("cannot listen on {}: {e}", opts.listen)))?;
     let addr = listener.local_addr().map_err(|e| ReceiverError::Io(e.to_string()))?;
     let shared = Arc::new(Shared { store, faults: Mutex::new(opts.faults.into()), max_body: opts.max_body });
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -317,7 +331,8 @@ mod tests {
     fn bundle_bytes(dir: &Path) -> Vec<u8> {
         let mut c = Contents::default();
         c.add_json("a.json", &serde_json::json!({"x": 1}));
-        let p = crate::bundle::write(dir, "b.zip", &Stamp { program: Program::Telemetry, install_id: "i", now: 1 }, c).unwrap();
+        let p = crate::bundle::write(dir, "b.zip", &Stamp { program: Program::Telemetry, install_id: "i", now: 1 }, c)
+            .unwrap();
         std::fs::read(p).unwrap()
     }
 

@@ -17,11 +17,17 @@ use crate::fsutil;
 pub enum TlsSource {
     /// A CA and a certificate for localhost, 127.0.0.1 and ::1, made once in `store/tls/`.
     SelfSigned,
-    Files { cert: PathBuf, key: PathBuf },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
 }
 
 /// Loads or makes the identity; returns the rustls config and, when self-signed, the CA PEM.
-pub fn server_config(src: &TlsSource, store: &Path) -> Result<(Arc<rustls::ServerConfig>, Option<String>), ReceiverError> {
+pub fn server_config(
+    src: &TlsSource,
+    store: &Path,
+) -> Result<(Arc<rustls::ServerConfig>, Option<String>), ReceiverError> {
     let (cert_path, key_path, ca) = match src {
         TlsSource::Files { cert, key } => (cert.clone(), key.clone(), None),
         TlsSource::SelfSigned => {
@@ -37,7 +43,8 @@ pub fn server_config(src: &TlsSource, store: &Path) -> Result<(Arc<rustls::Serve
     if certs.is_empty() {
         return Err(tls_err(&cert_path, "holds no certificate".into()));
     }
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| tls_err(&key_path, format!("cannot read a PEM private key ({e})")))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| tls_err(&key_path, format!("cannot read a PEM private key ({e})")))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -65,11 +72,13 @@ fn ensure_self_signed(dir: &Path) -> Result<String, ReceiverError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "callhome-receiver self-signed CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_cert = ca_params.self_signed(&ca_key).map_err(gen_err)?;
     let issuer = Issuer::new(ca_params, &ca_key);
     let server_key = KeyPair::generate().map_err(gen_err)?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()]).map_err(gen_err)?;
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])
+        .map_err(gen_err)?;
     params.distinguished_name.push(DnType::CommonName, "localhost");
     let server_cert = params.signed_by(&server_key, &issuer).map_err(gen_err)?;
     let _ = std::fs::remove_file(dir.join("server-key.pem"));

@@ -88,7 +88,8 @@ impl Uploader {
             .redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = &cfg.upload.ca_file {
             let path = cfg.resolve(ca);
-            let pem = std::fs::read(&path).map_err(|e| config_err(format!("upload.ca_file {}: {e}", path.display())))?;
+            let pem =
+                std::fs::read(&path).map_err(|e| config_err(format!("upload.ca_file {}: {e}", path.display())))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| config_err(format!("upload.ca_file {}: not PEM certificates ({e})", path.display())))?;
             b = b.tls_certs_merge(certs);
@@ -136,7 +137,8 @@ impl Uploader {
             .await
             .map_err(|e| self.classify(&e))?;
         let status = resp.status();
-        let retry_after = resp.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let retry_after =
+            resp.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
         if status == StatusCode::OK || status == StatusCode::CREATED {
             let bytes = read_capped(resp).await.map_err(|e| self.classify(&e))?;
             let Some(bytes) = bytes else {
@@ -161,21 +163,33 @@ impl Uploader {
         if lower.contains("407") || lower.contains("proxy authentication") {
             Failure::retry(
                 Code::ProxyAuth,
-                format!("the proxy refused the credentials ({detail}); check upload.proxy_user and {PROXY_PASSWORD_ENV}"),
+                format!(
+                    "the proxy refused the credentials ({detail}); check upload.proxy_user and {PROXY_PASSWORD_ENV}"
+                ),
                 arg,
             )
         } else if e.is_timeout() {
-            Failure::retry(Code::Timeout, format!("no answer from {} in time ({detail}); the bundle is kept and retried", self.host_port()), arg)
+            Failure::retry(
+                Code::Timeout,
+                format!("no answer from {} in time ({detail}); the bundle is kept and retried", self.host_port()),
+                arg,
+            )
         } else if tls {
             Failure::retry(
                 Code::Tls,
-                format!("TLS with {} failed ({detail}); check upload.ca_file and the receiver's certificate", self.host_port()),
+                format!(
+                    "TLS with {} failed ({detail}); check upload.ca_file and the receiver's certificate",
+                    self.host_port()
+                ),
                 arg,
             )
         } else {
             Failure::retry(
                 Code::NetworkOpen,
-                format!("cannot reach {} ({detail}); check the network, DNS and proxy; the bundle is kept and retried", self.host_port()),
+                format!(
+                    "cannot reach {} ({detail}); check the network, DNS and proxy; the bundle is kept and retried",
+                    self.host_port()
+                ),
                 arg,
             )
         }
@@ -197,9 +211,19 @@ fn receipt_failure(status: StatusCode, why: String) -> Failure {
 pub fn classify_status(status: StatusCode, retry_after: Option<Duration>, endpoint: &Url) -> Failure {
     let n = status.as_u16();
     let (code, disposition, advice) = match n {
-        400 | 413 | 415 | 422 => (Code::Rejected, Disposition::Quarantine, "the receiver refused this bundle for good; it was moved to quarantine/"),
-        401 | 403 => (Code::Auth, Disposition::Retry, "check the agent's registration and credentials; the bundle is kept"),
-        407 => (Code::ProxyAuth, Disposition::Retry, "the proxy wants credentials: set upload.proxy_user and CALLHOME_PROXY_PASSWORD"),
+        400 | 413 | 415 | 422 => (
+            Code::Rejected,
+            Disposition::Quarantine,
+            "the receiver refused this bundle for good; it was moved to quarantine/",
+        ),
+        401 | 403 => {
+            (Code::Auth, Disposition::Retry, "check the agent's registration and credentials; the bundle is kept")
+        }
+        407 => (
+            Code::ProxyAuth,
+            Disposition::Retry,
+            "the proxy wants credentials: set upload.proxy_user and CALLHOME_PROXY_PASSWORD",
+        ),
         404 => (Code::HttpStatus, Disposition::Retry, "check upload.endpoint; the bundle is kept"),
         _ => (Code::HttpStatus, Disposition::Retry, "the bundle is kept and retried later"),
     };

@@ -87,7 +87,14 @@ pub fn render(program: Program, code: Code, message: &str, arg: Option<&str>, at
 }
 
 /// Writes the result file atomically.
-pub fn write(path: &Path, program: Program, code: Code, message: &str, arg: Option<&str>, at: Timestamp) -> std::io::Result<()> {
+pub fn write(
+    path: &Path,
+    program: Program,
+    code: Code,
+    message: &str,
+    arg: Option<&str>,
+    at: Timestamp,
+) -> std::io::Result<()> {
     write_atomic(path, render(program, code, message, arg, at).as_bytes())
 }
 

@@ -58,7 +58,11 @@ impl Receiver {
         let mut child = cmd.spawn().expect("the receiver starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("the receiver prints its address");
-        let url = line.split_whitespace().find(|w| w.starts_with("https://")).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("https://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
         Receiver { child, url, store, ca, public_key }
     }
 
@@ -91,7 +95,12 @@ impl Drop for Receiver {
 /// File names in `dir` ending with `suffix`, sorted.
 pub fn list(dir: &Path, suffix: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(suffix)).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(suffix))
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
