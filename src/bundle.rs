@@ -113,6 +113,16 @@ pub fn is_bundle_name(p: Program, name: &str) -> bool {
 /// Writes the bundle to `tmp_dir/<name>` and fsyncs it; returns its path.
 pub fn write(tmp_dir: &Path, name: &str, stamp: &Stamp<'_>, contents: Contents) -> Result<PathBuf, BundleError> {
     let path = tmp_dir.join(name);
+    let written = write_at(&path, stamp, contents);
+    if written.is_err() {
+        // A partial bundle (disk full, I/O error) never stays behind looking whole.
+        let _ = fs::remove_file(&path);
+    }
+    written.map(|()| path)
+}
+
+fn write_at(path: &Path, stamp: &Stamp<'_>, contents: Contents) -> Result<(), BundleError> {
+    let path = path.to_path_buf();
     let io_err = |source| BundleError::Io { path: path.clone(), source };
     let zip_err = |e: zip::result::ZipError| BundleError::Io { path: path.clone(), source: io::Error::other(e) };
     let file = File::create(&path).map_err(io_err)?;
@@ -142,7 +152,18 @@ pub fn write(tmp_dir: &Path, name: &str, stamp: &Stamp<'_>, contents: Contents) 
     let buf = zip.finish().map_err(zip_err)?;
     let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
     file.sync_all().map_err(io_err)?;
-    Ok(path)
+    Ok(())
+}
+
+/// A cheap structural check (no decompression): the zip's central directory reads and it lists
+/// a `manifest.json`. Used at start-up, where thousands of bundles must be checked quickly.
+pub fn looks_whole(path: &Path) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let zip = ZipArchive::new(file).map_err(|e| format!("not a readable zip ({e})"))?;
+    if zip.index_for_name("manifest.json").is_none() {
+        return Err("the zip has no manifest.json".into());
+    }
+    Ok(())
 }
 
 /// An opened bundle, for preview and verification.

@@ -259,6 +259,9 @@ impl Spool {
                 } else if sent.contains(&name) {
                     fs::remove_file(&path).map_err(io_at(&path))?;
                     r.sent_removed += 1;
+                } else if let Err(why) = bundle::looks_whole(&path) {
+                    self.quarantine(&path, &format!("found damaged at start-up: {why}"))?;
+                    r.quarantined.push(name);
                 } else {
                     r.pending += 1;
                 }
@@ -319,6 +322,10 @@ mod tests {
         let keep = add(&spool, &d, Program::Telemetry, 2, 10);
         fs::write(d.tmp_dir().join("half.zip"), b"half").unwrap();
         fs::write(d.spool_dir(Program::Telemetry).join("notes.txt"), b"?").unwrap();
+        // A bundle cut short (a disk that lied about a sync, say) is quarantined, not uploaded.
+        let torn = add(&spool, &d, Program::Telemetry, 3, 10);
+        let bytes = fs::read(&torn.path).unwrap();
+        fs::write(&torn.path, &bytes[..bytes.len() / 2]).unwrap();
         store
             .append_ledger(&LedgerEntry {
                 at: 5,
@@ -332,7 +339,11 @@ mod tests {
             .unwrap();
         let r = spool.recover(&store).unwrap();
         assert_eq!((r.tmp_removed, r.sent_removed, r.pending), (1, 1, 1));
-        assert_eq!(r.quarantined, vec!["notes.txt".to_string()]);
+        let mut q = r.quarantined.clone();
+        q.sort();
+        assert_eq!(q, vec!["notes.txt".to_string(), torn.name.clone()]);
+        let reason = fs::read_to_string(d.quarantine_dir().join(format!("{}.reason", torn.name))).unwrap();
+        assert!(reason.contains("damaged"), "{reason}");
         assert_eq!(spool.pending(Program::Telemetry).unwrap(), vec![keep]);
         assert!(d.quarantine_dir().join("notes.txt.reason").exists());
     }

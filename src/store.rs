@@ -18,7 +18,7 @@ use crate::programs::{Choices, Program, TelemetryMode};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite failed (file unreadable, disk full, database corrupt).
-    #[error("state database: {0}")]
+    #[error("state database: {0}{hint}", hint = sqlite_hint(.0))]
     Sqlite(#[from] rusqlite::Error),
     /// The database was written by a newer agent.
     #[error("state database schema version {found} is newer than this agent understands ({known}); upgrade callhome")]
@@ -26,6 +26,23 @@ pub enum StoreError {
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
+
+/// What to do about the SQLite failures a user can fix.
+fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(DiskFull | SystemIoFailure) => {
+            " (the disk holding the data directory may be full or failing: free some space and try again; nothing was lost)"
+        }
+        Some(ReadOnly | CannotOpen | PermissionDenied) => {
+            " (the data directory is not writable: fix its permissions or choose another with --data-dir)"
+        }
+        Some(NotADatabase | DatabaseCorrupt) => {
+            " (state.sqlite is damaged: move it aside to start a fresh state; the spool is kept)"
+        }
+        _ => "",
+    }
+}
 
 const MIGRATIONS: &[&str] = &[
     // 1: the first schema.

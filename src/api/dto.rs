@@ -44,6 +44,8 @@ pub struct SpoolDoc {
     pub pending: usize,
     pub pending_bytes: u64,
     pub max_bytes: u64,
+    /// Bytes over `spool.max_bytes` that could not be evicted (compliance bundles are never).
+    pub over_quota_bytes: u64,
     pub quarantined: usize,
     pub by_program: std::collections::BTreeMap<&'static str, usize>,
 }
@@ -99,6 +101,7 @@ impl From<&Status> for StatusDoc {
             .collect();
         let by_program =
             Program::ALL.iter().map(|p| (p.name(), s.pending.iter().filter(|b| b.program == *p).count())).collect();
+        let pending_bytes = s.pending.iter().map(|p| p.size).sum::<u64>();
         StatusDoc {
             install_id: s.install.install_id.clone(),
             agent_version: env!("CARGO_PKG_VERSION"),
@@ -114,7 +117,8 @@ impl From<&Status> for StatusDoc {
             },
             spool: SpoolDoc {
                 pending: s.pending.len(),
-                pending_bytes: s.pending.iter().map(|p| p.size).sum(),
+                pending_bytes,
+                over_quota_bytes: pending_bytes.saturating_sub(s.spool_max_bytes),
                 max_bytes: s.spool_max_bytes,
                 quarantined: s.quarantined,
                 by_program,

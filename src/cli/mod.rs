@@ -33,8 +33,27 @@ impl From<AgentError> for CliError {
         match e {
             AgentError::DataDir(DataDirError::Busy { .. }) => fail(exit::BUSY, e.to_string()),
             AgentError::Refused(m) => fail(exit::REFUSED, m),
-            other => fail(exit::FAILURE, other.to_string()),
+            other => fail(exit::FAILURE, with_hint(&other)),
         }
+    }
+}
+
+/// The error's message, with what to do when the cause is a full disk.
+fn with_hint(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut full = e.to_string().contains("disk is full");
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull) {
+            full = true;
+        }
+        cur = c.source();
+    }
+    if full {
+        format!(
+            "{e}\nThe disk holding the data directory is full: nothing was lost (pending bundles stay in the spool); free some space and run the command again."
+        )
+    } else {
+        e.to_string()
     }
 }
 

@@ -26,6 +26,12 @@ pub fn status(d: &StatusDoc) {
         "spool: {} pending ({} bytes of {} allowed) · {} quarantined",
         d.spool.pending, d.spool.pending_bytes, d.spool.max_bytes, d.spool.quarantined
     );
+    if d.spool.over_quota_bytes > 0 {
+        println!(
+            "  warning: compliance bundles exceed spool.max_bytes by {} bytes; they are kept: let uploads catch up or raise spool.max_bytes",
+            d.spool.over_quota_bytes
+        );
+    }
     programs(&d.programs);
     println!("last results:");
     for (kind, r) in &d.last_result {

@@ -160,11 +160,20 @@ impl Uploader {
             || lower.contains("certificate")
             || lower.contains("handshake")
             || lower.contains("invalid peer");
-        if lower.contains("407") || lower.contains("proxy authentication") {
+        if lower.contains("407") || lower.contains("proxy authentication") || lower.contains("proxy authorization") {
             Failure::retry(
                 Code::ProxyAuth,
                 format!(
                     "the proxy refused the credentials ({detail}); check upload.proxy_user and {PROXY_PASSWORD_ENV}"
+                ),
+                arg,
+            )
+        } else if lower.contains("tunnel error") || lower.contains("tunnel unsuccessful") {
+            Failure::retry(
+                Code::Proxy,
+                format!(
+                    "the proxy refused to open a tunnel to {} ({detail}); check upload.proxy, upload.proxy_user and {PROXY_PASSWORD_ENV}, and that the proxy may reach the endpoint",
+                    self.host_port()
                 ),
                 arg,
             )

@@ -20,6 +20,9 @@ pub enum Code {
     Tls,
     /// The proxy refused the agent's credentials (HTTP 407).
     ProxyAuth,
+    /// The proxy refused to open the tunnel (another status: many proxies answer bad
+    /// credentials with 401 or 403), or could not reach the endpoint.
+    Proxy,
     /// The receiver did not answer in time.
     Timeout,
     /// The receiver answered a status that asks to try later (408, 425, 429, 5xx) or an
@@ -46,6 +49,7 @@ impl Code {
             Code::NetworkOpen => "CTX_UPLOADER_ERROR_NETWORK_OPEN",
             Code::Tls => "CTX_UPLOADER_ERROR_TLS",
             Code::ProxyAuth => "CTX_UPLOADER_ERROR_PROXY_AUTH",
+            Code::Proxy => "CTX_UPLOADER_ERROR_PROXY",
             Code::Timeout => "CTX_UPLOADER_ERROR_TIMEOUT",
             Code::HttpStatus => "CTX_UPLOADER_ERROR_HTTP_STATUS",
             Code::Auth => "CTX_UPLOADER_ERROR_AUTH",

@@ -1,0 +1,112 @@
+//! Bad conditions get a clear error and lose nothing: a full disk, a spool over its quota, a
+//! damaged bundle found at start.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const OFFLINE: &str = "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n";
+
+#[test]
+fn a_full_disk_fails_clearly_leaves_no_partial_bundle_and_recovers() {
+    let s = Setup::new();
+    // A Call Home command whose output (random, so incompressible) cannot fit on the small disk.
+    std::fs::write(
+        &s.config,
+        format!(
+            "{OFFLINE}[[collect.commands]]\nname = \"big\"\nprogram = \"call_home\"\nmax_output = 4000000\nargv = [\"sh\", \"-c\", \"printf '\\\"'; head -c 1500000 /dev/urandom | base64 -w0; printf '\\\"'\"]\n"
+        ),
+    )
+    .unwrap();
+    let fs = s.path().join("small-disk");
+    let out_dir = s.path().join("out");
+    std::fs::create_dir_all(&fs).unwrap();
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // A 1 MiB tmpfs in a private mount namespace stands in for a full disk.
+    let script = r#"
+        set -u
+        mount -t tmpfs -o size=1m tmpfs "$FS" || exit 90
+        ch() { "$AGENT" "$@" --config "$CFG" --data-dir "$FS/data"; }
+        ch collect --program telemetry >"$OUT/first.out" 2>&1 || exit 91
+        ch collect --program call_home >"$OUT/big.out" 2>"$OUT/big.err"; echo $? >"$OUT/big.rc"
+        ls -A "$FS/data/spool/callhome" >"$OUT/big.spool"; ls -A "$FS/data/spool/.tmp" >"$OUT/big.tmp"
+        dd if=/dev/zero of="$FS/filler" bs=4k >/dev/null 2>&1
+        ch collect --program telemetry >"$OUT/full.out" 2>"$OUT/full.err"; echo $? >"$OUT/full.rc"
+        ls -A "$FS/data/spool/compliance" >"$OUT/full.spool"; ls -A "$FS/data/spool/.tmp" >"$OUT/full.tmp"
+        rm "$FS/filler"
+        ch collect --program telemetry >"$OUT/after.out" 2>&1; echo $? >"$OUT/after.rc"
+        ls -A "$FS/data/spool/compliance" >"$OUT/after.spool"
+        ch ledger verify >"$OUT/verify.out" 2>&1; echo $? >"$OUT/verify.rc"
+    "#;
+    let status = Command::new("unshare")
+        .args(["-rm", "sh", "-c", script])
+        .env("FS", &fs)
+        .env("OUT", &out_dir)
+        .env("AGENT", AGENT)
+        .env("CFG", &s.config)
+        .status()
+        .expect("unshare runs (util-linux)");
+    assert!(status.success(), "the full-disk script failed early: {status:?} (90: no tmpfs mount, 91: first collect)");
+    let read = |n: &str| std::fs::read_to_string(out_dir.join(n)).unwrap();
+    // A bundle that does not fit: a clear error, no partial file, the earlier bundle intact.
+    assert_eq!(read("big.rc").trim(), "1", "{}{}", read("big.out"), read("big.err"));
+    assert!(
+        read("big.err").contains("No space left on device") && read("big.err").contains("free some space"),
+        "{}",
+        read("big.err")
+    );
+    assert_eq!(read("big.spool").trim(), "");
+    assert_eq!(read("big.tmp").trim(), "", "the partial bundle was removed");
+    assert_eq!(read("full.rc").trim(), "1", "{}", read("full.err"));
+    let err = read("full.err");
+    assert!(["No space left on device", "disk is full", "disk I/O error"].iter().any(|m| err.contains(m)), "{err}");
+    assert!(err.contains("free some space"), "the message says what to do: {err}");
+    assert_eq!(read("full.spool").lines().count(), 1, "only the first, whole bundle is spooled");
+    assert_eq!(read("full.tmp").trim(), "", "no partial bundle is left behind");
+    assert_eq!(read("after.rc").trim(), "0", "{}", read("after.out"));
+    assert_eq!(read("after.spool").lines().count(), 2);
+    assert_eq!(read("verify.rc").trim(), "0", "{}", read("verify.out"));
+}
+
+#[test]
+fn over_quota_evicts_optional_bundles_first_and_reports_what_compliance_keeps() {
+    let s = Setup::new();
+    std::fs::write(&s.config, format!("{OFFLINE}[spool]\nmax_bytes = 2000\n")).unwrap();
+    assert!(s.cli(&["collect", "--program", "call_home"]).status.success());
+    assert!(s.cli(&["collect", "--program", "telemetry"]).status.success());
+    assert!(s.cli(&["collect", "--program", "telemetry"]).status.success());
+    assert!(s.spool("callhome").is_empty(), "the optional bundle made room");
+    assert_eq!(s.spool("compliance").len(), 2, "compliance bundles are never evicted");
+    let evicted: Vec<_> = s.ledger().into_iter().filter(|r| r["event"] == "evicted").collect();
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(evicted[0]["program"], "call_home");
+    let st = s.status();
+    assert!(st["spool"]["over_quota_bytes"].as_u64().unwrap() > 0, "{}", st["spool"]);
+    let human = stdout(&s.cli(&["status"]));
+    assert!(human.contains("exceed spool.max_bytes"), "{human}");
+}
+
+#[test]
+fn a_damaged_bundle_found_at_start_is_quarantined_not_uploaded() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[]);
+    s.configure_for(&r, "first_upload_delay = \"1s\"\n");
+    assert!(s.cli(&["collect", "--program", "telemetry"]).status.success());
+    let name = s.spool("compliance")[0].clone();
+    let path = s.data.join("spool/compliance").join(&name);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::write(s.data.join("spool/compliance/README.txt"), "not ours").unwrap();
+
+    let _agent = s.start_agent();
+    wait_until(Duration::from_secs(30), "the agent's first upload", || s.result_file("compliance").contains("SUCCESS"));
+    let q = list(&s.data.join("quarantine"), "");
+    assert!(q.contains(&name) && q.contains(&"README.txt".to_string()), "{q:?}");
+    let reason = std::fs::read_to_string(s.data.join("quarantine").join(format!("{name}.reason"))).unwrap();
+    assert!(reason.contains("damaged"), "{reason}");
+    let sha_of_damaged = callhome::fsutil::sha256_hex(&bytes[..bytes.len() / 3]);
+    assert!(!r.bundles().contains(&format!("{sha_of_damaged}.zip")), "the damaged bundle was never sent");
+}

@@ -1,0 +1,142 @@
+//! The uploader against real network parts: an authenticating HTTP proxy (tinyproxy), a receiver
+//! whose certificate the agent does not trust, and a receiver run with certificate files.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// A running tinyproxy that demands basic authentication (killed on drop).
+struct Proxy {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Proxy {
+    fn start(dir: &std::path::Path, user: &str, password: &str) -> Proxy {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = dir.join("tinyproxy.log");
+        let conf = dir.join("tinyproxy.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 10\nAllow 127.0.0.1\nBasicAuth {user} {password}\nLogFile \"{}\"\nLogLevel Connect\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("tinyproxy")
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tinyproxy runs (scripts/deps installs it)");
+        wait_until(Duration::from_secs(10), "tinyproxy to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Proxy { child, port, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn uploads_go_through_an_authenticating_proxy() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[]);
+    let proxy = Proxy::start(s.path(), "agent", "s3cret-pass");
+    s.configure_for(&r, &format!("proxy = \"http://127.0.0.1:{}\"\nproxy_user = \"agent\"\n", proxy.port));
+
+    let out = s.cli_env(&["upload", "--program", "telemetry"], &[("CALLHOME_PROXY_PASSWORD", "s3cret-pass")]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(r.bundles().len(), 1);
+    let log = proxy.log();
+    assert!(log.contains("CONNECT") && log.contains(&r.addr()), "the upload tunnelled through the proxy:\n{log}");
+
+    let out = s.cli_env(&["upload", "--program", "telemetry"], &[("CALLHOME_PROXY_PASSWORD", "wrong")]);
+    assert_eq!(out.status.code(), Some(4));
+    let xml = s.result_file("compliance");
+    // tinyproxy answers bad credentials on CONNECT with 401, not 407: a refused tunnel.
+    assert!(xml.contains("<Code>CTX_UPLOADER_ERROR_PROXY</Code>") && xml.contains("upload.proxy_user"), "{xml}");
+    assert_eq!(s.spool("compliance").len(), 1, "the bundle is kept");
+    // The password never reaches the data directory.
+    for entry in walk(&s.data) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(!bytes.windows(11).any(|w| w == b"s3cret-pass"), "{} holds the proxy password", entry.display());
+    }
+}
+
+#[test]
+fn an_untrusted_certificate_is_a_tls_error_and_the_bundle_stays() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[]);
+    let other = tempfile::tempdir().unwrap();
+    let stranger = Receiver::start(other.path(), &[]); // its CA signs nothing the receiver uses
+    s.configure(&r.url, &stranger.ca, &r.public_key, "");
+    let out = s.cli(&["upload", "--program", "telemetry"]);
+    assert_eq!(out.status.code(), Some(4));
+    let xml = s.result_file("compliance");
+    assert!(xml.contains("CTX_UPLOADER_ERROR_TLS"), "{xml}");
+    assert_eq!(s.spool("compliance").len(), 1);
+    assert!(r.bundles().is_empty());
+}
+
+#[test]
+fn the_receiver_serves_given_certificate_files() {
+    let s = Setup::new();
+    // A first run makes a CA and a server certificate; a second receiver is given those files.
+    let first = Receiver::start(s.path(), &[]);
+    let tls = first.store.join("tls");
+    first.stop();
+    let store = s.path().join("second-store");
+    let mut child = Command::new(RECEIVER)
+        .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(&store)
+        .arg("--tls-cert")
+        .arg(tls.join("server.pem"))
+        .arg("--tls-key")
+        .arg(tls.join("server-key.pem"))
+        .arg("--signing-key")
+        .arg(s.path().join("receiver-signing.pem"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let url = line.split_whitespace().find(|w| w.starts_with("https://")).unwrap().to_string();
+    s.configure(&url, &tls.join("ca.pem"), &s.path().join("receiver-public.pem"), "");
+    let out = s.cli(&["upload", "--program", "telemetry"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(list(&store, ".zip").len(), 1);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
