@@ -327,3 +327,41 @@ fn preview_shows_the_exact_bytes_that_will_be_sent() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("callhome status"));
 }
+
+/// One transient failure: the upload exits 4 with `code`, keeps the bundle; the next upload
+/// delivers it, once.
+fn transient_failure_keeps_the_bundle(fault: &str, upload_extra: &str, code: &str) {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[fault]);
+    s.configure_for(&r, upload_extra);
+    let out = s.cli(&["upload", "--program", "telemetry"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
+    let xml = s.result_file("compliance");
+    assert!(xml.contains(&format!("<Code>{code}</Code>")), "{fault}: {xml}");
+    assert_eq!(s.spool("compliance").len(), 1, "{fault}: the bundle is kept");
+    let out = s.cli(&["upload", "--program", "telemetry"]);
+    assert!(out.status.success(), "{fault}: {}", stdout(&out));
+    assert!(s.spool("compliance").is_empty());
+    assert_eq!(r.bundles().len(), 1, "{fault}: the receiver holds the bundle once");
+    assert_eq!(sent_rows(&s).len(), 1, "{fault}: the ledger records it once");
+}
+
+#[test]
+fn a_dropped_connection_is_a_network_error() {
+    transient_failure_keeps_the_bundle("drop,times=1", "", "CTX_UPLOADER_ERROR_NETWORK_OPEN");
+}
+
+#[test]
+fn a_receiver_too_slow_to_answer_is_a_timeout_and_the_retry_gets_the_same_receipt() {
+    transient_failure_keeps_the_bundle("delay=10s,times=1", "read_timeout = \"1s\"", "CTX_UPLOADER_ERROR_TIMEOUT");
+}
+
+#[test]
+fn unauthorized_is_an_auth_error() {
+    transient_failure_keeps_the_bundle("status=401,times=1", "", "CTX_UPLOADER_ERROR_AUTH");
+}
+
+#[test]
+fn a_server_error_is_an_http_status_error() {
+    transient_failure_keeps_the_bundle("status=500,times=1", "", "CTX_UPLOADER_ERROR_HTTP_STATUS");
+}
