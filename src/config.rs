@@ -449,7 +449,7 @@ impl Parser<'_> {
     }
 
     fn commands(&mut self, v: &Item, loc: &Loc) -> Option<Vec<CommandSpec>> {
-        let tables: Vec<(Option<Range<usize>>, Vec<(String, Item)>)> = match v {
+        let tables: Vec<RawTable> = match v {
             Item::ArrayOfTables(a) => {
                 a.iter().map(|t| (t.span(), t.iter().map(|(k, i)| (k.to_string(), i.clone())).collect())).collect()
             }
@@ -606,6 +606,9 @@ impl Parser<'_> {
         }
     }
 }
+
+/// One `[[collect.commands]]` table: its span and its key/value pairs.
+type RawTable = (Option<Range<usize>>, Vec<(String, Item)>);
 
 /// Where a value sits: its dotted key and its span in the file.
 struct Loc {

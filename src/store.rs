@@ -372,19 +372,10 @@ fn insert_attempt(conn: &Connection, a: &Attempt) -> Result<()> {
     Ok(())
 }
 
-/// The hash of a row: its fields and the previous row's hash.
-pub fn row_hash(
-    prev: &str,
-    seq: i64,
-    at: Timestamp,
-    event: &str,
-    program: &str,
-    bundle: &str,
-    sha: &str,
-    size: u64,
-    detail: &str,
-) -> String {
-    sha256_hex(format!("{prev}\n{seq}\n{at}\n{event}\n{program}\n{bundle}\n{sha}\n{size}\n{detail}").as_bytes())
+/// The hash of a row: the previous row's hash and the row's fields, one per line.
+pub fn row_hash(prev: &str, r: &LedgerRow) -> String {
+    let LedgerRow { seq, at, event, program, bundle, sha256, size, detail, .. } = r;
+    sha256_hex(format!("{prev}\n{seq}\n{at}\n{event}\n{program}\n{bundle}\n{sha256}\n{size}\n{detail}").as_bytes())
 }
 
 fn append_ledger(conn: &Connection, e: &LedgerEntry) -> Result<()> {
@@ -393,8 +384,19 @@ fn append_ledger(conn: &Connection, e: &LedgerEntry) -> Result<()> {
         .optional()?
         .unwrap_or((0, GENESIS.to_string()));
     let seq = prev_seq + 1;
-    let hash =
-        row_hash(&prev_hash, seq, e.at, e.event.name(), e.program.name(), &e.bundle, &e.sha256, e.size, &e.detail);
+    let row = LedgerRow {
+        seq,
+        at: e.at,
+        event: e.event.name().into(),
+        program: e.program.name().into(),
+        bundle: e.bundle.clone(),
+        sha256: e.sha256.clone(),
+        size: e.size,
+        detail: e.detail.clone(),
+        prev_hash: prev_hash.clone(),
+        hash: String::new(),
+    };
+    let hash = row_hash(&prev_hash, &row);
     conn.execute(
         "INSERT INTO ledger (seq, at, event, program, bundle, sha256, size, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -425,8 +427,7 @@ pub fn verify_chain(rows: &[LedgerRow]) -> std::result::Result<(), LedgerBreak> 
         if r.prev_hash != prev {
             return Err(LedgerBreak { seq: r.seq, why: "it does not point at the row before".into() });
         }
-        let h = row_hash(&prev, r.seq, r.at, &r.event, &r.program, &r.bundle, &r.sha256, r.size, &r.detail);
-        if h != r.hash {
+        if row_hash(&prev, r) != r.hash {
             return Err(LedgerBreak { seq: r.seq, why: "its content was changed after it was written".into() });
         }
         prev = r.hash.clone();
