@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use toml_edit::{Document, Item, Table, Value};
 
+use crate::licenses::{LicenseConfig, Mapped};
 use crate::programs::{Program, TelemetryMode};
 
 /// The configuration that ships inside the binary; it works as is.
@@ -28,6 +29,7 @@ pub struct Config {
     pub programs: ProgramDefaults,
     pub product: ProductConfig,
     pub collect: CollectConfig,
+    pub licenses: LicenseConfig,
     /// The file read on top of the default, if any (relative paths in it resolve against its folder).
     pub source: Option<PathBuf>,
 }
@@ -242,6 +244,7 @@ impl Config {
             },
             product: ProductConfig { name: String::new(), version: String::new(), processes: Vec::new() },
             collect: CollectConfig { commands: Vec::new() },
+            licenses: LicenseConfig::default(),
             source: None,
         }
     }
@@ -297,10 +300,11 @@ impl Parser<'_> {
                     }
                     _ => false,
                 }),
+                "licenses" => self.section(name, table, |p, k, v, key| p.licenses(k, v, key, &mut cfg.licenses)),
                 _ => self.push(
                     name,
                     span,
-                    "unknown section; known sections are upload, schedule, compliance, spool, programs, product, collect",
+                    "unknown section; known sections are upload, schedule, compliance, spool, programs, product, collect, licenses",
                 ),
             }
         }
@@ -376,35 +380,9 @@ impl Parser<'_> {
                 None => {}
             },
             "warn_days" => {
-                let Some(arr) = v.as_array() else {
-                    self.push(
-                        &loc.key,
-                        loc.span.clone(),
-                        "expected a list of whole numbers of days, such as [30, 14, 7]",
-                    );
-                    return true;
-                };
-                let mut days = Vec::new();
-                for x in arr.iter() {
-                    match x.as_integer() {
-                        Some(n) if (1..=3650).contains(&n) => days.push(n as u32),
-                        _ => {
-                            self.push(
-                                &loc.key,
-                                x.span().or(loc.span.clone()),
-                                "each entry must be a whole number of days from 1 to 3650",
-                            );
-                            return true;
-                        }
-                    }
+                if let Some(days) = self.day_list(v, loc) {
+                    c.warn_days = days;
                 }
-                if days.is_empty() {
-                    self.push(&loc.key, loc.span.clone(), "needs at least one threshold, such as [30, 14, 7]");
-                    return true;
-                }
-                days.sort_unstable_by(|a, b| b.cmp(a));
-                days.dedup();
-                c.warn_days = days;
             }
             _ => return false,
         }
@@ -446,6 +424,66 @@ impl Parser<'_> {
             _ => return false,
         }
         true
+    }
+
+    fn licenses(&mut self, k: &str, v: &Item, loc: &Loc, l: &mut LicenseConfig) -> bool {
+        match k {
+            "files" => l.files = self.strings(v, loc).unwrap_or(std::mem::take(&mut l.files)),
+            "debug_logs" => l.debug_logs = self.strings(v, loc).unwrap_or(std::mem::take(&mut l.debug_logs)),
+            "expiry_warn_days" => {
+                if let Some(days) = self.day_list(v, loc) {
+                    l.expiry_warn_days = days;
+                }
+            }
+            "vendor_string" => {
+                let Some(t) = v.as_table_like() else {
+                    self.push(&loc.key, loc.span.clone(), "expected a table such as { TYPE = \"license_type\" }");
+                    return true;
+                };
+                let mut map = Vec::new();
+                for (key, item) in t.iter() {
+                    let l2 = Loc { key: format!("{}.{key}", loc.key), span: item.span().or(loc.span.clone()) };
+                    if let Some(field) = self.string(item, &l2) {
+                        match field.parse::<Mapped>() {
+                            Ok(m) => map.push((key.to_string(), m)),
+                            Err(e) => self.push(&l2.key, l2.span.clone(), e),
+                        }
+                    }
+                }
+                l.vendor_string = map;
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// A non-empty list of whole days (1 to 3650), returned largest first.
+    fn day_list(&mut self, v: &Item, loc: &Loc) -> Option<Vec<u32>> {
+        let Some(arr) = v.as_array() else {
+            self.push(&loc.key, loc.span.clone(), "expected a list of whole numbers of days, such as [30, 14, 7]");
+            return None;
+        };
+        let mut days = Vec::new();
+        for x in arr.iter() {
+            match x.as_integer() {
+                Some(n) if (1..=3650).contains(&n) => days.push(n as u32),
+                _ => {
+                    self.push(
+                        &loc.key,
+                        x.span().or(loc.span.clone()),
+                        "each entry must be a whole number of days from 1 to 3650",
+                    );
+                    return None;
+                }
+            }
+        }
+        if days.is_empty() {
+            self.push(&loc.key, loc.span.clone(), "needs at least one threshold, such as [30, 14, 7]");
+            return None;
+        }
+        days.sort_unstable_by(|a, b| b.cmp(a));
+        days.dedup();
+        Some(days)
     }
 
     fn commands(&mut self, v: &Item, loc: &Loc) -> Option<Vec<CommandSpec>> {

@@ -3,6 +3,7 @@
 //! Layout (ARCHITECTURE.md has the full map and the invariants):
 //! - `config`, `programs`: what the administrator configured and consented to;
 //! - `collect`: the collectors, which produce a bundle's files;
+//! - `licenses`: FlexLM license files, debug-log usage and license events;
 //! - `bundle`, `spool`: immutable zip bundles and their on-disk queue;
 //! - `store`: SQLite state (settings, schedule, attempts, the ledger);
 //! - `upload`, `receipt`: protocol v1 to the receiver, and its signed receipts;
@@ -19,6 +20,7 @@ pub mod compliance;
 pub mod config;
 pub mod datadir;
 pub mod fsutil;
+pub mod licenses;
 pub mod programs;
 pub mod receipt;
 pub mod receiver;
