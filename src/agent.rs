@@ -15,10 +15,13 @@ use tracing::{info, warn};
 
 use crate::bundle::{self, Stamp};
 use crate::clock::{Clock, Timestamp};
+use crate::collect::licenses::{Identity, inventory_json, seen, usage_json};
 use crate::collect::{self, Context};
 use crate::compliance;
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError, Install, WorkLock};
+use crate::licenses::date::Date;
+use crate::licenses::{self, Inventory, LicenseEvent};
 use crate::programs::{Consent, Program, TelemetryMode, do_not_track_from_env};
 use crate::schedule::{Plan, Task};
 use crate::spool::{Pending, Recovery, Spool, SpoolError};
@@ -110,6 +113,8 @@ pub struct Status {
     pub agent: Option<String>,
     pub max_days: u32,
     pub spool_max_bytes: u64,
+    /// License events as of now (expiry, renewal, use above quantity).
+    pub license_events: Vec<LicenseEvent>,
 }
 
 impl Agent {
@@ -217,10 +222,21 @@ impl Agent {
             return skipped("the program is off");
         }
         let (samples, max_sample) = self.store().samples(p)?;
-        if p == Program::Ceip && samples.is_empty() {
+        let now = self.clock.now();
+        // License usage goes up to the last full hour; the window's start is remembered.
+        let window = (self.usage_window_start(p)?, now - now.rem_euclid(3600));
+        if p == Program::Ceip && samples.is_empty() && self.store().usage(None, window.0, window.1)?.is_empty() {
             return skipped("no usage samples yet");
         }
-        let now = self.clock.now();
+        let pending_events = if p == Program::Events {
+            self.refresh_licenses().await?;
+            self.store().events_to_upload()?
+        } else {
+            Vec::new()
+        };
+        if p == Program::Events && pending_events.is_empty() {
+            return skipped("no new license events");
+        }
         let ctx = Context {
             config: &self.cfg,
             consent,
@@ -228,7 +244,8 @@ impl Agent {
             install_created_at: self.install.created_at,
             now,
         };
-        let contents = collect::gather(p, &ctx, &samples).await;
+        let mut contents = collect::gather(p, &ctx, &samples).await;
+        self.add_license_files(p, &mut contents, window, &pending_events).await?;
         if contents.is_empty() {
             return skipped("nothing to collect");
         }
@@ -249,6 +266,12 @@ impl Agent {
         }
         if p == Program::Telemetry {
             store.set_task(TELEMETRY_COLLECT_TASK, TaskState { due_at: now, last_run: Some(now), failures: 0 })?;
+        }
+        if matches!(p, Program::Telemetry | Program::Ceip) {
+            store.set_setting(&window_key(p), &window.1.to_string())?;
+        }
+        if !pending_events.is_empty() {
+            store.mark_events_uploaded(&pending_events.iter().map(|e| e.key.clone()).collect::<Vec<_>>())?;
         }
         let quota = self.spool.enforce_quota(&mut store, self.cfg.spool.max_bytes, now)?;
         if !quota.evicted.is_empty() {
@@ -293,6 +316,9 @@ impl Agent {
         }
         if wanted(Program::Ceip) && consent.enabled(Program::Ceip) {
             self.collect_program(Program::Ceip, consent).await?;
+        }
+        if wanted(Program::Events) && consent.enabled(Program::Events) {
+            self.collect_program(Program::Events, consent).await?;
         }
         let mut report = UploadReport::default();
         for p in Program::ALL.into_iter().filter(|p| wanted(*p)) {
@@ -457,6 +483,125 @@ impl Agent {
         }
     }
 
+    /// The folder that relative paths of the configuration resolve against.
+    fn config_base(&self) -> std::path::PathBuf {
+        match &self.cfg.source {
+            Some(src) => crate::fsutil::parent_dir(src).to_path_buf(),
+            None => std::path::PathBuf::from("."),
+        }
+    }
+
+    pub fn today(&self) -> Date {
+        Date::of_timestamp(self.clock.now())
+    }
+
+    /// Reads the configured license files now (changes no state).
+    pub fn scan_licenses(&self) -> Inventory {
+        licenses::scan(&self.cfg.licenses, &self.config_base(), self.today())
+    }
+
+    /// The events a scan calls for, with the last day's peaks of use.
+    pub fn license_events(&self, inv: &Inventory) -> Result<Vec<LicenseEvent>> {
+        let peaks = self.store().peaks_since(self.clock.now() - 86_400)?;
+        Ok(licenses::events(inv, &peaks, &self.cfg.licenses.expiry_warn_days, self.today()))
+    }
+
+    /// Reads what is new in the debug logs, records the inventory, and updates the events.
+    /// Returns the inventory, the time of the scan and the keys of events that are new.
+    pub async fn refresh_licenses(&self) -> Result<(Inventory, Timestamp, Vec<String>)> {
+        for log in &self.cfg.licenses.debug_logs {
+            let path = self.config_base().join(log);
+            let key = path.display().to_string();
+            let cursor = self.store().log_cursor(&key)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
+            let p2 = path.clone();
+            match tokio::task::spawn_blocking(move || licenses::debuglog::read_new(&p2, cursor))
+                .await
+                .expect("reader does not panic")
+            {
+                Ok(parser) => {
+                    let cursor = serde_json::to_string(&parser.cursor).expect("cursors serialize");
+                    self.store().apply_usage(&key, &cursor, &parser.hours)?;
+                    if parser.stats.restarted {
+                        info!(log = %key, "debug log rotated or truncated: read from its start");
+                    }
+                }
+                Err(e) => warn!("cannot read the debug log {key}: {e}; check licenses.debug_logs"),
+            }
+        }
+        let (cfg, base, today) = (self.cfg.licenses.clone(), self.config_base(), self.today());
+        let inv =
+            tokio::task::spawn_blocking(move || licenses::scan(&cfg, &base, today)).await.expect("scan does not panic");
+        let now = self.clock.now();
+        self.store().record_seen(&inv.licenses.iter().map(seen).collect::<Vec<_>>(), now)?;
+        let events = self.license_events(&inv)?;
+        let new = self.store().sync_events(&events, now)?;
+        for e in events.iter().filter(|e| new.contains(&e.key)) {
+            info!(kind = e.kind.name(), feature = %e.feature, "license event: {}", e.message);
+        }
+        Ok((inv, now, new))
+    }
+
+    fn usage_window_start(&self, p: Program) -> Result<Timestamp> {
+        Ok(self.store().setting(&window_key(p))?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// Adds the license files a program's bundle carries.
+    async fn add_license_files(
+        &self,
+        p: Program,
+        c: &mut bundle::Contents,
+        window: (Timestamp, Timestamp),
+        events: &[crate::store::EventRow],
+    ) -> Result<()> {
+        match p {
+            Program::Telemetry => {
+                let (inv, scanned_at, _) = self.refresh_licenses().await?;
+                let history = self.store().license_history(scanned_at)?;
+                let events = self.license_events(&inv)?;
+                let rows = self.store().usage(None, window.0, window.1)?;
+                c.add_json(
+                    "licenses.json",
+                    "the license inventory: every FEATURE/INCREMENT/UPGRADE line with expiry, quantity, type and days to expiry; lines only in history; problems found; license events",
+                    &inventory_json(&inv, &history, &events, scanned_at),
+                );
+                c.add_json(
+                    "usage.json",
+                    "license usage in the window: per feature the most in use at once, installed count, checkouts, denials, users and devices, by hour",
+                    &usage_json(&rows, &inv, window, Identity::Names),
+                );
+            }
+            Program::Ceip => {
+                let rows = self.store().usage(None, window.0, window.1)?;
+                if !rows.is_empty() {
+                    let inv = self.scan_licenses();
+                    c.add_json(
+                        "license_usage.json",
+                        "license usage counts by feature and hour: no user or device names",
+                        &usage_json(&rows, &inv, window, Identity::CountsOnly),
+                    );
+                }
+            }
+            Program::Events if !events.is_empty() => {
+                let list: Vec<serde_json::Value> = events
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!({
+                            "kind": e.kind, "feature": e.feature, "message": e.message, "days": e.days,
+                            "first_seen": crate::clock::rfc3339(e.first_seen),
+                        })
+                    })
+                    .collect();
+                c.add_json(
+                    "events.json",
+                    "license events: expiry, renewal, use above quantity",
+                    &serde_json::json!({ "events": list }),
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The state every front end shows.
     pub fn status(&self) -> Result<Status> {
         let now = self.clock.now();
@@ -483,6 +628,7 @@ impl Agent {
             agent: self.dir.agent_running(),
             max_days: self.cfg.compliance.max_days,
             spool_max_bytes: self.cfg.spool.max_bytes,
+            license_events: self.license_events(&self.scan_licenses())?,
         })
     }
 
@@ -543,7 +689,10 @@ impl Agent {
             Task::Upload => self.upload_cycle(None).await.map(|r| (!r.must_retry(), r.retry_after())),
             Task::CollectConfig => self.collect(Some(Program::CallHome)).await.map(|_| (true, None)),
             Task::SamplePerformance => self.sample(Program::CallHome).await.map(|_| (true, None)),
-            Task::SampleUsage => self.sample(Program::Ceip).await.map(|_| (true, None)),
+            Task::SampleUsage => match self.refresh_licenses().await {
+                Ok(_) => self.sample(Program::Ceip).await.map(|_| (true, None)),
+                Err(e) => Err(e),
+            },
         };
         let now = self.clock.now();
         Ok(match outcome {
@@ -555,6 +704,10 @@ impl Agent {
             }
         })
     }
+}
+
+fn window_key(p: Program) -> String {
+    format!("usage.window.{}", p.name())
 }
 
 enum One {

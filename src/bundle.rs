@@ -51,6 +51,8 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestFile {
     pub name: String,
+    /// What the file holds, in words.
+    pub holds: String,
     pub size: u64,
     pub sha256: String,
 }
@@ -65,17 +67,18 @@ pub struct CollectorError {
 /// The files of one bundle, gathered before it is written.
 #[derive(Debug, Default)]
 pub struct Contents {
-    files: Vec<(String, Vec<u8>)>,
+    /// (name, what it holds, bytes)
+    files: Vec<(String, String, Vec<u8>)>,
     errors: Vec<CollectorError>,
 }
 
 impl Contents {
-    pub fn add_file(&mut self, name: impl Into<String>, bytes: Vec<u8>) {
-        self.files.push((name.into(), bytes));
+    pub fn add_file(&mut self, name: impl Into<String>, holds: impl Into<String>, bytes: Vec<u8>) {
+        self.files.push((name.into(), holds.into(), bytes));
     }
-    pub fn add_json(&mut self, name: impl Into<String>, value: &serde_json::Value) {
+    pub fn add_json(&mut self, name: impl Into<String>, holds: impl Into<String>, value: &serde_json::Value) {
         let bytes = serde_json::to_vec_pretty(value).expect("JSON values serialize");
-        self.add_file(name, bytes);
+        self.add_file(name, holds, bytes);
     }
     pub fn add_error(&mut self, collector: impl Into<String>, message: impl Into<String>) {
         self.errors.push(CollectorError { collector: collector.into(), message: message.into() });
@@ -132,10 +135,15 @@ fn write_at(path: &Path, stamp: &Stamp<'_>, contents: Contents) -> Result<(), Bu
         .compression_level(Some(6))
         .unix_permissions(0o644);
     let mut files = Vec::with_capacity(contents.files.len());
-    for (name, bytes) in &contents.files {
+    for (name, holds, bytes) in &contents.files {
         zip.start_file(name.as_str(), opts).map_err(zip_err)?;
         zip.write_all(bytes).map_err(io_err)?;
-        files.push(ManifestFile { name: name.clone(), size: bytes.len() as u64, sha256: sha256_hex(bytes) });
+        files.push(ManifestFile {
+            name: name.clone(),
+            holds: holds.clone(),
+            size: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+        });
     }
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
@@ -257,7 +265,7 @@ mod tests {
     fn a_written_bundle_reads_back_and_verifies() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Contents::default();
-        c.add_json("system.json", &serde_json::json!({"os": "linux"}));
+        c.add_json("system.json", "the machine", &serde_json::json!({"os": "linux"}));
         c.add_error("command:status", "exit status 2");
         let name = bundle_name(Program::Telemetry, 1_679_283_497);
         assert!(name.starts_with("upload_compliance_20230320T033817Z_"), "{name}");

@@ -82,7 +82,7 @@ impl DataDir {
         self.root.join("spool")
     }
     pub fn spool_dir(&self, p: Program) -> PathBuf {
-        self.spool_root().join(p.upload_kind())
+        self.spool_root().join(p.spool_folder())
     }
     pub fn tmp_dir(&self) -> PathBuf {
         self.spool_root().join(".tmp")

@@ -79,6 +79,23 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// The license inventory: every feature line with days to expiry, events, problems found.
+    Licenses {
+        #[arg(long)]
+        json: bool,
+    },
+    /// License usage by feature and hour, from the vendor-daemon debug logs (read up to now).
+    Usage {
+        /// Only this feature.
+        #[arg(long, value_name = "FEATURE")]
+        feature: Option<String>,
+        /// From this time on: RFC 3339 (`2026-11-01T00:00:00Z`), a date (`2026-11-01`), or a
+        /// duration ago (`7d`). Default: everything.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show or change the data programs.
     Programs {
         #[command(subcommand)]

@@ -36,8 +36,19 @@ impl Program {
         }
     }
 
-    /// The upload type: names the spool folder, the bundle prefix and the result file.
+    /// The upload type: names the bundle prefix (`upload_<type>_…`) and the result file. Call
+    /// Home and CEIP share the `usage` type, as in the License Server's uploader.
     pub fn upload_kind(self) -> &'static str {
+        match self {
+            Program::Telemetry => "compliance",
+            Program::CallHome | Program::Ceip => "usage",
+            Program::Events => "events",
+        }
+    }
+
+    /// The program's own spool folder, so consent (withdrawal) stays per program even where
+    /// two programs share an upload type.
+    pub fn spool_folder(self) -> &'static str {
         match self {
             Program::Telemetry => "compliance",
             Program::CallHome => "callhome",
@@ -50,8 +61,7 @@ impl Program {
     pub fn result_type(self) -> &'static str {
         match self {
             Program::Telemetry => "CTX_UPLOAD_TYPE_COMPLIANCE",
-            Program::CallHome => "CTX_UPLOAD_TYPE_CALLHOME",
-            Program::Ceip => "CTX_UPLOAD_TYPE_USAGE",
+            Program::CallHome | Program::Ceip => "CTX_UPLOAD_TYPE_USAGE",
             Program::Events => "CTX_UPLOAD_TYPE_EVENTS",
         }
     }
@@ -72,10 +82,6 @@ impl Program {
     /// Whether the program's data may identify the machine or its users.
     pub fn identifiable(self) -> bool {
         self != Program::Ceip
-    }
-
-    pub fn from_upload_kind(kind: &str) -> Option<Program> {
-        Program::ALL.into_iter().find(|p| p.upload_kind() == kind)
     }
 }
 
@@ -209,7 +215,7 @@ mod tests {
     fn names_round_trip() {
         for p in Program::ALL {
             assert_eq!(p.name().parse::<Program>().unwrap(), p);
-            assert_eq!(Program::from_upload_kind(p.upload_kind()), Some(p));
+            assert!(p.result_type().ends_with(&p.upload_kind().to_ascii_uppercase()));
         }
     }
 }

@@ -252,7 +252,7 @@ impl Spool {
                         &path,
                         &format!(
                             "found in spool/{} at start-up: not a bundle name the agent writes",
-                            program.upload_kind()
+                            program.spool_folder()
                         ),
                     )?;
                     r.quarantined.push(name);
@@ -292,7 +292,7 @@ mod tests {
 
     fn add(spool: &Spool, d: &DataDir, p: Program, now: Timestamp, bytes: usize) -> Pending {
         let mut c = Contents::default();
-        c.add_file("data.bin", (0..bytes).map(|i| (i * 7919 % 251) as u8).collect());
+        c.add_file("data.bin", "test data", (0..bytes).map(|i| (i * 7919 % 251) as u8).collect());
         let name = bundle::bundle_name(p, now);
         let tmp = bundle::write(&d.tmp_dir(), &name, &Stamp { program: p, install_id: "i", now }, c).unwrap();
         spool.commit(p, &tmp).unwrap()

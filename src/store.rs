@@ -58,6 +58,17 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX ledger_bundle ON ledger (bundle);
      CREATE INDEX ledger_program_sent ON ledger (program, event, at);
      CREATE TABLE samples (id INTEGER PRIMARY KEY, program TEXT NOT NULL, at INTEGER NOT NULL, data TEXT NOT NULL);",
+    // 2: license data.
+    "CREATE TABLE log_cursors (path TEXT PRIMARY KEY, cursor TEXT NOT NULL);
+     CREATE TABLE usage_hourly (feature TEXT NOT NULL, hour INTEGER NOT NULL, peak INTEGER NOT NULL,
+        checkouts INTEGER NOT NULL, denials INTEGER NOT NULL, queued INTEGER NOT NULL, unsupported INTEGER NOT NULL,
+        users TEXT NOT NULL, devices TEXT NOT NULL, PRIMARY KEY (feature, hour));
+     CREATE INDEX usage_hour ON usage_hourly (hour);
+     CREATE TABLE license_events (key TEXT PRIMARY KEY, kind TEXT NOT NULL, feature TEXT NOT NULL, message TEXT NOT NULL,
+        days INTEGER, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, active INTEGER NOT NULL,
+        uploaded INTEGER NOT NULL DEFAULT 0);
+     CREATE TABLE license_seen (id TEXT PRIMARY KEY, feature TEXT NOT NULL, version TEXT NOT NULL, vendor TEXT NOT NULL,
+        quantity INTEGER, expiry TEXT NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL);",
 ];
 
 /// The chain's first `prev_hash`.
@@ -343,6 +354,245 @@ impl Store {
     /// Drops the program's samples up to and including `max_id` (once they are in a bundle).
     pub fn drop_samples(&self, p: Program, max_id: i64) -> Result<usize> {
         Ok(self.conn.execute("DELETE FROM samples WHERE program = ?1 AND id <= ?2", params![p.name(), max_id])?)
+    }
+}
+
+/// Usage of one feature in one hour, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub feature: String,
+    /// Start of the hour, UTC seconds.
+    pub hour: Timestamp,
+    pub peak: u32,
+    pub checkouts: u32,
+    pub denials: u32,
+    pub queued: u32,
+    pub unsupported: u32,
+    /// Sorted user names.
+    pub users: Vec<String>,
+    /// Sorted device (host) names.
+    pub devices: Vec<String>,
+}
+
+/// A license event as kept in the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub key: String,
+    pub kind: String,
+    pub feature: String,
+    pub message: String,
+    pub days: Option<i64>,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+/// A license line seen in an inventory scan, kept so lines that disappear stay in history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenLicense {
+    pub id: String,
+    pub feature: String,
+    pub version: String,
+    pub vendor: String,
+    pub quantity: Option<u32>,
+    /// `YYYY-MM-DD` or `permanent`.
+    pub expiry: String,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+impl Store {
+    pub fn log_cursor(&self, path: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT cursor FROM log_cursors WHERE path = ?1", [path], |r| r.get(0)).optional()?)
+    }
+
+    /// Merges a read's hourly usage and saves its cursor, in one transaction: a crash never
+    /// counts the same bytes twice.
+    pub fn apply_usage(
+        &mut self,
+        path: &str,
+        cursor_json: &str,
+        hours: &crate::licenses::debuglog::Hours,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (feature, by_hour) in hours {
+            for (hour, h) in by_hour {
+                let old: Option<(u32, u32, u32, u32, u32, String, String)> = tx
+                    .query_row(
+                        "SELECT peak, checkouts, denials, queued, unsupported, users, devices FROM usage_hourly WHERE feature = ?1 AND hour = ?2",
+                        params![feature, hour],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+                    )
+                    .optional()?;
+                let mut merged = h.clone();
+                if let Some((peak, checkouts, denials, queued, unsupported, users, devices)) = old {
+                    let parse = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
+                    merged.merge(&crate::licenses::debuglog::HourStats {
+                        peak,
+                        checkouts,
+                        denials,
+                        queued,
+                        unsupported,
+                        users: parse(&users).into_iter().collect(),
+                        devices: parse(&devices).into_iter().collect(),
+                    });
+                }
+                let sorted = |set: &std::collections::HashSet<String>| {
+                    let mut v: Vec<&String> = set.iter().collect();
+                    v.sort();
+                    serde_json::to_string(&v).expect("strings serialize")
+                };
+                tx.execute(
+                    "INSERT INTO usage_hourly (feature, hour, peak, checkouts, denials, queued, unsupported, users, devices)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT(feature, hour) DO UPDATE SET peak = excluded.peak, checkouts = excluded.checkouts,
+                        denials = excluded.denials, queued = excluded.queued, unsupported = excluded.unsupported,
+                        users = excluded.users, devices = excluded.devices",
+                    params![
+                        feature,
+                        hour,
+                        merged.peak,
+                        merged.checkouts,
+                        merged.denials,
+                        merged.queued,
+                        merged.unsupported,
+                        sorted(&merged.users),
+                        sorted(&merged.devices)
+                    ],
+                )?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO log_cursors (path, cursor) VALUES (?1, ?2) ON CONFLICT(path) DO UPDATE SET cursor = excluded.cursor",
+            [path, cursor_json],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Hourly usage in `[since, until)`, of one feature or all, ordered by feature then hour.
+    pub fn usage(&self, feature: Option<&str>, since: Timestamp, until: Timestamp) -> Result<Vec<UsageRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT feature, hour, peak, checkouts, denials, queued, unsupported, users, devices FROM usage_hourly
+             WHERE hour >= ?1 AND hour < ?2 AND (?3 IS NULL OR feature = ?3) ORDER BY feature, hour",
+        )?;
+        let rows = stmt.query_map(params![since, until, feature], |r| {
+            let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+            Ok(UsageRow {
+                feature: r.get(0)?,
+                hour: r.get(1)?,
+                peak: r.get(2)?,
+                checkouts: r.get(3)?,
+                denials: r.get(4)?,
+                queued: r.get(5)?,
+                unsupported: r.get(6)?,
+                users: list(r.get(7)?),
+                devices: list(r.get(8)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Most licenses in use at once per feature since `since`.
+    pub fn peaks_since(&self, since: Timestamp) -> Result<std::collections::HashMap<String, u32>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT feature, MAX(peak) FROM usage_hourly WHERE hour >= ?1 GROUP BY feature")?;
+        let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Makes `events` the active set; returns the keys that were not active before.
+    pub fn sync_events(&mut self, events: &[crate::licenses::LicenseEvent], now: Timestamp) -> Result<Vec<String>> {
+        let tx = self.conn.transaction()?;
+        let mut new = Vec::new();
+        tx.execute("UPDATE license_events SET active = 0 WHERE active = 1", [])?;
+        for e in events {
+            let was: Option<bool> =
+                tx.query_row("SELECT active FROM license_events WHERE key = ?1", [&e.key], |r| r.get(0)).optional()?;
+            if was.is_none() {
+                new.push(e.key.clone());
+            }
+            tx.execute(
+                "INSERT INTO license_events (key, kind, feature, message, days, first_seen, last_seen, active)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
+                 ON CONFLICT(key) DO UPDATE SET message = excluded.message, days = excluded.days,
+                    last_seen = excluded.last_seen, active = 1",
+                params![e.key, e.kind.name(), e.feature, e.message, e.days, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(new)
+    }
+
+    /// Active events not yet put into an Event data bundle.
+    pub fn events_to_upload(&self) -> Result<Vec<EventRow>> {
+        self.event_rows("WHERE active = 1 AND uploaded = 0")
+    }
+
+    pub fn active_events(&self) -> Result<Vec<EventRow>> {
+        self.event_rows("WHERE active = 1")
+    }
+
+    fn event_rows(&self, filter: &str) -> Result<Vec<EventRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT key, kind, feature, message, days, first_seen, last_seen FROM license_events {filter} ORDER BY feature, key"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(EventRow {
+                key: r.get(0)?,
+                kind: r.get(1)?,
+                feature: r.get(2)?,
+                message: r.get(3)?,
+                days: r.get(4)?,
+                first_seen: r.get(5)?,
+                last_seen: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn mark_events_uploaded(&mut self, keys: &[String]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for k in keys {
+            tx.execute("UPDATE license_events SET uploaded = 1 WHERE key = ?1", [k])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records the lines of an inventory scan made at `now`.
+    pub fn record_seen(&mut self, lines: &[SeenLicense], now: Timestamp) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for l in lines {
+            tx.execute(
+                "INSERT INTO license_seen (id, feature, version, vendor, quantity, expiry, first_seen, last_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen",
+                params![l.id, l.feature, l.version, l.vendor, l.quantity, l.expiry, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Lines seen in an earlier scan but not in the one made at `latest`.
+    pub fn license_history(&self, latest: Timestamp) -> Result<Vec<SeenLicense>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, feature, version, vendor, quantity, expiry, first_seen, last_seen FROM license_seen
+             WHERE last_seen < ?1 ORDER BY feature, version",
+        )?;
+        let rows = stmt.query_map([latest], |r| {
+            Ok(SeenLicense {
+                id: r.get(0)?,
+                feature: r.get(1)?,
+                version: r.get(2)?,
+                vendor: r.get(3)?,
+                quantity: r.get(4)?,
+                expiry: r.get(5)?,
+                first_seen: r.get(6)?,
+                last_seen: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 

@@ -316,7 +316,11 @@ fn preview_shows_the_exact_bytes_that_will_be_sent() {
     assert_eq!(m["program"], "telemetry");
     assert_eq!(m["errors"][0]["collector"], "command:broken", "a failing command is recorded, not fatal");
     let files: Vec<_> = m["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-    assert_eq!(files, ["system.json", "deployment.json", "commands/status.json"]);
+    assert_eq!(files, ["system.json", "deployment.json", "commands/status.json", "licenses.json", "usage.json"]);
+    assert!(
+        m["files"].as_array().unwrap().iter().all(|f| !f["holds"].as_str().unwrap().is_empty()),
+        "the manifest says what each file holds"
+    );
     // The whole-bundle preview names the SHA-256 the ledger will record.
     let bundle = &s.spool("compliance")[0];
     let bytes = std::fs::read(s.data.join("spool/compliance").join(bundle)).unwrap();

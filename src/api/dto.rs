@@ -18,9 +18,21 @@ pub struct StatusDoc {
     pub compliance: ComplianceDoc,
     pub spool: SpoolDoc,
     pub programs: Vec<ProgramDoc>,
-    /// Keyed by upload type: `compliance`, `callhome`, `usage`, `events`.
+    /// Keyed by upload type: `compliance`, `usage` (Call Home and CEIP), `events`.
     pub last_result: std::collections::BTreeMap<&'static str, Option<ResultDoc>>,
     pub next_upload: Option<String>,
+    /// License events as of now: expiry, renewal, use above quantity.
+    pub license_events: Vec<LicenseEventDoc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LicenseEventDoc {
+    /// `expiring`, `expired`, `renewal_due`, `over_quantity`.
+    pub kind: &'static str,
+    pub feature: String,
+    pub message: String,
+    /// Days to the date concerned (negative: past).
+    pub days: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,12 +136,34 @@ impl From<&Status> for StatusDoc {
                 by_program,
             },
             programs,
-            last_result: s
-                .last_attempts
-                .iter()
-                .map(|(p, a)| (p.upload_kind(), a.as_ref().map(ResultDoc::from)))
-                .collect(),
+            last_result: last_per_type(&s.last_attempts),
             next_upload: s.next_upload.map(rfc3339),
+            license_events: s
+                .license_events
+                .iter()
+                .map(|e| LicenseEventDoc {
+                    kind: e.kind.name(),
+                    feature: e.feature.clone(),
+                    message: e.message.clone(),
+                    days: e.days,
+                })
+                .collect(),
         }
     }
+}
+
+/// The newest attempt per upload type (Call Home and CEIP share `usage`).
+fn last_per_type(
+    per_program: &[(Program, Option<Attempt>)],
+) -> std::collections::BTreeMap<&'static str, Option<ResultDoc>> {
+    let mut out: std::collections::BTreeMap<&'static str, Option<&Attempt>> = std::collections::BTreeMap::new();
+    for (p, a) in per_program {
+        let slot = out.entry(p.upload_kind()).or_default();
+        if let Some(a) = a
+            && slot.is_none_or(|cur| a.at >= cur.at)
+        {
+            *slot = Some(a);
+        }
+    }
+    out.into_iter().map(|(k, a)| (k, a.map(ResultDoc::from))).collect()
 }

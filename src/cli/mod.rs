@@ -163,7 +163,63 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             },
         },
         Command::Programs { action } => programs(&cli, action.as_ref()),
+        Command::Licenses { json } => {
+            let agent = open_agent(&cli)?;
+            let inv = agent.scan_licenses();
+            let events = agent.license_events(&inv)?;
+            if *json {
+                let now = callhome::clock::Clock::now(&SystemClock);
+                print::json(&callhome::collect::licenses::inventory_json(&inv, &[], &events, now));
+            } else {
+                print::licenses(&inv, &events);
+            }
+            Ok(0)
+        }
+        Command::Usage { feature, since, json } => {
+            let agent = open_agent(&cli)?;
+            let now = callhome::clock::Clock::now(&SystemClock);
+            let since = match since {
+                Some(s) => parse_since(s, now)?,
+                None => 0,
+            };
+            let rt = runtime()?;
+            rt.block_on(async {
+                let _w = agent.data_dir().lock_work()?;
+                agent.refresh_licenses().await
+            })?;
+            let rows = agent
+                .store()
+                .usage(feature.as_deref(), since, i64::MAX)
+                .map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+            if *json {
+                let docs: Vec<_> = rows
+                    .iter()
+                    .map(|r| callhome::collect::licenses::hour_json(r, callhome::collect::licenses::Identity::Names))
+                    .collect();
+                print::json(&docs);
+            } else {
+                print::usage(&rows);
+            }
+            Ok(0)
+        }
     }
+}
+
+/// `--since`: RFC 3339, a date, or a duration ago.
+fn parse_since(s: &str, now: i64) -> Result<i64> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now - d.as_secs() as i64);
+    }
+    if let Some(t) = callhome::clock::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    if let Some(d) = callhome::licenses::date::Date::parse_iso_or_version(s) {
+        return Ok(d.timestamp());
+    }
+    Err(fail(
+        exit::USAGE,
+        format!("--since {s:?}: use a time (2026-11-01T00:00:00Z), a date (2026-11-01) or a duration ago (7d)"),
+    ))
 }
 
 fn run(cli: &Cli, headless: bool) -> Result<u8> {

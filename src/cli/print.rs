@@ -3,7 +3,9 @@
 use callhome::agent::{Collected, UploadReport};
 use callhome::api::dto::{ProgramDoc, StatusDoc};
 use callhome::clock::rfc3339;
-use callhome::store::{Attempt, LedgerRow};
+use callhome::licenses::licfile::{Expiry, Quantity};
+use callhome::licenses::{Inventory, LicenseEvent};
+use callhome::store::{Attempt, LedgerRow, UsageRow};
 use serde::Serialize;
 
 pub fn json<T: Serialize + ?Sized>(v: &T) {
@@ -47,6 +49,12 @@ pub fn status(d: &StatusDoc) {
     }
     if let Some(n) = &d.next_upload {
         println!("next upload: {n}");
+    }
+    if !d.license_events.is_empty() {
+        println!("license events:");
+        for e in &d.license_events {
+            println!("  {:<13} {}", e.kind, e.message);
+        }
     }
 }
 
@@ -171,5 +179,67 @@ pub fn ledger(rows: &[LedgerRow], as_json: bool) {
     }
     for r in rows {
         println!("{:>5} {} {:<11} {:<10} {} {}", r.seq, rfc3339(r.at), r.event, r.program, r.bundle, r.sha256);
+    }
+}
+
+pub fn licenses(inv: &Inventory, events: &[LicenseEvent]) {
+    if inv.files.is_empty() {
+        println!("no license files (set licenses.files in the configuration)");
+    }
+    println!(
+        "{:<20} {:<10} {:<12} {:<12} {:>9} {:<11} {:>9}  type",
+        "feature", "vendor", "version", "kind", "quantity", "expiry", "days left"
+    );
+    for l in &inv.licenses {
+        let f = &l.line;
+        let qty = match f.quantity {
+            Quantity::Count(n) => n.to_string(),
+            Quantity::Uncounted => "uncounted".into(),
+        };
+        let exp = match f.expiry {
+            Expiry::Never => "permanent".to_string(),
+            Expiry::On(d) => d.to_string(),
+        };
+        let left = l.days_to_expiry.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<20} {:<10} {:<12} {:<12} {:>9} {:<11} {:>9}  {}",
+            f.feature,
+            f.vendor,
+            f.version,
+            f.kind.name(),
+            qty,
+            exp,
+            left,
+            l.license_type.as_deref().unwrap_or("-")
+        );
+    }
+    for e in events {
+        println!("event: {:<13} {}", e.kind.name(), e.message);
+    }
+    for p in &inv.problems {
+        println!("problem: {}:{}: {}", p.file.display(), p.line, p.message);
+    }
+}
+
+pub fn usage(rows: &[UsageRow]) {
+    if rows.is_empty() {
+        println!("no license usage recorded (set licenses.debug_logs in the configuration)");
+        return;
+    }
+    println!(
+        "{:<20} {:<20} {:>5} {:>9} {:>7} {:>6} {:>7}",
+        "feature", "hour", "peak", "checkouts", "denials", "users", "devices"
+    );
+    for r in rows {
+        println!(
+            "{:<20} {:<20} {:>5} {:>9} {:>7} {:>6} {:>7}",
+            r.feature,
+            rfc3339(r.hour),
+            r.peak,
+            r.checkouts,
+            r.denials,
+            r.users.len(),
+            r.devices.len()
+        );
     }
 }

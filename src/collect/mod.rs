@@ -6,6 +6,7 @@
 
 pub mod command;
 pub mod deployment;
+pub mod licenses;
 pub mod performance;
 pub mod system;
 
@@ -28,40 +29,58 @@ pub struct Context<'a> {
 /// Samples taken between bundles (performance for Call Home, usage counts for CEIP).
 pub type Samples = Vec<(Timestamp, String)>;
 
-/// Gathers the files of one program's bundle. `samples` are the program's pending samples.
+/// What the system collector's file holds.
+const SYSTEM: &str = "the machine: OS, kernel, host name, hashed hardware id, CPU, memory, disks, uptime";
+const DEPLOYMENT: &str = "the agent and product versions, configuration and program states, install id";
+
+/// Gathers the collectors' files of one program's bundle. `samples` are the program's pending
+/// samples. (License files are added by the agent, which owns the license state.)
 pub async fn gather(program: Program, ctx: &Context<'_>, samples: &Samples) -> Contents {
     let mut c = Contents::default();
     match program {
         Program::Telemetry => {
-            add(&mut c, "system.json", "system", system::collect(true));
-            c.add_json("deployment.json", &deployment::collect(ctx));
+            add(&mut c, "system.json", SYSTEM, "system", system::collect(true));
+            c.add_json("deployment.json", DEPLOYMENT, &deployment::collect(ctx));
         }
         Program::CallHome => {
-            add(&mut c, "system.json", "system", system::collect(true));
-            c.add_json("deployment.json", &deployment::collect(ctx));
+            add(&mut c, "system.json", SYSTEM, "system", system::collect(true));
+            c.add_json("deployment.json", DEPLOYMENT, &deployment::collect(ctx));
             if !samples.is_empty() {
-                c.add_json("performance.json", &samples_json(samples));
+                c.add_json(
+                    "performance.json",
+                    "hourly samples of the machine's CPU, memory and load, and of the product's processes",
+                    &samples_json(samples),
+                );
             }
         }
         Program::Ceip => {
             // Counts only: nothing that names the machine, its users or its network.
-            add(&mut c, "environment.json", "system", system::collect(false));
-            c.add_json("usage.json", &samples_json(samples));
+            add(
+                &mut c,
+                "environment.json",
+                "OS, CPU and memory, without host name or hardware id",
+                "system",
+                system::collect(false),
+            );
+            if !samples.is_empty() {
+                c.add_json("samples.json", "hourly CPU, memory and process counts", &samples_json(samples));
+            }
         }
         Program::Events => {}
     }
     for cmd in ctx.config.collect.commands.iter().filter(|c| c.program == program) {
+        let holds = format!("the JSON output of the vendor command {:?}", cmd.name);
         match command::run(cmd).await {
-            Ok(v) => c.add_json(format!("commands/{}.json", cmd.name), &v),
+            Ok(v) => c.add_json(format!("commands/{}.json", cmd.name), holds, &v),
             Err(e) => c.add_error(format!("command:{}", cmd.name), e.to_string()),
         }
     }
     c
 }
 
-fn add(c: &mut Contents, file: &str, collector: &str, r: Result<Value, String>) {
+fn add(c: &mut Contents, file: &str, holds: &str, collector: &str, r: Result<Value, String>) {
     match r {
-        Ok(v) => c.add_json(file, &v),
+        Ok(v) => c.add_json(file, holds, &v),
         Err(e) => c.add_error(collector, e),
     }
 }

@@ -19,6 +19,8 @@ use super::date::Date;
 
 /// Longest log line considered; longer ones are skipped.
 pub const MAX_LINE: usize = 64 * 1024;
+/// How much of a file's start identifies its content.
+pub const HEAD_BYTES: usize = 1024;
 const CHUNK: usize = 1 << 20;
 
 /// Where reading stopped, and the context needed to go on (persisted between runs).
@@ -28,6 +30,10 @@ pub struct Cursor {
     pub identity: Option<String>,
     /// The byte after the last complete line read.
     pub offset: u64,
+    /// SHA-256 of the file's first bytes (up to [`HEAD_BYTES`]) as last read: a file rewritten
+    /// in place (truncated and grown past the offset) no longer matches.
+    #[serde(default)]
+    pub head: Option<String>,
     /// Days since the epoch of the current log date, once known.
     pub day: Option<i64>,
     /// Seconds into the day of the last timed line (to detect midnight).
@@ -210,8 +216,10 @@ pub fn read_new(path: &Path, cursor: Cursor) -> io::Result<Parser> {
     let meta = file.metadata()?;
     let identity = identity(&meta);
     let mut parser = Parser::new(cursor);
+    let head_now = head_hash(&mut file, parser.cursor.offset)?;
     let restart = parser.cursor.identity.as_ref().is_some_and(|id| Some(id) != identity.as_ref())
-        || meta.len() < parser.cursor.offset;
+        || meta.len() < parser.cursor.offset
+        || (parser.cursor.offset > 0 && parser.cursor.head.is_some() && parser.cursor.head != head_now);
     if restart {
         parser.cursor.offset = 0;
         parser.stats.restarted = true;
@@ -245,12 +253,34 @@ pub fn read_new(path: &Path, cursor: Cursor) -> io::Result<Parser> {
             // Drop the head of an overlong line and remember to skip its rest.
             parser.cursor.offset += filled as u64;
             parser.stats.bytes += filled as u64;
-            parser.stats.skipped += 1;
+            if !skipping {
+                parser.stats.skipped += 1;
+            }
             filled = 0;
             skipping = true;
         }
     }
+    parser.cursor.head = head_hash(&mut file, parser.cursor.offset)?;
     Ok(parser)
+}
+
+/// SHA-256 of the first `min(upto, HEAD_BYTES)` bytes.
+fn head_hash(file: &mut File, upto: u64) -> io::Result<Option<String>> {
+    let n = upto.min(HEAD_BYTES as u64) as usize;
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut buf = vec![0u8; n];
+    file.seek(SeekFrom::Start(0))?;
+    let mut got = 0;
+    while got < n {
+        let k = file.read(&mut buf[got..])?;
+        if k == 0 {
+            break;
+        }
+        got += k;
+    }
+    Ok(Some(crate::fsutil::sha256_hex(&buf[..got])))
 }
 
 #[cfg(unix)]
@@ -364,6 +394,41 @@ mod tests {
         assert_eq!(p.stats.skipped, 1);
         let h = &p.hours["cad"][&(Date::new(2026, 3, 1).unwrap().timestamp() + 9 * 3600)];
         assert_eq!((h.peak, h.checkouts, h.users.len()), (1, 2, 2));
+    }
+
+    #[test]
+    fn a_second_read_of_an_unchanged_file_reads_nothing_and_a_rewrite_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("d.log");
+        std::fs::write(&log, "9:00:00 (a) TIMESTAMP 1/2/2026\n9:01:00 (a) OUT: \"f\" u@h\n9:02:00 (a) IN: \"f\" u@h")
+            .unwrap();
+        let first = read_new(&log, Cursor::default()).unwrap();
+        assert_eq!(first.stats.lines, 2, "the unfinished last line waits");
+        let second = read_new(&log, first.cursor.clone()).unwrap();
+        assert_eq!((second.stats.bytes, second.stats.lines), (0, 0));
+        // Rewritten in place, longer than before: the head no longer matches.
+        std::fs::write(
+            &log,
+            "9:00:00 (a) TIMESTAMP 1/3/2026\n9:05:00 (a) OUT: \"g\" v@k (3 licenses)\n9:06:00 (a) OUT: \"g\" v@k\n",
+        )
+        .unwrap();
+        let third = read_new(&log, second.cursor).unwrap();
+        assert!(third.stats.restarted);
+        assert_eq!(third.hours["g"].values().next().unwrap().peak, 4);
+    }
+
+    #[test]
+    fn an_overlong_line_is_skipped_without_buffering_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("d.log");
+        let mut text = String::from("9:00:00 (a) TIMESTAMP 1/2/2026\n9:00:01 (a) OUT: \"");
+        text.push_str(&"x".repeat(5 * CHUNK));
+        text.push_str("\" u@h\n9:02:00 (a) OUT: \"f\" u@h\n");
+        std::fs::write(&log, text).unwrap();
+        let p = read_new(&log, Cursor::default()).unwrap();
+        assert_eq!(p.stats.skipped, 1);
+        assert_eq!(p.hours.len(), 1);
+        assert_eq!(p.cursor.offset, std::fs::metadata(&log).unwrap().len());
     }
 
     #[test]

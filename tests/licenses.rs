@@ -1,0 +1,281 @@
+//! License data end to end, through the real CLI: the inventory of the fixture license files,
+//! hourly usage worked out by hand from the fixture debug log, the compliance and CEIP bundles,
+//! and license events.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/licenses");
+/// Every user and host name in the fixture debug log.
+const NAMES: [&str; 14] = [
+    "annika",
+    "bodhan",
+    "cyrille",
+    "deandra",
+    "evander",
+    "fayola",
+    "gustavo",
+    "ws-annika",
+    "ws-bodhan",
+    "ws-cyrille",
+    "ws-deandra",
+    "ws-evander",
+    "ws-fayola",
+    "ws-gustavo",
+];
+
+/// A setup whose configuration reads the fixtures (copied, so logs can grow and rotate).
+fn with_fixtures(extra: &str) -> Setup {
+    let s = Setup::new();
+    for f in ["acme.lic", "globex.lic", "acme-debug.log"] {
+        std::fs::copy(Path::new(FIXTURES).join(f), s.path().join(f)).unwrap();
+    }
+    std::fs::write(
+        &s.config,
+        format!(
+            "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n[licenses]\nfiles = [\"*.lic\"]\ndebug_logs = [\"acme-debug.log\"]\n{extra}"
+        ),
+    )
+    .unwrap();
+    s
+}
+
+fn json_of(s: &Setup, args: &[&str]) -> Value {
+    let out = s.cli(args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", stdout(&out)))
+}
+
+/// (feature, hour, peak, checkouts, denials, queued, unsupported, users, devices)
+type HourRow = (String, String, u64, u64, u64, u64, u64, u64, u64);
+
+fn hours(v: &Value) -> Vec<HourRow> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let n = |k: &str| r[k].as_u64().unwrap();
+            (
+                r["feature"].as_str().unwrap().to_string(),
+                r["hour"].as_str().unwrap().to_string(),
+                n("peak"),
+                n("checkouts"),
+                n("denials"),
+                n("queued"),
+                n("unsupported"),
+                n("user_count"),
+                n("device_count"),
+            )
+        })
+        .collect()
+}
+
+fn row(f: &str, h: &str, v: [u64; 7]) -> HourRow {
+    (f.into(), h.into(), v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+}
+
+/// The fixture log, worked out by hand.
+fn expected_hours() -> Vec<HourRow> {
+    vec![
+        // 9h: ann 1, bob 2, cyrille +2 = 4, dee denied, bob returns: peak 4.
+        row("cad_pro", "2025-11-20T09:00:00Z", [4, 3, 1, 0, 0, 3, 3]),
+        // 10h: 3 carried over; ann returns (2), dee takes one (3).
+        row("cad_pro", "2025-11-20T10:00:00Z", [3, 1, 0, 0, 0, 1, 1]),
+        // After the restart at 7:00 on the 21st nothing is out; ann takes one.
+        row("cad_pro", "2025-11-21T07:00:00Z", [1, 1, 0, 0, 0, 1, 1]),
+        row("nonexistent", "2025-11-20T10:00:00Z", [0, 0, 0, 0, 1, 0, 0]),
+        row("sim_core", "2025-11-20T09:00:00Z", [1, 1, 0, 1, 0, 1, 1]),
+        row("viewer", "2025-11-20T23:00:00Z", [1, 1, 0, 0, 0, 1, 1]),
+        // Past midnight without a TIMESTAMP: the 21st. One held over, gustavo takes one: 2.
+        row("viewer", "2025-11-21T00:00:00Z", [2, 1, 0, 0, 0, 1, 1]),
+    ]
+}
+
+#[test]
+fn licenses_json_lists_every_feature_and_the_malformed_lines() {
+    let s = with_fixtures("");
+    let v = json_of(&s, &["licenses", "--json"]);
+    let lic = v["licenses"].as_array().unwrap();
+    let find = |f: &str, kind: &str| {
+        lic.iter().find(|l| l["feature"] == f && l["kind"] == kind).unwrap_or_else(|| panic!("no {kind} {f} in {v}"))
+    };
+    let cad = find("cad_pro", "INCREMENT");
+    assert_eq!((cad["expiry"].as_str(), cad["quantity"].as_u64()), (Some("2027-06-30"), Some(25)));
+    assert_eq!((cad["license_type"].as_str(), cad["overdraft"].as_u64()), (Some("SUBSCRIPTION"), Some(5)));
+    assert_eq!(cad["subscription_end"], "2027-06-30", "a date-shaped version is the subscription date");
+    assert_eq!(cad["notice"], "Acme Corp - Engineering");
+    let sim = find("sim_core", "FEATURE");
+    assert_eq!(
+        (sim["expiry"].as_str(), sim["quantity"].as_u64(), sim["license_type"].as_str()),
+        (Some("permanent"), Some(10), Some("PERPETUAL"))
+    );
+    let viewer = find("viewer", "FEATURE");
+    assert_eq!((viewer["uncounted"].as_bool(), viewer["quantity"].is_null()), (Some(true), true));
+    let legacy = find("cad_legacy", "FEATURE");
+    assert_eq!((legacy["expired"].as_bool(), legacy["active"].as_bool()), (Some(true), Some(false)));
+    let planner = find("planner", "FEATURE");
+    assert_eq!((planner["expiry"].as_str(), planner["quantity"].as_u64()), (Some("2027-01-15"), Some(40)));
+    assert_eq!((planner["license_type"].as_str(), planner["grace_period_days"].as_u64()), (Some("floating"), Some(14)));
+    assert_eq!(find("planner", "INCREMENT")["notice"], "Globex \"EMEA\" pool");
+    let reporter = find("reporter", "FEATURE");
+    assert_eq!((reporter["expiry"].as_str(), reporter["uncounted"].as_bool()), (Some("permanent"), Some(true)));
+    assert_eq!(lic.len(), 7);
+    // Signatures never leave the file; only a short hash does.
+    let text = v.to_string();
+    for sig in ["0A1B 2C3D", "1122 3344", "A1B2C3D4E5F6", "7A7A7A7A"] {
+        assert!(!text.contains(sig), "signature {sig} copied");
+    }
+    let problems: Vec<(String, u64)> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                Path::new(p["file"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned(),
+                p["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(problems, vec![("acme.lic".to_string(), 28), ("globex.lic".to_string(), 9)]);
+    let kinds: Vec<_> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["feature"].as_str().unwrap()))
+        .collect();
+    assert!(kinds.contains(&("expired", "cad_legacy")), "{kinds:?}");
+}
+
+#[test]
+fn usage_json_gives_the_hand_worked_hourly_peaks_and_a_second_run_counts_nothing_twice() {
+    let s = with_fixtures("");
+    assert_eq!(hours(&json_of(&s, &["usage", "--json"])), expected_hours());
+    assert_eq!(hours(&json_of(&s, &["usage", "--json"])), expected_hours(), "an unchanged log adds nothing");
+    let only = hours(&json_of(&s, &["usage", "--json", "--feature", "viewer", "--since", "2025-11-21"]));
+    assert_eq!(only, vec![expected_hours()[6].clone()]);
+}
+
+#[test]
+fn usage_is_read_incrementally_across_appends_rotation_and_truncation() {
+    let s = with_fixtures("");
+    let log = s.path().join("acme-debug.log");
+    json_of(&s, &["usage", "--json"]);
+    let append = |text: &str| {
+        use std::io::Write;
+        std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(text.as_bytes()).unwrap();
+    };
+    append(" 7:30:00 (acme) OUT: \"cad_pro\" bodhan@ws-bodhan  \n");
+    let v = hours(&json_of(&s, &["usage", "--json", "--feature", "cad_pro", "--since", "2025-11-21"]));
+    assert_eq!(v, vec![row("cad_pro", "2025-11-21T07:00:00Z", [2, 2, 0, 0, 0, 2, 2])], "the appended line counts once");
+
+    // Rotation: the old file moves away, a new one starts; the checkouts still out carry over.
+    std::fs::rename(&log, s.path().join("acme-debug.log.1")).unwrap();
+    std::fs::write(
+        &log,
+        " 8:00:00 (acme) TIMESTAMP 11/21/2025\n 8:10:00 (acme) OUT: \"cad_pro\" cyrille@ws-cyrille  \n",
+    )
+    .unwrap();
+    let v = hours(&json_of(&s, &["usage", "--json", "--feature", "cad_pro", "--since", "2025-11-21T08:00:00Z"]));
+    assert_eq!(v, vec![row("cad_pro", "2025-11-21T08:00:00Z", [3, 1, 0, 0, 0, 1, 1])]);
+
+    // Truncation: the file is emptied and written again from the start.
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&log).unwrap();
+    append(
+        " 9:00:00 (acme) TIMESTAMP 11/21/2025\n 9:10:00 (acme) DENIED: \"sim_core\" annika@ws-annika  (no licenses)\n",
+    );
+    let v = hours(&json_of(&s, &["usage", "--json", "--feature", "sim_core", "--since", "2025-11-21"]));
+    assert_eq!(
+        v,
+        vec![row("sim_core", "2025-11-21T09:00:00Z", [0, 0, 1, 0, 0, 0, 0])],
+        "the rewritten file is read from its start"
+    );
+}
+
+fn bundle_entries(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut r = callhome::bundle::Reader::open(path).unwrap();
+    r.names().unwrap().into_iter().map(|n| (n.clone(), r.read(&n).unwrap())).collect()
+}
+
+fn only_bundle(s: &Setup, folder: &str) -> PathBuf {
+    let list = s.spool(folder);
+    assert_eq!(list.len(), 1, "{folder}: {list:?}");
+    s.data.join("spool").join(folder).join(&list[0])
+}
+
+#[test]
+fn the_compliance_bundle_holds_inventory_usage_and_the_hardware_id() {
+    let s = with_fixtures("");
+    let out = s.cli(&["collect", "--program", "telemetry"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entries = bundle_entries(&only_bundle(&s, "compliance"));
+    let get =
+        |name: &str| -> Value { serde_json::from_slice(&entries.iter().find(|(n, _)| n == name).unwrap().1).unwrap() };
+    let lic = get("licenses.json");
+    assert_eq!(lic["licenses"].as_array().unwrap().len(), 7);
+    let usage = get("usage.json");
+    let cad = usage["features"].as_array().unwrap().iter().find(|f| f["feature"] == "cad_pro").unwrap();
+    assert_eq!((cad["count_used_max"].as_u64(), cad["count_installed"].as_u64()), (Some(4), Some(25)));
+    assert_eq!(cad["licensees"]["users"], 4);
+    assert!(cad["users"].as_array().unwrap().contains(&Value::from("annika")), "compliance data may name users");
+    let viewer = usage["features"].as_array().unwrap().iter().find(|f| f["feature"] == "viewer").unwrap();
+    assert_eq!(viewer["uncounted"], true);
+    let system = get("system.json");
+    if std::path::Path::new("/etc/machine-id").exists() {
+        assert_eq!(system["hardware_id"].as_str().map(str::len), Some(64));
+    }
+    let manifest = get("manifest.json");
+    let holds: Vec<_> =
+        manifest["files"].as_array().unwrap().iter().map(|f| f["holds"].as_str().unwrap().to_string()).collect();
+    assert!(holds.iter().any(|h| h.contains("license inventory")), "{holds:?}");
+}
+
+#[test]
+fn a_ceip_bundle_holds_no_user_or_host_name() {
+    let s = with_fixtures("[programs]\nceip = true\n");
+    json_of(&s, &["usage", "--json"]); // reads the log into the state
+    let out = s.cli(&["collect", "--program", "ceip"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entries = bundle_entries(&only_bundle(&s, "usage"));
+    let usage =
+        entries.iter().find(|(n, _)| n == "license_usage.json").expect("the CEIP bundle carries license usage counts");
+    let v: Value = serde_json::from_slice(&usage.1).unwrap();
+    let cad = v["features"].as_array().unwrap().iter().find(|f| f["feature"] == "cad_pro").unwrap();
+    assert_eq!((cad["count_used_max"].as_u64(), cad["licensees"]["users"].as_u64()), (Some(4), Some(4)));
+    let whole = std::fs::read(only_bundle(&s, "usage")).unwrap();
+    for (name, bytes) in entries.iter().chain(std::iter::once(&("(the zip itself)".to_string(), whole))) {
+        let text = String::from_utf8_lossy(bytes);
+        for n in NAMES {
+            assert!(!text.contains(n), "{n:?} appears in {name} of the CEIP bundle");
+        }
+    }
+}
+
+#[test]
+fn a_license_expiring_in_20_days_is_an_event_in_status_and_in_an_event_bundle() {
+    let s = with_fixtures("[programs]\nevents = true\n");
+    let today =
+        callhome::licenses::date::Date::of_timestamp(callhome::clock::Clock::now(&callhome::clock::SystemClock));
+    let soon = callhome::licenses::date::Date::from_days(today.days() + 20);
+    let months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    let expiry = format!("{}-{}-{}", soon.day, months[soon.month as usize - 1], soon.year);
+    std::fs::write(s.path().join("soon.lic"), format!("FEATURE trial_addon acme 1.0 {expiry} 3 SIGN=\"D00D\"\n"))
+        .unwrap();
+
+    let st = s.status();
+    let ev = st["license_events"].as_array().unwrap();
+    let e = ev.iter().find(|e| e["feature"] == "trial_addon").unwrap_or_else(|| panic!("no event in {ev:?}"));
+    assert_eq!((e["kind"].as_str(), e["days"].as_i64()), (Some("expiring"), Some(20)));
+    assert!(e["message"].as_str().unwrap().contains("in 20 days"));
+
+    let out = s.cli(&["collect", "--program", "events"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entries = bundle_entries(&only_bundle(&s, "events"));
+    let events: Value = serde_json::from_slice(&entries.iter().find(|(n, _)| n == "events.json").unwrap().1).unwrap();
+    assert!(events["events"].as_array().unwrap().iter().any(|e| e["feature"] == "trial_addon"));
+    let again = s.cli(&["collect", "--program", "events"]);
+    assert!(stdout(&again).contains("skipped (no new license events)"), "{}", stdout(&again));
+}
