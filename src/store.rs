@@ -27,6 +27,10 @@ pub enum StoreError {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
 /// What to do about the SQLite failures a user can fix.
 fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
     use rusqlite::ErrorCode::*;
@@ -162,10 +166,28 @@ pub struct Store {
 }
 
 impl Store {
+    /// Opens (creating and migrating when needed) the database. While another process is
+    /// creating it or switching it to WAL, SQLite can answer "locked" without waiting; opening
+    /// retries that for up to 30 seconds.
     pub fn open(path: &Path) -> Result<Store> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match Store::try_open(path) {
+                Err(StoreError::Sqlite(e)) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10 + fastrand::u64(..40)));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
         let mut store = Store { conn };
         store.migrate()?;
@@ -189,6 +211,13 @@ impl Store {
             tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
         }
+    }
+
+    /// A write transaction that takes the write lock at once (waiting for it under the busy
+    /// timeout): a deferred one that reads first and writes later can fail with "database is
+    /// locked" at once when another process wrote in between.
+    fn write_tx(&mut self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
     }
 
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
@@ -249,7 +278,7 @@ impl Store {
     /// Records a successful upload: the attempt and the `sent` ledger row, in one transaction.
     /// A bundle already in the ledger (a repeat after a crash) gets no second row.
     pub fn record_sent(&mut self, a: &Attempt, entry: &LedgerEntry) -> Result<bool> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         insert_attempt(&tx, a)?;
         let already: bool = tx
             .query_row("SELECT 1 FROM ledger WHERE event = 'sent' AND sha256 = ?1", [&entry.sha256], |_| Ok(true))
@@ -263,7 +292,7 @@ impl Store {
     }
 
     pub fn append_ledger(&mut self, entry: &LedgerEntry) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         append_ledger(&tx, entry)?;
         tx.commit()?;
         Ok(())
@@ -413,7 +442,7 @@ impl Store {
         cursor_json: &str,
         hours: &crate::licenses::debuglog::Hours,
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         for (feature, by_hour) in hours {
             for (hour, h) in by_hour {
                 let old: Option<(u32, u32, u32, u32, u32, String, String)> = tx
@@ -503,7 +532,7 @@ impl Store {
 
     /// Makes `events` the active set; returns the keys that were not active before.
     pub fn sync_events(&mut self, events: &[crate::licenses::LicenseEvent], now: Timestamp) -> Result<Vec<String>> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         let mut new = Vec::new();
         tx.execute("UPDATE license_events SET active = 0 WHERE active = 1", [])?;
         for e in events {
@@ -552,7 +581,7 @@ impl Store {
     }
 
     pub fn mark_events_uploaded(&mut self, keys: &[String]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         for k in keys {
             tx.execute("UPDATE license_events SET uploaded = 1 WHERE key = ?1", [k])?;
         }
@@ -562,7 +591,7 @@ impl Store {
 
     /// Records the lines of an inventory scan made at `now`.
     pub fn record_seen(&mut self, lines: &[SeenLicense], now: Timestamp) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         for l in lines {
             tx.execute(
                 "INSERT INTO license_seen (id, feature, version, vendor, quantity, expiry, first_seen, last_seen)

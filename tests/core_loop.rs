@@ -259,32 +259,49 @@ fn a_second_agent_on_the_same_data_directory_refuses_naming_the_first() {
 }
 
 #[test]
-fn two_processes_opening_a_data_directory_at_once_both_succeed() {
-    // Regression: they shared one write-probe file name, raced to apply the first migration, and
-    // could each create a different install id.
-    let s = Setup::new();
-    std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
-    let spawn = || {
-        std::process::Command::new(AGENT)
-            .args(["status", "--json", "--config"])
-            .arg(&s.config)
-            .arg("--data-dir")
-            .arg(&s.data)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let children: Vec<_> = (0..16).map(|_| spawn()).collect();
-    let mut ids = Vec::new();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        ids.push(st["install_id"].as_str().unwrap().to_string());
+fn processes_opening_a_new_data_directory_at_once_all_succeed() {
+    // Regression: they shared one write-probe file name, raced to apply the first migration and
+    // to switch the new database to WAL ("database is locked"), and could each create a
+    // different install id.
+    for round in 0..3 {
+        let s = Setup::new();
+        std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
+        let spawn = |args: &[&str]| {
+            std::process::Command::new(AGENT)
+                .args(args)
+                .arg("--config")
+                .arg(&s.config)
+                .arg("--data-dir")
+                .arg(&s.data)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let agent = s.start_agent();
+        let children: Vec<_> = (0..12)
+            .map(|i| {
+                if i % 3 == 0 {
+                    (false, spawn(&["collect", "--program", "telemetry"]))
+                } else {
+                    (true, spawn(&["status", "--json"]))
+                }
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for (is_status, c) in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", stderr(&out));
+            if is_status {
+                let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                ids.push(st["install_id"].as_str().unwrap().to_string());
+            }
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "every process sees the one install id: {ids:?}");
+        assert_eq!(s.spool("compliance").len(), 4);
+        assert!(agent.terminate().success(), "the agent started beside them runs and stops cleanly");
     }
-    ids.dedup();
-    assert_eq!(ids.len(), 1, "every process sees the one install id: {ids:?}");
 }
 
 #[test]
@@ -368,4 +385,19 @@ fn unauthorized_is_an_auth_error() {
 #[test]
 fn a_server_error_is_an_http_status_error() {
     transient_failure_keeps_the_bundle("status=500,times=1", "", "CTX_UPLOADER_ERROR_HTTP_STATUS");
+}
+
+#[test]
+fn a_port_with_407_in_it_is_not_taken_for_a_proxy_error() {
+    // Regression: the classifier read the whole message, URL included, and took port 40737
+    // for an HTTP 407.
+    let port = (40700..40800)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port with 407 in it");
+    let s = Setup::new();
+    let r = Receiver::start_on(s.path(), &format!("127.0.0.1:{port}"), &["drop,times=1"]);
+    s.configure_for(&r, "");
+    assert_eq!(s.cli(&["upload", "--program", "telemetry"]).status.code(), Some(4));
+    let xml = s.result_file("compliance");
+    assert!(xml.contains("<Code>CTX_UPLOADER_ERROR_NETWORK_OPEN</Code>"), "{xml}");
 }

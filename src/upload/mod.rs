@@ -154,13 +154,15 @@ impl Uploader {
 
     fn classify(&self, e: &reqwest::Error) -> Failure {
         let detail = chain(e);
-        let lower = detail.to_ascii_lowercase();
+        // Match on the causes only: the top-level message holds the URL, whose digits and
+        // words must not be mistaken for a status or a TLS term.
+        let lower = e.source().map(|s| chain(s)).unwrap_or_default().to_ascii_lowercase();
         let arg = Some(self.host_port());
         let tls = has_source::<rustls::Error>(e)
             || lower.contains("certificate")
             || lower.contains("handshake")
             || lower.contains("invalid peer");
-        if lower.contains("407") || lower.contains("proxy authentication") || lower.contains("proxy authorization") {
+        if lower.contains("proxy authentication") || lower.contains("proxy authorization") {
             Failure::retry(
                 Code::ProxyAuth,
                 format!(

@@ -163,7 +163,8 @@ impl Setup {
 
     /// Starts `callhome run --headless` (killed on drop).
     pub fn start_agent(&self) -> AgentProcess {
-        let log = std::fs::File::create(self.path().join(format!("agent-{}.log", fastrand::u32(..)))).unwrap();
+        let log_path = self.path().join(format!("agent-{}.log", fastrand::u32(..)));
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(AGENT)
             .args(["run", "--headless", "--config"])
             .arg(&self.config)
@@ -175,7 +176,7 @@ impl Setup {
             .stderr(log)
             .spawn()
             .expect("the agent starts");
-        AgentProcess { child }
+        AgentProcess { child, log: log_path }
     }
 
     pub fn spool(&self, kind: &str) -> Vec<String> {
@@ -205,6 +206,8 @@ impl Setup {
 
 pub struct AgentProcess {
     pub child: Child,
+    /// The agent's stderr, shown when a test fails while the agent runs.
+    log: PathBuf,
 }
 
 impl AgentProcess {
@@ -228,7 +231,14 @@ impl AgentProcess {
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        let status = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- agent {status:?}, log {}:\n{}",
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
     }
 }
 
