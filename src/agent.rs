@@ -541,6 +541,13 @@ impl Agent {
         Ok((inv, now, new))
     }
 
+    /// [`Agent::refresh_licenses`] under the work lock, so two processes never read the same
+    /// new log bytes at once (and count them twice).
+    pub async fn refresh_licenses_locked(&self) -> Result<()> {
+        let _w = self.work_lock().await?;
+        self.refresh_licenses().await.map(|_| ())
+    }
+
     fn usage_window_start(&self, p: Program) -> Result<Timestamp> {
         Ok(self.store().setting(&window_key(p))?.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
@@ -689,8 +696,8 @@ impl Agent {
             Task::Upload => self.upload_cycle(None).await.map(|r| (!r.must_retry(), r.retry_after())),
             Task::CollectConfig => self.collect(Some(Program::CallHome)).await.map(|_| (true, None)),
             Task::SamplePerformance => self.sample(Program::CallHome).await.map(|_| (true, None)),
-            Task::SampleUsage => match self.refresh_licenses().await {
-                Ok(_) => self.sample(Program::Ceip).await.map(|_| (true, None)),
+            Task::SampleUsage => match self.refresh_licenses_locked().await {
+                Ok(()) => self.sample(Program::Ceip).await.map(|_| (true, None)),
                 Err(e) => Err(e),
             },
         };

@@ -182,11 +182,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 Some(s) => parse_since(s, now)?,
                 None => 0,
             };
-            let rt = runtime()?;
-            rt.block_on(async {
-                let _w = agent.data_dir().lock_work()?;
-                agent.refresh_licenses().await
-            })?;
+            runtime()?.block_on(agent.refresh_licenses_locked())?;
             let rows = agent
                 .store()
                 .usage(feature.as_deref(), since, i64::MAX)

@@ -126,34 +126,23 @@ impl Parser {
         let Some(close) = rest.iter().position(|b| *b == b')') else { return };
         let msg = trim_ascii(&rest[close + 1..]);
         self.advance_clock(secs);
-        if let Some(d) = msg.strip_prefix(b"TIMESTAMP ") {
-            if let Some(date) = std::str::from_utf8(d).ok().and_then(|s| Date::parse_mdy(s.trim())) {
-                self.cursor.day = Some(date.days());
-            }
-            return;
-        }
-        if contains(msg, b"started on") {
-            // A (re)started server: nothing is checked out any more.
-            self.cursor.in_use.clear();
-            if let Some(date) = last_paren_date(msg) {
-                self.cursor.day = Some(date.days());
-            }
-            return;
-        }
-        let (event, body) = match msg.iter().position(|b| *b == b':') {
-            Some(i) => {
-                let ev = match &msg[..i] {
-                    b"OUT" => Event::Out,
-                    b"IN" => Event::In,
-                    b"DENIED" => Event::Denied,
-                    b"QUEUED" => Event::Queued,
-                    b"UNSUPPORTED" => Event::Unsupported,
-                    _ => return,
-                };
-                (ev, trim_ascii(&msg[i + 1..]))
-            }
-            None => return,
+        // The usage events come first: they are nearly every line of a busy log.
+        let event = match msg.iter().take(12).position(|b| *b == b':') {
+            Some(i) => match &msg[..i] {
+                b"OUT" => Some((Event::Out, i)),
+                b"IN" => Some((Event::In, i)),
+                b"DENIED" => Some((Event::Denied, i)),
+                b"QUEUED" => Some((Event::Queued, i)),
+                b"UNSUPPORTED" => Some((Event::Unsupported, i)),
+                _ => None,
+            },
+            None => None,
         };
+        let Some((event, colon)) = event else {
+            self.context_line(msg);
+            return;
+        };
+        let body = trim_ascii(&msg[colon + 1..]);
         let Some(day) = self.cursor.day else {
             self.stats.skipped += 1;
             return;
@@ -161,6 +150,21 @@ impl Parser {
         let Some((feature, user, host, count)) = usage_fields(body) else { return };
         let hour = day * 86_400 + (secs / 3600 * 3600) as i64;
         self.record(event, feature, user, host, count, hour);
+    }
+
+    /// A line that is not a usage event: a date, or a (re)start.
+    fn context_line(&mut self, msg: &[u8]) {
+        if let Some(d) = msg.strip_prefix(b"TIMESTAMP ") {
+            if let Some(date) = std::str::from_utf8(d).ok().and_then(|s| Date::parse_mdy(s.trim())) {
+                self.cursor.day = Some(date.days());
+            }
+        } else if contains(msg, b"started on") {
+            // A (re)started server: nothing is checked out any more.
+            self.cursor.in_use.clear();
+            if let Some(date) = last_paren_date(msg) {
+                self.cursor.day = Some(date.days());
+            }
+        }
     }
 
     fn advance_clock(&mut self, secs: u32) {

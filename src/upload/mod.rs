@@ -156,7 +156,7 @@ impl Uploader {
         let detail = chain(e);
         // Match on the causes only: the top-level message holds the URL, whose digits and
         // words must not be mistaken for a status or a TLS term.
-        let lower = e.source().map(|s| chain(s)).unwrap_or_default().to_ascii_lowercase();
+        let lower = e.source().map(chain).unwrap_or_default().to_ascii_lowercase();
         let arg = Some(self.host_port());
         let tls = has_source::<rustls::Error>(e)
             || lower.contains("certificate")
