@@ -558,10 +558,6 @@ impl Store {
         self.event_rows("WHERE active = 1 AND uploaded = 0")
     }
 
-    pub fn active_events(&self) -> Result<Vec<EventRow>> {
-        self.event_rows("WHERE active = 1")
-    }
-
     fn event_rows(&self, filter: &str) -> Result<Vec<EventRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT key, kind, feature, message, days, first_seen, last_seen FROM license_events {filter} ORDER BY feature, key"

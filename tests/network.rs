@@ -140,3 +140,15 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn the_standard_proxy_environment_variables_are_honoured() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[]);
+    let proxy = Proxy::start(s.path(), "envuser", "envpass");
+    s.configure_for(&r, "");
+    let url = format!("http://envuser:envpass@127.0.0.1:{}", proxy.port);
+    let out = s.cli_env(&["upload", "--program", "telemetry"], &[("HTTPS_PROXY", &url), ("NO_PROXY", ""), ("no_proxy", "")]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(proxy.log().contains("CONNECT"), "the upload went through HTTPS_PROXY:\n{}", proxy.log());
+}

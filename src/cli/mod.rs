@@ -286,8 +286,8 @@ fn preview(
     } else {
         let wanted = bundle.expect("clap requires BUNDLE without --latest");
         let as_path = std::path::Path::new(wanted);
-        match pending.iter().find(|p| p.name == wanted || p.path == as_path) {
-            Some(p) => p.path.clone(),
+        match agent.spool().find(wanted).map_err(|e| fail(exit::FAILURE, e.to_string()))? {
+            Some(p) => p.path,
             None if as_path.is_file() => as_path.to_path_buf(),
             None => {
                 return Err(fail(
