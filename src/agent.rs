@@ -59,6 +59,19 @@ pub struct Agent {
     uploader: std::result::Result<Uploader, Failure>,
     plan: Plan,
     do_not_track: bool,
+    /// State changes, for live views (the API's event stream) and notifications.
+    notices: tokio::sync::broadcast::Sender<Notice>,
+}
+
+/// Something changed that a live view or a notification may care about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A bundle was collected, withdrawn, or a program's state changed.
+    StateChanged { what: String },
+    /// An upload attempt ended (`code` is a result code).
+    UploadResult { program: Program, code: String, message: String },
+    /// A license event appeared.
+    LicenseEvent { kind: &'static str, feature: String, message: String },
 }
 
 /// What one collection produced.
@@ -132,6 +145,7 @@ impl Agent {
             spool: Spool::new(dir.clone()),
             store: Mutex::new(store),
             do_not_track: do_not_track_from_env(),
+            notices: tokio::sync::broadcast::channel(256).0,
             cfg,
             dir,
             clock,
@@ -151,6 +165,16 @@ impl Agent {
     }
     pub fn install(&self) -> &Install {
         &self.install
+    }
+
+    /// Subscribes to state changes.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    fn notify(&self, n: Notice) {
+        // No subscriber is fine: nobody is watching.
+        let _ = self.notices.send(n);
     }
 
     pub fn store(&self) -> MutexGuard<'_, Store> {
@@ -193,16 +217,22 @@ impl Agent {
         let mut store = self.store();
         store.set_choice(p, on)?;
         if on {
+            drop(store);
+            self.notify(Notice::StateChanged { what: format!("program {} on", p.name()) });
             return Ok(Vec::new());
         }
         let withdrawn = self.spool.withdraw(&mut store, p, self.clock.now())?;
         let (_, max) = store.samples(p)?;
         store.drop_samples(p, max)?;
+        drop(store);
+        self.notify(Notice::StateChanged { what: format!("program {} off", p.name()) });
         Ok(withdrawn)
     }
 
     pub fn set_telemetry_mode(&self, mode: TelemetryMode) -> Result<()> {
-        Ok(self.store().set_telemetry_mode(mode)?)
+        self.store().set_telemetry_mode(mode)?;
+        self.notify(Notice::StateChanged { what: format!("telemetry {}", mode.name()) });
+        Ok(())
     }
 
     /// Collects bundles now: one program, or every enabled one.
@@ -283,6 +313,8 @@ impl Agent {
                 "compliance bundles alone exceed spool.max_bytes; they are kept: raise spool.max_bytes or let uploads catch up"
             );
         }
+        drop(store);
+        self.notify(Notice::StateChanged { what: format!("collected {name}") });
         info!(program = %p, bundle = %name, size = pending.size, errors, "bundle collected");
         Ok(Collected::Bundle { program: p, name, size: pending.size, errors })
     }
@@ -477,6 +509,7 @@ impl Agent {
     }
 
     fn write_result(&self, p: Program, code: Code, message: &str, arg: Option<&str>, now: Timestamp) {
+        self.notify(Notice::UploadResult { program: p, code: code.as_str().into(), message: message.into() });
         let path = self.dir.result_file(p);
         if let Err(e) = result::write(&path, p, code, message, arg, now) {
             warn!("cannot write {}: {e}", path.display());
@@ -537,6 +570,11 @@ impl Agent {
         let new = self.store().sync_events(&events, now)?;
         for e in events.iter().filter(|e| new.contains(&e.key)) {
             info!(kind = e.kind.name(), feature = %e.feature, "license event: {}", e.message);
+            self.notify(Notice::LicenseEvent {
+                kind: e.kind.name(),
+                feature: e.feature.clone(),
+                message: e.message.clone(),
+            });
         }
         Ok((inv, now, new))
     }

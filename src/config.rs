@@ -30,6 +30,7 @@ pub struct Config {
     pub product: ProductConfig,
     pub collect: CollectConfig,
     pub licenses: LicenseConfig,
+    pub api: ApiConfig,
     /// The file read on top of the default, if any (relative paths in it resolve against its folder).
     pub source: Option<PathBuf>,
 }
@@ -101,6 +102,16 @@ pub struct CommandSpec {
     pub program: Program,
     pub timeout: Duration,
     pub max_output: u64,
+}
+
+/// The localhost REST API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiConfig {
+    pub enabled: bool,
+    /// Port on 127.0.0.1 (0: any free port; `api.json` in the data directory tells which).
+    pub port: u16,
+    /// Also listen on [::1].
+    pub ipv6: bool,
 }
 
 /// One thing wrong with a configuration file.
@@ -245,6 +256,7 @@ impl Config {
             product: ProductConfig { name: String::new(), version: String::new(), processes: Vec::new() },
             collect: CollectConfig { commands: Vec::new() },
             licenses: LicenseConfig::default(),
+            api: ApiConfig { enabled: true, port: 0, ipv6: false },
             source: None,
         }
     }
@@ -301,10 +313,23 @@ impl Parser<'_> {
                     _ => false,
                 }),
                 "licenses" => self.section(name, table, |p, k, v, key| p.licenses(k, v, key, &mut cfg.licenses)),
+                "api" => self.section(name, table, |p, k, v, key| {
+                    match k {
+                        "enabled" => cfg.api.enabled = p.bool(v, key).unwrap_or(cfg.api.enabled),
+                        "ipv6" => cfg.api.ipv6 = p.bool(v, key).unwrap_or(cfg.api.ipv6),
+                        "listen" => match p.uint(v, key) {
+                            Some(n) if n <= 65_535 => cfg.api.port = n as u16,
+                            Some(_) => p.push(&key.key, key.span.clone(), "a port is at most 65535 (0: any free port)"),
+                            None => {}
+                        },
+                        _ => return false,
+                    }
+                    true
+                }),
                 _ => self.push(
                     name,
                     span,
-                    "unknown section; known sections are upload, schedule, compliance, spool, programs, product, collect, licenses",
+                    "unknown section; known sections are upload, schedule, compliance, spool, programs, product, collect, licenses, api",
                 ),
             }
         }

@@ -334,6 +334,15 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Attempts counted by program and result code.
+    pub fn attempt_counts(&self) -> Result<Vec<(String, String, u64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT program, code, COUNT(*) FROM attempts GROUP BY program, code ORDER BY program, code",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn ledger(&self) -> Result<Vec<LedgerRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, at, event, program, bundle, sha256, size, detail, prev_hash, hash FROM ledger ORDER BY seq",

@@ -148,7 +148,8 @@ fn the_standard_proxy_environment_variables_are_honoured() {
     let proxy = Proxy::start(s.path(), "envuser", "envpass");
     s.configure_for(&r, "");
     let url = format!("http://envuser:envpass@127.0.0.1:{}", proxy.port);
-    let out = s.cli_env(&["upload", "--program", "telemetry"], &[("HTTPS_PROXY", &url), ("NO_PROXY", ""), ("no_proxy", "")]);
+    let out =
+        s.cli_env(&["upload", "--program", "telemetry"], &[("HTTPS_PROXY", &url), ("NO_PROXY", ""), ("no_proxy", "")]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(proxy.log().contains("CONNECT"), "the upload went through HTTPS_PROXY:\n{}", proxy.log());
 }

@@ -235,11 +235,40 @@ fn run(cli: &Cli, headless: bool) -> Result<u8> {
     if !headless {
         tracing::info!("this build has no tray yet; running headless");
     }
-    let agent = Agent::open(cfg, dir, Arc::new(SystemClock))?;
+    let api_cfg = cfg.api.clone();
+    let agent = Arc::new(Agent::open(cfg, dir, Arc::new(SystemClock))?);
     tracing::info!(data_dir = %agent.data_dir().root().display(), install_id = %agent.install().install_id, "starting");
     rt.block_on(async {
         agent.recover().await?;
-        agent.run(shutdown).await
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut api = api_cfg.enabled.then(|| tokio::spawn(callhome::api::serve(agent.clone(), api_cfg, stop_rx)));
+        let stop = async {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        let outcome = match &mut api {
+            Some(handle) => tokio::select! {
+                r = agent.run(stop) => r.map_err(CliError::from),
+                r = handle => {
+                    // The API ended before the agent: it could not start.
+                    let e = match r {
+                        Ok(Err(e)) => e.to_string(),
+                        Ok(Ok(())) => "the API stopped".into(),
+                        Err(e) => e.to_string(),
+                    };
+                    return Err(fail(exit::FAILURE, e));
+                }
+            },
+            None => agent.run(stop).await.map_err(CliError::from),
+        };
+        if let Some(handle) = api {
+            match handle.await {
+                Ok(Err(e)) => tracing::warn!("{e}"),
+                Err(e) => tracing::warn!("API task: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+        outcome
     })?;
     Ok(0)
 }

@@ -1,0 +1,180 @@
+//! The CLI's side of the API: finding a running agent's API, calling it, and the metrics text
+//! (shared by `GET /metrics` and `callhome check`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::ApiLocation;
+use crate::agent::Agent;
+use crate::datadir::DataDir;
+use crate::programs::Program;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the agent's API at {url}: {message}")]
+    Http { url: String, message: String },
+    #[error("the agent's API answered {status}: {detail}")]
+    Status { status: u16, detail: String },
+}
+
+/// A client for the API of the agent running on a data directory.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    /// The running agent's API, if an agent holds the directory and published its address.
+    pub fn discover(dir: &DataDir) -> Option<Client> {
+        dir.agent_running()?;
+        let loc: ApiLocation = serde_json::from_slice(&std::fs::read(dir.root().join("api.json")).ok()?).ok()?;
+        let token = std::fs::read_to_string(dir.root().join("api-token")).ok()?.trim().to_string();
+        Client::new(&loc.url, token)
+    }
+
+    pub fn new(base: &str, token: String) -> Option<Client> {
+        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(120)).build().ok()?;
+        Some(Client { http, base: base.trim_end_matches('/').to_string(), token })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let resp = self.send(self.http.get(self.url(path))).await?;
+        self.json(resp).await
+    }
+
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let resp = self.send(self.http.get(self.url(path))).await?;
+        resp.bytes().await.map(|b| b.to_vec()).map_err(|e| self.http_err(e))
+    }
+
+    pub async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, ClientError> {
+        let req =
+            self.http.request(method, self.url(path)).header("content-type", "application/json").body(body.to_string());
+        let resp = self.send(req).await?;
+        self.json(resp).await
+    }
+
+    /// Starts a job (`POST`) and follows it until it ends.
+    pub async fn run_job(&self, path: &str, program: Option<Program>) -> Result<super::dto::JobDoc, ClientError> {
+        let body = serde_json::json!({ "program": program.map(|p| p.name()) });
+        let mut job: super::dto::JobDoc = self.send_json(reqwest::Method::POST, path, &body).await?;
+        let mut wait = Duration::from_millis(20);
+        while job.state == "running" {
+            tokio::time::sleep(wait).await; // polling a job the agent runs: no event to wait on here
+            wait = (wait * 2).min(Duration::from_millis(500));
+            job = self.get(&job.href).await?;
+        }
+        Ok(job)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| self.http_err(e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        Err(ClientError::Status { status, detail: body["detail"].as_str().unwrap_or("").to_string() })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, ClientError> {
+        let bytes = resp.bytes().await.map_err(|e| self.http_err(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Http {
+            url: self.base.clone(),
+            message: format!("an answer that is not the expected JSON: {e}"),
+        })
+    }
+
+    fn http_err(&self, e: reqwest::Error) -> ClientError {
+        ClientError::Http { url: self.base.clone(), message: e.to_string() }
+    }
+}
+
+/// The Prometheus text of `GET /metrics`.
+pub fn metrics_text(agent: &Agent) -> Result<String, crate::agent::AgentError> {
+    use std::fmt::Write;
+    let s = agent.status()?;
+    let c = &s.compliance;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, lines: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in lines {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    gauge(
+        "callhome_compliance_days_since_last_upload",
+        "Days since the last acknowledged license-telemetry upload.",
+        &[(String::new(), c.days_since_last_upload as f64)],
+    );
+    gauge(
+        "callhome_compliance_days_remaining",
+        "Days left before the compliance limit.",
+        &[(String::new(), c.days_remaining as f64)],
+    );
+    let states = ["ok", "warning", "critical", "overdue"];
+    let state_lines: Vec<_> =
+        states.iter().map(|st| (format!("{{state=\"{st}\"}}"), f64::from(u8::from(c.state.name() == *st)))).collect();
+    gauge("callhome_compliance_state", "The compliance clock's state (1 for the current one).", &state_lines);
+    gauge(
+        "callhome_spool_pending_bundles",
+        "Bundles waiting to be uploaded.",
+        &[(String::new(), s.pending.len() as f64)],
+    );
+    gauge(
+        "callhome_spool_pending_bytes",
+        "Bytes of bundles waiting to be uploaded.",
+        &[(String::new(), s.pending.iter().map(|p| p.size).sum::<u64>() as f64)],
+    );
+    let store = agent.store();
+    let mut success = Vec::new();
+    for p in Program::ALL {
+        if let Ok(Some(t)) = store.last_success(p) {
+            success.push((format!("{{program=\"{}\"}}", p.name()), t as f64));
+        }
+    }
+    gauge(
+        "callhome_last_success_timestamp_seconds",
+        "When a bundle of the program was last acknowledged (Unix time).",
+        &success,
+    );
+    let counts = store.attempt_counts().map_err(crate::agent::AgentError::Store)?;
+    drop(store);
+    let _ = writeln!(
+        out,
+        "# HELP callhome_uploads_total Upload attempts by program and result code.\n# TYPE callhome_uploads_total counter"
+    );
+    for (program, code, n) in counts {
+        let _ = writeln!(out, "callhome_uploads_total{{program=\"{program}\",code=\"{code}\"}} {n}");
+    }
+    let mut kinds = std::collections::BTreeMap::new();
+    for e in &s.license_events {
+        *kinds.entry(e.kind.name()).or_insert(0u32) += 1;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP callhome_license_events License events as of now, by kind.\n# TYPE callhome_license_events gauge"
+    );
+    for k in ["expiring", "expired", "renewal_due", "over_quantity"] {
+        let _ = writeln!(out, "callhome_license_events{{kind=\"{k}\"}} {}", kinds.get(k).copied().unwrap_or(0));
+    }
+    Ok(out)
+}
+
+/// Whether a path is a bundle file name the API can serve.
+pub fn bundle_id(path_or_name: &str) -> String {
+    Path::new(path_or_name).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}

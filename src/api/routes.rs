@@ -1,0 +1,421 @@
+//! The routes of the API and their OpenAPI description (generated from these handlers).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::ApiState;
+use super::dto::*;
+use super::security::{guard, problem};
+use crate::agent::{AgentError, Notice};
+use crate::clock::{Clock, SystemClock};
+use crate::collect::licenses::{Identity, hour_json, inventory_json};
+use crate::programs::{Program, TelemetryMode};
+
+type St = State<Arc<ApiState>>;
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "callhome agent API",
+    description = "Control and observe the callhome agent on this machine. Every route but /healthz and /api/openapi.json needs Authorization: Bearer <token> (api-token, or api-token-read for GET)."
+))]
+struct ApiDoc;
+
+pub fn router(st: Arc<ApiState>) -> axum::Router {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(openapi))
+        .routes(routes!(metrics))
+        .routes(routes!(status))
+        .routes(routes!(programs))
+        .routes(routes!(set_program))
+        .routes(routes!(collect))
+        .routes(routes!(upload))
+        .routes(routes!(job))
+        .routes(routes!(bundles))
+        .routes(routes!(bundle))
+        .routes(routes!(bundle_file))
+        .routes(routes!(bundle_raw))
+        .routes(routes!(history))
+        .routes(routes!(ledger))
+        .routes(routes!(licenses))
+        .routes(routes!(usage))
+        .routes(routes!(events))
+        .split_for_parts();
+    let doc = Arc::new(api.to_json().expect("the OpenAPI document serializes"));
+    router
+        .layer(axum::Extension(OpenApiJson(doc)))
+        .layer(axum::middleware::from_fn_with_state(st.clone(), guard))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route; GET /api/openapi.json lists them") })
+        .with_state(st)
+}
+
+#[derive(Clone)]
+struct OpenApiJson(Arc<String>);
+
+/// An error answer.
+struct Problem(Response);
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+impl From<AgentError> for Problem {
+    fn from(e: AgentError) -> Problem {
+        Problem(match e {
+            AgentError::Refused(m) => problem(StatusCode::CONFLICT, m),
+            other => problem(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        })
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Problem {
+    Problem(problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `Json` whose rejections are problem documents.
+struct Body_<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body_<T> {
+    type Rejection = Problem;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| Body_(v))
+            .map_err(|r: JsonRejection| Problem(problem(r.status(), r.body_text())))
+    }
+}
+
+/// `Query` whose rejections are problem documents.
+struct Q<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Q(v))
+            .map_err(|r: QueryRejection| Problem(problem(StatusCode::BAD_REQUEST, r.body_text())))
+    }
+}
+
+/// `Path` whose rejections are problem documents.
+struct P<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for P<T> {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| P(v))
+            .map_err(|r: PathRejection| Problem(problem(StatusCode::BAD_REQUEST, r.body_text())))
+    }
+}
+
+fn json_bytes(bytes: bytes::Bytes) -> Response {
+    let mut r = Response::new(Body::from(bytes));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// Liveness: no token, no data.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the agent runs", body = String)))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
+async fn openapi(axum::Extension(doc): axum::Extension<OpenApiJson>) -> Response {
+    json_bytes(bytes::Bytes::from(doc.0.as_bytes().to_vec()))
+}
+
+/// Prometheus metrics (read token).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String)))]
+async fn metrics(State(st): St) -> Result<Response, Problem> {
+    let text = super::client::metrics_text(&st.agent).map_err(internal)?;
+    let mut r = Response::new(Body::from(text));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    Ok(r)
+}
+
+/// The agent's state: the same document as `callhome status --json`.
+#[utoipa::path(get, path = "/api/v1/status", responses((status = 200, body = StatusDoc)))]
+async fn status(State(st): St) -> Response {
+    json_bytes(st.snapshot())
+}
+
+/// The data programs.
+#[utoipa::path(get, path = "/api/v1/programs", responses((status = 200, body = Vec<ProgramDoc>)))]
+async fn programs(State(st): St) -> Result<Json<Vec<ProgramDoc>>, Problem> {
+    let s = st.agent.status()?;
+    Ok(Json(StatusDoc::from(&s).programs))
+}
+
+/// Turns an optional program on or off (`{"enabled": bool}`), or switches telemetry between
+/// automatic and manual (`{"mode": "automatic"|"manual"}`). Mandatory telemetry answers 409.
+#[utoipa::path(put, path = "/api/v1/programs/{name}", params(("name" = String, Path, description = "telemetry, call_home, ceip or events")),
+    request_body = ProgramChange, responses((status = 200, body = ProgramChanged), (status = 409, description = "mandatory or locked")))]
+async fn set_program(
+    State(st): St,
+    P(name): P<String>,
+    Body_(change): Body_<ProgramChange>,
+) -> Result<Json<ProgramChanged>, Problem> {
+    let p: Program = name.parse().map_err(|e: String| Problem(problem(StatusCode::NOT_FOUND, e)))?;
+    let mut withdrawn = Vec::new();
+    match (change.enabled, change.mode.as_deref()) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(Problem(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "send either {\"enabled\": bool} or {\"mode\": \"automatic\"|\"manual\"}",
+            )));
+        }
+        (Some(on), None) => withdrawn = st.agent.set_enabled(p, on).await?,
+        (None, Some(mode)) => {
+            if p != Program::Telemetry {
+                return Err(Problem(problem(
+                    StatusCode::CONFLICT,
+                    format!("{} has no mode; turn it on or off with {{\"enabled\": bool}}", p.name()),
+                )));
+            }
+            let mode: TelemetryMode =
+                mode.parse().map_err(|e: String| Problem(problem(StatusCode::UNPROCESSABLE_ENTITY, e)))?;
+            st.agent.set_telemetry_mode(mode)?;
+        }
+    }
+    st.refresh();
+    let s = st.agent.status()?;
+    let program =
+        StatusDoc::from(&s).programs.into_iter().find(|d| d.name == p.name()).expect("every program has a doc");
+    Ok(Json(ProgramChanged { program, withdrawn }))
+}
+
+fn program_of(req: &WorkRequest) -> Result<Option<Program>, Problem> {
+    req.program
+        .as_deref()
+        .map(|s| s.parse().map_err(|e: String| Problem(problem(StatusCode::UNPROCESSABLE_ENTITY, e))))
+        .transpose()
+}
+
+/// Collects now; answers 202 with the job to follow.
+#[utoipa::path(post, path = "/api/v1/collect", request_body = WorkRequest, responses((status = 202, body = JobDoc)))]
+async fn collect(State(st): St, Body_(req): Body_<WorkRequest>) -> Result<Response, Problem> {
+    let program = program_of(&req)?;
+    let agent = st.agent.clone();
+    let job = st.start_job("collect", async move {
+        match agent.collect(program).await {
+            Ok(out) => (
+                true,
+                serde_json::to_value(out.iter().map(CollectedDoc::from).collect::<Vec<_>>()).expect("serializes"),
+            ),
+            Err(e) => (false, serde_json::json!({ "error": e.to_string() })),
+        }
+    });
+    Ok(accepted(job))
+}
+
+/// Uploads now (collecting license telemetry first when due); answers 202 with the job.
+#[utoipa::path(post, path = "/api/v1/upload", request_body = WorkRequest, responses((status = 202, body = JobDoc)))]
+async fn upload(State(st): St, Body_(req): Body_<WorkRequest>) -> Result<Response, Problem> {
+    let program = program_of(&req)?;
+    let agent = st.agent.clone();
+    let job = st.start_job("upload", async move {
+        match agent.upload_cycle(program).await {
+            Ok(r) => (r.ok(), serde_json::to_value(UploadReportDoc::from(&r)).expect("serializes")),
+            Err(e) => (false, serde_json::json!({ "error": e.to_string() })),
+        }
+    });
+    Ok(accepted(job))
+}
+
+fn accepted(job: JobDoc) -> Response {
+    let mut r = (StatusCode::ACCEPTED, Json(&job)).into_response();
+    r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&job.href).expect("a path is a header value"));
+    r
+}
+
+/// A job's state and, once finished, its result.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = u64, Path)), responses((status = 200, body = JobDoc), (status = 404)))]
+async fn job(State(st): St, P(id): P<u64>) -> Result<Json<JobDoc>, Problem> {
+    st.job(id).map(Json).ok_or_else(|| Problem(problem(StatusCode::NOT_FOUND, format!("no job {id}"))))
+}
+
+/// Pending bundles.
+#[utoipa::path(get, path = "/api/v1/bundles", responses((status = 200, body = Vec<BundleDoc>)))]
+async fn bundles(State(st): St) -> Result<Json<Vec<BundleDoc>>, Problem> {
+    let list = st.agent.spool().all_pending().map_err(internal)?;
+    Ok(Json(list.iter().map(BundleDoc::from).collect()))
+}
+
+fn find_bundle(st: &ApiState, id: &str) -> Result<crate::spool::Pending, Problem> {
+    st.agent.spool().find(id).map_err(internal)?.filter(|p| p.name == id).ok_or_else(|| {
+        Problem(problem(StatusCode::NOT_FOUND, format!("no pending bundle {id:?}; GET /api/v1/bundles lists them")))
+    })
+}
+
+/// A pending bundle's manifest.
+#[utoipa::path(get, path = "/api/v1/bundles/{id}", params(("id" = String, Path, description = "the bundle's file name")),
+    responses((status = 200, description = "manifest.json of the bundle"), (status = 404)))]
+async fn bundle(State(st): St, P(id): P<String>) -> Result<Response, Problem> {
+    let p = find_bundle(&st, &id)?;
+    let bytes = tokio::task::spawn_blocking(move || {
+        crate::bundle::Reader::open(&p.path).and_then(|mut r| r.read("manifest.json"))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    Ok(json_bytes(bytes.into()))
+}
+
+/// One file of a pending bundle, byte for byte (URL-encode a `/` in its name as `%2F`).
+#[utoipa::path(get, path = "/api/v1/bundles/{id}/files/{name}", params(("id" = String, Path), ("name" = String, Path)),
+    responses((status = 200, description = "the file's exact bytes"), (status = 404)))]
+async fn bundle_file(State(st): St, P((id, name)): P<(String, String)>) -> Result<Response, Problem> {
+    let p = find_bundle(&st, &id)?;
+    let read =
+        tokio::task::spawn_blocking(move || crate::bundle::Reader::open(&p.path).and_then(|mut r| r.read(&name)))
+            .await
+            .map_err(internal)?;
+    match read {
+        Ok(bytes) => {
+            let mut r = Response::new(Body::from(bytes));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            Ok(r)
+        }
+        Err(e @ crate::bundle::BundleError::NoSuchFile { .. }) => {
+            Err(Problem(problem(StatusCode::NOT_FOUND, e.to_string())))
+        }
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// The exact zip that will be uploaded; `X-Bundle-SHA256` is what the ledger will record.
+#[utoipa::path(get, path = "/api/v1/bundles/{id}/raw", params(("id" = String, Path)),
+    responses((status = 200, description = "application/zip"), (status = 404)))]
+async fn bundle_raw(State(st): St, P(id): P<String>) -> Result<Response, Problem> {
+    let p = find_bundle(&st, &id)?;
+    let path = p.path.clone();
+    let (sha, _) = tokio::task::spawn_blocking(move || crate::fsutil::sha256_file(&path))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    let file = tokio::fs::File::open(&p.path).await.map_err(internal)?;
+    let mut r = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(file)));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    h.insert("x-bundle-sha256", HeaderValue::from_str(&sha).expect("hex is a header value"));
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&format!("attachment; filename=\"{}\"", p.name)).expect("bundle names are plain"),
+    );
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct Paging {
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+/// Upload attempts, newest first, paged.
+#[utoipa::path(get, path = "/api/v1/history", params(Paging), responses((status = 200, body = HistoryPage)))]
+async fn history(State(st): St, Q(p): Q<Paging>) -> Result<Json<HistoryPage>, Problem> {
+    let limit = p.limit.unwrap_or(50).min(1000);
+    let offset = p.offset.unwrap_or(0);
+    let items: Vec<AttemptDoc> =
+        st.agent.store().attempts(limit, offset).map_err(internal)?.iter().map(AttemptDoc::from).collect();
+    let next_offset = (items.len() as u32 == limit).then_some(offset + limit);
+    Ok(Json(HistoryPage { items, limit, offset, next_offset }))
+}
+
+/// The sent ledger (sent, withdrawn, evicted, quarantined bundles), oldest first.
+#[utoipa::path(get, path = "/api/v1/ledger", responses((status = 200, body = Vec<LedgerDoc>)))]
+async fn ledger(State(st): St) -> Result<Json<Vec<LedgerDoc>>, Problem> {
+    let rows = st.agent.store().ledger().map_err(internal)?;
+    Ok(Json(rows.iter().map(LedgerDoc::from).collect()))
+}
+
+/// The license inventory, problems found and license events.
+#[utoipa::path(get, path = "/api/v1/licenses", responses((status = 200, description = "the same document as callhome licenses --json")))]
+async fn licenses(State(st): St) -> Result<Json<serde_json::Value>, Problem> {
+    let inv = st.agent.scan_licenses();
+    let events = st.agent.license_events(&inv)?;
+    Ok(Json(inventory_json(&inv, &[], &events, SystemClock.now())))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    /// Only this feature.
+    feature: Option<String>,
+    /// From this time on (RFC 3339).
+    since: Option<String>,
+}
+
+/// License usage by feature and hour, after reading what is new in the debug logs.
+#[utoipa::path(get, path = "/api/v1/usage", params(UsageQuery), responses((status = 200, description = "the same rows as callhome usage --json")))]
+async fn usage(State(st): St, Q(q): Q<UsageQuery>) -> Result<Json<Vec<serde_json::Value>>, Problem> {
+    let since = match q.since.as_deref() {
+        Some(s) => crate::clock::parse_rfc3339(s).ok_or_else(|| {
+            Problem(problem(
+                StatusCode::BAD_REQUEST,
+                format!("since={s:?}: use RFC 3339, such as 2026-11-01T00:00:00Z"),
+            ))
+        })?,
+        None => 0,
+    };
+    st.agent.refresh_licenses_locked().await?;
+    let rows = st.agent.store().usage(q.feature.as_deref(), since, i64::MAX).map_err(internal)?;
+    Ok(Json(rows.iter().map(|r| hour_json(r, Identity::Names)).collect()))
+}
+
+/// State changes as Server-Sent Events: `state`, `upload`, `license_event`.
+#[utoipa::path(get, path = "/api/v1/events", responses((status = 200, description = "text/event-stream")))]
+async fn events(State(st): St) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let rx = st.agent.subscribe();
+    let mut stop = st.shutdown.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|v| *v).await;
+    };
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(n) => return Some((Ok(notice_event(&n)), rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .take_until(Box::pin(stopped));
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn notice_event(n: &Notice) -> Event {
+    let (name, data) = match n {
+        Notice::StateChanged { what } => ("state", serde_json::json!({ "what": what })),
+        Notice::UploadResult { program, code, message } => {
+            ("upload", serde_json::json!({ "program": program.name(), "code": code, "message": message }))
+        }
+        Notice::LicenseEvent { kind, feature, message } => {
+            ("license_event", serde_json::json!({ "kind": kind, "feature": feature, "message": message }))
+        }
+    };
+    Event::default().event(name).data(data.to_string())
+}

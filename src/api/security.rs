@@ -1,0 +1,191 @@
+//! What stands between the browser and the agent: API tokens, the exact Host allowlist, the
+//! Origin check, the content-type rule for mutations, time limits and security headers.
+//!
+//! DNS rebinding and cross-site requests have handed local control APIs to strangers; here a
+//! request must name this very address in `Host`, carry no foreign `Origin`, and present a token
+//! in `Authorization: Bearer` (never in a URL). No CORS headers are ever sent.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::ApiState;
+use crate::fsutil;
+
+/// Longest a request may take (the event stream excepted).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The two tokens: full control, and read-only (monitoring).
+#[derive(Clone)]
+pub struct Tokens {
+    write: String,
+    read: String,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens(..)")
+    }
+}
+
+impl Tokens {
+    /// Reads the token files, creating each (256 random bits, mode 0600, exclusively) when absent.
+    pub fn load_or_create(write_path: &Path, read_path: &Path) -> io::Result<Tokens> {
+        Ok(Tokens { write: one(write_path)?, read: one(read_path)? })
+    }
+}
+
+fn one(path: &Path) -> io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => {
+            let t = t.trim().to_string();
+            if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(t)
+            } else {
+                Err(io::Error::other(format!(
+                    "{} is damaged; delete it and restart the agent to make a new token",
+                    path.display()
+                )))
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
+            let token = hex::encode(bytes);
+            match fsutil::write_new_private(path, token.as_bytes()) {
+                Ok(()) => Ok(token),
+                // Another process made it first: use theirs.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => one(path),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What a request may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Read,
+    Write,
+}
+
+/// An `application/problem+json` response.
+pub fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail.into(),
+    });
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    r
+}
+
+/// Paths that need no token (and give no data).
+fn public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/api/openapi.json")
+}
+
+/// The one middleware every request passes.
+pub async fn guard(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let mut resp = check_and_run(&st, req, next).await;
+    let h = resp.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn check_and_run(st: &ApiState, req: Request<Body>, next: Next) -> Response {
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !st.allowed_hosts.iter().any(|h| h == host) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            format!("Host {host:?} is not this agent's address; use http://127.0.0.1:{}/", st.port),
+        );
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !st.allowed_origins.iter().any(|o| o == origin) {
+            return problem(StatusCode::FORBIDDEN, format!("requests from {origin:?} are not accepted"));
+        }
+    }
+    let path = req.uri().path().to_string();
+    if !public(&path) {
+        let query = req.uri().query().unwrap_or("");
+        if query.split('&').any(|kv| {
+            let k = kv.split('=').next().unwrap_or("").to_ascii_lowercase();
+            k == "token" || k == "access_token" || k == "api_token"
+        }) {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "tokens are accepted only in the Authorization header, never in a URL",
+            );
+        }
+        let scope = match bearer(&req).map(|t| st.scope_of(t)) {
+            None => {
+                let mut r = problem(
+                    StatusCode::UNAUTHORIZED,
+                    "send Authorization: Bearer <token>; the token is in api-token in the agent's data directory",
+                );
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return r;
+            }
+            Some(None) => return problem(StatusCode::UNAUTHORIZED, "the token is not valid for this agent"),
+            Some(Some(s)) => s,
+        };
+        let mutation = !matches!(*req.method(), Method::GET | Method::HEAD);
+        if mutation && scope == Scope::Read {
+            return problem(StatusCode::FORBIDDEN, "the read-only token cannot change anything; use api-token");
+        }
+        if mutation {
+            let ctype = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let essence = ctype.split(';').next().unwrap_or("").trim();
+            if !essence.eq_ignore_ascii_case("application/json") {
+                return problem(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "send the request body as Content-Type: application/json",
+                );
+            }
+        }
+    }
+    if path == "/api/v1/events" {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "the request took too long; try again"),
+    }
+}
+
+fn bearer(req: &Request<Body>) -> Option<&str> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl ApiState {
+    /// Which token this is, compared in constant time.
+    fn scope_of(&self, token: &str) -> Option<Scope> {
+        let t = token.as_bytes();
+        if bool::from(t.ct_eq(self.tokens.write.as_bytes())) {
+            Some(Scope::Write)
+        } else if bool::from(t.ct_eq(self.tokens.read.as_bytes())) {
+            Some(Scope::Read)
+        } else {
+            None
+        }
+    }
+}
