@@ -38,6 +38,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One line and the Nagios/Icinga exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) from the
+    /// compliance clock, the last upload result and license events.
+    Check,
     /// Collect bundles now (every enabled program, or one).
     Collect {
         #[arg(long, value_name = "PROGRAM")]
@@ -129,6 +132,14 @@ enum ProgramsAction {
         #[arg(long)]
         json: bool,
     },
+    /// Turn an optional program on.
+    Enable { program: Program },
+    /// Turn an optional program off (its pending bundles are withdrawn).
+    Disable { program: Program },
+    /// Switch license telemetry to manual reporting (isolated networks).
+    Manual,
+    /// Switch license telemetry back to automatic uploads.
+    Automatic,
     /// Turn an optional program on or off, or switch telemetry between automatic and manual.
     Set {
         program: Program,

@@ -2,12 +2,12 @@
 //! (or as JSON with `--json`). Errors become a message and an exit code here, nowhere else.
 
 mod print;
+mod source;
 
 use std::io::Write;
 use std::sync::Arc;
 
 use callhome::agent::{Agent, AgentError};
-use callhome::api::dto::StatusDoc;
 use callhome::clock::SystemClock;
 use callhome::config::{Config, ConfigError};
 use callhome::datadir::{DataDir, DataDirError};
@@ -15,6 +15,7 @@ use callhome::programs::{Program, TelemetryMode};
 use callhome::receipt::{Receipt, load_public_key};
 
 use crate::{Cli, Command, ConfigAction, LedgerAction, ProgramsAction, exit};
+use source::Source;
 
 /// An error for the user: the message to print and the exit code.
 pub struct CliError {
@@ -22,9 +23,9 @@ pub struct CliError {
     pub message: String,
 }
 
-type Result<T> = std::result::Result<T, CliError>;
+pub(crate) type Result<T> = std::result::Result<T, CliError>;
 
-fn fail(code: u8, message: impl Into<String>) -> CliError {
+pub(crate) fn fail(code: u8, message: impl Into<String>) -> CliError {
     CliError { code, message: message.into() }
 }
 
@@ -74,7 +75,7 @@ fn init_logging(default: &str) {
         .try_init();
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(4)
@@ -82,7 +83,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| fail(exit::FAILURE, format!("cannot start the async runtime: {e}")))
 }
 
-fn load_config(cli: &Cli) -> Result<Config> {
+pub(crate) fn load_config(cli: &Cli) -> Result<Config> {
     match &cli.config {
         Some(path) => Ok(Config::load(path)?),
         None => Ok(Config::embedded()),
@@ -101,9 +102,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     match &cli.command {
         Command::Run { headless } => run(&cli, *headless),
         Command::Status { json } => {
-            let agent = open_agent(&cli)?;
-            let status = agent.status()?;
-            let doc = StatusDoc::from(&status);
+            let doc = Source::open(&cli)?.status()?;
             if *json {
                 print::json(&doc);
             } else {
@@ -111,26 +110,21 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Command::Check => Ok(check(&cli)),
         Command::Collect { program } => {
-            let agent = open_agent(&cli)?;
-            let out = runtime()?.block_on(agent.collect(*program))?;
-            print::collected(&out);
+            print::collected(&Source::open(&cli)?.collect(*program)?);
             Ok(0)
         }
         Command::Upload { program } => {
-            let agent = open_agent(&cli)?;
-            let report = runtime()?.block_on(agent.upload_cycle(*program))?;
+            let report = Source::open(&cli)?.upload(*program)?;
             print::upload_report(&report);
-            Ok(if report.ok() { 0 } else { exit::UPLOAD_FAILED })
+            Ok(if report.ok { 0 } else { exit::UPLOAD_FAILED })
         }
         Command::Preview { bundle, latest, program, file } => {
-            let agent = open_agent(&cli)?;
-            preview(&agent, bundle.as_deref(), *latest, *program, file.as_deref())
+            preview(&Source::open(&cli)?, bundle.as_deref(), *latest, *program, file.as_deref())
         }
         Command::History { limit, json } => {
-            let agent = open_agent(&cli)?;
-            let attempts = agent.store().attempts(*limit, 0).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-            print::history(&attempts, *json);
+            print::history(&Source::open(&cli)?.history(*limit)?, *json);
             Ok(0)
         }
         Command::Ledger { action } => {
@@ -164,41 +158,42 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         },
         Command::Programs { action } => programs(&cli, action.as_ref()),
         Command::Licenses { json } => {
-            let agent = open_agent(&cli)?;
-            let inv = agent.scan_licenses();
-            let events = agent.license_events(&inv)?;
+            let doc = Source::open(&cli)?.licenses()?;
             if *json {
-                let now = callhome::clock::Clock::now(&SystemClock);
-                print::json(&callhome::collect::licenses::inventory_json(&inv, &[], &events, now));
+                print::json(&doc);
             } else {
-                print::licenses(&inv, &events);
+                print::licenses(&doc);
             }
             Ok(0)
         }
         Command::Usage { feature, since, json } => {
-            let agent = open_agent(&cli)?;
-            let now = callhome::clock::Clock::now(&SystemClock);
             let since = match since {
-                Some(s) => parse_since(s, now)?,
+                Some(s) => parse_since(s, callhome::clock::Clock::now(&SystemClock))?,
                 None => 0,
             };
-            runtime()?.block_on(agent.refresh_licenses_locked())?;
-            let rows = agent
-                .store()
-                .usage(feature.as_deref(), since, i64::MAX)
-                .map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+            let rows = Source::open(&cli)?.usage(feature.as_deref(), since)?;
             if *json {
-                let docs: Vec<_> = rows
-                    .iter()
-                    .map(|r| callhome::collect::licenses::hour_json(r, callhome::collect::licenses::Identity::Names))
-                    .collect();
-                print::json(&docs);
+                print::json(&rows);
             } else {
                 print::usage(&rows);
             }
             Ok(0)
         }
     }
+}
+
+/// `callhome check`: one line and the Nagios/Icinga exit convention.
+fn check(cli: &Cli) -> u8 {
+    let doc = match Source::open(cli).and_then(|s| s.status()) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("CALLHOME UNKNOWN - {}", e.message.lines().next().unwrap_or(""));
+            return 3;
+        }
+    };
+    let (code, line) = print::check_line(&doc);
+    println!("{line}");
+    code
 }
 
 /// `--since`: RFC 3339, a date, or a duration ago.
@@ -296,60 +291,89 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 }
 
 fn preview(
-    agent: &Agent,
+    src: &Source,
     bundle: Option<&str>,
     latest: bool,
     program: Option<Program>,
     file: Option<&str>,
 ) -> Result<u8> {
-    let pending = agent.spool().all_pending().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-    let path = if latest {
-        let newest = pending
-            .iter()
-            .filter(|p| program.is_none_or(|pr| pr == p.program))
-            .max_by(|a, b| a.name.split('_').nth(2).cmp(&b.name.split('_').nth(2)));
+    let name = if latest {
+        let names = src.bundle_names()?;
+        let newest = names
+            .into_iter()
+            .filter(|(p, _)| program.is_none_or(|pr| pr.name() == p))
+            .max_by(|a, b| a.1.split('_').nth(2).cmp(&b.1.split('_').nth(2)));
         match newest {
-            Some(p) => p.path.clone(),
+            Some((_, n)) => n,
             None => return Err(fail(exit::FAILURE, "no pending bundle to preview; `callhome collect` makes one")),
         }
     } else {
         let wanted = bundle.expect("clap requires BUNDLE without --latest");
         let as_path = std::path::Path::new(wanted);
-        match agent.spool().find(wanted).map_err(|e| fail(exit::FAILURE, e.to_string()))? {
-            Some(p) => p.path,
-            None if as_path.is_file() => as_path.to_path_buf(),
-            None => {
-                return Err(fail(
-                    exit::FAILURE,
-                    format!(
-                        "no pending bundle {wanted:?}; `callhome status` lists the pending bundles, or pass a path"
-                    ),
-                ));
-            }
+        if src.direct().is_some() && as_path.is_file() && !as_path.starts_with("upload_") {
+            // A bundle file outside the spool (an export, a quarantined one): read it as is.
+            return preview_bytes(
+                &std::fs::read(as_path).map_err(|e| fail(exit::FAILURE, format!("{wanted}: {e}")))?,
+                wanted,
+                file,
+            );
         }
+        callhome::api::client::bundle_id(wanted)
     };
-    let mut reader = callhome::bundle::Reader::open(&path).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+    let bytes = src.bundle_bytes(&name)?;
+    preview_bytes(&bytes, &name, file)
+}
+
+/// Prints a bundle's files exactly as they are (or one of them, byte for byte).
+fn preview_bytes(bytes: &[u8], name: &str, file: Option<&str>) -> Result<u8> {
+    let tmp = tempfile_for(bytes)?;
+    let mut reader =
+        callhome::bundle::Reader::open(tmp.path()).map_err(|e| fail(exit::FAILURE, format!("{name}: {e}")))?;
     let mut out = std::io::stdout().lock();
-    if let Some(name) = file {
-        let bytes = reader.read(name).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-        out.write_all(&bytes).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+    if let Some(f) = file {
+        let content = reader
+            .read(f)
+            .map_err(|e| fail(exit::FAILURE, e.to_string().replace(&tmp.path().display().to_string(), name)))?;
+        out.write_all(&content).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
         return Ok(0);
     }
-    let (sha, size) = callhome::fsutil::sha256_file(&path).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+    let sha = callhome::fsutil::sha256_hex(bytes);
     let _ = writeln!(
         out,
-        "bundle {}\n  size {size} bytes, sha256 {sha} (the Idempotency-Key and ledger entry)",
-        path.display()
+        "bundle {name}\n  size {} bytes, sha256 {sha} (the Idempotency-Key and ledger entry)",
+        bytes.len()
     );
-    let names = reader.names().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-    for name in names {
-        let bytes = reader.read(&name).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+    for n in reader.names().map_err(|e| fail(exit::FAILURE, e.to_string()))? {
+        let content = reader.read(&n).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
         let _ =
-            writeln!(out, "\n=== {name} ({} bytes, sha256 {}) ===", bytes.len(), callhome::fsutil::sha256_hex(&bytes));
-        let _ = out.write_all(&bytes);
+            writeln!(out, "\n=== {n} ({} bytes, sha256 {}) ===", content.len(), callhome::fsutil::sha256_hex(&content));
+        let _ = out.write_all(&content);
         let _ = writeln!(out);
     }
     Ok(0)
+}
+
+/// A private temporary copy of a bundle, removed on drop.
+struct TempBundle(std::path::PathBuf);
+
+impl TempBundle {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempBundle {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn tempfile_for(bytes: &[u8]) -> Result<TempBundle> {
+    let path =
+        std::env::temp_dir().join(format!("callhome-preview-{}-{:08x}.zip", std::process::id(), fastrand::u32(..)));
+    callhome::fsutil::write_new_private(&path, bytes)
+        .map_err(|e| fail(exit::FAILURE, format!("{}: {e}", path.display())))?;
+    Ok(TempBundle(path))
 }
 
 fn ledger_verify(agent: &Agent) -> Result<u8> {
@@ -378,39 +402,42 @@ fn ledger_verify(agent: &Agent) -> Result<u8> {
 }
 
 fn programs(cli: &Cli, action: Option<&ProgramsAction>) -> Result<u8> {
-    let agent = open_agent(cli)?;
-    match action {
+    let src = Source::open(cli)?;
+    let (program, value) = match action {
         None | Some(ProgramsAction::List { json: false }) => {
-            print::programs(&StatusDoc::from(&agent.status()?).programs);
-            Ok(0)
+            print::programs(&src.programs()?);
+            return Ok(0);
         }
         Some(ProgramsAction::List { json: true }) => {
-            print::json(&StatusDoc::from(&agent.status()?).programs);
-            Ok(0)
+            print::json(&src.programs()?);
+            return Ok(0);
         }
-        Some(ProgramsAction::Set { program, value }) => {
-            match (program, value.as_str()) {
-                (Program::Telemetry, "automatic" | "manual") => {
-                    let mode: TelemetryMode = value.parse().map_err(|e: String| fail(exit::USAGE, e))?;
-                    agent.set_telemetry_mode(mode)?;
-                    println!("telemetry: {}", mode.name());
-                }
-                (Program::Telemetry, _) => {
-                    return Err(fail(
-                        exit::REFUSED,
-                        "license telemetry is mandatory; it can be set to automatic or manual, not turned off",
-                    ));
-                }
-                (p, "on" | "off") => {
-                    let withdrawn = runtime()?.block_on(agent.set_enabled(*p, value == "on"))?;
-                    println!("{}: {value}", p.name());
-                    if !withdrawn.is_empty() {
-                        println!("withdrew {} pending bundle(s); the ledger records each", withdrawn.len());
-                    }
-                }
-                (p, other) => return Err(fail(exit::USAGE, format!("{}: use on or off, not {other:?}", p.name()))),
+        Some(ProgramsAction::Enable { program }) => (*program, "on"),
+        Some(ProgramsAction::Disable { program }) => (*program, "off"),
+        Some(ProgramsAction::Manual) => (Program::Telemetry, "manual"),
+        Some(ProgramsAction::Automatic) => (Program::Telemetry, "automatic"),
+        Some(ProgramsAction::Set { program, value }) => (*program, value.as_str()),
+    };
+    match (program, value) {
+        (Program::Telemetry, "automatic" | "manual") => {
+            let mode: TelemetryMode = value.parse().map_err(|e: String| fail(exit::USAGE, e))?;
+            src.set_mode(mode)?;
+            println!("telemetry: {}", mode.name());
+        }
+        (Program::Telemetry, _) => {
+            return Err(fail(
+                exit::REFUSED,
+                "license telemetry is mandatory; it can be set to automatic or manual, not turned off",
+            ));
+        }
+        (p, "on" | "off") => {
+            let withdrawn = src.set_enabled(p, value == "on")?;
+            println!("{}: {value}", p.name());
+            if !withdrawn.is_empty() {
+                println!("withdrew {} pending bundle(s); the ledger records each", withdrawn.len());
             }
-            Ok(0)
         }
+        (p, other) => return Err(fail(exit::USAGE, format!("{}: use on or off, not {other:?}", p.name()))),
     }
+    Ok(0)
 }

@@ -1,12 +1,10 @@
 //! How the CLI prints things for people, and JSON for scripts.
 
-use callhome::agent::{Collected, UploadReport};
-use callhome::api::dto::{ProgramDoc, StatusDoc};
+use callhome::api::dto::{AttemptDoc, CollectedDoc, LedgerDoc, ProgramDoc, StatusDoc, UploadReportDoc};
 use callhome::clock::rfc3339;
-use callhome::licenses::licfile::{Expiry, Quantity};
-use callhome::licenses::{Inventory, LicenseEvent};
-use callhome::store::{Attempt, LedgerRow, UsageRow};
+use callhome::store::LedgerRow;
 use serde::Serialize;
+use serde_json::Value;
 
 pub fn json<T: Serialize + ?Sized>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("documents serialize"));
@@ -72,20 +70,25 @@ pub fn programs(list: &[ProgramDoc]) {
     }
 }
 
-pub fn collected(out: &[Collected]) {
+pub fn collected(out: &[CollectedDoc]) {
     for c in out {
-        match c {
-            Collected::Bundle { program, name, size, errors } => {
-                let e =
-                    if *errors > 0 { format!(", {errors} collector error(s) in its manifest") } else { String::new() };
-                println!("{program}: collected {name} ({size} bytes{e})");
+        match (&c.bundle, &c.skipped) {
+            (Some(name), _) => {
+                let e = if c.errors > 0 {
+                    format!(", {} collector error(s) in its manifest", c.errors)
+                } else {
+                    String::new()
+                };
+                println!("{}: collected {name} ({} bytes{e})", c.program, c.size.unwrap_or(0));
             }
-            Collected::Skipped { program, reason } => println!("{program}: skipped ({reason})"),
+            (None, reason) => {
+                println!("{}: skipped ({})", c.program, reason.as_deref().unwrap_or("nothing to collect"))
+            }
         }
     }
 }
 
-pub fn upload_report(r: &UploadReport) {
+pub fn upload_report(r: &UploadReportDoc) {
     for p in &r.programs {
         let mut line = format!("{}: {} sent", p.program, p.sent.len());
         if !p.quarantined.is_empty() {
@@ -94,41 +97,16 @@ pub fn upload_report(r: &UploadReport) {
         if let Some(s) = &p.skipped {
             line.push_str(&format!(", skipped ({s})"));
         }
-        if let Some(f) = &p.failure {
-            line.push_str(&format!(", {}: {}", f.code.as_str(), f.message));
+        if let (Some(code), Some(msg)) = (&p.code, &p.message) {
+            line.push_str(&format!(", {code}: {msg}"));
         }
         println!("{line}");
     }
 }
 
-#[derive(Serialize)]
-struct AttemptDoc<'a> {
-    at: String,
-    program: &'a str,
-    bundle: Option<&'a str>,
-    sha256: Option<&'a str>,
-    code: &'a str,
-    message: &'a str,
-    http_status: Option<u16>,
-    duration_ms: u64,
-}
-
-pub fn history(attempts: &[Attempt], as_json: bool) {
+pub fn history(attempts: &[AttemptDoc], as_json: bool) {
     if as_json {
-        let docs: Vec<_> = attempts
-            .iter()
-            .map(|a| AttemptDoc {
-                at: rfc3339(a.at),
-                program: a.program.name(),
-                bundle: a.bundle.as_deref(),
-                sha256: a.sha256.as_deref(),
-                code: &a.code,
-                message: &a.message,
-                http_status: a.http_status,
-                duration_ms: a.duration_ms,
-            })
-            .collect();
-        return json(&docs);
+        return json(attempts);
     }
     if attempts.is_empty() {
         println!("no upload attempts yet");
@@ -136,8 +114,8 @@ pub fn history(attempts: &[Attempt], as_json: bool) {
     for a in attempts {
         println!(
             "{} {:<10} {:<34} {:>6} ms  {}  {}",
-            rfc3339(a.at),
-            a.program.name(),
+            a.at,
+            a.program,
             a.code,
             a.duration_ms,
             a.bundle.as_deref().unwrap_or("-"),
@@ -146,82 +124,49 @@ pub fn history(attempts: &[Attempt], as_json: bool) {
     }
 }
 
-#[derive(Serialize)]
-struct LedgerDoc<'a> {
-    seq: i64,
-    at: String,
-    event: &'a str,
-    program: &'a str,
-    bundle: &'a str,
-    sha256: &'a str,
-    size: u64,
-    detail: &'a str,
-    hash: &'a str,
-}
-
 pub fn ledger(rows: &[LedgerRow], as_json: bool) {
     if as_json {
-        let docs: Vec<_> = rows
-            .iter()
-            .map(|r| LedgerDoc {
-                seq: r.seq,
-                at: rfc3339(r.at),
-                event: &r.event,
-                program: &r.program,
-                bundle: &r.bundle,
-                sha256: &r.sha256,
-                size: r.size,
-                detail: &r.detail,
-                hash: &r.hash,
-            })
-            .collect();
-        return json(&docs);
+        return json(&rows.iter().map(LedgerDoc::from).collect::<Vec<_>>());
     }
     for r in rows {
         println!("{:>5} {} {:<11} {:<10} {} {}", r.seq, rfc3339(r.at), r.event, r.program, r.bundle, r.sha256);
     }
 }
 
-pub fn licenses(inv: &Inventory, events: &[LicenseEvent]) {
-    if inv.files.is_empty() {
+pub fn licenses(doc: &Value) {
+    let list = doc["licenses"].as_array().cloned().unwrap_or_default();
+    if doc["files"].as_array().is_none_or(Vec::is_empty) {
         println!("no license files (set licenses.files in the configuration)");
     }
     println!(
-        "{:<20} {:<10} {:<12} {:<12} {:>9} {:<11} {:>9}  type",
+        "{:<20} {:<10} {:<12} {:<10} {:>9} {:<11} {:>9}  type",
         "feature", "vendor", "version", "kind", "quantity", "expiry", "days left"
     );
-    for l in &inv.licenses {
-        let f = &l.line;
-        let qty = match f.quantity {
-            Quantity::Count(n) => n.to_string(),
-            Quantity::Uncounted => "uncounted".into(),
-        };
-        let exp = match f.expiry {
-            Expiry::Never => "permanent".to_string(),
-            Expiry::On(d) => d.to_string(),
-        };
-        let left = l.days_to_expiry.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    for l in &list {
+        let qty = if l["uncounted"] == true { "uncounted".to_string() } else { l["quantity"].to_string() };
+        let left = l["days_to_expiry"].as_i64().map(|d| d.to_string()).unwrap_or_else(|| "-".into());
         println!(
-            "{:<20} {:<10} {:<12} {:<12} {:>9} {:<11} {:>9}  {}",
-            f.feature,
-            f.vendor,
-            f.version,
-            f.kind.name(),
+            "{:<20} {:<10} {:<12} {:<10} {:>9} {:<11} {:>9}  {}",
+            s(&l["feature"]),
+            s(&l["vendor"]),
+            s(&l["version"]),
+            s(&l["kind"]),
             qty,
-            exp,
+            s(&l["expiry"]),
             left,
-            l.license_type.as_deref().unwrap_or("-")
+            s(&l["license_type"])
         );
     }
-    for e in events {
-        println!("event: {:<13} {}", e.kind.name(), e.message);
+    for e in doc["events"].as_array().into_iter().flatten() {
+        println!("event: {:<13} {}", s(&e["kind"]), s(&e["message"]));
     }
-    for p in &inv.problems {
-        println!("problem: {}:{}: {}", p.file.display(), p.line, p.message);
+    for p in doc["problems"].as_array().into_iter().flatten() {
+        println!("problem: {}:{}: {}", s(&p["file"]), p["line"], s(&p["message"]));
     }
 }
 
-pub fn usage(rows: &[UsageRow]) {
+pub fn usage(rows: &[Value]) {
     if rows.is_empty() {
         println!("no license usage recorded (set licenses.debug_logs in the configuration)");
         return;
@@ -233,13 +178,50 @@ pub fn usage(rows: &[UsageRow]) {
     for r in rows {
         println!(
             "{:<20} {:<20} {:>5} {:>9} {:>7} {:>6} {:>7}",
-            r.feature,
-            rfc3339(r.hour),
-            r.peak,
-            r.checkouts,
-            r.denials,
-            r.users.len(),
-            r.devices.len()
+            r["feature"].as_str().unwrap_or(""),
+            r["hour"].as_str().unwrap_or(""),
+            r["peak"],
+            r["checkouts"],
+            r["denials"],
+            r["user_count"],
+            r["device_count"]
         );
     }
+}
+
+/// `callhome check`'s verdict: the exit code and its one line.
+pub fn check_line(d: &StatusDoc) -> (u8, String) {
+    let c = &d.compliance;
+    let last = d.last_result.get("compliance").cloned().flatten();
+    let mut code = match c.state.as_str() {
+        "ok" => 0,
+        "warning" => 1,
+        _ => 2,
+    };
+    if last.as_ref().is_some_and(|r| r.code != "CTX_UPLOADER_SUCCESS") {
+        code = code.max(1);
+    }
+    for e in &d.license_events {
+        code = code.max(if e.kind == "expired" { 2 } else { 1 });
+    }
+    let word = ["OK", "WARNING", "CRITICAL"][code as usize];
+    let last_text = match &last {
+        Some(r) => format!("last compliance upload {} at {}", r.code, r.at),
+        None => "no compliance upload yet".to_string(),
+    };
+    let events = match d.license_events.len() {
+        0 => "no license events".to_string(),
+        n => format!("{n} license event(s): {}", d.license_events[0].message),
+    };
+    let line = format!(
+        "CALLHOME {word} - compliance {}: {} days since the last upload, {} of {} left; {last_text}; {events} | days_since_last_upload={} days_remaining={} pending={}",
+        c.state,
+        c.days_since_last_upload,
+        c.days_remaining,
+        c.max_days,
+        c.days_since_last_upload,
+        c.days_remaining,
+        d.spool.pending
+    );
+    (code, line)
 }
