@@ -57,36 +57,48 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         .split_for_parts();
     let doc = Arc::new(api.to_json().expect("the OpenAPI document serializes"));
     router
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route; GET /api/openapi.json lists them") })
+        .method_not_allowed_fallback(|| async {
+            problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route does not take that method; GET /api/openapi.json lists them",
+            )
+        })
         .layer(axum::Extension(OpenApiJson(doc)))
         .layer(axum::middleware::from_fn_with_state(st.clone(), guard))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
-        .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route; GET /api/openapi.json lists them") })
         .with_state(st)
 }
 
 #[derive(Clone)]
 struct OpenApiJson(Arc<String>);
 
-/// An error answer.
-struct Problem(Response);
+/// An error answer: its status and what to say.
+struct Problem(StatusCode, String);
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        self.0
+        problem(self.0, self.1)
+    }
+}
+
+impl Problem {
+    fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
+        Problem(status, detail.into())
     }
 }
 
 impl From<AgentError> for Problem {
     fn from(e: AgentError) -> Problem {
-        Problem(match e {
-            AgentError::Refused(m) => problem(StatusCode::CONFLICT, m),
-            other => problem(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        })
+        match e {
+            AgentError::Refused(m) => Problem(StatusCode::CONFLICT, m),
+            other => Problem(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
     }
 }
 
 fn internal(e: impl std::fmt::Display) -> Problem {
-    Problem(problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
 /// `Json` whose rejections are problem documents.
@@ -98,7 +110,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body_<T> {
         Json::<T>::from_request(req, state)
             .await
             .map(|Json(v)| Body_(v))
-            .map_err(|r: JsonRejection| Problem(problem(r.status(), r.body_text())))
+            .map_err(|r: JsonRejection| Problem::new(r.status(), r.body_text()))
     }
 }
 
@@ -111,7 +123,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| Q(v))
-            .map_err(|r: QueryRejection| Problem(problem(StatusCode::BAD_REQUEST, r.body_text())))
+            .map_err(|r: QueryRejection| Problem::new(StatusCode::BAD_REQUEST, r.body_text()))
     }
 }
 
@@ -124,7 +136,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for P<T> {
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| P(v))
-            .map_err(|r: PathRejection| Problem(problem(StatusCode::BAD_REQUEST, r.body_text())))
+            .map_err(|r: PathRejection| Problem::new(StatusCode::BAD_REQUEST, r.body_text()))
     }
 }
 
@@ -177,25 +189,25 @@ async fn set_program(
     P(name): P<String>,
     Body_(change): Body_<ProgramChange>,
 ) -> Result<Json<ProgramChanged>, Problem> {
-    let p: Program = name.parse().map_err(|e: String| Problem(problem(StatusCode::NOT_FOUND, e)))?;
+    let p: Program = name.parse().map_err(|e: String| Problem::new(StatusCode::NOT_FOUND, e))?;
     let mut withdrawn = Vec::new();
     match (change.enabled, change.mode.as_deref()) {
         (Some(_), Some(_)) | (None, None) => {
-            return Err(Problem(problem(
+            return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "send either {\"enabled\": bool} or {\"mode\": \"automatic\"|\"manual\"}",
-            )));
+            ));
         }
         (Some(on), None) => withdrawn = st.agent.set_enabled(p, on).await?,
         (None, Some(mode)) => {
             if p != Program::Telemetry {
-                return Err(Problem(problem(
+                return Err(Problem::new(
                     StatusCode::CONFLICT,
                     format!("{} has no mode; turn it on or off with {{\"enabled\": bool}}", p.name()),
-                )));
+                ));
             }
             let mode: TelemetryMode =
-                mode.parse().map_err(|e: String| Problem(problem(StatusCode::UNPROCESSABLE_ENTITY, e)))?;
+                mode.parse().map_err(|e: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
             st.agent.set_telemetry_mode(mode)?;
         }
     }
@@ -209,7 +221,7 @@ async fn set_program(
 fn program_of(req: &WorkRequest) -> Result<Option<Program>, Problem> {
     req.program
         .as_deref()
-        .map(|s| s.parse().map_err(|e: String| Problem(problem(StatusCode::UNPROCESSABLE_ENTITY, e))))
+        .map(|s| s.parse().map_err(|e: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e)))
         .transpose()
 }
 
@@ -253,7 +265,7 @@ fn accepted(job: JobDoc) -> Response {
 /// A job's state and, once finished, its result.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = u64, Path)), responses((status = 200, body = JobDoc), (status = 404)))]
 async fn job(State(st): St, P(id): P<u64>) -> Result<Json<JobDoc>, Problem> {
-    st.job(id).map(Json).ok_or_else(|| Problem(problem(StatusCode::NOT_FOUND, format!("no job {id}"))))
+    st.job(id).map(Json).ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no job {id}")))
 }
 
 /// Pending bundles.
@@ -265,7 +277,7 @@ async fn bundles(State(st): St) -> Result<Json<Vec<BundleDoc>>, Problem> {
 
 fn find_bundle(st: &ApiState, id: &str) -> Result<crate::spool::Pending, Problem> {
     st.agent.spool().find(id).map_err(internal)?.filter(|p| p.name == id).ok_or_else(|| {
-        Problem(problem(StatusCode::NOT_FOUND, format!("no pending bundle {id:?}; GET /api/v1/bundles lists them")))
+        Problem::new(StatusCode::NOT_FOUND, format!("no pending bundle {id:?}; GET /api/v1/bundles lists them"))
     })
 }
 
@@ -299,7 +311,7 @@ async fn bundle_file(State(st): St, P((id, name)): P<(String, String)>) -> Resul
             Ok(r)
         }
         Err(e @ crate::bundle::BundleError::NoSuchFile { .. }) => {
-            Err(Problem(problem(StatusCode::NOT_FOUND, e.to_string())))
+            Err(Problem::new(StatusCode::NOT_FOUND, e.to_string()))
         }
         Err(e) => Err(internal(e)),
     }
@@ -374,10 +386,7 @@ struct UsageQuery {
 async fn usage(State(st): St, Q(q): Q<UsageQuery>) -> Result<Json<Vec<serde_json::Value>>, Problem> {
     let since = match q.since.as_deref() {
         Some(s) => crate::clock::parse_rfc3339(s).ok_or_else(|| {
-            Problem(problem(
-                StatusCode::BAD_REQUEST,
-                format!("since={s:?}: use RFC 3339, such as 2026-11-01T00:00:00Z"),
-            ))
+            Problem::new(StatusCode::BAD_REQUEST, format!("since={s:?}: use RFC 3339, such as 2026-11-01T00:00:00Z"))
         })?,
         None => 0,
     };

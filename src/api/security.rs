@@ -150,7 +150,7 @@ async fn check_and_run(st: &ApiState, req: Request<Body>, next: Next) -> Respons
         if mutation && scope == Scope::Read {
             return problem(StatusCode::FORBIDDEN, "the read-only token cannot change anything; use api-token");
         }
-        if mutation {
+        if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
             let ctype = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let essence = ctype.split(';').next().unwrap_or("").trim();
             if !essence.eq_ignore_ascii_case("application/json") {

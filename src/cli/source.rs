@@ -21,7 +21,7 @@ use crate::{Cli, exit};
 
 pub enum Source {
     Api { client: Client, rt: tokio::runtime::Runtime },
-    Direct { agent: Agent, rt: tokio::runtime::Runtime },
+    Direct { agent: Box<Agent>, rt: tokio::runtime::Runtime },
 }
 
 impl From<ClientError> for CliError {
@@ -40,7 +40,7 @@ impl Source {
         if let Some(client) = Client::discover(&dir) {
             return Ok(Source::Api { client, rt });
         }
-        let agent = Agent::open(load_config(cli)?, dir, Arc::new(SystemClock))?;
+        let agent = Box::new(Agent::open(load_config(cli)?, dir, Arc::new(SystemClock))?);
         Ok(Source::Direct { agent, rt })
     }
 

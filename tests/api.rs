@@ -1,0 +1,503 @@
+//! The localhost REST API over a real socket, against a real running agent: every endpoint, each
+//! security rule as its own test, bad input, concurrency, and the CLI as its client.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// A running agent and what is needed to talk to its API.
+struct Api {
+    s: Setup,
+    _agent: AgentProcess,
+    _receiver: Option<Receiver>,
+    port: u16,
+    token: String,
+    read_token: String,
+}
+
+/// A raw HTTP answer.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Api {
+    fn start(extra: &str, with_receiver: bool) -> Api {
+        let s = Setup::new();
+        let receiver = with_receiver.then(|| Receiver::start(s.path(), &[]));
+        match &receiver {
+            Some(r) => s.configure_for(r, extra),
+            None => {
+                std::fs::write(&s.config, format!("[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n{extra}"))
+                    .unwrap()
+            }
+        }
+        let agent = s.start_agent();
+        let api_json = s.data.join("api.json");
+        wait_until(Duration::from_secs(15), "the agent to publish api.json", || api_json.exists());
+        let loc: Value = serde_json::from_slice(&std::fs::read(&api_json).unwrap()).unwrap();
+        let port = loc["port"].as_u64().unwrap() as u16;
+        let token = std::fs::read_to_string(s.data.join("api-token")).unwrap();
+        let read_token = std::fs::read_to_string(s.data.join("api-token-read")).unwrap();
+        Api { s, _agent: agent, _receiver: receiver, port, token, read_token }
+    }
+
+    /// Sends one request as written: `headers` are sent as given (Host included).
+    fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).unwrap();
+        parse_answer(&buf)
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A request with the right Host and the write token.
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
+        let host = self.host();
+        let auth = format!("Bearer {}", self.token);
+        let mut h = vec![("Host", host.as_str()), ("Authorization", auth.as_str())];
+        if body.is_some() {
+            h.push(("Content-Type", "application/json"));
+        }
+        self.raw(method, path, &h, body.unwrap_or("").as_bytes())
+    }
+
+    fn get(&self, path: &str) -> Answer {
+        self.call("GET", path, None)
+    }
+
+    /// Follows a job to its end.
+    fn job(&self, started: &Answer) -> Value {
+        assert_eq!(started.status, 202, "{}", String::from_utf8_lossy(&started.body));
+        let href = started.json()["href"].as_str().unwrap().to_string();
+        assert_eq!(started.header("location"), Some(href.as_str()));
+        let mut doc = Value::Null;
+        wait_until(Duration::from_secs(30), "the job to finish", || {
+            doc = self.get(&href).json();
+            doc["state"] != "running"
+        });
+        doc
+    }
+}
+
+fn parse_answer(buf: &[u8]) -> Answer {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP head");
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let mut body = buf[end + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    Answer { status, headers, body }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
+        b = &b[nl + 2 + size + 2..];
+    }
+    out
+}
+
+fn is_problem(a: &Answer) -> bool {
+    a.header("content-type") == Some("application/problem+json")
+        && a.json()["detail"].as_str().is_some_and(|d| !d.is_empty())
+}
+
+#[test]
+fn the_done_when_requests_are_answered_and_refused_as_they_should() {
+    let api = Api::start("", false);
+    let st = api.get("/api/v1/status");
+    assert_eq!(st.status, 200);
+    assert_eq!(st.json()["compliance"]["state"], "ok");
+    let host = api.host();
+    let auth = format!("Bearer {}", api.token);
+    let evil_host = api.raw("GET", "/api/v1/status", &[("Host", "evil.test"), ("Authorization", &auth)], b"");
+    let evil_origin = api.raw(
+        "GET",
+        "/api/v1/status",
+        &[("Host", &host), ("Authorization", &auth), ("Origin", "https://evil.test")],
+        b"",
+    );
+    let no_token = api.raw("GET", "/api/v1/status", &[("Host", &host)], b"");
+    assert_eq!((evil_host.status, evil_origin.status, no_token.status), (403, 403, 401));
+    assert!(is_problem(&evil_host) && is_problem(&evil_origin) && is_problem(&no_token));
+    assert_eq!(no_token.header("www-authenticate"), Some("Bearer"));
+
+    for on in [false, true] {
+        let r = api.call("PUT", "/api/v1/programs/ceip", Some(&format!("{{\"enabled\": {on}}}")));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(api.s.status()["programs"][2]["enabled"], on, "callhome status --json agrees at once");
+        assert_eq!(api.get("/api/v1/status").json()["programs"][2]["enabled"], on);
+    }
+    let out = api.s.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("CALLHOME OK - "), "{}", stdout(&out));
+}
+
+#[test]
+fn each_security_rule_holds() {
+    let api = Api::start("", false);
+    let host = api.host();
+    let w = format!("Bearer {}", api.token);
+    let r = format!("Bearer {}", api.read_token);
+    let json = ("Content-Type", "application/json");
+    let cases: Vec<(&str, Answer, u16)> = vec![
+        ("bad token", api.raw("GET", "/api/v1/status", &[("Host", &host), ("Authorization", "Bearer 00")], b""), 401),
+        (
+            "token in the query",
+            api.raw("GET", &format!("/api/v1/status?token={}", api.token), &[("Host", &host)], b""),
+            400,
+        ),
+        ("basic auth", api.raw("GET", "/api/v1/status", &[("Host", &host), ("Authorization", "Basic YTpi")], b""), 401),
+        (
+            "read token on a mutation",
+            api.raw(
+                "PUT",
+                "/api/v1/programs/ceip",
+                &[("Host", &host), ("Authorization", &r), json],
+                b"{\"enabled\":false}",
+            ),
+            403,
+        ),
+        ("read token may read", api.raw("GET", "/api/v1/status", &[("Host", &host), ("Authorization", &r)], b""), 200),
+        ("empty Host", api.raw("GET", "/api/v1/status", &[("Host", ""), ("Authorization", &w)], b""), 403),
+        (
+            "Host with another port",
+            api.raw("GET", "/api/v1/status", &[("Host", "127.0.0.1:1"), ("Authorization", &w)], b""),
+            403,
+        ),
+        (
+            "localhost Host",
+            api.raw(
+                "GET",
+                "/api/v1/status",
+                &[("Host", &format!("localhost:{}", api.port)), ("Authorization", &w)],
+                b"",
+            ),
+            200,
+        ),
+        (
+            "foreign Origin on a mutation",
+            api.raw(
+                "POST",
+                "/api/v1/collect",
+                &[("Host", &host), ("Authorization", &w), ("Origin", "http://evil.test"), json],
+                b"{}",
+            ),
+            403,
+        ),
+        (
+            "own Origin",
+            api.raw(
+                "GET",
+                "/api/v1/status",
+                &[("Host", &host), ("Authorization", &w), ("Origin", &format!("http://127.0.0.1:{}", api.port))],
+                b"",
+            ),
+            200,
+        ),
+        (
+            "text/plain POST",
+            api.raw(
+                "POST",
+                "/api/v1/collect",
+                &[("Host", &host), ("Authorization", &w), ("Content-Type", "text/plain")],
+                b"{}",
+            ),
+            415,
+        ),
+        (
+            "form POST",
+            api.raw(
+                "POST",
+                "/api/v1/collect",
+                &[("Host", &host), ("Authorization", &w), ("Content-Type", "application/x-www-form-urlencoded")],
+                b"a=b",
+            ),
+            415,
+        ),
+        (
+            "oversized body",
+            api.raw(
+                "PUT",
+                "/api/v1/programs/ceip",
+                &[("Host", &host), ("Authorization", &w), json],
+                &vec![b' '; 200_000],
+            ),
+            413,
+        ),
+        ("healthz needs no token", api.raw("GET", "/healthz", &[("Host", &host)], b""), 200),
+        ("healthz still checks Host", api.raw("GET", "/healthz", &[("Host", "evil.test")], b""), 403),
+        ("metrics need a token", api.raw("GET", "/metrics", &[("Host", &host)], b""), 401),
+        ("an unknown route still checks Host", api.raw("GET", "/nosuch", &[("Host", "evil.test")], b""), 403),
+        ("an unknown route needs a token", api.raw("GET", "/nosuch", &[("Host", &host)], b""), 401),
+    ];
+    for (what, a, want) in &cases {
+        assert_eq!(a.status, *want, "{what}: {}", String::from_utf8_lossy(&a.body));
+        assert!(
+            a.headers.iter().all(|(k, _)| !k.to_ascii_lowercase().starts_with("access-control-")),
+            "{what}: CORS header sent"
+        );
+        assert_eq!(a.header("x-frame-options"), Some("DENY"), "{what}");
+        assert_eq!(a.header("x-content-type-options"), Some("nosniff"), "{what}");
+        assert!(a.header("content-security-policy").is_some_and(|c| c.contains("frame-ancestors 'none'")), "{what}");
+        if a.status >= 400 && a.status != 413 {
+            assert!(is_problem(a), "{what}: not a problem document");
+        }
+    }
+    let meta = std::fs::metadata(api.s.data.join("api-token")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+    assert_ne!(api.token, api.read_token);
+    assert_eq!(api.token.len(), 64, "256 bits, hex");
+}
+
+#[test]
+fn bad_input_gets_4xx_never_5xx() {
+    let api = Api::start("", false);
+    for (method, path, body, want) in [
+        ("PUT", "/api/v1/programs/ceip", "{\"enabled\": ", 400),
+        ("PUT", "/api/v1/programs/ceip", "{\"enabled\": \"yes\"}", 422),
+        ("PUT", "/api/v1/programs/ceip", "{\"enabled\": true, \"extra\": 1}", 422),
+        ("PUT", "/api/v1/programs/ceip", "{}", 422),
+        ("PUT", "/api/v1/programs/ceip", "{\"mode\": \"manual\"}", 409),
+        ("PUT", "/api/v1/programs/telemetry", "{\"enabled\": false}", 409),
+        ("PUT", "/api/v1/programs/telemetry", "{\"mode\": \"sometimes\"}", 422),
+        ("PUT", "/api/v1/programs/nosuch", "{\"enabled\": true}", 404),
+        ("POST", "/api/v1/upload", "[]", 422),
+        ("POST", "/api/v1/collect", "{\"program\": \"nosuch\"}", 422),
+        ("GET", "/api/v1/history?limit=many", "", 400),
+        ("GET", "/api/v1/history?sort=up", "", 400),
+        ("GET", "/api/v1/jobs/notanumber", "", 400),
+        ("GET", "/api/v1/jobs/999", "", 404),
+        ("GET", "/api/v1/bundles/nope.zip", "", 404),
+        ("GET", "/api/v1/bundles/..%2F..%2Fstate.sqlite/raw", "", 404),
+        ("GET", "/api/v1/usage?since=yesterday", "", 400),
+        ("GET", "/api/v1/nosuch", "", 404),
+        ("DELETE", "/api/v1/status", "", 405),
+    ] {
+        let a = api.call(method, path, (!body.is_empty()).then_some(body));
+        assert_eq!(a.status, want, "{method} {path} {body}: {}", String::from_utf8_lossy(&a.body));
+        assert!(is_problem(&a), "{method} {path}: {}", String::from_utf8_lossy(&a.body));
+    }
+    let a = api.call("PUT", "/api/v1/programs/telemetry", Some("{\"enabled\": false}"));
+    assert!(a.json()["detail"].as_str().unwrap().contains("mandatory"));
+}
+
+#[test]
+fn every_endpoint_answers_and_the_openapi_document_lists_them_all() {
+    let api = Api::start("", true);
+    // Collect, then upload, as jobs.
+    let done = api.job(&api.call("POST", "/api/v1/collect", Some("{\"program\": \"telemetry\"}")));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let bundles = api.get("/api/v1/bundles").json();
+    let id = bundles.as_array().unwrap().iter().find(|b| b["program"] == "telemetry").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = api.get(&format!("/api/v1/bundles/{id}")).json();
+    assert_eq!(manifest["program"], "telemetry");
+    let file = api.get(&format!("/api/v1/bundles/{id}/files/deployment.json"));
+    let sha = manifest["files"].as_array().unwrap().iter().find(|f| f["name"] == "deployment.json").unwrap()["sha256"]
+        .clone();
+    assert_eq!(Value::from(callhome::fsutil::sha256_hex(&file.body)), sha, "the exact bytes of the file");
+    let raw = api.get(&format!("/api/v1/bundles/{id}/raw"));
+    assert_eq!(raw.header("content-type"), Some("application/zip"));
+    assert_eq!(raw.header("x-bundle-sha256"), Some(callhome::fsutil::sha256_hex(&raw.body).as_str()));
+
+    let up = api.job(&api.call("POST", "/api/v1/upload", Some("{}")));
+    assert_eq!(up["state"], "succeeded", "{up}");
+    assert_eq!(up["result"]["ok"], true);
+    let ledger = api.get("/api/v1/ledger").json();
+    assert!(ledger.as_array().unwrap().iter().any(|r| r["bundle"] == id.as_str() && r["event"] == "sent"), "{ledger}");
+    let page = api.get("/api/v1/history?limit=1").json();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["next_offset"], 1);
+    assert_eq!(api.get("/api/v1/programs").json().as_array().unwrap().len(), 4);
+    assert!(api.get("/api/v1/licenses").json()["licenses"].is_array());
+    assert!(api.get("/api/v1/usage").json().is_array());
+    let metrics = String::from_utf8(api.get("/metrics").body).unwrap();
+    for m in [
+        "callhome_compliance_days_remaining 90",
+        "callhome_spool_pending_bundles",
+        "callhome_uploads_total{program=\"telemetry\",code=\"CTX_UPLOADER_SUCCESS\"}",
+        "callhome_last_success_timestamp_seconds{program=\"telemetry\"}",
+    ] {
+        assert!(metrics.contains(m), "{m} missing in\n{metrics}");
+    }
+    assert_eq!(api.get("/healthz").body, b"ok\n");
+
+    let doc = api.raw("GET", "/api/openapi.json", &[("Host", &api.host())], b"").json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let mut documented: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|m| ["get", "put", "post", "delete"].contains(&m.as_str()))
+                .map(move |m| format!("{} {p}", m.to_uppercase()))
+        })
+        .collect();
+    documented.sort();
+    let mut served = vec![
+        "GET /healthz",
+        "GET /metrics",
+        "GET /api/openapi.json",
+        "GET /api/v1/status",
+        "GET /api/v1/programs",
+        "PUT /api/v1/programs/{name}",
+        "POST /api/v1/collect",
+        "POST /api/v1/upload",
+        "GET /api/v1/jobs/{id}",
+        "GET /api/v1/bundles",
+        "GET /api/v1/bundles/{id}",
+        "GET /api/v1/bundles/{id}/files/{name}",
+        "GET /api/v1/bundles/{id}/raw",
+        "GET /api/v1/history",
+        "GET /api/v1/ledger",
+        "GET /api/v1/licenses",
+        "GET /api/v1/usage",
+        "GET /api/v1/events",
+    ];
+    served.sort();
+    assert_eq!(documented, served, "the OpenAPI document and the routes this test exercised differ");
+    // And every documented GET without parameters really answers.
+    for p in
+        documented.iter().filter_map(|r| r.strip_prefix("GET ")).filter(|p| !p.contains('{') && *p != "/api/v1/events")
+    {
+        assert_eq!(api.get(p).status, 200, "{p}");
+    }
+}
+
+#[test]
+fn the_event_stream_reports_a_change() {
+    let api = Api::start("", false);
+    let mut stream = TcpStream::connect(("127.0.0.1", api.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        stream,
+        "GET /api/v1/events HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+        api.host(),
+        api.token
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("200"), "{line}");
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    assert_eq!(api.call("PUT", "/api/v1/programs/events", Some("{\"enabled\": true}")).status, 200);
+    let mut seen = String::new();
+    while !seen.contains("event: state") || !seen.contains("program events on") {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended: {seen}");
+        seen.push_str(&line);
+    }
+}
+
+#[test]
+fn a_hundred_concurrent_toggles_leave_a_consistent_state() {
+    let api = Api::start("", false);
+    std::thread::scope(|scope| {
+        for i in 0..100 {
+            let api = &api;
+            scope.spawn(move || {
+                let r = api.call(
+                    "PUT",
+                    "/api/v1/programs/call_home",
+                    Some(if i % 2 == 0 { "{\"enabled\": false}" } else { "{\"enabled\": true}" }),
+                );
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            });
+        }
+    });
+    let via_api = api.get("/api/v1/programs").json()[1]["enabled"].clone();
+    let via_cli = api.s.status()["programs"][1]["enabled"].clone();
+    assert_eq!(via_api, via_cli);
+    let snapshot = api.get("/api/v1/status").json()["programs"][1]["enabled"].clone();
+    assert_eq!(snapshot, via_api, "the status snapshot agrees with the state");
+    // Every withdrawal is in a well-formed ledger.
+    assert!(api.s.cli(&["ledger", "verify"]).status.success());
+}
+
+#[test]
+fn the_cli_works_through_the_running_agent() {
+    let api = Api::start("", true);
+    let out = api.s.cli(&["programs", "disable", "ceip"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(api.get("/api/v1/programs").json()[2]["enabled"], false);
+    let out = api.s.cli(&["collect", "--program", "telemetry"]);
+    assert!(stdout(&out).contains("telemetry: collected upload_compliance_"), "{}", stdout(&out));
+    let out = api.s.cli(&["preview", "--latest", "--program", "telemetry", "--file", "manifest.json"]);
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["program"], "telemetry");
+    let out = api.s.cli(&["upload"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("telemetry: 1 sent"), "{}", stdout(&out));
+    let h: Value = serde_json::from_slice(&api.s.cli(&["history", "--json"]).stdout).unwrap();
+    assert_eq!(h[0]["code"], "CTX_UPLOADER_SUCCESS");
+    let out = api.s.cli(&["programs", "set", "telemetry", "off"]);
+    assert_eq!(out.status.code(), Some(7), "refused through the API too: {}", stderr(&out));
+}
+
+#[test]
+fn check_is_critical_when_the_compliance_clock_is_past_its_limit() {
+    let s = Setup::new();
+    std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\nfirst_upload_delay = \"1h\"\n")
+        .unwrap();
+    // An install that has never uploaded, made 100 days ago.
+    assert!(s.cli(&["status"]).status.success());
+    let path = s.data.join("install.json");
+    let mut install: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    install["created_at"] = Value::from(install["created_at"].as_i64().unwrap() - 100 * 86_400);
+    std::fs::write(&path, install.to_string()).unwrap();
+    let _agent = s.start_agent();
+    wait_until(Duration::from_secs(15), "the API", || s.data.join("api.json").exists());
+    let out = s.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("CALLHOME CRITICAL - compliance overdue: 100 days"), "{}", stdout(&out));
+}
