@@ -501,3 +501,32 @@ fn check_is_critical_when_the_compliance_clock_is_past_its_limit() {
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(stdout(&out).starts_with("CALLHOME CRITICAL - compliance overdue: 100 days"), "{}", stdout(&out));
 }
+
+#[test]
+fn ipv6_loopback_when_asked_and_api_json_removed_at_shutdown() {
+    let s = Setup::new();
+    std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n[api]\nipv6 = true\n").unwrap();
+    let agent = s.start_agent();
+    let api_json = s.data.join("api.json");
+    wait_until(Duration::from_secs(15), "api.json", || api_json.exists());
+    let port =
+        serde_json::from_slice::<Value>(&std::fs::read(&api_json).unwrap()).unwrap()["port"].as_u64().unwrap() as u16;
+    let token = std::fs::read_to_string(s.data.join("api-token")).unwrap();
+    let mut stream = TcpStream::connect(("::1", port)).expect("the API listens on [::1]");
+    write!(stream, "GET /api/v1/status HTTP/1.1\r\nHost: [::1]:{port}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).unwrap();
+    assert_eq!(parse_answer(&buf).status, 200);
+    // The IPv4 listener is bound to 127.0.0.1 and nothing else (0A: listening).
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let hex_port = format!(":{port:04X}");
+    let listening: Vec<&str> = tcp
+        .lines()
+        .filter(|l| l.split_whitespace().nth(3) == Some("0A"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|a| a.ends_with(&hex_port))
+        .collect();
+    assert_eq!(listening, vec![format!("0100007F{hex_port}")]);
+    assert!(agent.terminate().success());
+    assert!(!api_json.exists(), "api.json goes away with the agent");
+}
