@@ -40,7 +40,10 @@ enum Command {
     },
     /// One line and the Nagios/Icinga exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) from the
     /// compliance clock, the last upload result and license events.
-    Check,
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
     /// Collect bundles now (every enabled program, or one).
     Collect {
         #[arg(long, value_name = "PROGRAM")]
@@ -62,8 +65,11 @@ enum Command {
         #[arg(long, value_name = "PROGRAM")]
         program: Option<Program>,
         /// Print only this file of the bundle, byte for byte.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "json")]
         file: Option<String>,
+        /// The bundle's SHA-256, size, manifest and files (name, size, SHA-256) as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List upload attempts, newest first.
     History {

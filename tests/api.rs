@@ -168,6 +168,9 @@ fn the_done_when_requests_are_answered_and_refused_as_they_should() {
     let out = api.s.cli(&["check"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).starts_with("CALLHOME OK - "), "{}", stdout(&out));
+    let out = api.s.cli(&["check", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["code"].as_u64(), v["state"].as_str()), (Some(0), Some("ok")));
 }
 
 #[test]
@@ -475,6 +478,10 @@ fn the_cli_works_through_the_running_agent() {
     let out = api.s.cli(&["preview", "--latest", "--program", "telemetry", "--file", "manifest.json"]);
     let m: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(m["program"], "telemetry");
+    let out = api.s.cli(&["preview", "--latest", "--program", "telemetry", "--json"]);
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["manifest"]["program"], "telemetry");
+    assert_eq!(p["sha256"].as_str().map(str::len), Some(64));
     let out = api.s.cli(&["upload"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(stdout(&out).contains("telemetry: 1 sent"), "{}", stdout(&out));

@@ -165,6 +165,11 @@ fn turning_an_optional_program_off_withdraws_its_bundles() {
     std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
     let out = s.cli(&["collect", "--program", "call_home"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no agent runs") && stderr(&out).contains("callhome run"),
+        "says how to start the agent: {}",
+        stderr(&out)
+    );
     assert_eq!(s.spool("callhome").len(), 1);
 
     let out = s.cli(&["programs", "set", "call_home", "off"]);

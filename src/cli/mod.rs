@@ -110,18 +110,23 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Command::Check => Ok(check(&cli)),
+        Command::Check { json } => Ok(check(&cli, *json)),
         Command::Collect { program } => {
-            print::collected(&Source::open(&cli)?.collect(*program)?);
+            let src = Source::open(&cli)?;
+            print::collected(&src.collect(*program)?);
+            src.note_direct(&cli);
             Ok(0)
         }
         Command::Upload { program } => {
-            let report = Source::open(&cli)?.upload(*program)?;
+            let src = Source::open(&cli)?;
+            let report = src.upload(*program)?;
             print::upload_report(&report);
+            src.note_direct(&cli);
             Ok(if report.ok { 0 } else { exit::UPLOAD_FAILED })
         }
-        Command::Preview { bundle, latest, program, file } => {
-            preview(&Source::open(&cli)?, bundle.as_deref(), *latest, *program, file.as_deref())
+        Command::Preview { bundle, latest, program, file, json } => {
+            let what = if *json { Shown::Json } else { file.as_deref().map_or(Shown::All, Shown::File) };
+            preview(&Source::open(&cli)?, bundle.as_deref(), *latest, *program, what)
         }
         Command::History { limit, json } => {
             print::history(&Source::open(&cli)?.history(*limit)?, *json);
@@ -182,17 +187,18 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     }
 }
 
-/// `callhome check`: one line and the Nagios/Icinga exit convention.
-fn check(cli: &Cli) -> u8 {
-    let doc = match Source::open(cli).and_then(|s| s.status()) {
-        Ok(d) => d,
-        Err(e) => {
-            println!("CALLHOME UNKNOWN - {}", e.message.lines().next().unwrap_or(""));
-            return 3;
-        }
+/// `callhome check`: one line (or JSON) and the Nagios/Icinga exit convention.
+fn check(cli: &Cli, json: bool) -> u8 {
+    let (code, line) = match Source::open(cli).and_then(|s| s.status()) {
+        Ok(doc) => print::check_line(&doc),
+        Err(e) => (3, format!("CALLHOME UNKNOWN - {}", e.message.lines().next().unwrap_or(""))),
     };
-    let (code, line) = print::check_line(&doc);
-    println!("{line}");
+    if json {
+        let state = ["ok", "warning", "critical", "unknown"][code as usize];
+        print::json(&serde_json::json!({ "code": code, "state": state, "summary": line }));
+    } else {
+        println!("{line}");
+    }
     code
 }
 
@@ -290,13 +296,18 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     }
 }
 
-fn preview(
-    src: &Source,
-    bundle: Option<&str>,
-    latest: bool,
-    program: Option<Program>,
-    file: Option<&str>,
-) -> Result<u8> {
+/// What `preview` prints.
+#[derive(Clone, Copy)]
+enum Shown<'a> {
+    /// Every file, as it is.
+    All,
+    /// One file, byte for byte.
+    File(&'a str),
+    /// The summary as JSON.
+    Json,
+}
+
+fn preview(src: &Source, bundle: Option<&str>, latest: bool, program: Option<Program>, file: Shown<'_>) -> Result<u8> {
     let name = if latest {
         let names = src.bundle_names()?;
         let newest = names
@@ -325,12 +336,24 @@ fn preview(
 }
 
 /// Prints a bundle's files exactly as they are (or one of them, byte for byte).
-fn preview_bytes(bytes: &[u8], name: &str, file: Option<&str>) -> Result<u8> {
+fn preview_bytes(bytes: &[u8], name: &str, shown: Shown<'_>) -> Result<u8> {
     let tmp = tempfile_for(bytes)?;
     let mut reader =
         callhome::bundle::Reader::open(tmp.path()).map_err(|e| fail(exit::FAILURE, format!("{name}: {e}")))?;
     let mut out = std::io::stdout().lock();
-    if let Some(f) = file {
+    if let Shown::Json = shown {
+        let manifest = reader.manifest().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+        let mut files = Vec::new();
+        for n in reader.names().map_err(|e| fail(exit::FAILURE, e.to_string()))? {
+            let content = reader.read(&n).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+            files.push(serde_json::json!({ "name": n, "size": content.len(), "sha256": callhome::fsutil::sha256_hex(&content) }));
+        }
+        print::json(&serde_json::json!({
+            "bundle": name, "size": bytes.len(), "sha256": callhome::fsutil::sha256_hex(bytes), "manifest": manifest, "files": files,
+        }));
+        return Ok(0);
+    }
+    if let Shown::File(f) = shown {
         let content = reader
             .read(f)
             .map_err(|e| fail(exit::FAILURE, e.to_string().replace(&tmp.path().display().to_string(), name)))?;
@@ -403,6 +426,7 @@ fn ledger_verify(agent: &Agent) -> Result<u8> {
 
 fn programs(cli: &Cli, action: Option<&ProgramsAction>) -> Result<u8> {
     let src = Source::open(cli)?;
+    let changes = !matches!(action, None | Some(ProgramsAction::List { .. }));
     let (program, value) = match action {
         None | Some(ProgramsAction::List { json: false }) => {
             print::programs(&src.programs()?);
@@ -438,6 +462,9 @@ fn programs(cli: &Cli, action: Option<&ProgramsAction>) -> Result<u8> {
             }
         }
         (p, other) => return Err(fail(exit::USAGE, format!("{}: use on or off, not {other:?}", p.name()))),
+    }
+    if changes {
+        src.note_direct(cli);
     }
     Ok(0)
 }

@@ -44,6 +44,18 @@ impl Source {
         Ok(Source::Direct { agent, rt })
     }
 
+    /// Says, for a command that changes things, that no agent runs and how to start one.
+    pub fn note_direct(&self, cli: &Cli) {
+        if let Source::Direct { agent, .. } = self {
+            let cfg = cli.config.as_ref().map(|c| format!(" --config {}", c.display())).unwrap_or_default();
+            eprintln!(
+                "note: no agent runs on {}; this was done on the data directory directly. Start the agent with `callhome run{cfg} --data-dir {}` to upload on schedule.",
+                agent.data_dir().root().display(),
+                agent.data_dir().root().display()
+            );
+        }
+    }
+
     /// The agent, when the command works on the data directory itself.
     pub fn direct(&self) -> Option<&Agent> {
         match self {
