@@ -172,7 +172,7 @@ impl Agent {
         self.notices.subscribe()
     }
 
-    fn notify(&self, n: Notice) {
+    pub(crate) fn notify(&self, n: Notice) {
         // No subscriber is fine: nobody is watching.
         let _ = self.notices.send(n);
     }
@@ -181,7 +181,8 @@ impl Agent {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn work_lock(&self) -> Result<WorkLock> {
+    /// Waits for and takes the data directory's work lock.
+    pub async fn work_lock(&self) -> Result<WorkLock> {
         let dir = self.dir.clone();
         Ok(tokio::task::spawn_blocking(move || dir.lock_work()).await.expect("lock task does not panic")?)
     }
@@ -508,7 +509,7 @@ impl Agent {
         Ok(())
     }
 
-    fn write_result(&self, p: Program, code: Code, message: &str, arg: Option<&str>, now: Timestamp) {
+    pub(crate) fn write_result(&self, p: Program, code: Code, message: &str, arg: Option<&str>, now: Timestamp) {
         self.notify(Notice::UploadResult { program: p, code: code.as_str().into(), message: message.into() });
         let path = self.dir.result_file(p);
         if let Err(e) = result::write(&path, p, code, message, arg, now) {
@@ -522,6 +523,11 @@ impl Agent {
             Some(src) => crate::fsutil::parent_dir(src).to_path_buf(),
             None => std::path::PathBuf::from("."),
         }
+    }
+
+    /// The agent's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     pub fn today(&self) -> Date {

@@ -21,6 +21,7 @@ pub mod config;
 pub mod datadir;
 pub mod fsutil;
 pub mod licenses;
+pub mod manual;
 pub mod programs;
 pub mod receipt;
 pub mod receiver;

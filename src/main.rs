@@ -105,11 +105,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the pending bundles into one zip to carry out of an isolated network
+    /// (`export confirm EXPORT_ID` records it as reported without a receipt).
+    #[command(args_conflicts_with_subcommands = true)]
+    Export {
+        #[command(subcommand)]
+        action: Option<ExportAction>,
+        /// The zip to write (never overwritten).
+        #[arg(long, value_name = "FILE", required = false)]
+        out: Option<PathBuf>,
+        /// Only this program's bundles (default: every program whose consent allows sending).
+        #[arg(long, value_name = "PROGRAM")]
+        program: Option<Program>,
+    },
+    /// Import the receiver's signed receipt for an export: acknowledged bundles leave the spool
+    /// and the compliance clock moves to the receipt's time.
+    ImportReceipt {
+        /// The receipt (`callhome-receiver ingest --receipt-out …`).
+        receipt: PathBuf,
+    },
     /// Show or change the data programs.
     Programs {
         #[command(subcommand)]
         action: Option<ProgramsAction>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExportAction {
+    /// Record an export as reported by hand, without a signed receipt (shown as unverified).
+    Confirm { export_id: String },
 }
 
 #[derive(Debug, Subcommand)]

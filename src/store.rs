@@ -73,6 +73,8 @@ const MIGRATIONS: &[&str] = &[
         uploaded INTEGER NOT NULL DEFAULT 0);
      CREATE TABLE license_seen (id TEXT PRIMARY KEY, feature TEXT NOT NULL, version TEXT NOT NULL, vendor TEXT NOT NULL,
         quantity INTEGER, expiry TEXT NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL);",
+    // 3: manual reporting.
+    "CREATE TABLE exports (export_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, bundles TEXT NOT NULL);",
 ];
 
 /// The chain's first `prev_hash`.
@@ -89,6 +91,8 @@ pub enum LedgerEvent {
     Evicted,
     /// The receiver rejected it for good, or it failed verification; moved to quarantine/.
     Quarantined,
+    /// Reported by hand without a signed receipt (`callhome export confirm`): unverified.
+    Reported,
 }
 
 impl LedgerEvent {
@@ -98,6 +102,7 @@ impl LedgerEvent {
             LedgerEvent::Withdrawn => "withdrawn",
             LedgerEvent::Evicted => "evicted",
             LedgerEvent::Quarantined => "quarantined",
+            LedgerEvent::Reported => "reported",
         }
     }
 }
@@ -312,10 +317,10 @@ impl Store {
             .optional()?)
     }
 
-    /// When the program last had a bundle acknowledged.
+    /// When the program last had a bundle acknowledged (or reported by hand, unverified).
     pub fn last_success(&self, p: Program) -> Result<Option<Timestamp>> {
         Ok(self.conn.query_row(
-            "SELECT MAX(at) FROM ledger WHERE program = ?1 AND event = 'sent'",
+            "SELECT MAX(at) FROM ledger WHERE program = ?1 AND event IN ('sent', 'reported')",
             [p.name()],
             |r| r.get(0),
         )?)
@@ -332,6 +337,22 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(&format!("{ATTEMPT_SELECT} ORDER BY id DESC LIMIT ?1 OFFSET ?2"))?;
         let rows = stmt.query_map([limit, offset], attempt_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn record_export(&self, export_id: &str, created_at: Timestamp, bundles_json: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO exports (export_id, created_at, bundles) VALUES (?1, ?2, ?3)",
+            params![export_id, created_at, bundles_json],
+        )?;
+        Ok(())
+    }
+
+    /// An export's bundle list (JSON), if this agent made it.
+    pub fn export_bundles(&self, export_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT bundles FROM exports WHERE export_id = ?1", [export_id], |r| r.get(0))
+            .optional()?)
     }
 
     /// Attempts counted by program and result code.

@@ -18,6 +18,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Take in an export carried from an isolated network and write one signed receipt for it.
+    Ingest {
+        /// The export zip (`callhome export --out …`).
+        export: PathBuf,
+        #[arg(long)]
+        store: PathBuf,
+        /// The Ed25519 receipt-signing key (PKCS#8 PEM); created when absent.
+        #[arg(long, value_name = "FILE")]
+        signing_key: PathBuf,
+        /// Where to write the receipt (JSON) to carry back.
+        #[arg(long, value_name = "FILE")]
+        receipt_out: PathBuf,
+        /// Write the public key (PEM), for agents' upload.receipt_public_key.
+        #[arg(long, value_name = "FILE")]
+        public_key_out: Option<PathBuf>,
+        /// Largest bundle accepted, in bytes.
+        #[arg(long, default_value_t = receiver::DEFAULT_MAX_BODY)]
+        max_body: u64,
+    },
     /// Serve POST /v1/bundles over HTTPS.
     Serve {
         /// Address to listen on (port 0: any free port; the address is printed).
@@ -61,18 +80,35 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    let Command::Serve {
-        listen,
-        store,
-        tls_self_signed,
-        ca_out,
-        tls_cert,
-        tls_key,
-        signing_key,
-        public_key_out,
-        faults,
-        max_body,
-    } = Cli::parse().command;
+    let (listen, store, tls_self_signed, ca_out, tls_cert, tls_key, signing_key, public_key_out, faults, max_body) =
+        match Cli::parse().command {
+            Command::Ingest { export, store, signing_key, receipt_out, public_key_out, max_body } => {
+                return ingest(&export, &store, &signing_key, &receipt_out, public_key_out.as_deref(), max_body);
+            }
+            Command::Serve {
+                listen,
+                store,
+                tls_self_signed,
+                ca_out,
+                tls_cert,
+                tls_key,
+                signing_key,
+                public_key_out,
+                faults,
+                max_body,
+            } => (
+                listen,
+                store,
+                tls_self_signed,
+                ca_out,
+                tls_cert,
+                tls_key,
+                signing_key,
+                public_key_out,
+                faults,
+                max_body,
+            ),
+        };
     let tls = match (tls_self_signed, tls_cert, tls_key) {
         (true, _, _) => TlsSource::SelfSigned,
         (false, Some(cert), Some(key)) => TlsSource::Files { cert, key },
@@ -93,6 +129,50 @@ fn main() -> ExitCode {
     };
     match rt.block_on(receiver::serve(opts, ready, shutdown())) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("callhome-receiver: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ingest(
+    export: &std::path::Path,
+    store: &std::path::Path,
+    key: &std::path::Path,
+    out: &std::path::Path,
+    public_key_out: Option<&std::path::Path>,
+    max_body: u64,
+) -> ExitCode {
+    let run = || -> Result<callhome::manual::format::ManualReceipt, receiver::ReceiverError> {
+        let key = callhome::receipt::load_or_create_signing_key(key)?;
+        if let Some(p) = public_key_out {
+            callhome::fsutil::write_atomic(p, callhome::receipt::public_key_pem(&key).as_bytes())
+                .map_err(|e| receiver::ReceiverError::Io(format!("--public-key-out {}: {e}", p.display())))?;
+        }
+        let store = receiver::BundleStore::open(store, key)?;
+        receiver::ingest::ingest(export, &store, max_body)
+    };
+    match run() {
+        Ok(receipt) => {
+            let json = serde_json::to_vec_pretty(&receipt).expect("receipts serialize");
+            if let Err(e) = callhome::fsutil::write_atomic(out, &json) {
+                eprintln!("callhome-receiver: {}: {e}", out.display());
+                return ExitCode::FAILURE;
+            }
+            println!(
+                "export {}: {} bundle(s) accepted, {} rejected; receipt {} written to {}",
+                receipt.export_id,
+                receipt.accepted.len(),
+                receipt.rejected.len(),
+                receipt.receipt_id,
+                out.display()
+            );
+            for r in &receipt.rejected {
+                println!("  rejected {}: {}", r.name, r.reason);
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("callhome-receiver: {e}");
             ExitCode::FAILURE

@@ -14,7 +14,7 @@ use callhome::datadir::{DataDir, DataDirError};
 use callhome::programs::{Program, TelemetryMode};
 use callhome::receipt::{Receipt, load_public_key};
 
-use crate::{Cli, Command, ConfigAction, LedgerAction, ProgramsAction, exit};
+use crate::{Cli, Command, ConfigAction, ExportAction, LedgerAction, ProgramsAction, exit};
 use source::Source;
 
 /// An error for the user: the message to print and the exit code.
@@ -36,6 +36,15 @@ impl From<AgentError> for CliError {
             AgentError::Refused(m) => fail(exit::REFUSED, m),
             other => fail(exit::FAILURE, with_hint(&other)),
         }
+    }
+}
+
+fn manual_err(e: callhome::manual::ManualError) -> CliError {
+    use callhome::manual::ManualError;
+    match e {
+        ManualError::Receipt(_) => fail(exit::LEDGER, e.to_string()),
+        ManualError::Agent(a) => CliError::from(a),
+        other => fail(exit::FAILURE, with_hint(&other)),
     }
 }
 
@@ -162,6 +171,63 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             },
         },
         Command::Programs { action } => programs(&cli, action.as_ref()),
+        Command::Export { action: Some(ExportAction::Confirm { export_id }), .. } => {
+            let agent = open_agent(&cli)?;
+            let done = runtime()?.block_on(callhome::manual::confirm_export(&agent, export_id)).map_err(manual_err)?;
+            println!(
+                "export {export_id}: {} bundle(s) recorded as reported by hand (unverified: no receipt) and removed from the spool",
+                done.len()
+            );
+            Ok(0)
+        }
+        Command::Export { action: None, out, program } => {
+            let Some(out) = out else {
+                return Err(fail(exit::USAGE, "say where to write the export: callhome export --out FILE.zip"));
+            };
+            let agent = open_agent(&cli)?;
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let progress: callhome::manual::Progress = Box::new(move |done, total| {
+                if tty && total > 0 {
+                    eprint!("\rexporting {:>5.1}% ({done} of {total} bytes)", done as f64 * 100.0 / total as f64);
+                }
+            });
+            let e =
+                runtime()?.block_on(callhome::manual::export(&agent, out, *program, progress)).map_err(manual_err)?;
+            if tty {
+                eprintln!();
+            }
+            println!(
+                "export {}: {} bundle(s), {} bytes, written to {}",
+                e.export_id,
+                e.bundles.len(),
+                e.bytes,
+                e.path.display()
+            );
+            println!(
+                "carry it to the vendor's receiver; bring back the receipt and run `callhome import-receipt RECEIPT.json`"
+            );
+            Ok(0)
+        }
+        Command::ImportReceipt { receipt } => {
+            let agent = open_agent(&cli)?;
+            let r = runtime()?.block_on(callhome::manual::import_receipt(&agent, receipt)).map_err(manual_err)?;
+            println!(
+                "receipt {} for export {}: {} bundle(s) acknowledged and removed from the spool",
+                r.receipt_id,
+                r.export_id,
+                r.acknowledged.len()
+            );
+            if !r.already.is_empty() {
+                println!(
+                    "{} bundle(s) were acknowledged by an earlier import of this receipt: nothing to do",
+                    r.already.len()
+                );
+            }
+            for x in &r.rejected {
+                println!("rejected by the receiver, still pending: {}: {}", x.name, x.reason);
+            }
+            Ok(0)
+        }
         Command::Licenses { json } => {
             let doc = Source::open(&cli)?.licenses()?;
             if *json {
@@ -410,17 +476,34 @@ fn ledger_verify(agent: &Agent) -> Result<u8> {
         None => None,
     };
     let mut receipts = 0;
+    let mut unverified = 0;
     for r in rows.iter().filter(|r| r.event == "sent") {
-        let receipt: Receipt = serde_json::from_str(&r.detail)
-            .map_err(|e| fail(exit::LEDGER, format!("ledger row {}: the stored receipt is unreadable ({e})", r.seq)))?;
-        receipt
-            .check(&r.sha256, key.as_ref())
-            .map_err(|e| fail(exit::LEDGER, format!("ledger row {} ({}): {e}", r.seq, r.bundle)))?;
+        let bad = |why: String| fail(exit::LEDGER, format!("ledger row {} ({}): {why}", r.seq, r.bundle));
+        if r.detail.contains(callhome::manual::format::RECEIPT_FORMAT) {
+            let m: callhome::manual::format::ManualReceipt = serde_json::from_str(&r.detail)
+                .map_err(|e| bad(format!("the stored manual receipt is unreadable ({e})")))?;
+            if !m.accepted.contains(&r.sha256) {
+                return Err(bad("the manual receipt does not acknowledge this bundle".into()));
+            }
+            if let Some(k) = &key {
+                m.verify(k).map_err(|e| bad(e.to_string()))?;
+            }
+        } else {
+            let receipt: Receipt =
+                serde_json::from_str(&r.detail).map_err(|e| bad(format!("the stored receipt is unreadable ({e})")))?;
+            receipt.check(&r.sha256, key.as_ref()).map_err(|e| bad(e.to_string()))?;
+        }
         receipts += 1;
     }
+    unverified += rows.iter().filter(|r| r.event == "reported").count();
     let sig =
         if key.is_some() { "signatures verified" } else { "signatures not checked: no upload.receipt_public_key" };
-    println!("ledger ok: {} rows, chain intact; {receipts} receipts match their bundles ({sig})", rows.len());
+    let manual = if unverified > 0 {
+        format!("; {unverified} reported by hand without a receipt (unverified)")
+    } else {
+        String::new()
+    };
+    println!("ledger ok: {} rows, chain intact; {receipts} receipts match their bundles ({sig}){manual}", rows.len());
     Ok(0)
 }
 

@@ -7,6 +7,7 @@
 //! receipt and bundle formats with the agent.
 
 pub mod faults;
+pub mod ingest;
 pub mod tls;
 
 use std::collections::VecDeque;
@@ -109,6 +110,11 @@ impl BundleStore {
         let json = serde_json::to_vec(&receipt).expect("receipts serialize");
         fsutil::write_atomic(&receipt_path, &json).map_err(internal)?;
         Ok((receipt, true))
+    }
+
+    /// The receipt-signing key.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
     }
 
     fn sign_with(&self, r: &Receipt, key: &SigningKey) -> Receipt {

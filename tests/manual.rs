@@ -1,0 +1,171 @@
+//! Manual reporting end to end with no network between agent and receiver: export, ingest,
+//! receipt, import; tampered, foreign and replayed receipts; a damaged bundle in an export.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+/// An isolated agent in manual mode whose receipts come from the receiver key in `dir`.
+fn isolated() -> Setup {
+    let s = Setup::new();
+    // Make the receiver's keys once (a receiver started and stopped); no network is used after.
+    let r = Receiver::start(s.path(), &[]);
+    let key = r.public_key.clone();
+    r.stop();
+    std::fs::write(
+        &s.config,
+        format!("[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\nreceipt_public_key = \"{}\"\n[programs]\ntelemetry_mode = \"manual\"\ncall_home = false\nceip = false\n", key.display()),
+    )
+    .unwrap();
+    s
+}
+
+fn collect_n(s: &Setup, n: usize) {
+    for _ in 0..n {
+        let out = s.cli(&["collect", "--program", "telemetry"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
+/// `callhome export`; returns the export id.
+fn export(s: &Setup, out: &Path) -> String {
+    let o = s.cli(&["export", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string()
+}
+
+/// `callhome-receiver ingest` with the signing key `key`; returns the receipt's path.
+fn ingest(s: &Setup, export: &Path, key: &Path, name: &str) -> PathBuf {
+    let receipt = s.path().join(name);
+    let o = Command::new(RECEIVER)
+        .arg("ingest")
+        .arg(export)
+        .arg("--store")
+        .arg(s.path().join("vendor-store"))
+        .arg("--signing-key")
+        .arg(key)
+        .arg("--receipt-out")
+        .arg(&receipt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    receipt
+}
+
+fn age_install(s: &Setup, days: i64) {
+    let path = s.data.join("install.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["created_at"] = Value::from(v["created_at"].as_i64().unwrap() - days * 86_400);
+    std::fs::write(&path, v.to_string()).unwrap();
+}
+
+#[test]
+fn the_air_gapped_round_trip_empties_the_spool_and_resets_the_clock() {
+    let s = isolated();
+    collect_n(&s, 3);
+    age_install(&s, 95);
+    assert_eq!(s.status()["compliance"]["state"], "overdue");
+    let out = s.cli(&["upload"]);
+    assert!(stdout(&out).contains("manual reporting"), "manual mode uploads nothing: {}", stdout(&out));
+    assert_eq!(s.spool("compliance").len(), 3);
+
+    let ex = s.path().join("export.zip");
+    let id = export(&s, &ex);
+    let again = s.cli(&["export", "--out", ex.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("never overwrites"), "{}", stderr(&again));
+
+    let receipt = ingest(&s, &ex, &s.path().join("receiver-signing.pem"), "receipt.json");
+    let r: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    assert_eq!((r["export_id"].as_str(), r["accepted"].as_array().unwrap().len()), (Some(id.as_str()), 3));
+    assert_eq!(list(&s.path().join("vendor-store"), ".zip").len(), 3, "stored as if uploaded");
+
+    let ledger_before = s.ledger().len();
+    let tampered = s.path().join("tampered.json");
+    let mut t = r.clone();
+    t["received_at"] = Value::from("2030-01-01T00:00:00Z");
+    std::fs::write(&tampered, t.to_string()).unwrap();
+    let out = s.cli(&["import-receipt", tampered.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(
+        stderr(&out).contains("does not verify") && stderr(&out).contains("nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        (s.ledger().len(), s.spool("compliance").len()),
+        (ledger_before, 3),
+        "a tampered receipt changes nothing"
+    );
+
+    let out = s.cli(&["import-receipt", receipt.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("3 bundle(s) acknowledged"), "{}", stdout(&out));
+    assert!(s.spool("compliance").is_empty());
+    let st = s.status();
+    assert_eq!(
+        (st["compliance"]["days_since_last_upload"].as_i64(), st["compliance"]["state"].as_str()),
+        (Some(0), Some("ok"))
+    );
+    let verify = s.cli(&["ledger", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(stdout(&verify).contains("3 receipts match"), "{}", stdout(&verify));
+
+    let out = s.cli(&["import-receipt", receipt.to_str().unwrap()]);
+    assert!(out.status.success(), "importing twice is harmless: {}", stderr(&out));
+    assert!(stdout(&out).contains("earlier import"), "{}", stdout(&out));
+    assert_eq!(s.ledger().iter().filter(|r| r["event"] == "sent").count(), 3);
+}
+
+#[test]
+fn a_receipt_from_another_receiver_key_is_refused() {
+    let s = isolated();
+    collect_n(&s, 1);
+    let ex = s.path().join("export.zip");
+    export(&s, &ex);
+    let receipt = ingest(&s, &ex, &s.path().join("another-key.pem"), "foreign.json");
+    let out = s.cli(&["import-receipt", receipt.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(stderr(&out).contains("another receiver"), "{}", stderr(&out));
+    assert_eq!(s.spool("compliance").len(), 1);
+}
+
+#[test]
+fn a_damaged_bundle_in_an_export_is_rejected_alone_and_stays_pending() {
+    let s = isolated();
+    collect_n(&s, 3);
+    let names = s.spool("compliance");
+    let damaged = s.data.join("spool/compliance").join(&names[1]);
+    let bytes = std::fs::read(&damaged).unwrap();
+    std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
+    let ex = s.path().join("export.zip");
+    export(&s, &ex);
+    let receipt = ingest(&s, &ex, &s.path().join("receiver-signing.pem"), "receipt.json");
+    let r: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    assert_eq!(r["accepted"].as_array().unwrap().len(), 2);
+    assert_eq!(r["rejected"][0]["name"], names[1].as_str());
+    let out = s.cli(&["import-receipt", receipt.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("still pending: {}", names[1])), "{}", stdout(&out));
+    assert_eq!(s.spool("compliance"), vec![names[1].clone()]);
+}
+
+#[test]
+fn an_export_confirmed_without_a_receipt_is_recorded_as_unverified() {
+    let s = isolated();
+    collect_n(&s, 2);
+    let ex = s.path().join("export.zip");
+    let id = export(&s, &ex);
+    let out = s.cli(&["export", "confirm", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(s.spool("compliance").is_empty());
+    assert_eq!(s.ledger().iter().filter(|r| r["event"] == "reported").count(), 2);
+    let verify = s.cli(&["ledger", "verify"]);
+    assert!(stdout(&verify).contains("2 reported by hand without a receipt (unverified)"), "{}", stdout(&verify));
+    let out = s.cli(&["export", "confirm", "0000"]);
+    assert_eq!(out.status.code(), Some(6));
+}
