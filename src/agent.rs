@@ -163,6 +163,11 @@ impl Agent {
     pub fn spool(&self) -> &Spool {
         &self.spool
     }
+    /// The upload client, or why uploads cannot start.
+    pub fn uploader(&self) -> std::result::Result<&Uploader, &Failure> {
+        self.uploader.as_ref()
+    }
+
     pub fn install(&self) -> &Install {
         &self.install
     }
@@ -285,11 +290,10 @@ impl Agent {
         let tmp = self.dir.tmp_dir();
         let install_id = self.install.install_id.clone();
         let name2 = name.clone();
-        let path = tokio::task::spawn_blocking(move || {
-            bundle::write(&tmp, &name2, &Stamp { program: p, install_id: &install_id, now }, contents)
-        })
-        .await
-        .expect("bundle writer does not panic")?;
+        let path =
+            tokio::task::spawn_blocking(move || bundle::write(&tmp, &name2, &Stamp::of(p, &install_id, now), contents))
+                .await
+                .expect("bundle writer does not panic")?;
         let pending = self.spool.commit(p, &path)?;
         let mut store = self.store();
         if max_sample > 0 {
@@ -444,7 +448,7 @@ impl Agent {
                 return Ok(One::Failed(f.clone()));
             }
         };
-        let sent = uploader.send(Outgoing { path: &b.path, sha256: &sha, size, program: b.program }).await;
+        let sent = uploader.send(Outgoing { path: &b.path, sha256: &sha, size, program: b.program.name() }).await;
         let now = self.clock.now();
         match sent {
             Ok(receipt) => {

@@ -94,9 +94,18 @@ impl Contents {
 /// Identity stamped into every manifest.
 #[derive(Debug, Clone)]
 pub struct Stamp<'a> {
-    pub program: Program,
+    /// The program (`telemetry`…), or `support` for a support bundle.
+    pub program: &'a str,
+    /// The upload type (`compliance`, `usage`, `events`, `support`).
+    pub upload_type: &'a str,
     pub install_id: &'a str,
     pub now: Timestamp,
+}
+
+impl<'a> Stamp<'a> {
+    pub fn of(p: Program, install_id: &'a str, now: Timestamp) -> Stamp<'a> {
+        Stamp { program: p.name(), upload_type: p.upload_kind(), install_id, now }
+    }
 }
 
 /// The file name of a new bundle: `upload_<type>_<UTC stamp>_<random>.zip`.
@@ -148,8 +157,8 @@ fn write_at(path: &Path, stamp: &Stamp<'_>, contents: Contents) -> Result<(), Bu
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").into(),
-        program: stamp.program.name().into(),
-        upload_type: stamp.program.upload_kind().into(),
+        program: stamp.program.into(),
+        upload_type: stamp.upload_type.into(),
         install_id: stamp.install_id.into(),
         created_at: rfc3339(stamp.now),
         files,
@@ -270,7 +279,7 @@ mod tests {
         let name = bundle_name(Program::Telemetry, 1_679_283_497);
         assert!(name.starts_with("upload_compliance_20230320T033817Z_"), "{name}");
         assert!(is_bundle_name(Program::Telemetry, &name));
-        let stamp = Stamp { program: Program::Telemetry, install_id: "id-1", now: 1_679_283_497 };
+        let stamp = Stamp::of(Program::Telemetry, "id-1", 1_679_283_497);
         let path = write(dir.path(), &name, &stamp, c).unwrap();
         let mut r = Reader::open(&path).unwrap();
         let m = r.verify().unwrap();

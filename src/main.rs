@@ -124,6 +124,28 @@ enum Command {
         /// The receipt (`callhome-receiver ingest --receipt-out …`).
         receipt: PathBuf,
     },
+    /// Make a support bundle for a support case (logs, redacted configuration, status, history,
+    /// system information, a timed dry run of every collector, case.json); no secret goes in.
+    SupportBundle {
+        /// The support case number.
+        #[arg(long)]
+        case: String,
+        /// 1 (highest) to 4.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
+        severity: Option<u8>,
+        #[arg(long)]
+        impact: Option<String>,
+        #[arg(long)]
+        summary: Option<String>,
+        #[arg(long)]
+        contact: Option<String>,
+        /// Where to write it (default: exports/ in the data directory).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Also send it to the endpoint, as upload type `support`.
+        #[arg(long)]
+        upload: bool,
+    },
     /// Show or change the data programs.
     Programs {
         #[command(subcommand)]

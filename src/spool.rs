@@ -294,7 +294,7 @@ mod tests {
         let mut c = Contents::default();
         c.add_file("data.bin", "test data", (0..bytes).map(|i| (i * 7919 % 251) as u8).collect());
         let name = bundle::bundle_name(p, now);
-        let tmp = bundle::write(&d.tmp_dir(), &name, &Stamp { program: p, install_id: "i", now }, c).unwrap();
+        let tmp = bundle::write(&d.tmp_dir(), &name, &Stamp::of(p, "i", now), c).unwrap();
         spool.commit(p, &tmp).unwrap()
     }
 

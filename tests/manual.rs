@@ -169,3 +169,95 @@ fn an_export_confirmed_without_a_receipt_is_recorded_as_unverified() {
     let out = s.cli(&["export", "confirm", "0000"]);
     assert_eq!(out.status.code(), Some(6));
 }
+
+fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut r = callhome::bundle::Reader::open(path).unwrap();
+    r.names().unwrap().into_iter().map(|n| (n.clone(), r.read(&n).unwrap())).collect()
+}
+
+#[test]
+fn a_support_bundle_has_the_case_and_no_secret() {
+    const PASSWORD: &str = "Sup3r-S3cret-Proxy-Pw";
+    let s = Setup::new();
+    std::fs::write(
+        &s.config,
+        "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\nproxy = \"http://127.0.0.1:1\"\nproxy_user = \"agent\"\n[[collect.commands]]\nname = \"status\"\nargv = [\"echo\", \"{}\"]\n",
+    )
+    .unwrap();
+    // An agent has run: API tokens exist and the log has lines.
+    let agent = s.start_agent();
+    wait_until(std::time::Duration::from_secs(15), "the API tokens", || s.data.join("api.json").exists());
+    assert!(agent.terminate().success());
+    let tokens: Vec<String> = ["api-token", "api-token-read"]
+        .iter()
+        .map(|f| std::fs::read_to_string(s.data.join(f)).unwrap().trim().to_string())
+        .collect();
+
+    let out_path = s.path().join("support.zip");
+    let out = s.cli_env(
+        &[
+            "support-bundle",
+            "--case",
+            "4711",
+            "--severity",
+            "2",
+            "--summary",
+            "uploads fail",
+            "--contact",
+            "admin@example.com",
+            "--out",
+            out_path.to_str().unwrap(),
+        ],
+        &[("CALLHOME_PROXY_PASSWORD", PASSWORD)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = entries(&out_path);
+    let names: Vec<&str> = e.iter().map(|(n, _)| n.as_str()).collect();
+    for want in [
+        "case.json",
+        "status.json",
+        "history.json",
+        "system.json",
+        "config.toml",
+        "logs/agent.log",
+        "collectors.json",
+        "manifest.json",
+    ] {
+        assert!(names.contains(&want), "{want} missing: {names:?}");
+    }
+    let case: Value = serde_json::from_slice(&e.iter().find(|(n, _)| n == "case.json").unwrap().1).unwrap();
+    assert_eq!((case["case"].as_str(), case["severity"].as_u64()), (Some("4711"), Some(2)));
+    let log = String::from_utf8_lossy(&e.iter().find(|(n, _)| n == "logs/agent.log").unwrap().1).into_owned();
+    assert!(log.contains("agent running"), "the agent's recent log: {log}");
+    let dry: Value = serde_json::from_slice(&e.iter().find(|(n, _)| n == "collectors.json").unwrap().1).unwrap();
+    let ran: Vec<&str> =
+        dry["collectors"].as_array().unwrap().iter().map(|c| c["collector"].as_str().unwrap()).collect();
+    assert_eq!(&ran[..4], ["system", "performance", "command:status", "licenses"]);
+    let whole = std::fs::read(&out_path).unwrap();
+    for (name, bytes) in e.iter().chain(std::iter::once(&("(the zip)".to_string(), whole))) {
+        let text = String::from_utf8_lossy(bytes);
+        for secret in tokens.iter().map(String::as_str).chain([PASSWORD]) {
+            assert!(!text.contains(secret), "a secret is in {name}");
+        }
+    }
+    let again = s.cli(&["support-bundle", "--case", "4711", "--out", out_path.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "never over an existing file");
+}
+
+#[test]
+fn a_support_bundle_can_be_sent_as_its_own_upload_type() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[]);
+    s.configure_for(&r, "");
+    let out_path = s.path().join("support.zip");
+    let out = s.cli(&["support-bundle", "--case", "99", "--out", out_path.to_str().unwrap(), "--upload"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("sent; receipt"), "{}", stdout(&out));
+    let held = r.bundles();
+    assert_eq!(held.len(), 1);
+    let m: Value = serde_json::from_slice(
+        &entries(&r.store.join(&held[0])).into_iter().find(|(n, _)| n == "manifest.json").unwrap().1,
+    )
+    .unwrap();
+    assert_eq!(m["upload_type"], "support");
+}

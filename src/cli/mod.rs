@@ -84,6 +84,25 @@ fn init_logging(default: &str) {
         .try_init();
 }
 
+/// The agent logs to stderr and to `logs/agent.log` in the data directory.
+fn init_run_logging(dir: &DataDir) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    let file = callhome::logfile::LogFile::open(&dir.root().join("logs"))
+        .map_err(|e| {
+            eprintln!("callhome: cannot write logs/agent.log in the data directory ({e}); logging to stderr only")
+        })
+        .ok()
+        .map(|f| tracing_subscriber::fmt::layer().with_writer(f).with_ansi(false).with_target(false));
+    let _ = tracing_subscriber::registry().with(filter).with(stderr).with(file).try_init();
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -106,8 +125,9 @@ fn open_agent(cli: &Cli) -> Result<Agent> {
 }
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
-    let quiet = if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" };
-    init_logging(quiet);
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging("warn");
+    }
     match &cli.command {
         Command::Run { headless } => run(&cli, *headless),
         Command::Status { json } => {
@@ -208,6 +228,37 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             );
             Ok(0)
         }
+        Command::SupportBundle { case, severity, impact, summary, contact, out, upload } => {
+            let agent = open_agent(&cli)?;
+            let case = callhome::support::Case {
+                number: case.clone(),
+                severity: *severity,
+                impact: impact.clone(),
+                summary: summary.clone(),
+                contact: contact.clone(),
+            };
+            let out = match out {
+                Some(o) => o.clone(),
+                None => {
+                    let dir = agent.data_dir().root().join("exports");
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| fail(exit::FAILURE, format!("{}: {e}", dir.display())))?;
+                    let safe: String = case.number.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+                    dir.join(format!("support_{safe}_{}.zip", callhome::clock::file_stamp(agent.now())))
+                }
+            };
+            let rt = runtime()?;
+            let path = rt
+                .block_on(callhome::support::build(&agent, &case, &out))
+                .map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+            println!("support bundle for case {} written to {}", case.number, path.display());
+            if *upload {
+                let id =
+                    rt.block_on(callhome::support::upload(&agent, &path)).map_err(|e| fail(exit::UPLOAD_FAILED, e))?;
+                println!("sent; receipt {id}");
+            }
+            Ok(0)
+        }
         Command::ImportReceipt { receipt } => {
             let agent = open_agent(&cli)?;
             let r = runtime()?.block_on(callhome::manual::import_receipt(&agent, receipt)).map_err(manual_err)?;
@@ -295,6 +346,7 @@ fn run(cli: &Cli, headless: bool) -> Result<u8> {
         .map_err(|e| fail(exit::FAILURE, format!("cannot watch signals: {e}")))?;
     let dir = DataDir::locate(cli.data_dir.clone());
     dir.create().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+    init_run_logging(&dir);
     let _lock = dir.lock_run().map_err(|e| match e {
         DataDirError::Busy { .. } => fail(exit::BUSY, e.to_string()),
         other => fail(exit::FAILURE, other.to_string()),

@@ -337,8 +337,7 @@ mod tests {
     fn bundle_bytes(dir: &Path) -> Vec<u8> {
         let mut c = Contents::default();
         c.add_json("a.json", "test data", &serde_json::json!({"x": 1}));
-        let p = crate::bundle::write(dir, "b.zip", &Stamp { program: Program::Telemetry, install_id: "i", now: 1 }, c)
-            .unwrap();
+        let p = crate::bundle::write(dir, "b.zip", &Stamp::of(Program::Telemetry, "i", 1), c).unwrap();
         std::fs::read(p).unwrap()
     }
 

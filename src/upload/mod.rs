@@ -19,7 +19,6 @@ use tokio_util::io::ReaderStream;
 pub use result::Code;
 
 use crate::config::Config;
-use crate::programs::Program;
 use crate::receipt::{Receipt, load_public_key};
 
 /// Largest receipt body read from a receiver.
@@ -71,7 +70,8 @@ pub struct Outgoing<'a> {
     pub path: &'a Path,
     pub sha256: &'a str,
     pub size: u64,
-    pub program: Program,
+    /// The `X-Callhome-Program` header: a program's name, or `support`.
+    pub program: &'a str,
 }
 
 impl Uploader {
@@ -130,7 +130,7 @@ impl Uploader {
             .header(header::CONTENT_TYPE, "application/zip")
             .header(header::CONTENT_LENGTH, b.size)
             .header("Idempotency-Key", b.sha256)
-            .header("X-Callhome-Program", b.program.name())
+            .header("X-Callhome-Program", b.program)
             .header("X-Callhome-Install-Id", &self.install_id)
             .body(body)
             .send()
