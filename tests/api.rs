@@ -261,7 +261,7 @@ fn each_security_rule_holds() {
                 "PUT",
                 "/api/v1/programs/ceip",
                 &[("Host", &host), ("Authorization", &w), json],
-                &vec![b' '; 200_000],
+                &vec![b' '; 1_200_000],
             ),
             413,
         ),
@@ -399,6 +399,10 @@ fn every_endpoint_answers_and_the_openapi_document_lists_them_all() {
         "GET /api/v1/licenses",
         "GET /api/v1/usage",
         "GET /api/v1/events",
+        "POST /api/v1/export",
+        "GET /api/v1/exports/{file}",
+        "POST /api/v1/import-receipt",
+        "POST /api/v1/support-bundle",
     ];
     served.sort();
     assert_eq!(documented, served, "the OpenAPI document and the routes this test exercised differ");
@@ -536,4 +540,57 @@ fn ipv6_loopback_when_asked_and_api_json_removed_at_shutdown() {
     assert_eq!(listening, vec![format!("0100007F{hex_port}")]);
     assert!(agent.terminate().success());
     assert!(!api_json.exists(), "api.json goes away with the agent");
+}
+
+#[test]
+fn manual_reporting_and_support_bundles_through_the_api() {
+    let api = Api::start("[programs]\ntelemetry_mode = \"manual\"\ncall_home = false\nceip = false\n", true);
+    // The agent trusts the receiver started beside it; its key signs the manual receipt too.
+    assert_eq!(
+        api.job(&api.call("POST", "/api/v1/collect", Some("{\"program\": \"telemetry\"}")))["state"],
+        "succeeded"
+    );
+    let done = api.job(&api.call("POST", "/api/v1/export", Some("{}")));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let href = done["result"]["href"].as_str().unwrap().to_string();
+    let zip = api.get(&href);
+    assert_eq!((zip.status, zip.header("content-type")), (200, Some("application/zip")));
+    let export = api.s.path().join("export.zip");
+    std::fs::write(&export, &zip.body).unwrap();
+    let receipt = api.s.path().join("receipt.json");
+    let out = std::process::Command::new(RECEIVER)
+        .arg("ingest")
+        .arg(&export)
+        .args(["--store"])
+        .arg(api.s.path().join("vendor-store"))
+        .arg("--signing-key")
+        .arg(api.s.path().join("receiver-signing.pem"))
+        .arg("--receipt-out")
+        .arg(&receipt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&receipt).unwrap();
+    let tampered = text.replacen("\"received_at\": \"", "\"received_at\": \"1", 1);
+    assert_ne!(tampered, text);
+    let refused = api.call("POST", "/api/v1/import-receipt", Some(&tampered));
+    assert_eq!(refused.status, 422, "{}", String::from_utf8_lossy(&refused.body));
+    assert!(refused.json()["detail"].as_str().unwrap().contains("nothing was changed"));
+    assert_eq!(api.s.spool("compliance").len(), 1);
+    let ok = api.call("POST", "/api/v1/import-receipt", Some(&text));
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(ok.json()["acknowledged"].as_array().unwrap().len(), 1);
+    assert!(api.s.spool("compliance").is_empty());
+    assert_eq!(api.get("/api/v1/status").json()["compliance"]["days_since_last_upload"], 0);
+
+    let sb = api.job(&api.call(
+        "POST",
+        "/api/v1/support-bundle",
+        Some("{\"case\": \"77\", \"severity\": 3, \"upload\": true}"),
+    ));
+    assert_eq!(sb["state"], "succeeded", "{sb}");
+    assert!(sb["result"]["receipt_id"].is_string());
+    assert_eq!(api.get(sb["result"]["href"].as_str().unwrap()).status, 200);
+    assert_eq!(api.call("POST", "/api/v1/support-bundle", Some("{\"case\": \"77\", \"severity\": 9}")).status, 422);
+    assert_eq!(api.get("/api/v1/exports/..%2Fstate.sqlite").status, 404);
 }

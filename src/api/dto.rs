@@ -379,3 +379,48 @@ impl From<&crate::store::LedgerRow> for LedgerDoc {
         }
     }
 }
+
+/// `POST /api/v1/export`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// Only this program's bundles (default: every program whose consent allows sending).
+    pub program: Option<String>,
+}
+
+/// What an export wrote (the result of its job).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExportDoc {
+    pub export_id: String,
+    /// The export's file name; download it at `href`.
+    pub file: String,
+    pub href: String,
+    pub bundles: usize,
+    pub bytes: u64,
+}
+
+/// What importing a manual receipt did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImportDoc {
+    pub receipt_id: String,
+    pub export_id: String,
+    pub acknowledged: Vec<String>,
+    pub already: Vec<String>,
+    /// Bundles the receiver refused (name and reason); still pending.
+    #[schema(value_type = Object)]
+    pub rejected: serde_json::Value,
+}
+
+/// `POST /api/v1/support-bundle`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SupportRequest {
+    pub case: String,
+    pub severity: Option<u8>,
+    pub impact: Option<String>,
+    pub summary: Option<String>,
+    pub contact: Option<String>,
+    /// Also send it to the endpoint as upload type `support`.
+    #[serde(default)]
+    pub upload: bool,
+}

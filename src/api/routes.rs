@@ -27,6 +27,9 @@ use crate::programs::{Program, TelemetryMode};
 
 type St = State<Arc<ApiState>>;
 
+/// Largest request body (a manual receipt for thousands of bundles fits).
+pub const BODY_LIMIT: usize = 1 << 20;
+
 #[derive(OpenApi)]
 #[openapi(info(
     title = "callhome agent API",
@@ -54,6 +57,10 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         .routes(routes!(licenses))
         .routes(routes!(usage))
         .routes(routes!(events))
+        .routes(routes!(export))
+        .routes(routes!(export_file))
+        .routes(routes!(import_receipt))
+        .routes(routes!(support_bundle))
         .split_for_parts();
     let doc = Arc::new(api.to_json().expect("the OpenAPI document serializes"));
     router
@@ -66,7 +73,7 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         })
         .layer(axum::Extension(OpenApiJson(doc)))
         .layer(axum::middleware::from_fn_with_state(st.clone(), guard))
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(st)
 }
 
@@ -427,4 +434,118 @@ fn notice_event(n: &Notice) -> Event {
         }
     };
     Event::default().event(name).data(data.to_string())
+}
+
+fn exports_dir(st: &ApiState) -> std::path::PathBuf {
+    st.agent.data_dir().root().join("exports")
+}
+
+/// Exports the pending bundles into one zip in the data directory's `exports/`; answers 202 with
+/// the job, whose result says where to download it.
+#[utoipa::path(post, path = "/api/v1/export", request_body = ExportRequest, responses((status = 202, body = JobDoc)))]
+async fn export(State(st): St, Body_(req): Body_<ExportRequest>) -> Result<Response, Problem> {
+    let program = program_of(&WorkRequest { program: req.program })?;
+    let dir = exports_dir(&st);
+    std::fs::create_dir_all(&dir).map_err(internal)?;
+    let file = format!("export_{}_{:04x}.zip", crate::clock::file_stamp(SystemClock.now()), fastrand::u16(..));
+    let out = dir.join(&file);
+    let agent = st.agent.clone();
+    let job = st.start_job("export", async move {
+        match crate::manual::export(&agent, &out, program, Box::new(|_, _| {})).await {
+            Ok(e) => (
+                true,
+                serde_json::to_value(ExportDoc {
+                    export_id: e.export_id,
+                    href: format!("/api/v1/exports/{file}"),
+                    file,
+                    bundles: e.bundles.len(),
+                    bytes: e.bytes,
+                })
+                .expect("serializes"),
+            ),
+            Err(e) => (false, serde_json::json!({ "error": e.to_string() })),
+        }
+    });
+    Ok(accepted(job))
+}
+
+/// Downloads an export or support bundle written in `exports/`.
+#[utoipa::path(get, path = "/api/v1/exports/{file}", params(("file" = String, Path)), responses((status = 200, description = "application/zip"), (status = 404)))]
+async fn export_file(State(st): St, P(file): P<String>) -> Result<Response, Problem> {
+    let safe = file.ends_with(".zip")
+        && !file.starts_with('.')
+        && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    let path = exports_dir(&st).join(&file);
+    if !safe || !path.is_file() {
+        return Err(Problem::new(StatusCode::NOT_FOUND, format!("no export {file:?}")));
+    }
+    let f = tokio::fs::File::open(&path).await.map_err(internal)?;
+    let mut r = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(f)));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    Ok(r)
+}
+
+/// Imports a receiver's signed manual receipt (the body is the receipt JSON). A receipt that
+/// fails a check answers 422 and changes nothing; importing twice is harmless.
+#[utoipa::path(post, path = "/api/v1/import-receipt", request_body(content = Object, description = "the receipt JSON"),
+    responses((status = 200, body = ImportDoc), (status = 422, description = "refused; nothing changed")))]
+async fn import_receipt(State(st): St, body: axum::body::Bytes) -> Result<Json<ImportDoc>, Problem> {
+    match crate::manual::import_receipt_bytes(&st.agent, &body, "the receipt").await {
+        Ok(r) => {
+            st.refresh();
+            Ok(Json(ImportDoc {
+                receipt_id: r.receipt_id,
+                export_id: r.export_id,
+                acknowledged: r.acknowledged,
+                already: r.already,
+                rejected: serde_json::to_value(&r.rejected).expect("serializes"),
+            }))
+        }
+        Err(e @ crate::manual::ManualError::Receipt(_)) => {
+            Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
+        }
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// Makes a support bundle in `exports/` (and sends it with `"upload": true`); answers 202.
+#[utoipa::path(post, path = "/api/v1/support-bundle", request_body = SupportRequest, responses((status = 202, body = JobDoc)))]
+async fn support_bundle(State(st): St, Body_(req): Body_<SupportRequest>) -> Result<Response, Problem> {
+    if req.case.trim().is_empty() || req.severity.is_some_and(|s| !(1..=4).contains(&s)) {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "give a case number, and a severity from 1 to 4 if any",
+        ));
+    }
+    let dir = exports_dir(&st);
+    std::fs::create_dir_all(&dir).map_err(internal)?;
+    let safe: String = req.case.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let file = format!("support_{safe}_{}_{:04x}.zip", crate::clock::file_stamp(SystemClock.now()), fastrand::u16(..));
+    let out = dir.join(&file);
+    let agent = st.agent.clone();
+    let case = crate::support::Case {
+        number: req.case,
+        severity: req.severity,
+        impact: req.impact,
+        summary: req.summary,
+        contact: req.contact,
+    };
+    let job = st.start_job("support-bundle", async move {
+        let path = match crate::support::build(&agent, &case, &out).await {
+            Ok(p) => p,
+            Err(e) => return (false, serde_json::json!({ "error": e.to_string() })),
+        };
+        let mut doc = serde_json::json!({ "file": file, "href": format!("/api/v1/exports/{file}") });
+        if req.upload {
+            match crate::support::upload(&agent, &path).await {
+                Ok(id) => doc["receipt_id"] = serde_json::Value::from(id),
+                Err(e) => {
+                    doc["error"] = serde_json::Value::from(e);
+                    return (false, doc);
+                }
+            }
+        }
+        (true, doc)
+    });
+    Ok(accepted(job))
 }

@@ -169,14 +169,20 @@ pub struct Imported {
     pub rejected: Vec<Rejected>,
 }
 
-/// Imports a receiver's signed receipt for one of this agent's exports.
+/// Imports a receiver's signed receipt file for one of this agent's exports.
 pub async fn import_receipt(agent: &Agent, path: &Path) -> Result<Imported> {
     let mut text = Vec::new();
     File::open(path)
         .and_then(|f| f.take(16 << 20).read_to_end(&mut text))
         .map_err(|source| ManualError::Io { path: path.into(), source })?;
-    let receipt: ManualReceipt = serde_json::from_slice(&text)
-        .map_err(|e| ManualError::Receipt(format!("{} is not a callhome manual receipt ({e})", path.display())))?;
+    import_receipt_bytes(agent, &text, &path.display().to_string()).await
+}
+
+/// Imports a receipt given as bytes; `label` names it in messages.
+pub async fn import_receipt_bytes(agent: &Agent, text: &[u8], label: &str) -> Result<Imported> {
+    let path = Path::new(label);
+    let receipt: ManualReceipt = serde_json::from_slice(text)
+        .map_err(|e| ManualError::Receipt(format!("{label} is not a callhome manual receipt ({e})")))?;
     let key_path = agent.config().upload.receipt_public_key.as_ref().ok_or_else(|| {
         ManualError::Receipt(
             "no upload.receipt_public_key is configured to check the receipt with; set it, or record the report as unverified with `callhome export confirm EXPORT_ID`".into(),
