@@ -71,6 +71,9 @@ fn the_air_gapped_round_trip_empties_the_spool_and_resets_the_clock() {
     assert_eq!(s.status()["compliance"]["state"], "overdue");
     let out = s.cli(&["upload"]);
     assert!(stdout(&out).contains("manual reporting"), "manual mode uploads nothing: {}", stdout(&out));
+    let out = s.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("manual report due in 0 days"), "{}", stdout(&out));
     assert_eq!(s.spool("compliance").len(), 3);
 
     let ex = s.path().join("export.zip");
@@ -111,6 +114,7 @@ fn the_air_gapped_round_trip_empties_the_spool_and_resets_the_clock() {
         (st["compliance"]["days_since_last_upload"].as_i64(), st["compliance"]["state"].as_str()),
         (Some(0), Some("ok"))
     );
+    assert!(stdout(&s.cli(&["status"])).contains("manual report due in 90 days"));
     let verify = s.cli(&["ledger", "verify"]);
     assert!(verify.status.success(), "{}", stderr(&verify));
     assert!(stdout(&verify).contains("3 receipts match"), "{}", stdout(&verify));
@@ -260,4 +264,36 @@ fn a_support_bundle_can_be_sent_as_its_own_upload_type() {
     )
     .unwrap();
     assert_eq!(m["upload_type"], "support");
+}
+
+#[test]
+fn the_receivers_manual_page_takes_an_export_and_gives_the_receipt() {
+    let s = isolated();
+    collect_n(&s, 2);
+    let ex = s.path().join("export.zip");
+    export(&s, &ex);
+    let r = Receiver::start(s.path(), &[]); // same key as the agent trusts
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&r.ca).unwrap()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::builder().tls_certs_only([ca]).no_proxy().build().unwrap();
+    let base = r.url.trim_end_matches("/v1/bundles").to_string();
+    let page = rt.block_on(async { client.get(format!("{base}/manual")).send().await.unwrap().text().await.unwrap() });
+    assert!(page.contains("<form") && page.contains("/v1/exports"), "{page}");
+    let receipt = rt.block_on(async {
+        let resp = client
+            .post(format!("{base}/v1/exports"))
+            .header("content-type", "application/zip")
+            .body(std::fs::read(&ex).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap()
+    });
+    let path = s.path().join("from-page.json");
+    std::fs::write(&path, &receipt).unwrap();
+    let out = s.cli(&["import-receipt", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(s.spool("compliance").is_empty());
+    assert_eq!(r.bundles().len(), 2);
 }

@@ -22,6 +22,12 @@ pub fn status(d: &StatusDoc) {
         "compliance: {} · {} days since the last successful upload · {} of {} days left · last success {last} · deadline {}",
         c.state, c.days_since_last_upload, c.days_remaining, c.max_days, c.deadline
     );
+    if manual(d) {
+        println!(
+            "manual reporting: manual report due in {} days — `callhome export --out FILE.zip`, then `callhome import-receipt`",
+            c.days_remaining.max(0)
+        );
+    }
     println!(
         "spool: {} pending ({} bytes of {} allowed) · {} quarantined",
         d.spool.pending, d.spool.pending_bytes, d.spool.max_bytes, d.spool.quarantined
@@ -213,15 +219,19 @@ pub fn check_line(d: &StatusDoc) -> (u8, String) {
         0 => "no license events".to_string(),
         n => format!("{n} license event(s): {}", d.license_events[0].message),
     };
+    let left = if manual(d) {
+        format!("manual report due in {} days", c.days_remaining.max(0))
+    } else {
+        format!("{} of {} left", c.days_remaining, c.max_days)
+    };
     let line = format!(
-        "CALLHOME {word} - compliance {}: {} days since the last upload, {} of {} left; {last_text}; {events} | days_since_last_upload={} days_remaining={} pending={}",
-        c.state,
-        c.days_since_last_upload,
-        c.days_remaining,
-        c.max_days,
-        c.days_since_last_upload,
-        c.days_remaining,
-        d.spool.pending
+        "CALLHOME {word} - compliance {}: {} days since the last upload, {left}; {last_text}; {events} | days_since_last_upload={} days_remaining={} pending={}",
+        c.state, c.days_since_last_upload, c.days_since_last_upload, c.days_remaining, d.spool.pending
     );
     (code, line)
+}
+
+/// Whether license telemetry is in manual reporting.
+fn manual(d: &StatusDoc) -> bool {
+    d.programs.iter().any(|p| p.name == "telemetry" && p.mode == "manual")
 }

@@ -181,6 +181,8 @@ impl Shared {
         let path = req.uri().path().to_string();
         match (req.method(), path.as_str()) {
             (&Method::GET, "/healthz") => Ok(text(StatusCode::OK, "ok\n")),
+            (&Method::GET, "/manual") => Ok(manual_page()),
+            (&Method::POST, "/v1/exports") => self.take_export(req).await,
             (&Method::POST, p) if p.ends_with("/bundles") => self.upload(req).await,
             (_, p) if p.ends_with("/bundles") => Ok(problem(StatusCode::METHOD_NOT_ALLOWED, "use POST")),
             _ => Ok(problem(StatusCode::NOT_FOUND, "no such endpoint; bundles go to POST /v1/bundles")),
@@ -257,6 +259,85 @@ impl Shared {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, "application/json".parse().expect("static"));
         Ok(resp)
     }
+}
+
+impl Shared {
+    /// An export carried from an isolated network, posted by a person through the manual page.
+    async fn take_export(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
+        let body = match Limited::new(req.into_body(), self.max_body as usize).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return Ok(problem(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("exports are limited to {} bytes", self.max_body),
+                ));
+            }
+        };
+        let shared = self.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let dir = shared.store.dir.join(".incoming");
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let path = dir.join(format!("export-{}-{:08x}.zip", std::process::id(), fastrand::u32(..)));
+            std::fs::write(&path, &body).map_err(|e| e.to_string())?;
+            let r = ingest::ingest(&path, &shared.store, shared.max_body).map_err(|e| e.to_string());
+            let _ = std::fs::remove_file(&path);
+            r
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match done {
+            Ok(receipt) => {
+                info!(export = %receipt.export_id, accepted = receipt.accepted.len(), rejected = receipt.rejected.len(), "export ingested");
+                let mut r = Response::new(Full::new(Bytes::from(
+                    serde_json::to_vec_pretty(&receipt).expect("receipts serialize"),
+                )));
+                r.headers_mut().insert(hyper::header::CONTENT_TYPE, "application/json".parse().expect("static"));
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"receipt-{}.json\"", receipt.export_id)
+                        .parse()
+                        .expect("hex is a header value"),
+                );
+                Ok(r)
+            }
+            Err(e) => Ok(problem(StatusCode::UNPROCESSABLE_ENTITY, &e)),
+        }
+    }
+}
+
+/// The page where a person hands in an export and takes the receipt home.
+fn manual_page() -> Response<Full<Bytes>> {
+    const PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>callhome: manual upload</title>
+<style>body{font-family:sans-serif;max-width:40em;margin:3em auto}pre{background:#f4f4f4;padding:1em}</style></head>
+<body><h1>Manual upload</h1>
+<p>Choose the export made on the isolated machine with <code>callhome export --out FILE.zip</code>.
+You get a signed receipt back; carry it to that machine and run <code>callhome import-receipt RECEIPT.json</code>.</p>
+<form id="f"><input type="file" id="file" accept=".zip" required> <button>Upload</button></form>
+<pre id="out"></pre>
+<script>
+document.getElementById('f').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const file = document.getElementById('file').files[0];
+  const out = document.getElementById('out');
+  out.textContent = 'uploading…';
+  const r = await fetch('/v1/exports', {method: 'POST', headers: {'Content-Type': 'application/zip'}, body: file});
+  const text = await r.text();
+  if (!r.ok) { out.textContent = 'refused: ' + text; return; }
+  const receipt = JSON.parse(text);
+  out.textContent = receipt.accepted.length + ' accepted, ' + receipt.rejected.length + ' rejected.';
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([text], {type: 'application/json'}));
+  a.download = 'receipt-' + receipt.export_id + '.json';
+  a.textContent = 'Download the receipt';
+  out.appendChild(document.createElement('br'));
+  out.appendChild(a);
+});
+</script></body></html>
+"#;
+    let mut r = Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())));
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, "text/html; charset=utf-8".parse().expect("static"));
+    r
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
