@@ -38,37 +38,40 @@ enum Command {
         max_body: u64,
     },
     /// Serve POST /v1/bundles over HTTPS.
-    Serve {
-        /// Address to listen on (port 0: any free port; the address is printed).
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: SocketAddr,
-        /// Where bundles (<sha256>.zip) and receipts are stored.
-        #[arg(long)]
-        store: PathBuf,
-        /// Make (once, kept in STORE/tls) a CA and a certificate for localhost.
-        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"], required_unless_present = "tls_cert")]
-        tls_self_signed: bool,
-        /// Write the self-signed CA certificate (PEM) here, for agents' upload.ca_file.
-        #[arg(long, requires = "tls_self_signed", value_name = "FILE")]
-        ca_out: Option<PathBuf>,
-        #[arg(long, requires = "tls_key", value_name = "FILE")]
-        tls_cert: Option<PathBuf>,
-        #[arg(long, requires = "tls_cert", value_name = "FILE")]
-        tls_key: Option<PathBuf>,
-        /// The Ed25519 receipt-signing key (PKCS#8 PEM); created when absent.
-        #[arg(long, value_name = "FILE")]
-        signing_key: PathBuf,
-        /// Write the public key (PEM), for agents' upload.receipt_public_key.
-        #[arg(long, value_name = "FILE")]
-        public_key_out: Option<PathBuf>,
-        /// Inject a fault into uploads, in order: status=CODE[,retry-after=S], drop,
-        /// delay=DURATION, garbage, bad-signature; each may end with ,times=N.
-        #[arg(long = "fault", value_name = "SPEC")]
-        faults: Vec<Fault>,
-        /// Largest bundle accepted, in bytes.
-        #[arg(long, default_value_t = receiver::DEFAULT_MAX_BODY)]
-        max_body: u64,
-    },
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Where bundles (<sha256>.zip) and receipts are stored.
+    #[arg(long)]
+    store: PathBuf,
+    /// Make (once, kept in STORE/tls) a CA and a certificate for localhost.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"], required_unless_present = "tls_cert")]
+    tls_self_signed: bool,
+    /// Write the self-signed CA certificate (PEM) here, for agents' upload.ca_file.
+    #[arg(long, requires = "tls_self_signed", value_name = "FILE")]
+    ca_out: Option<PathBuf>,
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// The Ed25519 receipt-signing key (PKCS#8 PEM); created when absent.
+    #[arg(long, value_name = "FILE")]
+    signing_key: PathBuf,
+    /// Write the public key (PEM), for agents' upload.receipt_public_key.
+    #[arg(long, value_name = "FILE")]
+    public_key_out: Option<PathBuf>,
+    /// Inject a fault into uploads, in order: status=CODE[,retry-after=S], drop,
+    /// delay=DURATION, garbage, bad-signature; each may end with ,times=N.
+    #[arg(long = "fault", value_name = "SPEC")]
+    faults: Vec<Fault>,
+    /// Largest bundle accepted, in bytes.
+    #[arg(long, default_value_t = receiver::DEFAULT_MAX_BODY)]
+    max_body: u64,
 }
 
 fn main() -> ExitCode {
@@ -80,35 +83,23 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    let (listen, store, tls_self_signed, ca_out, tls_cert, tls_key, signing_key, public_key_out, faults, max_body) =
-        match Cli::parse().command {
-            Command::Ingest { export, store, signing_key, receipt_out, public_key_out, max_body } => {
-                return ingest(&export, &store, &signing_key, &receipt_out, public_key_out.as_deref(), max_body);
-            }
-            Command::Serve {
-                listen,
-                store,
-                tls_self_signed,
-                ca_out,
-                tls_cert,
-                tls_key,
-                signing_key,
-                public_key_out,
-                faults,
-                max_body,
-            } => (
-                listen,
-                store,
-                tls_self_signed,
-                ca_out,
-                tls_cert,
-                tls_key,
-                signing_key,
-                public_key_out,
-                faults,
-                max_body,
-            ),
-        };
+    let ServeArgs {
+        listen,
+        store,
+        tls_self_signed,
+        ca_out,
+        tls_cert,
+        tls_key,
+        signing_key,
+        public_key_out,
+        faults,
+        max_body,
+    } = match Cli::parse().command {
+        Command::Ingest { export, store, signing_key, receipt_out, public_key_out, max_body } => {
+            return ingest(&export, &store, &signing_key, &receipt_out, public_key_out.as_deref(), max_body);
+        }
+        Command::Serve(args) => args,
+    };
     let tls = match (tls_self_signed, tls_cert, tls_key) {
         (true, _, _) => TlsSource::SelfSigned,
         (false, Some(cert), Some(key)) => TlsSource::Files { cert, key },
