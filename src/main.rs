@@ -44,6 +44,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the path to the receiver step by step: DNS, TCP, the proxy's CONNECT and
+    /// credentials, TLS and the certificate's issuer, the receiver's probe.
+    TestConnection {
+        #[arg(long)]
+        json: bool,
+    },
     /// Collect bundles now (every enabled program, or one).
     Collect {
         #[arg(long, value_name = "PROGRAM")]
@@ -217,6 +223,8 @@ pub mod exit {
     pub const LEDGER: u8 = 6;
     /// The request was refused by the rules (such as turning telemetry off).
     pub const REFUSED: u8 = 7;
+    /// `test-connection` found a step that fails.
+    pub const CONNECTION: u8 = 8;
 }
 
 fn main() -> ExitCode {

@@ -168,6 +168,10 @@ fn the_done_when_requests_are_answered_and_refused_as_they_should() {
     let out = api.s.cli(&["check"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).starts_with("CALLHOME OK - "), "{}", stdout(&out));
+    let diag = api.call("POST", "/api/v1/diagnostics/connection", Some("{}"));
+    assert_eq!(diag.status, 200);
+    let last = diag.json().as_array().unwrap().last().cloned().unwrap();
+    assert_eq!((last["step"].as_str(), last["ok"].as_bool()), (Some("tcp"), Some(false)), "nothing listens on port 9: {last}");
     let out = api.s.cli(&["check", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((v["code"].as_u64(), v["state"].as_str()), (Some(0), Some("ok")));
@@ -403,6 +407,7 @@ fn every_endpoint_answers_and_the_openapi_document_lists_them_all() {
         "GET /api/v1/exports/{file}",
         "POST /api/v1/import-receipt",
         "POST /api/v1/support-bundle",
+        "POST /api/v1/diagnostics/connection",
     ];
     served.sort();
     assert_eq!(documented, served, "the OpenAPI document and the routes this test exercised differ");

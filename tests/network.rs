@@ -153,3 +153,47 @@ fn the_standard_proxy_environment_variables_are_honoured() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(proxy.log().contains("CONNECT"), "the upload went through HTTPS_PROXY:\n{}", proxy.log());
 }
+
+fn steps(out: &std::process::Output) -> Vec<(String, bool, String)> {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let text = format!("{} {}", s["detail"].as_str().unwrap(), s["hint"].as_str().unwrap_or(""));
+            (s["step"].as_str().unwrap().to_string(), s["ok"].as_bool().unwrap(), text)
+        })
+        .collect()
+}
+
+#[test]
+fn test_connection_passes_every_step_through_the_proxy_and_names_what_fails() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[]);
+    let proxy = Proxy::start(s.path(), "agent", "right-pw");
+    s.configure_for(&r, &format!("proxy = \"http://127.0.0.1:{}\"\nproxy_user = \"agent\"\n", proxy.port));
+
+    let out = s.cli_env(&["test-connection", "--json"], &[("CALLHOME_PROXY_PASSWORD", "right-pw")]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let got = steps(&out);
+    assert_eq!(
+        got.iter().map(|(n, ok, _)| (n.as_str(), *ok)).collect::<Vec<_>>(),
+        [("dns", true), ("tcp", true), ("proxy", true), ("tls", true), ("probe", true)]
+    );
+
+    let out = s.cli_env(&["test-connection", "--json"], &[("CALLHOME_PROXY_PASSWORD", "wrong-pw")]);
+    assert_eq!(out.status.code(), Some(8));
+    let got = steps(&out);
+    let last = got.last().unwrap();
+    assert_eq!((last.0.as_str(), last.1), ("proxy", false), "{got:?}");
+    assert!(last.2.contains("the proxy refused the credentials"), "{}", last.2);
+
+    // Without the receiver's CA: the TLS step fails and names the issuer.
+    let plain = Setup::new();
+    std::fs::write(&plain.config, format!("[upload]\nendpoint = \"{}\"\n", r.url)).unwrap();
+    let out = plain.cli(&["test-connection"]);
+    assert_eq!(out.status.code(), Some(8));
+    let text = stdout(&out);
+    assert!(text.contains("FAIL tls") && text.contains("issued by CN=callhome-receiver self-signed CA"), "{text}");
+    assert!(text.contains("upload.ca_file"), "{text}");
+}

@@ -424,3 +424,21 @@ pub struct SupportRequest {
     #[serde(default)]
     pub upload: bool,
 }
+
+/// One step of a connection test.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StepDoc {
+    /// `dns`, `tcp`, `proxy`, `tls`, `probe`.
+    pub step: String,
+    pub ok: bool,
+    pub ms: u64,
+    pub detail: String,
+    /// On failure: what to do next.
+    pub hint: Option<String>,
+}
+
+impl From<&crate::upload::diagnose::Step> for StepDoc {
+    fn from(s: &crate::upload::diagnose::Step) -> StepDoc {
+        StepDoc { step: s.name.into(), ok: s.ok, ms: s.ms, detail: s.detail.clone(), hint: s.hint.clone() }
+    }
+}

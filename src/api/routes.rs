@@ -61,6 +61,7 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         .routes(routes!(export_file))
         .routes(routes!(import_receipt))
         .routes(routes!(support_bundle))
+        .routes(routes!(test_connection))
         .split_for_parts();
     let doc = Arc::new(api.to_json().expect("the OpenAPI document serializes"));
     router
@@ -548,4 +549,12 @@ async fn support_bundle(State(st): St, Body_(req): Body_<SupportRequest>) -> Res
         (true, doc)
     });
     Ok(accepted(job))
+}
+
+/// Tests the path to the receiver step by step (DNS, TCP, proxy, TLS, probe).
+#[utoipa::path(post, path = "/api/v1/diagnostics/connection", request_body(content = Object, description = "{}"),
+    responses((status = 200, body = Vec<StepDoc>)))]
+async fn test_connection(State(st): St, Body_(_req): Body_<serde_json::Value>) -> Json<Vec<StepDoc>> {
+    let steps = crate::upload::diagnose::test_connection(st.agent.config(), &st.agent.install().install_id).await;
+    Json(steps.iter().map(StepDoc::from).collect())
 }

@@ -140,6 +140,22 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Check { json } => Ok(check(&cli, *json)),
+        Command::TestConnection { json } => {
+            let cfg = load_config(&cli)?;
+            let dir = DataDir::locate(cli.data_dir.clone());
+            dir.create().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+            let install_id = dir
+                .install(callhome::clock::Clock::now(&SystemClock))
+                .map_err(|e| fail(exit::FAILURE, e.to_string()))?
+                .install_id;
+            let steps = runtime()?.block_on(callhome::upload::diagnose::test_connection(&cfg, &install_id));
+            if *json {
+                print::json(&steps.iter().map(callhome::api::dto::StepDoc::from).collect::<Vec<_>>());
+            } else {
+                print::steps(&steps);
+            }
+            Ok(if steps.iter().all(|s| s.ok) { 0 } else { exit::CONNECTION })
+        }
         Command::Collect { program } => {
             let src = Source::open(&cli)?;
             print::collected(&src.collect(*program)?);

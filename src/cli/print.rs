@@ -235,3 +235,13 @@ pub fn check_line(d: &StatusDoc) -> (u8, String) {
 fn manual(d: &StatusDoc) -> bool {
     d.programs.iter().any(|p| p.name == "telemetry" && p.mode == "manual")
 }
+
+pub fn steps(steps: &[callhome::upload::diagnose::Step]) {
+    for s in steps {
+        let word = if s.ok { "PASS" } else { "FAIL" };
+        println!("{word} {:<6} {:>5} ms  {}", s.name, s.ms, s.detail);
+        if let Some(h) = &s.hint {
+            println!("     → {h}");
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! [`Disposition`] that tells the caller whether to keep, retry or quarantine the bundle. It does
 //! not touch the spool or the ledger; the agent does.
 
+pub mod diagnose;
 pub mod result;
 
 use std::error::Error as _;
