@@ -123,6 +123,10 @@ enum Command {
         /// Only this program's bundles (default: every program whose consent allows sending).
         #[arg(long, value_name = "PROGRAM")]
         program: Option<Program>,
+        /// Split into parts of at most this size (`100MB`, `50MiB`, bytes), each a whole export,
+        /// for upload portals that cap file sizes.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_size: Option<u64>,
     },
     /// Import the receiver's signed receipt for an export: acknowledged bundles leave the spool
     /// and the compliance clock moves to the receipt's time.
@@ -225,6 +229,26 @@ pub mod exit {
     pub const REFUSED: u8 = 7;
     /// `test-connection` found a step that fails.
     pub const CONNECTION: u8 = 8;
+}
+
+/// `100MB` (decimal), `50MiB` (binary), or bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size such as 100MB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit {other:?}; use B, KB, MB, GB, KiB, MiB or GiB")),
+    };
+    let v = (n * mult) as u64;
+    if v == 0 { Err("the size must be more than 0".into()) } else { Ok(v) }
 }
 
 fn main() -> ExitCode {

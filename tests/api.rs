@@ -171,7 +171,11 @@ fn the_done_when_requests_are_answered_and_refused_as_they_should() {
     let diag = api.call("POST", "/api/v1/diagnostics/connection", Some("{}"));
     assert_eq!(diag.status, 200);
     let last = diag.json().as_array().unwrap().last().cloned().unwrap();
-    assert_eq!((last["step"].as_str(), last["ok"].as_bool()), (Some("tcp"), Some(false)), "nothing listens on port 9: {last}");
+    assert_eq!(
+        (last["step"].as_str(), last["ok"].as_bool()),
+        (Some("tcp"), Some(false)),
+        "nothing listens on port 9: {last}"
+    );
     let out = api.s.cli(&["check", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((v["code"].as_u64(), v["state"].as_str()), (Some(0), Some("ok")));

@@ -297,3 +297,33 @@ fn the_receivers_manual_page_takes_an_export_and_gives_the_receipt() {
     assert!(s.spool("compliance").is_empty());
     assert_eq!(r.bundles().len(), 2);
 }
+
+#[test]
+fn an_export_split_by_max_size_gives_parts_that_all_ingest_in_any_order() {
+    let s = isolated();
+    collect_n(&s, 4);
+    let sizes: Vec<u64> = s
+        .spool("compliance")
+        .iter()
+        .map(|n| std::fs::metadata(s.data.join("spool/compliance").join(n)).unwrap().len())
+        .collect();
+    let max = sizes[0] + sizes[1] + 10; // two bundles a part
+    let out = s.cli(&["export", "--out", s.path().join("ex.zip").to_str().unwrap(), "--max-size", &max.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let parts: Vec<PathBuf> =
+        (1..=3).map(|i| s.path().join(format!("ex.part{i}.zip"))).filter(|p| p.exists()).collect();
+    assert!(parts.len() >= 2, "several parts: {}", stdout(&out));
+    for p in &parts {
+        assert!(std::fs::metadata(p).unwrap().len() < max + 2048, "each part stays near the limit");
+    }
+    // Ingested in reverse order, each with its own receipt.
+    for (i, p) in parts.iter().rev().enumerate() {
+        let receipt = ingest(&s, p, &s.path().join("receiver-signing.pem"), &format!("r{i}.json"));
+        let out = s.cli(&["import-receipt", receipt.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(s.spool("compliance").is_empty());
+    assert!(s.cli(&["ledger", "verify"]).status.success());
+    let bad = s.cli(&["export", "--out", "x.zip", "--max-size", "12parsecs"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

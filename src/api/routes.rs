@@ -452,7 +452,10 @@ async fn export(State(st): St, Body_(req): Body_<ExportRequest>) -> Result<Respo
     let out = dir.join(&file);
     let agent = st.agent.clone();
     let job = st.start_job("export", async move {
-        match crate::manual::export(&agent, &out, program, Box::new(|_, _| {})).await {
+        match crate::manual::export(&agent, &out, program, None, Box::new(|_, _| {}))
+            .await
+            .map(|mut parts| parts.remove(0))
+        {
             Ok(e) => (
                 true,
                 serde_json::to_value(ExportDoc {

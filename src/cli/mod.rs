@@ -216,7 +216,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             );
             Ok(0)
         }
-        Command::Export { action: None, out, program } => {
+        Command::Export { action: None, out, program, max_size } => {
             let Some(out) = out else {
                 return Err(fail(exit::USAGE, "say where to write the export: callhome export --out FILE.zip"));
             };
@@ -227,18 +227,21 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                     eprint!("\rexporting {:>5.1}% ({done} of {total} bytes)", done as f64 * 100.0 / total as f64);
                 }
             });
-            let e =
-                runtime()?.block_on(callhome::manual::export(&agent, out, *program, progress)).map_err(manual_err)?;
+            let parts = runtime()?
+                .block_on(callhome::manual::export(&agent, out, *program, *max_size, progress))
+                .map_err(manual_err)?;
             if tty {
                 eprintln!();
             }
-            println!(
-                "export {}: {} bundle(s), {} bytes, written to {}",
-                e.export_id,
-                e.bundles.len(),
-                e.bytes,
-                e.path.display()
-            );
+            for e in &parts {
+                println!(
+                    "export {}: {} bundle(s), {} bytes, written to {}",
+                    e.export_id,
+                    e.bundles.len(),
+                    e.bytes,
+                    e.path.display()
+                );
+            }
             println!(
                 "carry it to the vendor's receiver; bring back the receipt and run `callhome import-receipt RECEIPT.json`"
             );

@@ -13,6 +13,7 @@ pub mod format;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use format::{BUNDLES_DIR, EXPORT_FORMAT, ExportManifest, ExportedBundle, ManualReceipt, Rejected};
 use zip::write::SimpleFileOptions;
@@ -62,11 +63,18 @@ pub struct Exported {
 }
 
 /// Progress of a long export: (bytes done, bytes in all).
-pub type Progress = Box<dyn Fn(u64, u64) + Send>;
+pub type Progress = Box<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Exports the pending bundles (of `only`, or of every program whose consent allows sending)
-/// into a new zip at `out`.
-pub async fn export(agent: &Agent, out: &Path, only: Option<Program>, progress: Progress) -> Result<Exported> {
+/// into a new zip at `out`; with `max_size`, into as many parts as needed (`NAME.part1.zip`, …),
+/// each a whole export with its own manifest (a bundle larger than the limit gets a part alone).
+pub async fn export(
+    agent: &Agent,
+    out: &Path,
+    only: Option<Program>,
+    max_size: Option<u64>,
+    progress: Progress,
+) -> Result<Vec<Exported>> {
     let _w = agent.work_lock().await?;
     let consent = agent.consent()?;
     let mut pending = Vec::new();
@@ -75,34 +83,74 @@ pub async fn export(agent: &Agent, out: &Path, only: Option<Program>, progress: 
             pending.extend(agent.spool().pending(p)?);
         }
     }
-    let mut id = [0u8; 8];
-    getrandom::fill(&mut id)
-        .map_err(|e| ManualError::Io { path: out.into(), source: io::Error::other(e.to_string()) })?;
-    let manifest = ExportManifest {
-        format: EXPORT_FORMAT.into(),
-        export_id: hex::encode(id),
-        install_id: agent.install().install_id.clone(),
-        created_at: rfc3339(agent.now()),
-        agent_version: env!("CARGO_PKG_VERSION").into(),
-        bundles: Vec::new(),
+    let parts = split(pending, max_size);
+    let paths: Vec<PathBuf> = if parts.len() <= 1 {
+        vec![out.to_path_buf()]
+    } else {
+        let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "export".into());
+        (1..=parts.len()).map(|i| out.with_file_name(format!("{stem}.part{i}.zip"))).collect()
     };
-    let out2 = out.to_path_buf();
-    let written = tokio::task::spawn_blocking(move || write_export(&out2, manifest, &pending, progress))
+    if let Some(existing) = paths.iter().find(|p| p.exists()) {
+        return Err(ManualError::Exists { path: existing.clone() });
+    }
+    let total: u64 = parts.iter().flatten().map(|p| p.size).sum();
+    let progress = Arc::new(progress);
+    let mut done_before = 0u64;
+    let mut out_list = Vec::new();
+    for (part, path) in parts.into_iter().zip(paths) {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id)
+            .map_err(|e| ManualError::Io { path: path.clone(), source: io::Error::other(e.to_string()) })?;
+        let manifest = ExportManifest {
+            format: EXPORT_FORMAT.into(),
+            export_id: hex::encode(id),
+            install_id: agent.install().install_id.clone(),
+            created_at: rfc3339(agent.now()),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            bundles: Vec::new(),
+        };
+        let part_bytes: u64 = part.iter().map(|p| p.size).sum();
+        let (p2, prog, base) = (path.clone(), progress.clone(), done_before);
+        let written = tokio::task::spawn_blocking(move || {
+            write_export(&p2, manifest, &part, Box::new(move |d, _| prog(base + d, total)))
+        })
         .await
         .expect("the export writer does not panic");
-    let manifest = match written {
-        Ok(m) => m,
-        Err(e) => {
-            if !matches!(e, ManualError::Exists { .. }) {
-                let _ = std::fs::remove_file(out);
+        let manifest = match written {
+            Ok(m) => m,
+            Err(e) => {
+                if !matches!(e, ManualError::Exists { .. }) {
+                    let _ = std::fs::remove_file(&path);
+                }
+                return Err(e);
             }
-            return Err(e);
+        };
+        done_before += part_bytes;
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let json = serde_json::to_string(&manifest.bundles).expect("bundle lists serialize");
+        agent.store().record_export(&manifest.export_id, agent.now(), &json)?;
+        out_list.push(Exported { export_id: manifest.export_id, path, bundles: manifest.bundles, bytes });
+    }
+    Ok(out_list)
+}
+
+/// Groups bundles into parts of at most `max` bytes each (in order; an oversized one alone).
+fn split(pending: Vec<crate::spool::Pending>, max: Option<u64>) -> Vec<Vec<crate::spool::Pending>> {
+    let Some(max) = max else { return vec![pending] };
+    let mut parts: Vec<Vec<crate::spool::Pending>> = Vec::new();
+    let mut size = 0u64;
+    for p in pending {
+        if parts.is_empty() || (size + p.size > max && size > 0) {
+            parts.push(Vec::new());
+            size = 0;
         }
-    };
-    let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-    let json = serde_json::to_string(&manifest.bundles).expect("bundle lists serialize");
-    agent.store().record_export(&manifest.export_id, agent.now(), &json)?;
-    Ok(Exported { export_id: manifest.export_id, path: out.to_path_buf(), bundles: manifest.bundles, bytes })
+        size += p.size;
+        parts.last_mut().expect("a part exists").push(p);
+    }
+    if parts.is_empty() {
+        parts.push(Vec::new());
+    }
+    parts
 }
 
 /// Streams the bundles into the zip, hashing on the way; `export.json` goes last.
