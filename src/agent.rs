@@ -128,6 +128,8 @@ pub struct Status {
     pub spool_max_bytes: u64,
     /// License events as of now (expiry, renewal, use above quantity).
     pub license_events: Vec<LicenseEvent>,
+    /// Programs locked on, and why.
+    pub locks: Vec<(Program, String)>,
 }
 
 impl Agent {
@@ -194,7 +196,33 @@ impl Agent {
 
     pub fn consent(&self) -> Result<Consent> {
         let choices = self.store().choices()?;
-        Ok(Consent::resolve(&self.cfg.programs, choices, self.do_not_track))
+        let locked: Vec<Program> = self.locks().into_iter().map(|(p, _)| p).collect();
+        Ok(Consent::resolve(&self.cfg.programs, choices, self.do_not_track, &locked))
+    }
+
+    /// Programs locked on, with the reason: by the administrator's configuration, or by a vendor
+    /// policy rule that an installed license line matches.
+    pub fn locks(&self) -> Vec<(Program, String)> {
+        let mut out: Vec<(Program, String)> = self
+            .cfg
+            .programs
+            .locked
+            .iter()
+            .map(|p| (*p, "locked on by the administrator's configuration".to_string()))
+            .collect();
+        if !self.cfg.policy.is_empty() {
+            let inv = self.scan_licenses();
+            for rule in &self.cfg.policy {
+                let (k, v) = &rule.vendor_string;
+                let matched = inv.licenses.iter().filter(|l| !l.expired()).any(|l| {
+                    l.line.vendor_string.iter().any(|(a, b)| a.eq_ignore_ascii_case(k) && b.eq_ignore_ascii_case(v))
+                });
+                if matched && !out.iter().any(|(p, _)| *p == rule.require) {
+                    out.push((rule.require, rule.reason.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// Start-up recovery of the spool (call once, under the run lock).
@@ -218,6 +246,9 @@ impl Agent {
             return Err(AgentError::Refused(
                 "license telemetry is mandatory and cannot be turned off; switch it to manual reporting instead".into(),
             ));
+        }
+        if !on && let Some((_, reason)) = self.locks().into_iter().find(|(l, _)| *l == p) {
+            return Err(AgentError::Refused(format!("{} is locked on: {reason}", p.title())));
         }
         let _w = self.work_lock().await?;
         let mut store = self.store();
@@ -684,6 +715,7 @@ impl Agent {
             max_days: self.cfg.compliance.max_days,
             spool_max_bytes: self.cfg.spool.max_bytes,
             license_events: self.license_events(&self.scan_licenses())?,
+            locks: self.locks(),
         })
     }
 

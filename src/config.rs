@@ -31,6 +31,8 @@ pub struct Config {
     pub collect: CollectConfig,
     pub licenses: LicenseConfig,
     pub api: ApiConfig,
+    /// Vendor rules that lock programs on from license data.
+    pub policy: Vec<PolicyRule>,
     /// The file read on top of the default, if any (relative paths in it resolve against its folder).
     pub source: Option<PathBuf>,
 }
@@ -80,6 +82,18 @@ pub struct ProgramDefaults {
     pub ceip: bool,
     pub events: bool,
     pub telemetry_mode: TelemetryMode,
+    /// Optional programs the administrator locked on (`[programs.NAME] locked = true`).
+    pub locked: Vec<Program>,
+}
+
+/// A vendor rule: when a license line's `VENDOR_STRING` has `key=value`, `require` is locked on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyRule {
+    /// `KEY=VALUE`, matched case-insensitively against a license line's VENDOR_STRING pairs.
+    pub vendor_string: (String, String),
+    pub require: Program,
+    /// Shown wherever the lock is (API 409, CLI, status).
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -252,11 +266,13 @@ impl Config {
                 ceip: false,
                 events: false,
                 telemetry_mode: TelemetryMode::Automatic,
+                locked: Vec::new(),
             },
             product: ProductConfig { name: String::new(), version: String::new(), processes: Vec::new() },
             collect: CollectConfig { commands: Vec::new() },
             licenses: LicenseConfig::default(),
             api: ApiConfig { enabled: true, port: 0, ipv6: false },
+            policy: Vec::new(),
             source: None,
         }
     }
@@ -313,6 +329,15 @@ impl Parser<'_> {
                     _ => false,
                 }),
                 "licenses" => self.section(name, table, |p, k, v, key| p.licenses(k, v, key, &mut cfg.licenses)),
+                "policy" => self.section(name, table, |p, k, v, key| match k {
+                    "rules" => {
+                        if let Some(r) = p.rules(v, key) {
+                            cfg.policy = r;
+                        }
+                        true
+                    }
+                    _ => false,
+                }),
                 "api" => self.section(name, table, |p, k, v, key| {
                     match k {
                         "enabled" => cfg.api.enabled = p.bool(v, key).unwrap_or(cfg.api.enabled),
@@ -329,7 +354,7 @@ impl Parser<'_> {
                 _ => self.push(
                     name,
                     span,
-                    "unknown section; known sections are upload, schedule, compliance, spool, programs, product, collect, licenses, api",
+                    "unknown section; known sections are upload, schedule, compliance, spool, programs, product, collect, licenses, policy, api",
                 ),
             }
         }
@@ -416,9 +441,32 @@ impl Parser<'_> {
 
     fn programs(&mut self, k: &str, v: &Item, loc: &Loc, p: &mut ProgramDefaults) -> bool {
         match k {
-            "call_home" => p.call_home = self.bool(v, loc).unwrap_or(p.call_home),
-            "ceip" => p.ceip = self.bool(v, loc).unwrap_or(p.ceip),
-            "events" => p.events = self.bool(v, loc).unwrap_or(p.events),
+            "call_home" | "ceip" | "events" => {
+                let program: Program = k.parse().expect("a known program name");
+                let slot = match program {
+                    Program::CallHome => &mut p.call_home,
+                    Program::Ceip => &mut p.ceip,
+                    _ => &mut p.events,
+                };
+                if let Some(t) = v.as_table_like() {
+                    // [programs.NAME] enabled = bool, locked = bool
+                    for (key, item) in t.iter() {
+                        let l2 = Loc { key: format!("{}.{key}", loc.key), span: item.span().or(loc.span.clone()) };
+                        match key {
+                            "enabled" => *slot = self.bool(item, &l2).unwrap_or(*slot),
+                            "locked" => {
+                                if self.bool(item, &l2) == Some(true) {
+                                    *slot = true;
+                                    p.locked.push(program);
+                                }
+                            }
+                            _ => self.push(&l2.key, l2.span.clone(), "unknown key; a program table has enabled and locked"),
+                        }
+                    }
+                } else {
+                    *slot = self.bool(v, loc).unwrap_or(*slot);
+                }
+            }
             "telemetry" => self.push(
                 &loc.key,
                 loc.span.clone(),
@@ -509,6 +557,47 @@ impl Parser<'_> {
         days.sort_unstable_by(|a, b| b.cmp(a));
         days.dedup();
         Some(days)
+    }
+
+    /// `[[policy.rules]]`: vendor_string = "KEY=VALUE", require = "call_home", reason = "…".
+    fn rules(&mut self, v: &Item, loc: &Loc) -> Option<Vec<PolicyRule>> {
+        let Item::ArrayOfTables(a) = v else {
+            self.push(&loc.key, loc.span.clone(), "expected [[policy.rules]] tables");
+            return None;
+        };
+        let before = self.problems.len();
+        let mut out = Vec::new();
+        for (i, t) in a.iter().enumerate() {
+            let base = format!("{}[{i}]", loc.key);
+            let (mut vs, mut require, mut reason) = (None, None, None);
+            for (k, item) in t.iter() {
+                let l = Loc { key: format!("{base}.{k}"), span: item.span().or(t.span()) };
+                match k {
+                    "vendor_string" => match self.string(item, &l).as_deref().and_then(|s| s.split_once('=')) {
+                        Some((a, b)) => vs = Some((a.trim().to_string(), b.trim().to_string())),
+                        None => self.push(&l.key, l.span.clone(), "expected \"KEY=VALUE\", such as \"LT=CSP\""),
+                    },
+                    "require" => match self.string(item, &l).map(|s| s.parse::<Program>()) {
+                        Some(Ok(p)) if !p.mandatory() => require = Some(p),
+                        Some(Ok(_)) => {
+                            self.push(&l.key, l.span.clone(), "telemetry is always required; name an optional program")
+                        }
+                        Some(Err(e)) => self.push(&l.key, l.span.clone(), e),
+                        None => {}
+                    },
+                    "reason" => reason = self.string(item, &l),
+                    _ => self.push(&l.key, l.span.clone(), "unknown key; a rule has vendor_string, require and reason"),
+                }
+            }
+            match (vs, require) {
+                (Some(vs), Some(require)) => {
+                    let reason = reason.unwrap_or_else(|| format!("required by the license terms ({}={})", vs.0, vs.1));
+                    out.push(PolicyRule { vendor_string: vs, require, reason });
+                }
+                _ => self.push(&base, t.span(), "a rule needs vendor_string and require"),
+            }
+        }
+        (self.problems.len() == before).then_some(out)
     }
 
     fn commands(&mut self, v: &Item, loc: &Loc) -> Option<Vec<CommandSpec>> {
@@ -763,6 +852,20 @@ mod tests {
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(c.collect.commands[0].program, Program::CallHome);
         assert_eq!(c.collect.commands[0].timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn policy_rules_and_program_locks_parse_and_complain() {
+        let (c, p) = overlay(
+            "[programs.ceip]\nlocked = true\n[[policy.rules]]\nvendor_string = \"LT=CSP\"\nrequire = \"call_home\"\n",
+        );
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.programs.locked, vec![Program::Ceip]);
+        assert_eq!(c.policy[0].vendor_string, ("LT".to_string(), "CSP".to_string()));
+        assert!(c.policy[0].reason.contains("LT=CSP"));
+        let (_, p) = overlay("[[policy.rules]]\nvendor_string = \"LT\"\nrequire = \"telemetry\"\n");
+        let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"policy.rules[0].vendor_string") && keys.contains(&"policy.rules[0].require"), "{p:?}");
     }
 
     #[test]

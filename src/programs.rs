@@ -152,13 +152,15 @@ pub struct Consent {
 }
 
 impl Consent {
-    /// Choice beats default; `do_not_track` turns the optional programs' defaults off.
-    pub fn resolve(defaults: &ProgramDefaults, choices: Choices, do_not_track: bool) -> Consent {
+    /// Choice beats default; `do_not_track` turns the optional programs' defaults off; a program
+    /// in `locked` (by the administrator's config or a vendor policy rule) is on, whatever else.
+    pub fn resolve(defaults: &ProgramDefaults, choices: Choices, do_not_track: bool, locked: &[Program]) -> Consent {
         let default = |d: bool| d && !do_not_track;
+        let lock = |p: Program, v: bool| v || locked.contains(&p);
         Consent {
-            call_home: choices.call_home.unwrap_or(default(defaults.call_home)),
-            ceip: choices.ceip.unwrap_or(default(defaults.ceip)),
-            events: choices.events.unwrap_or(default(defaults.events)),
+            call_home: lock(Program::CallHome, choices.call_home.unwrap_or(default(defaults.call_home))),
+            ceip: lock(Program::Ceip, choices.ceip.unwrap_or(default(defaults.ceip))),
+            events: lock(Program::Events, choices.events.unwrap_or(default(defaults.events))),
             telemetry_mode: choices.telemetry_mode.unwrap_or(defaults.telemetry_mode),
         }
     }
@@ -195,7 +197,7 @@ mod tests {
     #[test]
     fn do_not_track_turns_defaults_off_but_not_choices() {
         let d = Config::embedded().programs;
-        let c = Consent::resolve(&d, Choices { ceip: Some(true), ..Default::default() }, true);
+        let c = Consent::resolve(&d, Choices { ceip: Some(true), ..Default::default() }, true, &[]);
         assert!(!c.call_home);
         assert!(c.ceip);
         assert!(c.enabled(Program::Telemetry));
@@ -204,8 +206,12 @@ mod tests {
     #[test]
     fn manual_mode_stops_telemetry_uploads_only() {
         let d = Config::embedded().programs;
-        let c =
-            Consent::resolve(&d, Choices { telemetry_mode: Some(TelemetryMode::Manual), ..Default::default() }, false);
+        let c = Consent::resolve(
+            &d,
+            Choices { telemetry_mode: Some(TelemetryMode::Manual), ..Default::default() },
+            false,
+            &[],
+        );
         assert!(!c.may_upload(Program::Telemetry));
         assert!(c.enabled(Program::Telemetry));
         assert!(c.may_upload(Program::CallHome));

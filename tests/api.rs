@@ -603,3 +603,54 @@ fn manual_reporting_and_support_bundles_through_the_api() {
     assert_eq!(api.call("POST", "/api/v1/support-bundle", Some("{\"case\": \"77\", \"severity\": 9}")).status, 422);
     assert_eq!(api.get("/api/v1/exports/..%2Fstate.sqlite").status, 404);
 }
+
+#[test]
+fn a_csp_license_locks_call_home_on() {
+    let s = Setup::new();
+    std::fs::write(
+        s.path().join("csp.lic"),
+        "FEATURE csp_seat acme 1.0 permanent 5 VENDOR_STRING=\"LT=CSP;TYPE=SUBSCRIPTION\" SIGN=\"AB12\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &s.config,
+        "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n[programs]\ncall_home = false\n[programs.ceip]\nlocked = true\n[licenses]\nfiles = [\"*.lic\"]\n[[policy.rules]]\nvendor_string = \"LT=CSP\"\nrequire = \"call_home\"\nreason = \"CSP licenses require Call Home\"\n",
+    )
+    .unwrap();
+    let st = s.status();
+    assert_eq!(
+        (st["programs"][1]["enabled"].as_bool(), st["programs"][1]["locked"].as_bool()),
+        (Some(true), Some(true)),
+        "{}",
+        st["programs"][1]
+    );
+    assert_eq!(st["programs"][1]["locked_reason"], "CSP licenses require Call Home");
+    assert_eq!(st["programs"][2]["locked"], true, "[programs.ceip] locked = true");
+    let out = s.cli(&["programs", "disable", "call_home"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert!(stderr(&out).contains("CSP licenses require Call Home"), "{}", stderr(&out));
+
+    let agent = s.start_agent();
+    wait_until(Duration::from_secs(15), "the API", || s.data.join("api.json").exists());
+    let port = serde_json::from_slice::<Value>(&std::fs::read(s.data.join("api.json")).unwrap()).unwrap()["port"]
+        .as_u64()
+        .unwrap();
+    let token = std::fs::read_to_string(s.data.join("api-token")).unwrap();
+    let mut stream = TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
+    let body = "{\"enabled\": false}";
+    write!(
+        stream,
+        "PUT /api/v1/programs/call_home HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).unwrap();
+    let a = parse_answer(&buf);
+    assert_eq!(a.status, 409);
+    assert!(a.json()["detail"].as_str().unwrap().contains("CSP licenses require Call Home"));
+    assert!(agent.terminate().success());
+    // Without the license, the rule does not apply.
+    std::fs::remove_file(s.path().join("csp.lic")).unwrap();
+    assert_eq!(s.status()["programs"][1]["locked"], false);
+}

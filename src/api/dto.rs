@@ -75,6 +75,9 @@ pub struct ProgramDoc {
     pub identifiable: bool,
     /// `automatic` or `manual` for telemetry; `automatic` or `off` for the others.
     pub mode: String,
+    /// Locked on (by the configuration or a vendor policy rule): it cannot be turned off.
+    pub locked: bool,
+    pub locked_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -113,6 +116,8 @@ impl From<&Status> for StatusDoc {
                     _ if s.consent.enabled(*p) => "automatic".into(),
                     _ => "off".into(),
                 },
+                locked: s.locks.iter().any(|(l, _)| l == p),
+                locked_reason: s.locks.iter().find(|(l, _)| l == p).map(|(_, r)| r.clone()),
             })
             .collect();
         let by_program = Program::ALL

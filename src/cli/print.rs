@@ -72,7 +72,8 @@ pub fn programs(list: &[ProgramDoc]) {
         } else {
             " (non-identifiable)"
         };
-        println!("  {:<10} {:<18} {}{note}", p.name, p.title, p.mode);
+        let lock = p.locked_reason.as_ref().map(|r| format!(" (locked: {r})")).unwrap_or_default();
+        println!("  {:<10} {:<18} {}{note}{lock}", p.name, p.title, p.mode);
     }
 }
 
