@@ -130,6 +130,22 @@ pub struct Status {
     pub license_events: Vec<LicenseEvent>,
     /// Programs locked on, and why.
     pub locks: Vec<(Program, String)>,
+    pub version: VersionStatus,
+}
+
+/// The running agent's version against the newest release receivers advertise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionStatus {
+    pub running: &'static str,
+    pub latest: Option<String>,
+    pub released: Option<String>,
+    /// A newer release came out more than `upload.version_window` ago.
+    pub outdated: bool,
+}
+
+/// Numeric parts of a version (`1.10.2-rc1` → [1, 10, 2]).
+fn version_parts(v: &str) -> Vec<u64> {
+    v.split(['.', '-', '+']).map_while(|p| p.parse().ok()).collect()
 }
 
 impl Agent {
@@ -198,6 +214,19 @@ impl Agent {
         let choices = self.store().choices()?;
         let locked: Vec<Program> = self.locks().into_iter().map(|(p, _)| p).collect();
         Ok(Consent::resolve(&self.cfg.programs, choices, self.do_not_track, &locked))
+    }
+
+    fn version_status(&self, now: Timestamp) -> Result<VersionStatus> {
+        let store = self.store();
+        let latest = store.setting("version.latest")?;
+        let released = store.setting("version.released")?;
+        let running = env!("CARGO_PKG_VERSION");
+        let newer = latest.as_deref().is_some_and(|l| version_parts(l) > version_parts(running));
+        let old_enough = released
+            .as_deref()
+            .and_then(Date::parse_iso_or_version)
+            .is_some_and(|d| now - d.timestamp() > self.cfg.upload.version_window.as_secs() as i64);
+        Ok(VersionStatus { running, latest, released, outdated: newer && old_enough })
     }
 
     /// Programs locked on, with the reason: by the administrator's configuration, or by a vendor
@@ -504,6 +533,11 @@ impl Agent {
                 };
                 // Ledger first, then the file (invariant 3).
                 self.store().record_sent(&attempt, &entry)?;
+                if let Some(l) = &receipt.latest_agent {
+                    let store = self.store();
+                    store.set_setting("version.latest", &l.version)?;
+                    store.set_setting("version.released", &l.released)?;
+                }
                 self.spool.remove(b)?;
                 self.write_result(b.program, Code::Success, "", None, now);
                 info!(program = %b.program, bundle = %b.name, receipt = %receipt.receipt_id, "bundle acknowledged");
@@ -716,6 +750,7 @@ impl Agent {
             spool_max_bytes: self.cfg.spool.max_bytes,
             license_events: self.license_events(&self.scan_licenses())?,
             locks: self.locks(),
+            version: self.version_status(now)?,
         })
     }
 

@@ -54,6 +54,8 @@ pub struct UploadConfig {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub timeout: Duration,
+    /// How long after a newer agent release the running one is still current.
+    pub version_window: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -253,6 +255,7 @@ impl Config {
                 connect_timeout: Duration::ZERO,
                 read_timeout: Duration::ZERO,
                 timeout: Duration::ZERO,
+                version_window: Duration::ZERO,
             },
             schedule: ScheduleConfig {
                 config_interval: Duration::ZERO,
@@ -406,6 +409,7 @@ impl Parser<'_> {
             "connect_timeout" => self.duration_into(v, loc, &mut u.connect_timeout, false),
             "read_timeout" => self.duration_into(v, loc, &mut u.read_timeout, false),
             "timeout" => self.duration_into(v, loc, &mut u.timeout, false),
+            "version_window" => self.duration_into(v, loc, &mut u.version_window, false),
             _ => return false,
         }
         true

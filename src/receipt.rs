@@ -19,8 +19,19 @@ pub struct Receipt {
     pub bundle_sha256: String,
     /// RFC 3339, UTC.
     pub received_at: String,
+    /// The newest agent release the vendor offers, when the receiver says (signed too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_agent: Option<LatestAgent>,
     /// Ed25519 signature over [`Receipt::canonical`], lowercase hex.
     pub signature: String,
+}
+
+/// The newest agent release, as a receiver advertises it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatestAgent {
+    pub version: String,
+    /// `YYYY-MM-DD`.
+    pub released: String,
 }
 
 /// Why a receipt or key was not accepted.
@@ -39,14 +50,25 @@ pub enum ReceiptError {
 
 impl Receipt {
     /// The exact bytes that are signed: a domain tag and the fields, one per line.
-    pub fn canonical(receipt_id: &str, bundle_sha256: &str, received_at: &str) -> String {
-        format!("callhome-receipt-v1\n{receipt_id}\n{bundle_sha256}\n{received_at}\n")
+    pub fn canonical(&self) -> String {
+        let mut s = format!("callhome-receipt-v1\n{}\n{}\n{}\n", self.receipt_id, self.bundle_sha256, self.received_at);
+        if let Some(l) = &self.latest_agent {
+            s.push_str(&format!("latest-agent {} {}\n", l.version, l.released));
+        }
+        s
     }
 
     /// Makes and signs a receipt.
-    pub fn sign(key: &SigningKey, receipt_id: String, bundle_sha256: String, received_at: String) -> Receipt {
-        let sig = key.sign(Self::canonical(&receipt_id, &bundle_sha256, &received_at).as_bytes());
-        Receipt { receipt_id, bundle_sha256, received_at, signature: hex::encode(sig.to_bytes()) }
+    pub fn sign(
+        key: &SigningKey,
+        receipt_id: String,
+        bundle_sha256: String,
+        received_at: String,
+        latest_agent: Option<LatestAgent>,
+    ) -> Receipt {
+        let mut r = Receipt { receipt_id, bundle_sha256, received_at, latest_agent, signature: String::new() };
+        r.signature = hex::encode(key.sign(r.canonical().as_bytes()).to_bytes());
+        r
     }
 
     /// Checks that the receipt is for `sha256` and, when a key is given, that its signature holds.
@@ -57,8 +79,7 @@ impl Receipt {
         let Some(key) = key else { return Ok(()) };
         let bytes = hex::decode(&self.signature).map_err(|_| ReceiptError::BadSignature)?;
         let sig = Signature::from_slice(&bytes).map_err(|_| ReceiptError::BadSignature)?;
-        key.verify(Self::canonical(&self.receipt_id, &self.bundle_sha256, &self.received_at).as_bytes(), &sig)
-            .map_err(|_| ReceiptError::BadSignature)
+        key.verify(self.canonical().as_bytes(), &sig).map_err(|_| ReceiptError::BadSignature)
     }
 }
 
@@ -103,7 +124,7 @@ mod tests {
     #[test]
     fn a_signed_receipt_verifies_and_a_changed_one_does_not() {
         let key = SigningKey::from_bytes(&[7u8; 32]);
-        let r = Receipt::sign(&key, "r1".into(), "ab".repeat(32), "2026-11-23T12:00:00Z".into());
+        let r = Receipt::sign(&key, "r1".into(), "ab".repeat(32), "2026-11-23T12:00:00Z".into(), None);
         let vk = key.verifying_key();
         r.check(&"ab".repeat(32), Some(&vk)).unwrap();
         let mut forged = r.clone();

@@ -27,6 +27,17 @@ pub struct StatusDoc {
     pub next_upload: Option<String>,
     /// License events as of now: expiry, renewal, use above quantity.
     pub license_events: Vec<LicenseEventDoc>,
+    pub version: VersionDoc,
+}
+
+/// The running version against the newest release a receiver advertised.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionDoc {
+    pub running: String,
+    pub latest: Option<String>,
+    pub latest_released: Option<String>,
+    /// A newer release came out more than `upload.version_window` ago: install `latest`.
+    pub outdated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -149,6 +160,12 @@ impl From<&Status> for StatusDoc {
             programs,
             last_result: last_per_type(&s.last_attempts),
             next_upload: s.next_upload.map(rfc3339),
+            version: VersionDoc {
+                running: s.version.running.into(),
+                latest: s.version.latest.clone(),
+                latest_released: s.version.released.clone(),
+                outdated: s.version.outdated,
+            },
             license_events: s
                 .license_events
                 .iter()

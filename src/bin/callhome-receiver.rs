@@ -72,6 +72,12 @@ struct ServeArgs {
     /// Largest bundle accepted, in bytes.
     #[arg(long, default_value_t = receiver::DEFAULT_MAX_BODY)]
     max_body: u64,
+    /// Advertise this agent version as the newest release in receipts.
+    #[arg(long, requires = "latest_released", value_name = "VERSION")]
+    latest_version: Option<String>,
+    /// When that release came out (YYYY-MM-DD).
+    #[arg(long, requires = "latest_version", value_name = "DATE")]
+    latest_released: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +100,8 @@ fn main() -> ExitCode {
         public_key_out,
         faults,
         max_body,
+        latest_version,
+        latest_released,
     } = match Cli::parse().command {
         Command::Ingest { export, store, signing_key, receipt_out, public_key_out, max_body } => {
             return ingest(&export, &store, &signing_key, &receipt_out, public_key_out.as_deref(), max_body);
@@ -105,7 +113,10 @@ fn main() -> ExitCode {
         (false, Some(cert), Some(key)) => TlsSource::Files { cert, key },
         _ => unreachable!("clap requires --tls-self-signed or --tls-cert with --tls-key"),
     };
-    let opts = ServeOptions { listen, store, tls, ca_out, signing_key, public_key_out, faults, max_body };
+    let latest_agent = latest_version
+        .zip(latest_released)
+        .map(|(version, released)| callhome::receipt::LatestAgent { version, released });
+    let opts = ServeOptions { listen, store, tls, ca_out, signing_key, public_key_out, faults, max_body, latest_agent };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -54,6 +54,14 @@ pub fn status(d: &StatusDoc) {
     if let Some(n) = &d.next_upload {
         println!("next upload: {n}");
     }
+    if d.version.outdated {
+        println!(
+            "version: {} is out of date — install {} (released {})",
+            d.version.running,
+            d.version.latest.as_deref().unwrap_or("?"),
+            d.version.latest_released.as_deref().unwrap_or("?")
+        );
+    }
     if !d.license_events.is_empty() {
         println!("license events:");
         for e in &d.license_events {
@@ -211,6 +219,17 @@ pub fn check_line(d: &StatusDoc) -> (u8, String) {
     for e in &d.license_events {
         code = code.max(if e.kind == "expired" { 2 } else { 1 });
     }
+    let version = match (&d.version.latest, d.version.outdated) {
+        (Some(latest), true) => {
+            code = code.max(1);
+            format!(
+                "; agent {} is out of date: install {latest} (released {})",
+                d.version.running,
+                d.version.latest_released.as_deref().unwrap_or("?")
+            )
+        }
+        _ => String::new(),
+    };
     let word = ["OK", "WARNING", "CRITICAL"][code as usize];
     let last_text = match &last {
         Some(r) => format!("last compliance upload {} at {}", r.code, r.at),
@@ -226,7 +245,7 @@ pub fn check_line(d: &StatusDoc) -> (u8, String) {
         format!("{} of {} left", c.days_remaining, c.max_days)
     };
     let line = format!(
-        "CALLHOME {word} - compliance {}: {} days since the last upload, {left}; {last_text}; {events} | days_since_last_upload={} days_remaining={} pending={}",
+        "CALLHOME {word} - compliance {}: {} days since the last upload, {left}; {last_text}; {events}{version} | days_since_last_upload={} days_remaining={} pending={}",
         c.state, c.days_since_last_upload, c.days_since_last_upload, c.days_remaining, d.spool.pending
     );
     (code, line)

@@ -60,6 +60,8 @@ pub struct ServeOptions {
     pub public_key_out: Option<PathBuf>,
     pub faults: Vec<Fault>,
     pub max_body: u64,
+    /// The newest agent release to advertise in receipts.
+    pub latest_agent: Option<crate::receipt::LatestAgent>,
 }
 
 /// Why a bundle was refused.
@@ -75,12 +77,14 @@ pub struct BundleStore {
     key: SigningKey,
     /// Serialises acceptance so one bundle gets one receipt.
     lock: Mutex<()>,
+    /// The newest agent release to advertise in receipts.
+    latest: Option<crate::receipt::LatestAgent>,
 }
 
 impl BundleStore {
     pub fn open(dir: &Path, key: SigningKey) -> Result<BundleStore, ReceiverError> {
         std::fs::create_dir_all(dir).map_err(|e| ReceiverError::Io(format!("store {}: {e}", dir.display())))?;
-        Ok(BundleStore { dir: dir.to_path_buf(), key, lock: Mutex::new(()) })
+        Ok(BundleStore { dir: dir.to_path_buf(), key, lock: Mutex::new(()), latest: None })
     }
 
     /// Checks and stores a bundle; returns its receipt and whether it was new.
@@ -106,10 +110,17 @@ impl BundleStore {
         fsutil::write_atomic(&self.dir.join(format!("{sha}.zip")), body).map_err(internal)?;
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| internal(std::io::Error::other(e.to_string())))?;
-        let receipt = Receipt::sign(&self.key, hex::encode(id), sha.clone(), rfc3339(SystemClock.now()));
+        let receipt =
+            Receipt::sign(&self.key, hex::encode(id), sha.clone(), rfc3339(SystemClock.now()), self.latest.clone());
         let json = serde_json::to_vec(&receipt).expect("receipts serialize");
         fsutil::write_atomic(&receipt_path, &json).map_err(internal)?;
         Ok((receipt, true))
+    }
+
+    /// Advertise this agent release in new receipts.
+    pub fn advertise(mut self, latest: Option<crate::receipt::LatestAgent>) -> BundleStore {
+        self.latest = latest;
+        self
     }
 
     /// The receipt-signing key.
@@ -118,7 +129,7 @@ impl BundleStore {
     }
 
     fn sign_with(&self, r: &Receipt, key: &SigningKey) -> Receipt {
-        Receipt::sign(key, r.receipt_id.clone(), r.bundle_sha256.clone(), r.received_at.clone())
+        Receipt::sign(key, r.receipt_id.clone(), r.bundle_sha256.clone(), r.received_at.clone(), r.latest_agent.clone())
     }
 }
 
@@ -379,7 +390,7 @@ pub async fn serve(
         fsutil::write_atomic(out, receipt::public_key_pem(&key).as_bytes())
             .map_err(|e| ReceiverError::Io(format!("--public-key-out {}: {e}", out.display())))?;
     }
-    let store = BundleStore::open(&opts.store, key)?;
+    let store = BundleStore::open(&opts.store, key)?.advertise(opts.latest_agent.clone());
     let (tls, ca) = tls::server_config(&opts.tls, &opts.store)?;
     if let (Some(out), Some(ca)) = (&opts.ca_out, ca) {
         fsutil::write_atomic(out, ca.as_bytes())
