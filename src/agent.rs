@@ -131,6 +131,8 @@ pub struct Status {
     /// Programs locked on, and why.
     pub locks: Vec<(Program, String)>,
     pub version: VersionStatus,
+    /// Each program's upload cadence, in `Program::ALL` order.
+    pub intervals: [Duration; 4],
 }
 
 /// The running agent's version against the newest release receivers advertise.
@@ -403,11 +405,24 @@ impl Agent {
 
     /// One upload cycle: collect license telemetry when due, pack CEIP samples, then upload
     /// every program's pending bundles that consent and mode allow.
+    /// An upload cycle asked for now (CLI, API): every program, whatever its cadence.
     pub async fn upload_cycle(&self, only: Option<Program>) -> Result<UploadReport> {
+        self.cycle(only, true).await
+    }
+
+    /// One upload cycle. A scheduled one (`forced` false) uploads only the programs whose own
+    /// cadence (`[upload.intervals]`) is due, or that have a failed upload to retry.
+    async fn cycle(&self, only: Option<Program>, forced: bool) -> Result<UploadReport> {
         let _w = self.work_lock().await?;
         let consent = self.consent()?;
         let now = self.clock.now();
-        let wanted = |p: Program| only.is_none_or(|o| o == p);
+        let mut due = Vec::new();
+        for p in Program::ALL {
+            if only.is_none_or(|o| o == p) && (forced || self.program_due(p, now)?) {
+                due.push(p);
+            }
+        }
+        let wanted = |p: Program| due.contains(&p);
         if wanted(Program::Telemetry) && self.telemetry_collection_due(now)? {
             self.collect_program(Program::Telemetry, consent).await?;
         }
@@ -419,9 +434,24 @@ impl Agent {
         }
         let mut report = UploadReport::default();
         for p in Program::ALL.into_iter().filter(|p| wanted(*p)) {
-            report.programs.push(self.upload_program(p).await?);
+            let r = self.upload_program(p).await?;
+            // The cadence counts from uploads that happened, not from empty cycles.
+            if r.failure.is_none() && !r.sent.is_empty() {
+                self.store().set_setting(&cadence_key(p), &now.to_string())?;
+            }
+            report.programs.push(r);
         }
         Ok(report)
+    }
+
+    /// Whether the schedule should upload `p` now: its cadence has come round (a little early is
+    /// fine: the schedule only wakes on the hour's side), or its last attempt failed.
+    fn program_due(&self, p: Program, now: Timestamp) -> Result<bool> {
+        let store = self.store();
+        let last: Option<Timestamp> = store.setting(&cadence_key(p))?.and_then(|v| v.parse().ok());
+        let failed = store.last_attempt(p)?.is_some_and(|a| a.code != Code::Success.as_str());
+        let interval = self.cfg.upload_interval(p).as_secs() as i64;
+        Ok(failed || last.is_none_or(|l| l > now || now - l >= interval - interval / 10))
     }
 
     fn telemetry_collection_due(&self, now: Timestamp) -> Result<bool> {
@@ -751,6 +781,7 @@ impl Agent {
             license_events: self.license_events(&self.scan_licenses())?,
             locks: self.locks(),
             version: self.version_status(now)?,
+            intervals: Program::ALL.map(|p| self.cfg.upload_interval(p)),
         })
     }
 
@@ -808,7 +839,7 @@ impl Agent {
 
     async fn run_task(&self, t: Task, s: TaskState) -> Result<TaskState> {
         let outcome = match t {
-            Task::Upload => self.upload_cycle(None).await.map(|r| (!r.must_retry(), r.retry_after())),
+            Task::Upload => self.cycle(None, false).await.map(|r| (!r.must_retry(), r.retry_after())),
             Task::CollectConfig => self.collect(Some(Program::CallHome)).await.map(|_| (true, None)),
             Task::SamplePerformance => self.sample(Program::CallHome).await.map(|_| (true, None)),
             Task::SampleUsage => match self.refresh_licenses_locked().await {
@@ -826,6 +857,10 @@ impl Agent {
             }
         })
     }
+}
+
+fn cadence_key(p: Program) -> String {
+    format!("upload.last_cycle.{}", p.name())
 }
 
 fn window_key(p: Program) -> String {

@@ -56,6 +56,16 @@ pub struct UploadConfig {
     pub timeout: Duration,
     /// How long after a newer agent release the running one is still current.
     pub version_window: Duration,
+    /// Each program's own upload cadence (`[upload.intervals]`); telemetry's is `interval`.
+    pub intervals: ProgramIntervals,
+}
+
+/// How often each program's bundles are uploaded by the schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgramIntervals {
+    pub call_home: Duration,
+    pub ceip: Duration,
+    pub events: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -167,6 +177,16 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// How often the schedule uploads a program's bundles.
+    pub fn upload_interval(&self, p: Program) -> Duration {
+        match p {
+            Program::Telemetry => self.upload.interval,
+            Program::CallHome => self.upload.intervals.call_home,
+            Program::Ceip => self.upload.intervals.ceip,
+            Program::Events => self.upload.intervals.events,
+        }
+    }
+
     /// The embedded default alone.
     pub fn embedded() -> Config {
         let mut cfg = Config::blank();
@@ -256,6 +276,7 @@ impl Config {
                 read_timeout: Duration::ZERO,
                 timeout: Duration::ZERO,
                 version_window: Duration::ZERO,
+                intervals: ProgramIntervals { call_home: Duration::ZERO, ceip: Duration::ZERO, events: Duration::ZERO },
             },
             schedule: ScheduleConfig {
                 config_interval: Duration::ZERO,
@@ -410,6 +431,26 @@ impl Parser<'_> {
             "read_timeout" => self.duration_into(v, loc, &mut u.read_timeout, false),
             "timeout" => self.duration_into(v, loc, &mut u.timeout, false),
             "version_window" => self.duration_into(v, loc, &mut u.version_window, false),
+            "intervals" => {
+                let Some(t) = v.as_table_like() else {
+                    self.push(&loc.key, loc.span.clone(), "expected a table such as { call_home = \"7d\" }");
+                    return true;
+                };
+                for (k, item) in t.iter() {
+                    let l = Loc { key: format!("{}.{k}", loc.key), span: item.span().or(loc.span.clone()) };
+                    match k {
+                        "call_home" => self.duration_into(item, &l, &mut u.intervals.call_home, false),
+                        "ceip" => self.duration_into(item, &l, &mut u.intervals.ceip, false),
+                        "events" => self.duration_into(item, &l, &mut u.intervals.events, false),
+                        "telemetry" => self.push(&l.key, l.span.clone(), "telemetry's cadence is upload.interval"),
+                        _ => self.push(
+                            &l.key,
+                            l.span.clone(),
+                            "unknown program; the optional programs are call_home, ceip, events",
+                        ),
+                    }
+                }
+            }
             _ => return false,
         }
         true

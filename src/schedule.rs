@@ -54,7 +54,12 @@ impl Plan {
     pub fn from_config(c: &Config) -> Plan {
         Plan {
             first_upload_delay: c.upload.first_upload_delay,
-            upload_interval: c.upload.interval,
+            // The schedule wakes for the most frequent program; each program keeps its own cadence.
+            upload_interval: crate::programs::Program::ALL
+                .iter()
+                .map(|p| c.upload_interval(*p))
+                .min()
+                .unwrap_or(c.upload.interval),
             retry_base: c.upload.retry_base,
             retry_max: c.upload.retry_max,
             config_interval: c.schedule.config_interval,

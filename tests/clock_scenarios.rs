@@ -120,3 +120,37 @@ fn a_receiver_down_for_a_day_gets_a_few_retries_and_the_clock_warns_then_overdue
     sc.clock.set(START + 91 * 86_400);
     assert_eq!(sc.compliance(), (91, "overdue"));
 }
+
+#[test]
+fn each_program_keeps_its_own_upload_cadence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = Receiver::start(tmp.path(), &[]);
+    let s = Setup::new();
+    // Call Home collected daily but uploaded weekly; the samplers run once (they take real time).
+    s.configure_for(
+        &r,
+        "intervals = { call_home = \"7d\" }\n[schedule]\nconfig_interval = \"1d\"\nperformance_interval = \"3650d\"\nusage_interval = \"3650d\"\n[programs]\nceip = false\n",
+    );
+    let clock = ManualClock::at(START);
+    let agent = Agent::open(Config::load(&s.config).unwrap(), DataDir::at(&s.data), Arc::new(clock.clone())).unwrap();
+    agent.start_schedule().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for _ in 0..14 * 24 {
+        clock.advance(HOUR);
+        rt.block_on(agent.run_due()).unwrap();
+    }
+    let attempts = agent.store().attempts(100_000, 0).unwrap();
+    let cycles = |p: Program| {
+        let mut at: Vec<i64> = attempts.iter().filter(|a| a.program == p).map(|a| a.at).collect();
+        at.dedup();
+        at.len()
+    };
+    assert_eq!(cycles(Program::Telemetry), 14, "telemetry daily");
+    // The first bundle goes at the first cycle after it exists (day 1), the next a week later.
+    assert_eq!(cycles(Program::CallHome), 2, "Call Home weekly");
+    let sent = attempts.iter().filter(|a| a.program == Program::CallHome && a.code == "CTX_UPLOADER_SUCCESS").count();
+    assert!(sent >= 7, "a week of daily Call Home bundles went at once: {sent}");
+    assert!(!agent.spool().pending(Program::CallHome).unwrap().is_empty(), "this week's wait for their turn");
+    let st = callhome::api::dto::StatusDoc::from(&agent.status().unwrap());
+    assert_eq!((st.programs[0].upload_interval.as_str(), st.programs[1].upload_interval.as_str()), ("1day", "7days"));
+}

@@ -86,6 +86,8 @@ pub struct ProgramDoc {
     pub identifiable: bool,
     /// `automatic` or `manual` for telemetry; `automatic` or `off` for the others.
     pub mode: String,
+    /// How often the schedule uploads it (`24h`, `7d`).
+    pub upload_interval: String,
     /// Locked on (by the configuration or a vendor policy rule): it cannot be turned off.
     pub locked: bool,
     pub locked_reason: Option<String>,
@@ -127,6 +129,10 @@ impl From<&Status> for StatusDoc {
                     _ if s.consent.enabled(*p) => "automatic".into(),
                     _ => "off".into(),
                 },
+                upload_interval: humantime::format_duration(
+                    s.intervals[Program::ALL.iter().position(|x| x == p).expect("a program")],
+                )
+                .to_string(),
                 locked: s.locks.iter().any(|(l, _)| l == p),
                 locked_reason: s.locks.iter().find(|(l, _)| l == p).map(|(_, r)| r.clone()),
             })

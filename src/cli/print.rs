@@ -81,7 +81,7 @@ pub fn programs(list: &[ProgramDoc]) {
             " (non-identifiable)"
         };
         let lock = p.locked_reason.as_ref().map(|r| format!(" (locked: {r})")).unwrap_or_default();
-        println!("  {:<10} {:<18} {}{note}{lock}", p.name, p.title, p.mode);
+        println!("  {:<10} {:<18} {:<9} every {:<4}{note}{lock}", p.name, p.title, p.mode, p.upload_interval);
     }
 }
 
