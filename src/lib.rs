@@ -30,4 +30,5 @@ pub mod schedule;
 pub mod spool;
 pub mod store;
 pub mod support;
+pub mod tail;
 pub mod upload;

@@ -9,31 +9,23 @@
 //! The per-hour aggregate is [`Hours`]; persisting it is the caller's business.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::date::Date;
+use crate::tail::TailCursor;
 
 /// Longest log line considered; longer ones are skipped.
 pub const MAX_LINE: usize = 64 * 1024;
-/// How much of a file's start identifies its content.
-pub const HEAD_BYTES: usize = 1024;
-const CHUNK: usize = 1 << 20;
 
 /// Where reading stopped, and the context needed to go on (persisted between runs).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
-    /// The file's identity (device and inode on Unix) when it was last read.
-    pub identity: Option<String>,
-    /// The byte after the last complete line read.
-    pub offset: u64,
-    /// SHA-256 of the file's first bytes (up to [`HEAD_BYTES`]) as last read: a file rewritten
-    /// in place (truncated and grown past the offset) no longer matches.
-    #[serde(default)]
-    pub head: Option<String>,
+    /// File identity, offset and head hash.
+    #[serde(flatten)]
+    pub tail: TailCursor,
     /// Days since the epoch of the current log date, once known.
     pub day: Option<i64>,
     /// Seconds into the day of the last timed line (to detect midnight).
@@ -216,86 +208,14 @@ impl Parser {
 
 /// Reads what is new in `path` since `cursor`.
 pub fn read_new(path: &Path, cursor: Cursor) -> io::Result<Parser> {
-    let mut file = File::open(path)?;
-    let meta = file.metadata()?;
-    let identity = identity(&meta);
     let mut parser = Parser::new(cursor);
-    let head_now = head_hash(&mut file, parser.cursor.offset)?;
-    let restart = parser.cursor.identity.as_ref().is_some_and(|id| Some(id) != identity.as_ref())
-        || meta.len() < parser.cursor.offset
-        || (parser.cursor.offset > 0 && parser.cursor.head.is_some() && parser.cursor.head != head_now);
-    if restart {
-        parser.cursor.offset = 0;
-        parser.stats.restarted = true;
-    }
-    parser.cursor.identity = identity;
-    file.seek(SeekFrom::Start(parser.cursor.offset))?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut filled = 0usize;
-    let mut skipping = false; // inside a line longer than MAX_LINE
-    loop {
-        let n = file.read(&mut buf[filled..])?;
-        if n == 0 {
-            break; // a final line without '\n' waits for the next run
-        }
-        filled += n;
-        let mut start = 0;
-        while let Some(i) = memchr::memchr(b'\n', &buf[start..filled]) {
-            let end = start + i;
-            if skipping {
-                skipping = false;
-            } else {
-                parser.line(&buf[start..end]);
-            }
-            start = end + 1;
-        }
-        parser.cursor.offset += start as u64;
-        parser.stats.bytes += start as u64;
-        buf.copy_within(start..filled, 0);
-        filled -= start;
-        if filled > MAX_LINE {
-            // Drop the head of an overlong line and remember to skip its rest.
-            parser.cursor.offset += filled as u64;
-            parser.stats.bytes += filled as u64;
-            if !skipping {
-                parser.stats.skipped += 1;
-            }
-            filled = 0;
-            skipping = true;
-        }
-    }
-    parser.cursor.head = head_hash(&mut file, parser.cursor.offset)?;
+    let mut tail = std::mem::take(&mut parser.cursor.tail);
+    let read = crate::tail::read_new(path, &mut tail, MAX_LINE, |line| parser.line(line))?;
+    parser.cursor.tail = tail;
+    parser.stats.bytes = read.bytes;
+    parser.stats.skipped += read.skipped;
+    parser.stats.restarted = read.restarted;
     Ok(parser)
-}
-
-/// SHA-256 of the first `min(upto, HEAD_BYTES)` bytes.
-fn head_hash(file: &mut File, upto: u64) -> io::Result<Option<String>> {
-    let n = upto.min(HEAD_BYTES as u64) as usize;
-    if n == 0 {
-        return Ok(None);
-    }
-    let mut buf = vec![0u8; n];
-    file.seek(SeekFrom::Start(0))?;
-    let mut got = 0;
-    while got < n {
-        let k = file.read(&mut buf[got..])?;
-        if k == 0 {
-            break;
-        }
-        got += k;
-    }
-    Ok(Some(crate::fsutil::sha256_hex(&buf[..got])))
-}
-
-#[cfg(unix)]
-fn identity(meta: &std::fs::Metadata) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    Some(format!("{}:{}", meta.dev(), meta.ino()))
-}
-
-#[cfg(not(unix))]
-fn identity(meta: &std::fs::Metadata) -> Option<String> {
-    meta.created().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos().to_string())
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
@@ -426,13 +346,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("d.log");
         let mut text = String::from("9:00:00 (a) TIMESTAMP 1/2/2026\n9:00:01 (a) OUT: \"");
-        text.push_str(&"x".repeat(5 * CHUNK));
+        text.push_str(&"x".repeat(5 << 20));
         text.push_str("\" u@h\n9:02:00 (a) OUT: \"f\" u@h\n");
         std::fs::write(&log, text).unwrap();
         let p = read_new(&log, Cursor::default()).unwrap();
         assert_eq!(p.stats.skipped, 1);
         assert_eq!(p.hours.len(), 1);
-        assert_eq!(p.cursor.offset, std::fs::metadata(&log).unwrap().len());
+        assert_eq!(p.cursor.tail.offset, std::fs::metadata(&log).unwrap().len());
     }
 
     #[test]
