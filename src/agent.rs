@@ -323,7 +323,14 @@ impl Agent {
         let now = self.clock.now();
         // License usage goes up to the last full hour; the window's start is remembered.
         let window = (self.usage_window_start(p)?, now - now.rem_euclid(3600));
-        if p == Program::Ceip && samples.is_empty() && self.store().usage(None, window.0, window.1)?.is_empty() {
+        if matches!(p, Program::CallHome | Program::Ceip) {
+            self.scan_errors().await?;
+        }
+        if p == Program::Ceip
+            && samples.is_empty()
+            && self.store().usage(None, window.0, window.1)?.is_empty()
+            && !self.has_unsent_errors(p)?
+        {
             return skipped("no usage samples yet");
         }
         let pending_events = if p == Program::Events {
@@ -343,7 +350,7 @@ impl Agent {
             now,
         };
         let mut contents = collect::gather(p, &ctx, &samples).await;
-        self.add_license_files(p, &mut contents, window, &pending_events).await?;
+        let after_commit = self.add_license_files(p, &mut contents, window, &pending_events).await?;
         if contents.is_empty() {
             return skipped("nothing to collect");
         }
@@ -369,6 +376,9 @@ impl Agent {
         }
         if !pending_events.is_empty() {
             store.mark_events_uploaded(&pending_events.iter().map(|e| e.key.clone()).collect::<Vec<_>>())?;
+        }
+        for (k, v) in &after_commit {
+            store.set_setting(k, v)?;
         }
         let quota = self.spool.enforce_quota(&mut store, self.cfg.spool.max_bytes, now)?;
         if !quota.evicted.is_empty() {
@@ -684,11 +694,82 @@ impl Agent {
         Ok((inv, now, new))
     }
 
-    /// [`Agent::refresh_licenses`] under the work lock, so two processes never read the same
-    /// new log bytes at once (and count them twice).
+    /// [`Agent::refresh_licenses`] and [`Agent::scan_errors`] under the work lock, so two
+    /// processes never read the same new log bytes at once (and count them twice).
     pub async fn refresh_licenses_locked(&self) -> Result<()> {
         let _w = self.work_lock().await?;
-        self.refresh_licenses().await.map(|_| ())
+        self.refresh_licenses().await?;
+        self.scan_errors().await
+    }
+
+    /// Reads what is new in the product logs (`collect.error_logs`) and counts error lines —
+    /// only while Call Home or CEIP may collect.
+    pub async fn scan_errors(&self) -> Result<()> {
+        let consent = self.consent()?;
+        if !consent.enabled(Program::CallHome) && !consent.enabled(Program::Ceip) {
+            return Ok(());
+        }
+        let (paths, problems) = licenses::license_paths(&self.cfg.collect.error_logs, &self.config_base());
+        for p in problems {
+            warn!("collect.error_logs: {}: {}", p.file.display(), p.message);
+        }
+        for path in paths {
+            let key = format!("errors:{}", path.display());
+            let mut cursor: crate::tail::TailCursor =
+                self.store().log_cursor(&key)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
+            let patterns = self.cfg.collect.error_patterns.clone();
+            let p2 = path.clone();
+            let scanned = tokio::task::spawn_blocking(move || {
+                collect::errors::scan(&p2, &mut cursor, &patterns).map(|f| (f, cursor))
+            })
+            .await
+            .expect("the scanner does not panic");
+            match scanned {
+                Ok((found, cursor)) => {
+                    let now = self.clock.now();
+                    let json = serde_json::to_string(&cursor).expect("cursors serialize");
+                    self.store().add_errors(&key, &json, now - now.rem_euclid(3600), &found, now)?;
+                }
+                Err(e) => warn!("cannot read the product log {}: {e}; check collect.error_logs", path.display()),
+            }
+        }
+        Ok(())
+    }
+
+    fn has_unsent_errors(&self, p: Program) -> Result<bool> {
+        let store = self.store();
+        let after: i64 =
+            store.setting(&format!("errors.sent.{}.counts", p.name()))?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(!store.errors_after(after, i64::MAX)?.0.is_empty())
+    }
+
+    /// `errors.json`: error counts (and, when `samples`, redacted sample lines) recorded since the
+    /// program's last bundle. Returns the settings that mark them sent, to apply once the bundle
+    /// is in the spool (a failed write loses nothing).
+    fn add_errors_file(&self, p: Program, c: &mut bundle::Contents, samples: bool) -> Result<Vec<(String, String)>> {
+        let store = self.store();
+        let key = |what: &str| format!("errors.sent.{}.{what}", p.name());
+        let after: i64 = store.setting(&key("counts"))?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let after_sample: i64 = store.setting(&key("samples"))?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let (counts, sample_rows, max, max_sample) = store.errors_after(after, after_sample)?;
+        if counts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut doc = serde_json::json!({
+            "patterns": self.cfg.collect.error_patterns,
+            "counts": counts.iter().map(|(pat, hour, n)| serde_json::json!({ "pattern": pat, "hour": crate::clock::rfc3339(*hour), "count": n })).collect::<Vec<_>>(),
+        });
+        let holds = if samples {
+            doc["samples"] = sample_rows
+                .iter()
+                .map(|(pat, at, text)| serde_json::json!({ "pattern": pat, "at": crate::clock::rfc3339(*at), "line": text }))
+                .collect();
+            "error lines in the product's logs: counts per pattern and hour, and a few samples with numbers, addresses and e-mail addresses blanked"
+        } else {
+            "error lines in the product's logs: counts per pattern and hour only"
+        };
+        c.add_json("errors.json", holds, &doc);
+        Ok(vec![(key("counts"), max.to_string()), (key("samples"), max_sample.to_string())])
     }
 
     fn usage_window_start(&self, p: Program) -> Result<Timestamp> {
@@ -702,7 +783,8 @@ impl Agent {
         c: &mut bundle::Contents,
         window: (Timestamp, Timestamp),
         events: &[crate::store::EventRow],
-    ) -> Result<()> {
+    ) -> Result<Vec<(String, String)>> {
+        let mut after_commit = Vec::new();
         match p {
             Program::Telemetry => {
                 let (inv, scanned_at, _) = self.refresh_licenses().await?;
@@ -720,7 +802,9 @@ impl Agent {
                     &usage_json(&rows, &inv, window, Identity::Names),
                 );
             }
+            Program::CallHome => after_commit = self.add_errors_file(p, c, true)?,
             Program::Ceip => {
+                after_commit = self.add_errors_file(p, c, false)?;
                 let rows = self.store().usage(None, window.0, window.1)?;
                 if !rows.is_empty() {
                     let inv = self.scan_licenses();
@@ -749,7 +833,7 @@ impl Agent {
             }
             _ => {}
         }
-        Ok(())
+        Ok(after_commit)
     }
 
     /// The state every front end shows.

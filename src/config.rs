@@ -118,6 +118,10 @@ pub struct ProductConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectConfig {
     pub commands: Vec<CommandSpec>,
+    /// Product log files (and globs) scanned for error lines.
+    pub error_logs: Vec<String>,
+    /// What makes a line an error line (plain substrings).
+    pub error_patterns: Vec<String>,
 }
 
 /// A vendor command whose JSON output is stored in a bundle of `program`.
@@ -293,7 +297,7 @@ impl Config {
                 locked: Vec::new(),
             },
             product: ProductConfig { name: String::new(), version: String::new(), processes: Vec::new() },
-            collect: CollectConfig { commands: Vec::new() },
+            collect: CollectConfig { commands: Vec::new(), error_logs: Vec::new(), error_patterns: Vec::new() },
             licenses: LicenseConfig::default(),
             api: ApiConfig { enabled: true, port: 0, ipv6: false },
             policy: Vec::new(),
@@ -347,6 +351,20 @@ impl Parser<'_> {
                     "commands" => {
                         if let Some(c) = p.commands(v, key) {
                             cfg.collect.commands = c;
+                        }
+                        true
+                    }
+                    "error_logs" => {
+                        if let Some(l) = p.strings(v, key) {
+                            cfg.collect.error_logs = l;
+                        }
+                        true
+                    }
+                    "error_patterns" => {
+                        match p.strings(v, key) {
+                            Some(l) if l.iter().any(String::is_empty) => p.push(&key.key, key.span.clone(), "a pattern cannot be empty"),
+                            Some(l) => cfg.collect.error_patterns = l,
+                            None => {}
                         }
                         true
                     }

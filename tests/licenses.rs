@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::*;
@@ -278,4 +279,59 @@ fn a_license_expiring_in_20_days_is_an_event_in_status_and_in_an_event_bundle() 
     assert!(events["events"].as_array().unwrap().iter().any(|e| e["feature"] == "trial_addon"));
     let again = s.cli(&["collect", "--program", "events"]);
     assert!(stdout(&again).contains("skipped (no new license events)"), "{}", stdout(&again));
+}
+
+#[test]
+fn product_log_errors_go_to_call_home_with_redacted_samples_and_to_ceip_as_counts() {
+    let s = Setup::new();
+    let log = s.path().join("product.log");
+    std::fs::write(
+        &log,
+        "10:00:01 INFO started\n10:00:02 ERROR license checkout failed for annika@corp.example from 10.20.30.40 (code 4711)\n10:00:03 FATAL out of memory\n10:00:04 ERROR retry 2 of 5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &s.config,
+        "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n[programs]\nceip = true\n[collect]\nerror_logs = [\"*.log\"]\n",
+    )
+    .unwrap();
+    assert!(s.cli(&["collect", "--program", "call_home"]).status.success());
+    assert!(s.cli(&["collect", "--program", "ceip"]).status.success());
+    let ch = bundle_entries(&only_bundle(&s, "callhome"));
+    let errors: Value =
+        serde_json::from_slice(&ch.iter().find(|(n, _)| n == "errors.json").expect("errors.json in Call Home").1)
+            .unwrap();
+    let count = |doc: &Value, pat: &str| {
+        doc["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["pattern"] == pat)
+            .map(|c| c["count"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!((count(&errors, "ERROR"), count(&errors, "FATAL")), (2, 1));
+    let samples = errors["samples"].to_string();
+    assert!(samples.contains("license checkout failed for [email] from [ip] (code #)"), "{samples}");
+    let ceip = bundle_entries(&only_bundle(&s, "usage"));
+    let counts: Value =
+        serde_json::from_slice(&ceip.iter().find(|(n, _)| n == "errors.json").expect("errors.json in CEIP").1).unwrap();
+    assert_eq!(count(&counts, "ERROR"), 2);
+    assert!(counts.get("samples").is_none(), "CEIP gets counts only");
+    for (_, bytes) in ch.iter().chain(ceip.iter()) {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains("annika") && !text.contains("10.20.30.40"), "the e-mail and the address never leave");
+    }
+    // New lines only, next time.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b"10:05:00 panic: index out of range\n")
+        .unwrap();
+    std::fs::remove_file(only_bundle(&s, "callhome")).unwrap();
+    assert!(s.cli(&["collect", "--program", "call_home"]).status.success());
+    let again = bundle_entries(&only_bundle(&s, "callhome"));
+    let errors: Value = serde_json::from_slice(&again.iter().find(|(n, _)| n == "errors.json").unwrap().1).unwrap();
+    assert_eq!((count(&errors, "ERROR"), count(&errors, "panic")), (0, 1));
 }

@@ -6,6 +6,7 @@
 
 pub mod command;
 pub mod deployment;
+pub mod errors;
 pub mod licenses;
 pub mod performance;
 pub mod system;
