@@ -231,6 +231,35 @@ impl Agent {
         Ok(VersionStatus { running, latest, released, outdated: newer && old_enough })
     }
 
+    /// How often the schedule uploads a program: its configured cadence, or a matching vendor
+    /// policy rule's when that is shorter.
+    pub fn upload_interval(&self, p: Program) -> Duration {
+        let configured = self.cfg.upload_interval(p);
+        self.matched_rules()
+            .iter()
+            .filter(|r| r.require == p)
+            .filter_map(|r| r.upload_interval)
+            .fold(configured, Duration::min)
+    }
+
+    /// The vendor policy rules an installed, unexpired license line matches.
+    fn matched_rules(&self) -> Vec<&crate::config::PolicyRule> {
+        if self.cfg.policy.is_empty() {
+            return Vec::new();
+        }
+        let inv = self.scan_licenses();
+        self.cfg
+            .policy
+            .iter()
+            .filter(|rule| {
+                let (k, v) = &rule.vendor_string;
+                inv.licenses.iter().filter(|l| !l.expired()).any(|l| {
+                    l.line.vendor_string.iter().any(|(a, b)| a.eq_ignore_ascii_case(k) && b.eq_ignore_ascii_case(v))
+                })
+            })
+            .collect()
+    }
+
     /// Programs locked on, with the reason: by the administrator's configuration, or by a vendor
     /// policy rule that an installed license line matches.
     pub fn locks(&self) -> Vec<(Program, String)> {
@@ -241,16 +270,9 @@ impl Agent {
             .iter()
             .map(|p| (*p, "locked on by the administrator's configuration".to_string()))
             .collect();
-        if !self.cfg.policy.is_empty() {
-            let inv = self.scan_licenses();
-            for rule in &self.cfg.policy {
-                let (k, v) = &rule.vendor_string;
-                let matched = inv.licenses.iter().filter(|l| !l.expired()).any(|l| {
-                    l.line.vendor_string.iter().any(|(a, b)| a.eq_ignore_ascii_case(k) && b.eq_ignore_ascii_case(v))
-                });
-                if matched && !out.iter().any(|(p, _)| *p == rule.require) {
-                    out.push((rule.require, rule.reason.clone()));
-                }
+        for rule in self.matched_rules() {
+            if !out.iter().any(|(p, _)| *p == rule.require) {
+                out.push((rule.require, rule.reason.clone()));
             }
         }
         out
@@ -460,7 +482,8 @@ impl Agent {
         let store = self.store();
         let last: Option<Timestamp> = store.setting(&cadence_key(p))?.and_then(|v| v.parse().ok());
         let failed = store.last_attempt(p)?.is_some_and(|a| a.code != Code::Success.as_str());
-        let interval = self.cfg.upload_interval(p).as_secs() as i64;
+        drop(store);
+        let interval = self.upload_interval(p).as_secs() as i64;
         Ok(failed || last.is_none_or(|l| l > now || now - l >= interval - interval / 10))
     }
 
@@ -865,7 +888,7 @@ impl Agent {
             license_events: self.license_events(&self.scan_licenses())?,
             locks: self.locks(),
             version: self.version_status(now)?,
-            intervals: Program::ALL.map(|p| self.cfg.upload_interval(p)),
+            intervals: Program::ALL.map(|p| self.upload_interval(p)),
         })
     }
 

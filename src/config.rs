@@ -106,6 +106,8 @@ pub struct PolicyRule {
     pub require: Program,
     /// Shown wherever the lock is (API 409, CLI, status).
     pub reason: String,
+    /// The program's upload cadence while the rule applies (such as "24h").
+    pub upload_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -632,7 +634,7 @@ impl Parser<'_> {
         let mut out = Vec::new();
         for (i, t) in a.iter().enumerate() {
             let base = format!("{}[{i}]", loc.key);
-            let (mut vs, mut require, mut reason) = (None, None, None);
+            let (mut vs, mut require, mut reason, mut interval) = (None, None, None, None);
             for (k, item) in t.iter() {
                 let l = Loc { key: format!("{base}.{k}"), span: item.span().or(t.span()) };
                 match k {
@@ -649,13 +651,22 @@ impl Parser<'_> {
                         None => {}
                     },
                     "reason" => reason = self.string(item, &l),
-                    _ => self.push(&l.key, l.span.clone(), "unknown key; a rule has vendor_string, require and reason"),
+                    "upload_interval" => {
+                        let mut d = Duration::ZERO;
+                        self.duration_into(item, &l, &mut d, false);
+                        interval = (!d.is_zero()).then_some(d);
+                    }
+                    _ => self.push(
+                        &l.key,
+                        l.span.clone(),
+                        "unknown key; a rule has vendor_string, require, reason and upload_interval",
+                    ),
                 }
             }
             match (vs, require) {
                 (Some(vs), Some(require)) => {
                     let reason = reason.unwrap_or_else(|| format!("required by the license terms ({}={})", vs.0, vs.1));
-                    out.push(PolicyRule { vendor_string: vs, require, reason });
+                    out.push(PolicyRule { vendor_string: vs, require, reason, upload_interval: interval });
                 }
                 _ => self.push(&base, t.span(), "a rule needs vendor_string and require"),
             }

@@ -614,7 +614,7 @@ fn a_csp_license_locks_call_home_on() {
     .unwrap();
     std::fs::write(
         &s.config,
-        "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n[programs]\ncall_home = false\n[programs.ceip]\nlocked = true\n[licenses]\nfiles = [\"*.lic\"]\n[[policy.rules]]\nvendor_string = \"LT=CSP\"\nrequire = \"call_home\"\nreason = \"CSP licenses require Call Home\"\n",
+        "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n[programs]\ncall_home = false\n[programs.ceip]\nlocked = true\n[licenses]\nfiles = [\"*.lic\"]\n[[policy.rules]]\nvendor_string = \"LT=CSP\"\nrequire = \"call_home\"\nreason = \"CSP licenses require Call Home\"\nupload_interval = \"24h\"\n",
     )
     .unwrap();
     let st = s.status();
@@ -625,6 +625,7 @@ fn a_csp_license_locks_call_home_on() {
         st["programs"][1]
     );
     assert_eq!(st["programs"][1]["locked_reason"], "CSP licenses require Call Home");
+    assert_eq!(st["programs"][1]["upload_interval"], "1day", "the rule makes Call Home upload daily (7d otherwise)");
     assert_eq!(st["programs"][2]["locked"], true, "[programs.ceip] locked = true");
     let out = s.cli(&["programs", "disable", "call_home"]);
     assert_eq!(out.status.code(), Some(7));
@@ -652,5 +653,9 @@ fn a_csp_license_locks_call_home_on() {
     assert!(agent.terminate().success());
     // Without the license, the rule does not apply.
     std::fs::remove_file(s.path().join("csp.lic")).unwrap();
-    assert_eq!(s.status()["programs"][1]["locked"], false);
+    let st = s.status();
+    assert_eq!(
+        (st["programs"][1]["locked"].as_bool(), st["programs"][1]["upload_interval"].as_str()),
+        (Some(false), Some("7days"))
+    );
 }
