@@ -117,9 +117,7 @@ fn the_receiver_serves_given_certificate_files() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("https://")).unwrap().to_string();
+    let url = read_url(&mut child);
     s.configure(&url, &tls.join("ca.pem"), &s.path().join("receiver-public.pem"), "");
     let out = s.cli(&["upload", "--program", "telemetry"]);
     let _ = child.kill();
@@ -201,38 +199,16 @@ fn test_connection_passes_every_step_through_the_proxy_and_names_what_fails() {
 #[test]
 fn a_receipt_advertising_an_old_newer_release_makes_check_warn() {
     let s = Setup::new();
-    let dir = s.path().to_path_buf();
-    let mut child = Command::new(RECEIVER)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-self-signed",
-            "--latest-version",
-            "99.0.0",
-            "--latest-released",
-            "2025-01-01",
-            "--store",
-        ])
-        .arg(dir.join("store"))
-        .arg("--ca-out")
-        .arg(dir.join("ca.pem"))
-        .arg("--signing-key")
-        .arg(dir.join("k.pem"))
-        .arg("--public-key-out")
-        .arg(dir.join("pub.pem"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("https://")).unwrap().to_string();
-    s.configure(&url, &dir.join("ca.pem"), &dir.join("pub.pem"), "");
+    let r = Receiver::start_with(
+        s.path(),
+        "127.0.0.1:0",
+        &[],
+        &["--latest-version", "99.0.0", "--latest-released", "2025-01-01"],
+    );
+    s.configure_for(&r, "");
     assert_eq!(s.status()["version"]["outdated"], false, "nothing advertised yet");
     let out = s.cli(&["upload", "--program", "telemetry"]);
-    let _ = child.kill();
-    let _ = child.wait();
+    r.stop();
     assert!(out.status.success(), "{}", stdout(&out));
     let st = s.status();
     assert_eq!((st["version"]["latest"].as_str(), st["version"]["outdated"].as_bool()), (Some("99.0.0"), Some(true)));

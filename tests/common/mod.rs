@@ -36,6 +36,11 @@ impl Receiver {
     }
 
     pub fn start_on(dir: &Path, listen: &str, faults: &[&str]) -> Receiver {
+        Self::start_with(dir, listen, faults, &[])
+    }
+
+    /// Like [`Receiver::start_on`], with more `serve` options.
+    pub fn start_with(dir: &Path, listen: &str, faults: &[&str], extra: &[&str]) -> Receiver {
         let store = dir.join("receiver-store");
         let ca = dir.join("ca.pem");
         let public_key = dir.join("receiver-public.pem");
@@ -55,14 +60,9 @@ impl Receiver {
         for f in faults {
             cmd.args(["--fault", f]);
         }
+        cmd.args(extra);
         let mut child = cmd.spawn().expect("the receiver starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("the receiver prints its address");
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("https://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
+        let url = read_url(&mut child);
         Receiver { child, url, store, ca, public_key }
     }
 
@@ -90,6 +90,18 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The address a receiver prints on its first line of output.
+pub fn read_url(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut line)
+        .expect("the receiver prints its address");
+    line.split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string()
 }
 
 /// File names in `dir` ending with `suffix`, sorted.
