@@ -217,3 +217,123 @@ fn a_receipt_advertising_an_old_newer_release_makes_check_warn() {
     assert!(stdout(&out).contains("install 99.0.0 (released 2025-01-01)"), "{}", stdout(&out));
     assert!(s.cli(&["ledger", "verify"]).status.success(), "the advertised version is signed with the receipt");
 }
+
+/// One row of the fault matrix: what the upload met, and what must come of it.
+struct Fault {
+    name: &'static str,
+    /// `--fault` spec for the receiver, if any.
+    receiver_fault: Option<&'static str>,
+    code: &'static str,
+    quarantined: bool,
+}
+
+#[test]
+fn the_fault_matrix_loses_no_bundle() {
+    let rows = [
+        Fault {
+            name: "500",
+            receiver_fault: Some("status=500"),
+            code: "CTX_UPLOADER_ERROR_HTTP_STATUS",
+            quarantined: false,
+        },
+        Fault {
+            name: "503 + Retry-After",
+            receiver_fault: Some("status=503,retry-after=30"),
+            code: "CTX_UPLOADER_ERROR_HTTP_STATUS",
+            quarantined: false,
+        },
+        Fault {
+            name: "429",
+            receiver_fault: Some("status=429,retry-after=5"),
+            code: "CTX_UPLOADER_ERROR_HTTP_STATUS",
+            quarantined: false,
+        },
+        Fault {
+            name: "400",
+            receiver_fault: Some("status=400"),
+            code: "CTX_UPLOADER_ERROR_REJECTED",
+            quarantined: true,
+        },
+        Fault { name: "401", receiver_fault: Some("status=401"), code: "CTX_UPLOADER_ERROR_AUTH", quarantined: false },
+        Fault {
+            name: "413",
+            receiver_fault: Some("status=413"),
+            code: "CTX_UPLOADER_ERROR_REJECTED",
+            quarantined: true,
+        },
+        Fault {
+            name: "slow answer past the timeout",
+            receiver_fault: Some("delay=10s"),
+            code: "CTX_UPLOADER_ERROR_TIMEOUT",
+            quarantined: false,
+        },
+        Fault {
+            name: "connection reset mid-upload",
+            receiver_fault: Some("drop"),
+            code: "CTX_UPLOADER_ERROR_NETWORK_OPEN",
+            quarantined: false,
+        },
+        Fault {
+            name: "certificate from an unknown CA",
+            receiver_fault: None,
+            code: "CTX_UPLOADER_ERROR_TLS",
+            quarantined: false,
+        },
+        Fault {
+            name: "unresolvable host",
+            receiver_fault: None,
+            code: "CTX_UPLOADER_ERROR_NETWORK_OPEN",
+            quarantined: false,
+        },
+        Fault { name: "proxy down", receiver_fault: None, code: "CTX_UPLOADER_ERROR_PROXY", quarantined: false },
+        Fault {
+            name: "proxy refuses the login",
+            receiver_fault: None,
+            code: "CTX_UPLOADER_ERROR_PROXY",
+            quarantined: false,
+        },
+    ];
+    println!("{:<32} {:<34} {:<22} {:>4}", "fault", "result code", "decision", "lost");
+    for f in &rows {
+        let s = Setup::new();
+        let r = Receiver::start(s.path(), &f.receiver_fault.into_iter().collect::<Vec<_>>());
+        let mut env: Vec<(&str, &str)> = Vec::new();
+        // What must outlive the upload (a proxy, another receiver's CA file).
+        let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+        match f.name {
+            "certificate from an unknown CA" => {
+                let other = tempfile::tempdir().unwrap();
+                let stranger = Receiver::start(other.path(), &[]);
+                s.configure(&r.url, &stranger.ca, &r.public_key, "");
+                keep.push(Box::new(stranger));
+                keep.push(Box::new(other));
+            }
+            "unresolvable host" => s.configure("https://no-such-host.invalid/v1/bundles", &r.ca, &r.public_key, ""),
+            "proxy down" => s.configure_for(&r, "proxy = \"http://127.0.0.1:1\""),
+            "proxy refuses the login" => {
+                let p = Proxy::start(s.path(), "agent", "right");
+                s.configure_for(&r, &format!("proxy = \"http://127.0.0.1:{}\"\nproxy_user = \"agent\"", p.port));
+                env.push(("CALLHOME_PROXY_PASSWORD", "wrong"));
+                keep.push(Box::new(p));
+            }
+            "slow answer past the timeout" => s.configure_for(&r, "read_timeout = \"1s\""),
+            _ => s.configure_for(&r, ""),
+        }
+        let out = s.cli_env(&["upload", "--program", "telemetry"], &env);
+        assert_eq!(out.status.code(), Some(4), "{}: {}", f.name, stdout(&out));
+        let xml = s.result_file("compliance");
+        let got = xml.split("<Code>").nth(1).and_then(|x| x.split("</Code>").next()).unwrap_or("").to_string();
+        let kept = s.spool("compliance").len();
+        let quarantined = list(&s.data.join("quarantine"), ".zip").len();
+        let lost = 1 - (kept + quarantined).min(1);
+        let decision = if quarantined == 1 { "quarantined" } else { "kept, retried later" };
+        println!("{:<32} {:<34} {:<22} {:>4}", f.name, got, decision, lost);
+        assert_eq!(got, f.code, "{}", f.name);
+        assert_eq!(
+            (kept + quarantined, quarantined == 1),
+            (1, f.quarantined),
+            "{}: zero lost, the right decision",
+            f.name
+        );
+    }
+}

@@ -171,6 +171,14 @@ impl Uploader {
                 ),
                 arg,
             )
+        } else if lower.contains("tunnel error") && lower.contains("underlying connection") {
+            Failure::retry(
+                Code::Proxy,
+                format!(
+                    "cannot reach the proxy ({detail}); check upload.proxy (or HTTPS_PROXY) and that the proxy runs"
+                ),
+                arg,
+            )
         } else if lower.contains("tunnel error") || lower.contains("tunnel unsuccessful") {
             Failure::retry(
                 Code::Proxy,
