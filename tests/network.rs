@@ -337,3 +337,65 @@ fn the_fault_matrix_loses_no_bundle() {
         );
     }
 }
+
+#[test]
+fn after_a_run_no_secret_is_in_any_file_of_the_data_directory() {
+    const PASSWORD: &str = "Seeded-Proxy-Pw-7781";
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[]);
+    let proxy = Proxy::start(s.path(), "agent", PASSWORD);
+    s.configure_for(
+        &r,
+        &format!("proxy = \"http://127.0.0.1:{}\"\nproxy_user = \"agent\"\nfirst_upload_delay = \"1s\"", proxy.port),
+    );
+    // The agent runs with the password in its environment, uploads through the proxy, and logs.
+    let mut cmd = Command::new(AGENT);
+    cmd.args(["run", "--headless", "--config"]).arg(&s.config).arg("--data-dir").arg(&s.data);
+    cmd.env("CALLHOME_PROXY_PASSWORD", PASSWORD)
+        .env("CALLHOME_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut agent = cmd.spawn().unwrap();
+    wait_until(Duration::from_secs(30), "an upload through the proxy", || {
+        s.result_file("compliance").contains("SUCCESS")
+    });
+    let token = std::fs::read_to_string(s.data.join("api-token")).unwrap().trim().to_string();
+    let read_token = std::fs::read_to_string(s.data.join("api-token-read")).unwrap().trim().to_string();
+    // An export and a support bundle too.
+    std::fs::create_dir_all(s.data.join("exports")).unwrap();
+    let ex = s.cli(&["export", "--out", s.data.join("exports/sweep.zip").to_str().unwrap()]);
+    assert!(ex.status.success(), "{}", stderr(&ex));
+    let sb = s.cli_env(
+        &["support-bundle", "--case", "1", "--out", s.data.join("support.zip").to_str().unwrap()],
+        &[("CALLHOME_PROXY_PASSWORD", PASSWORD)],
+    );
+    assert!(sb.status.success(), "{}", stderr(&sb));
+    let _ = Command::new("kill").arg("-TERM").arg(agent.id().to_string()).status();
+    let _ = agent.wait();
+    let mut files = 0;
+    for f in walk(&s.data) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&f).unwrap();
+        let mut texts = vec![bytes.clone()];
+        if name.ends_with(".zip") {
+            if let Ok(mut z) = callhome::bundle::Reader::open(&f) {
+                for n in z.names().unwrap_or_default() {
+                    texts.push(z.read(&n).unwrap_or_default());
+                }
+            }
+        }
+        for t in &texts {
+            let text = String::from_utf8_lossy(t);
+            assert!(!text.contains(PASSWORD), "the proxy password is in {}", f.display());
+            if name != "api-token" {
+                assert!(!text.contains(&token), "the API token is in {}", f.display());
+            }
+            if name != "api-token-read" {
+                assert!(!text.contains(&read_token), "the read token is in {}", f.display());
+            }
+        }
+        files += 1;
+    }
+    assert!(files > 10, "the sweep read the data directory: {files} files");
+    assert!(s.data.join("logs/agent.log").exists(), "the log was swept too");
+}
