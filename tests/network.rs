@@ -377,11 +377,11 @@ fn after_a_run_no_secret_is_in_any_file_of_the_data_directory() {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let bytes = std::fs::read(&f).unwrap();
         let mut texts = vec![bytes.clone()];
-        if name.ends_with(".zip") {
-            if let Ok(mut z) = callhome::bundle::Reader::open(&f) {
-                for n in z.names().unwrap_or_default() {
-                    texts.push(z.read(&n).unwrap_or_default());
-                }
+        if name.ends_with(".zip")
+            && let Ok(mut z) = callhome::bundle::Reader::open(&f)
+        {
+            for n in z.names().unwrap_or_default() {
+                texts.push(z.read(&n).unwrap_or_default());
             }
         }
         for t in &texts {
