@@ -188,7 +188,7 @@ impl Setup {
             .stderr(log)
             .spawn()
             .expect("the agent starts");
-        AgentProcess { child, log: log_path }
+        AgentProcess { child, log: log_path, data: self.data.clone() }
     }
 
     pub fn spool(&self, kind: &str) -> Vec<String> {
@@ -220,6 +220,7 @@ pub struct AgentProcess {
     pub child: Child,
     /// The agent's stderr, shown when a test fails while the agent runs.
     log: PathBuf,
+    data: PathBuf,
 }
 
 impl AgentProcess {
@@ -233,8 +234,14 @@ impl AgentProcess {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then waits for a clean exit.
+    /// SIGTERM once the agent holds its data directory (so its signal handlers are in place),
+    /// then waits for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        let holder = format!("pid {} ", self.child.id());
+        let lock = self.data.join("run.lock");
+        wait_until(Duration::from_secs(15), "the agent to hold its data directory", || {
+            std::fs::read_to_string(&lock).is_ok_and(|t| t.starts_with(&holder))
+        });
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         self.child.wait().unwrap()
     }
