@@ -234,20 +234,28 @@ impl Agent {
     /// How often the schedule uploads a program: its configured cadence, or a matching vendor
     /// policy rule's when that is shorter.
     pub fn upload_interval(&self, p: Program) -> Duration {
-        let configured = self.cfg.upload_interval(p);
-        self.matched_rules()
-            .iter()
-            .filter(|r| r.require == p)
-            .filter_map(|r| r.upload_interval)
-            .fold(configured, Duration::min)
+        self.interval_with(p, &self.matched_rules(None))
     }
 
-    /// The vendor policy rules an installed, unexpired license line matches.
-    fn matched_rules(&self) -> Vec<&crate::config::PolicyRule> {
+    fn interval_with(&self, p: Program, rules: &[&crate::config::PolicyRule]) -> Duration {
+        let configured = self.cfg.upload_interval(p);
+        rules.iter().filter(|r| r.require == p).filter_map(|r| r.upload_interval).fold(configured, Duration::min)
+    }
+
+    /// The vendor policy rules an installed, unexpired license line matches (in `inv`, or in a
+    /// fresh scan).
+    fn matched_rules(&self, inv: Option<&Inventory>) -> Vec<&crate::config::PolicyRule> {
         if self.cfg.policy.is_empty() {
             return Vec::new();
         }
-        let inv = self.scan_licenses();
+        let scanned;
+        let inv = match inv {
+            Some(i) => i,
+            None => {
+                scanned = self.scan_licenses();
+                &scanned
+            }
+        };
         self.cfg
             .policy
             .iter()
@@ -263,6 +271,10 @@ impl Agent {
     /// Programs locked on, with the reason: by the administrator's configuration, or by a vendor
     /// policy rule that an installed license line matches.
     pub fn locks(&self) -> Vec<(Program, String)> {
+        self.locks_with(&self.matched_rules(None))
+    }
+
+    fn locks_with(&self, rules: &[&crate::config::PolicyRule]) -> Vec<(Program, String)> {
         let mut out: Vec<(Program, String)> = self
             .cfg
             .programs
@@ -270,7 +282,7 @@ impl Agent {
             .iter()
             .map(|p| (*p, "locked on by the administrator's configuration".to_string()))
             .collect();
-        for rule in self.matched_rules() {
+        for rule in rules {
             if !out.iter().any(|(p, _)| *p == rule.require) {
                 out.push((rule.require, rule.reason.clone()));
             }
@@ -862,6 +874,9 @@ impl Agent {
     /// The state every front end shows.
     pub fn status(&self) -> Result<Status> {
         let now = self.clock.now();
+        // One scan of the license files serves the events, the locks and the cadences.
+        let inv = self.scan_licenses();
+        let rules = self.matched_rules(Some(&inv));
         let consent = self.consent()?;
         let store = self.store();
         let last_success = store.last_success(Program::Telemetry)?;
@@ -885,10 +900,10 @@ impl Agent {
             agent: self.dir.agent_running(),
             max_days: self.cfg.compliance.max_days,
             spool_max_bytes: self.cfg.spool.max_bytes,
-            license_events: self.license_events(&self.scan_licenses())?,
-            locks: self.locks(),
+            license_events: self.license_events(&inv)?,
+            locks: self.locks_with(&rules),
             version: self.version_status(now)?,
-            intervals: Program::ALL.map(|p| self.upload_interval(p)),
+            intervals: Program::ALL.map(|p| self.interval_with(p, &rules)),
         })
     }
 
