@@ -492,7 +492,7 @@ impl Agent {
     /// fine: the schedule only wakes on the hour's side), or its last attempt failed.
     fn program_due(&self, p: Program, now: Timestamp) -> Result<bool> {
         let store = self.store();
-        let last: Option<Timestamp> = store.setting(&cadence_key(p))?.and_then(|v| v.parse().ok());
+        let last: Option<Timestamp> = store.setting_as(&cadence_key(p))?;
         let failed = store.last_attempt(p)?.is_some_and(|a| a.code != Code::Success.as_str());
         drop(store);
         let interval = self.upload_interval(p).as_secs() as i64;
@@ -662,7 +662,7 @@ impl Agent {
     }
 
     /// The folder that relative paths of the configuration resolve against.
-    fn config_base(&self) -> std::path::PathBuf {
+    pub fn config_base(&self) -> std::path::PathBuf {
         match &self.cfg.source {
             Some(src) => crate::fsutil::parent_dir(src).to_path_buf(),
             None => std::path::PathBuf::from("."),
@@ -695,7 +695,7 @@ impl Agent {
         for log in &self.cfg.licenses.debug_logs {
             let path = self.config_base().join(log);
             let key = path.display().to_string();
-            let cursor = self.store().log_cursor(&key)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
+            let cursor = self.store().log_cursor(&key)?;
             let p2 = path.clone();
             match tokio::task::spawn_blocking(move || licenses::debuglog::read_new(&p2, cursor))
                 .await
@@ -750,8 +750,7 @@ impl Agent {
         }
         for path in paths {
             let key = format!("errors:{}", path.display());
-            let mut cursor: crate::tail::TailCursor =
-                self.store().log_cursor(&key)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
+            let mut cursor: crate::tail::TailCursor = self.store().log_cursor(&key)?;
             let patterns = self.cfg.collect.error_patterns.clone();
             let p2 = path.clone();
             let scanned = tokio::task::spawn_blocking(move || {
@@ -773,8 +772,7 @@ impl Agent {
 
     fn has_unsent_errors(&self, p: Program) -> Result<bool> {
         let store = self.store();
-        let after: i64 =
-            store.setting(&format!("errors.sent.{}.counts", p.name()))?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let after: i64 = store.setting_as(&errors_sent_key(p, "counts"))?.unwrap_or(0);
         Ok(!store.errors_after(after, i64::MAX)?.0.is_empty())
     }
 
@@ -783,9 +781,9 @@ impl Agent {
     /// is in the spool (a failed write loses nothing).
     fn add_errors_file(&self, p: Program, c: &mut bundle::Contents, samples: bool) -> Result<Vec<(String, String)>> {
         let store = self.store();
-        let key = |what: &str| format!("errors.sent.{}.{what}", p.name());
-        let after: i64 = store.setting(&key("counts"))?.and_then(|v| v.parse().ok()).unwrap_or(0);
-        let after_sample: i64 = store.setting(&key("samples"))?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let key = |what: &str| errors_sent_key(p, what);
+        let after: i64 = store.setting_as(&key("counts"))?.unwrap_or(0);
+        let after_sample: i64 = store.setting_as(&key("samples"))?.unwrap_or(0);
         let (counts, sample_rows, max, max_sample) = store.errors_after(after, after_sample)?;
         if counts.is_empty() {
             return Ok(Vec::new());
@@ -808,7 +806,7 @@ impl Agent {
     }
 
     fn usage_window_start(&self, p: Program) -> Result<Timestamp> {
-        Ok(self.store().setting(&window_key(p))?.and_then(|v| v.parse().ok()).unwrap_or(0))
+        Ok(self.store().setting_as(&window_key(p))?.unwrap_or(0))
     }
 
     /// Adds the license files a program's bundle carries.
@@ -979,6 +977,11 @@ impl Agent {
             }
         })
     }
+}
+
+/// The setting that says up to which error rows `p`'s bundles carry (`counts` or `samples`).
+fn errors_sent_key(p: Program, what: &str) -> String {
+    format!("errors.sent.{}.{what}", p.name())
 }
 
 fn cadence_key(p: Program) -> String {

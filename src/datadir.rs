@@ -93,6 +93,10 @@ impl DataDir {
     pub fn cache_dir(&self) -> PathBuf {
         self.root.join("cache")
     }
+    /// Where exports and support bundles made through the API (or by default) go.
+    pub fn exports_dir(&self) -> PathBuf {
+        self.root.join("exports")
+    }
     pub fn result_file(&self, p: Program) -> PathBuf {
         self.cache_dir().join(format!("upload_{}_result.xml", p.upload_kind()))
     }

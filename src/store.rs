@@ -232,6 +232,11 @@ impl Store {
         Ok(self.conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
     }
 
+    /// A setting parsed as `T` (None when unset or unreadable).
+    pub fn setting_as<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>> {
+        Ok(self.setting(key)?.and_then(|v| v.parse().ok()))
+    }
+
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         self.conn.execute(
             "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -249,7 +254,7 @@ impl Store {
             call_home: flag(Program::CallHome)?,
             ceip: flag(Program::Ceip)?,
             events: flag(Program::Events)?,
-            telemetry_mode: self.setting("program.telemetry_mode")?.and_then(|v| v.parse().ok()),
+            telemetry_mode: self.setting_as("program.telemetry_mode")?,
         })
     }
 
@@ -370,10 +375,7 @@ impl Store {
             "DELETE FROM error_samples WHERE id NOT IN (SELECT id FROM error_samples ORDER BY id DESC LIMIT 100)",
             [],
         )?;
-        tx.execute(
-            "INSERT INTO log_cursors (path, cursor) VALUES (?1, ?2) ON CONFLICT(path) DO UPDATE SET cursor = excluded.cursor",
-            [cursor_key, cursor_json],
-        )?;
+        save_cursor(&tx, cursor_key, cursor_json)?;
         tx.commit()?;
         Ok(())
     }
@@ -525,8 +527,11 @@ pub struct SeenLicense {
 }
 
 impl Store {
-    pub fn log_cursor(&self, path: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT cursor FROM log_cursors WHERE path = ?1", [path], |r| r.get(0)).optional()?)
+    /// A log's saved cursor; a file never read (or a damaged cursor) starts from the beginning.
+    pub fn log_cursor<T: serde::de::DeserializeOwned + Default>(&self, path: &str) -> Result<T> {
+        let json: Option<String> =
+            self.conn.query_row("SELECT cursor FROM log_cursors WHERE path = ?1", [path], |r| r.get(0)).optional()?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default())
     }
 
     /// Merges a read's hourly usage and saves its cursor, in one transaction: a crash never
@@ -585,10 +590,7 @@ impl Store {
                 )?;
             }
         }
-        tx.execute(
-            "INSERT INTO log_cursors (path, cursor) VALUES (?1, ?2) ON CONFLICT(path) DO UPDATE SET cursor = excluded.cursor",
-            [path, cursor_json],
-        )?;
+        save_cursor(&tx, path, cursor_json)?;
         tx.commit()?;
         Ok(())
     }
@@ -714,6 +716,14 @@ impl Store {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+fn save_cursor(conn: &Connection, key: &str, cursor_json: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO log_cursors (path, cursor) VALUES (?1, ?2) ON CONFLICT(path) DO UPDATE SET cursor = excluded.cursor",
+        [key, cursor_json],
+    )?;
+    Ok(())
 }
 
 const ATTEMPT_SELECT: &str =

@@ -124,22 +124,11 @@ async fn dry_run(agent: &Agent) -> Value {
             inv.problems.len()
         )),
     );
-    let base = agent
-        .config()
-        .source
-        .as_ref()
-        .map(|s| crate::fsutil::parent_dir(s).to_path_buf())
-        .unwrap_or_else(|| PathBuf::from("."));
+    let base = agent.config_base();
     for log in &agent.config().licenses.debug_logs {
         let path = base.join(log);
         let key = path.display().to_string();
-        let cursor = agent
-            .store()
-            .log_cursor(&key)
-            .ok()
-            .flatten()
-            .and_then(|j| serde_json::from_str(&j).ok())
-            .unwrap_or_default();
+        let cursor = agent.store().log_cursor(&key).unwrap_or_default();
         let t = Instant::now();
         let r = tokio::task::spawn_blocking(move || licenses::debuglog::read_new(&path, cursor))
             .await

@@ -437,16 +437,12 @@ fn notice_event(n: &Notice) -> Event {
     Event::default().event(name).data(data.to_string())
 }
 
-fn exports_dir(st: &ApiState) -> std::path::PathBuf {
-    st.agent.data_dir().root().join("exports")
-}
-
 /// Exports the pending bundles into one zip in the data directory's `exports/`; answers 202 with
 /// the job, whose result says where to download it.
 #[utoipa::path(post, path = "/api/v1/export", request_body = ExportRequest, responses((status = 202, body = JobDoc)))]
 async fn export(State(st): St, Body_(req): Body_<ExportRequest>) -> Result<Response, Problem> {
     let program = program_of(&WorkRequest { program: req.program })?;
-    let dir = exports_dir(&st);
+    let dir = st.agent.data_dir().exports_dir();
     std::fs::create_dir_all(&dir).map_err(internal)?;
     let file = format!("export_{}_{:04x}.zip", crate::clock::file_stamp(SystemClock.now()), fastrand::u16(..));
     let out = dir.join(&file);
@@ -479,7 +475,7 @@ async fn export_file(State(st): St, P(file): P<String>) -> Result<Response, Prob
     let safe = file.ends_with(".zip")
         && !file.starts_with('.')
         && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    let path = exports_dir(&st).join(&file);
+    let path = st.agent.data_dir().exports_dir().join(&file);
     if !safe || !path.is_file() {
         return Err(Problem::new(StatusCode::NOT_FOUND, format!("no export {file:?}")));
     }
@@ -521,7 +517,7 @@ async fn support_bundle(State(st): St, Body_(req): Body_<SupportRequest>) -> Res
             "give a case number, and a severity from 1 to 4 if any",
         ));
     }
-    let dir = exports_dir(&st);
+    let dir = st.agent.data_dir().exports_dir();
     std::fs::create_dir_all(&dir).map_err(internal)?;
     let safe: String = req.case.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
     let file = format!("support_{safe}_{}_{:04x}.zip", crate::clock::file_stamp(SystemClock.now()), fastrand::u16(..));

@@ -259,7 +259,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let out = match out {
                 Some(o) => o.clone(),
                 None => {
-                    let dir = agent.data_dir().root().join("exports");
+                    let dir = agent.data_dir().exports_dir();
                     std::fs::create_dir_all(&dir)
                         .map_err(|e| fail(exit::FAILURE, format!("{}: {e}", dir.display())))?;
                     let safe: String = case.number.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
