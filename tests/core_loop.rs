@@ -155,13 +155,6 @@ fn an_agent_killed_mid_upload_gets_the_bundle_acknowledged_once() {
 #[test]
 fn turning_an_optional_program_off_withdraws_its_bundles() {
     let s = Setup::new();
-    s.configure(
-        "https://127.0.0.1:9/v1/bundles",
-        std::path::Path::new("/nonexistent"),
-        std::path::Path::new("/nonexistent"),
-        "",
-    );
-    // No CA or key needed for this test: write a config without them.
     std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
     let out = s.cli(&["collect", "--program", "call_home"]);
     assert!(out.status.success(), "{}", stderr(&out));

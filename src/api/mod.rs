@@ -72,6 +72,11 @@ impl ApiState {
         }
     }
 
+    /// The snapshot's programs (a GET of the programs needs no fresh status).
+    pub(crate) fn programs(&self) -> Vec<dto::ProgramDoc> {
+        serde_json::from_slice::<StatusDoc>(&self.snapshot()).map(|d| d.programs).unwrap_or_default()
+    }
+
     pub(crate) fn snapshot(&self) -> Bytes {
         self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -183,9 +183,8 @@ async fn status(State(st): St) -> Response {
 
 /// The data programs.
 #[utoipa::path(get, path = "/api/v1/programs", responses((status = 200, body = Vec<ProgramDoc>)))]
-async fn programs(State(st): St) -> Result<Json<Vec<ProgramDoc>>, Problem> {
-    let s = st.agent.status()?;
-    Ok(Json(StatusDoc::from(&s).programs))
+async fn programs(State(st): St) -> Json<Vec<ProgramDoc>> {
+    Json(st.programs())
 }
 
 /// Turns an optional program on or off (`{"enabled": bool}`), or switches telemetry between
@@ -220,9 +219,9 @@ async fn set_program(
         }
     }
     st.refresh();
-    let s = st.agent.status()?;
-    let program =
-        StatusDoc::from(&s).programs.into_iter().find(|d| d.name == p.name()).expect("every program has a doc");
+    let program = st.programs().into_iter().find(|d| d.name == p.name()).ok_or_else(|| {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "the status could not be refreshed; see the agent's log")
+    })?;
     Ok(Json(ProgramChanged { program, withdrawn }))
 }
 
