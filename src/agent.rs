@@ -24,9 +24,10 @@ use crate::licenses::date::Date;
 use crate::licenses::{self, Inventory, LicenseEvent};
 use crate::programs::{Consent, Program, TelemetryMode, do_not_track_from_env};
 use crate::schedule::{Plan, Task};
+use crate::secrets::{self, Secret, Value};
 use crate::spool::{Pending, Recovery, Spool, SpoolError};
 use crate::store::{Attempt, LedgerEntry, LedgerEvent, Store, StoreError, TaskState};
-use crate::upload::{Code, Disposition, Failure, Outgoing, Uploader, result};
+use crate::upload::{Access, Code, Disposition, Failure, Outgoing, StoredAccess, Uploader, result};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -41,9 +42,26 @@ pub enum AgentError {
     /// A request the rules forbid (such as turning mandatory telemetry off).
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
 }
 
 type Result<T> = std::result::Result<T, AgentError>;
+
+/// Settings keys of the proxy `callhome proxy set` chose.
+const PROXY_URL: &str = "proxy.url";
+const PROXY_USER: &str = "proxy.user";
+/// A secret's settings key holds this when the keyring has it.
+const IN_KEYRING: &str = "keyring";
+
+/// What the state database says about the proxy and the keyring.
+fn stored_access(store: &Store) -> Result<StoredAccess> {
+    Ok(StoredAccess {
+        proxy: store.setting(PROXY_URL)?.map(|u| Ok::<_, AgentError>((u, store.setting(PROXY_USER)?))).transpose()?,
+        password_in_keyring: store.setting(Secret::ProxyPassword.key())?.as_deref() == Some(IN_KEYRING),
+        token_in_keyring: store.setting(Secret::EndpointToken.key())?.as_deref() == Some(IN_KEYRING),
+    })
+}
 
 /// The task name under which the last license-telemetry collection is remembered.
 const TELEMETRY_COLLECT_TASK: &str = "collect_telemetry";
@@ -55,8 +73,11 @@ pub struct Agent {
     store: Mutex<Store>,
     clock: Arc<dyn Clock>,
     install: Install,
-    /// Built once; a broken CA file or key is reported at every attempt, not fatal at start.
-    uploader: std::result::Result<Uploader, Failure>,
+    /// Built at start and again when the proxy or the token changes; a broken CA file or key is
+    /// reported at every attempt, not fatal at start.
+    uploader: std::sync::RwLock<std::result::Result<Uploader, Failure>>,
+    /// The proxy and token the uploader was built with.
+    access: std::sync::RwLock<Access>,
     plan: Plan,
     do_not_track: bool,
     /// State changes, for live views (the API's event stream) and notifications.
@@ -156,7 +177,8 @@ impl Agent {
         dir.create()?;
         let install = dir.install(clock.now())?;
         let store = Store::open(&dir.db_path())?;
-        let uploader = Uploader::new(&cfg, &install.install_id);
+        let access = Access::resolve(&cfg, &stored_access(&store)?);
+        let uploader = Uploader::new(&cfg, &install.install_id, &access);
         if let Err(f) = &uploader {
             warn!("uploads cannot start: {}", f.message);
         }
@@ -170,7 +192,8 @@ impl Agent {
             dir,
             clock,
             install,
-            uploader,
+            uploader: std::sync::RwLock::new(uploader),
+            access: std::sync::RwLock::new(access),
         })
     }
 
@@ -184,8 +207,87 @@ impl Agent {
         &self.spool
     }
     /// The upload client, or why uploads cannot start.
-    pub fn uploader(&self) -> std::result::Result<&Uploader, &Failure> {
-        self.uploader.as_ref()
+    pub fn uploader(&self) -> std::result::Result<Uploader, Failure> {
+        self.uploader.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The proxy and endpoint token uploads use now.
+    pub fn access(&self) -> Access {
+        self.access.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stores the proxy (URL and user in the state database, the password in the OS keyring)
+    /// and rebuilds the uploader. `password: None` keeps the stored one.
+    pub fn set_proxy(&self, url: &str, user: Option<&str>, password: Option<&Value>) -> Result<()> {
+        crate::config::check_proxy(url).map_err(|m| AgentError::Refused(format!("proxy URL: {m}")))?;
+        if let Some(pw) = password {
+            secrets::store(Secret::ProxyPassword, pw)?;
+        }
+        {
+            let store = self.store();
+            store.set_setting(PROXY_URL, url)?;
+            match user {
+                Some(u) => store.set_setting(PROXY_USER, u)?,
+                None => store.delete_setting(PROXY_USER)?,
+            }
+            if password.is_some() {
+                store.set_setting(Secret::ProxyPassword.key(), IN_KEYRING)?;
+            }
+        }
+        self.reload_access()
+    }
+
+    /// Forgets the stored proxy and removes its password from the keyring; the config's
+    /// `upload.proxy*` keys apply again. Returns whether a password was removed.
+    pub fn clear_proxy(&self) -> Result<bool> {
+        let removed = self.clear_secret(Secret::ProxyPassword)?;
+        {
+            let store = self.store();
+            store.delete_setting(PROXY_URL)?;
+            store.delete_setting(PROXY_USER)?;
+        }
+        self.reload_access()?;
+        Ok(removed)
+    }
+
+    /// Stores the endpoint (registration) token in the OS keyring; uploads send it as a bearer
+    /// token from now on.
+    pub fn set_token(&self, token: &Value) -> Result<()> {
+        secrets::store(Secret::EndpointToken, token)?;
+        self.store().set_setting(Secret::EndpointToken.key(), IN_KEYRING)?;
+        self.reload_access()
+    }
+
+    /// Removes the endpoint token from the keyring.
+    pub fn clear_token(&self) -> Result<bool> {
+        let removed = self.clear_secret(Secret::EndpointToken)?;
+        self.reload_access()?;
+        Ok(removed)
+    }
+
+    fn clear_secret(&self, s: Secret) -> Result<bool> {
+        let in_keyring = self.store().setting(s.key())?.as_deref() == Some(IN_KEYRING);
+        let removed = match secrets::clear(s) {
+            Ok(r) => r,
+            // Nothing was ever stored there, and there is no keyring to ask: nothing to remove.
+            Err(secrets::SecretError::NoKeyring { .. }) if !in_keyring => false,
+            Err(e) => return Err(e.into()),
+        };
+        self.store().delete_setting(s.key())?;
+        Ok(removed)
+    }
+
+    /// Re-reads the proxy and the token and rebuilds the uploader.
+    pub fn reload_access(&self) -> Result<()> {
+        let access = Access::resolve(&self.cfg, &stored_access(&self.store())?);
+        let uploader = Uploader::new(&self.cfg, &self.install.install_id, &access);
+        if let Err(f) = &uploader {
+            warn!("uploads cannot start: {}", f.message);
+        }
+        *self.uploader.write().unwrap_or_else(|e| e.into_inner()) = uploader;
+        *self.access.write().unwrap_or_else(|e| e.into_inner()) = access;
+        self.notify(Notice::StateChanged { what: "proxy".into() });
+        Ok(())
     }
 
     pub fn install(&self) -> &Install {
@@ -576,11 +678,11 @@ impl Agent {
             self.spool.remove(b)?;
             return Ok(One::Sent);
         }
-        let uploader = match &self.uploader {
+        let uploader = match self.uploader() {
             Ok(u) => u,
             Err(f) => {
-                self.record_failure(b, Some(&sha), f, now, started)?;
-                return Ok(One::Failed(f.clone()));
+                self.record_failure(b, Some(&sha), &f, now, started)?;
+                return Ok(One::Failed(f));
             }
         };
         let sent = uploader.send(Outgoing { path: &b.path, sha256: &sha, size, program: b.program.name() }).await;

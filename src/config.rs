@@ -31,6 +31,7 @@ pub struct Config {
     pub collect: CollectConfig,
     pub licenses: LicenseConfig,
     pub api: ApiConfig,
+    pub notifications: NotificationsConfig,
     /// Vendor rules that lock programs on from license data.
     pub policy: Vec<PolicyRule>,
     /// The file read on top of the default, if any (relative paths in it resolve against its folder).
@@ -45,8 +46,11 @@ pub struct UploadConfig {
     /// The receiver's Ed25519 public key (PEM); when set, receipts must verify against it.
     pub receipt_public_key: Option<PathBuf>,
     pub proxy: Option<String>,
-    /// Proxy user name; the password comes from the environment, never from this file.
+    /// Proxy user name; the password comes from the keyring, the environment or a systemd
+    /// credential, never from this file.
     pub proxy_user: Option<String>,
+    /// Hosts that bypass `proxy` (comma-separated, as NO_PROXY); unset: the NO_PROXY variable.
+    pub no_proxy: Option<String>,
     pub first_upload_delay: Duration,
     pub interval: Duration,
     pub retry_base: Duration,
@@ -144,6 +148,14 @@ pub struct ApiConfig {
     pub port: u16,
     /// Also listen on [::1].
     pub ipv6: bool,
+}
+
+/// Desktop notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationsConfig {
+    pub enabled: bool,
+    /// The same news is not repeated inside this period.
+    pub quiet_period: Duration,
 }
 
 /// One thing wrong with a configuration file.
@@ -274,6 +286,7 @@ impl Config {
                 receipt_public_key: None,
                 proxy: None,
                 proxy_user: None,
+                no_proxy: None,
                 first_upload_delay: Duration::ZERO,
                 interval: Duration::ZERO,
                 retry_base: Duration::ZERO,
@@ -302,6 +315,7 @@ impl Config {
             collect: CollectConfig { commands: Vec::new(), error_logs: Vec::new(), error_patterns: Vec::new() },
             licenses: LicenseConfig::default(),
             api: ApiConfig { enabled: true, port: 0, ipv6: false },
+            notifications: NotificationsConfig { enabled: true, quiet_period: Duration::ZERO },
             policy: Vec::new(),
             source: None,
         }
@@ -382,6 +396,14 @@ impl Parser<'_> {
                     }
                     _ => false,
                 }),
+                "notifications" => self.section(name, table, |p, k, v, key| {
+                    match k {
+                        "enabled" => cfg.notifications.enabled = p.bool(v, key).unwrap_or(cfg.notifications.enabled),
+                        "quiet_period" => p.duration_into(v, key, &mut cfg.notifications.quiet_period, true),
+                        _ => return false,
+                    }
+                    true
+                }),
                 "api" => self.section(name, table, |p, k, v, key| {
                     match k {
                         "enabled" => cfg.api.enabled = p.bool(v, key).unwrap_or(cfg.api.enabled),
@@ -443,6 +465,7 @@ impl Parser<'_> {
                 }
             }
             "proxy_user" => u.proxy_user = self.string(v, loc).or(u.proxy_user.take()),
+            "no_proxy" => u.no_proxy = self.string(v, loc).or(u.no_proxy.take()),
             "first_upload_delay" => self.duration_into(v, loc, &mut u.first_upload_delay, true),
             "interval" => self.duration_into(v, loc, &mut u.interval, false),
             "retry_base" => self.duration_into(v, loc, &mut u.retry_base, false),
@@ -853,7 +876,7 @@ fn check_endpoint(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_proxy(s: &str) -> Result<(), String> {
+pub fn check_proxy(s: &str) -> Result<(), String> {
     let url = reqwest::Url::parse(s).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h") {
         return Err(format!("unsupported proxy scheme {}:// (use http://, https://)", url.scheme()));

@@ -27,6 +27,7 @@ pub mod programs;
 pub mod receipt;
 pub mod receiver;
 pub mod schedule;
+pub mod secrets;
 pub mod spool;
 pub mod store;
 pub mod support;

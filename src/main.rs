@@ -161,6 +161,49 @@ enum Command {
         #[command(subcommand)]
         action: Option<ProgramsAction>,
     },
+    /// The HTTP proxy uploads go through; its password is kept in the OS keyring.
+    Proxy {
+        #[command(subcommand)]
+        action: ProxyAction,
+    },
+    /// Store the endpoint (registration) token in the OS keyring; uploads present it.
+    Register {
+        /// Read the token from standard input (one line).
+        #[arg(long, required_unless_present = "clear")]
+        token_stdin: bool,
+        /// Remove the stored token instead.
+        #[arg(long, conflicts_with = "token_stdin")]
+        clear: bool,
+    },
+    /// Print a shell completion script (for packaging).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page in roff (for packaging).
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProxyAction {
+    /// Use this proxy; with --username, the password is asked for without echo (or read from
+    /// standard input with --password-stdin) and stored in the OS keyring, nowhere else.
+    Set {
+        /// The proxy's URL, such as http://proxy.example:3128 (no credentials in it).
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        username: Option<String>,
+        /// Read the password from standard input (one line) instead of asking.
+        #[arg(long, requires = "username")]
+        password_stdin: bool,
+    },
+    /// Show the proxy in use and where its password comes from (never the password).
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the stored proxy and remove its password from the keyring.
+    Clear,
 }
 
 #[derive(Debug, Subcommand)]

@@ -245,6 +245,11 @@ impl Store {
         Ok(())
     }
 
+    pub fn delete_setting(&self, key: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM settings WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     /// The administrator's persisted program choices.
     pub fn choices(&self) -> Result<Choices> {
         let flag = |p: Program| -> Result<Option<bool>> {

@@ -470,3 +470,49 @@ impl From<&crate::upload::diagnose::Step> for StepDoc {
         StepDoc { step: s.name.into(), ok: s.ok, ms: s.ms, detail: s.detail.clone(), hint: s.hint.clone() }
     }
 }
+
+/// The proxy uploads go through, and where the secrets come from (never their values).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProxyDoc {
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub no_proxy: Option<String>,
+    /// `settings` (chosen with `callhome proxy set` or PUT /api/v1/proxy) or `config`.
+    pub origin: String,
+    pub password_set: bool,
+    /// `environment`, `systemd-credential` or `keyring`.
+    pub password_source: Option<String>,
+    pub token_set: bool,
+    pub token_source: Option<String>,
+}
+
+impl From<&crate::upload::Access> for ProxyDoc {
+    fn from(a: &crate::upload::Access) -> ProxyDoc {
+        ProxyDoc {
+            url: a.url.clone(),
+            username: a.user.clone(),
+            no_proxy: a.no_proxy.clone(),
+            origin: a.origin.to_string(),
+            password_set: a.password.is_some(),
+            password_source: a.password.as_ref().map(|(_, s)| s.name().to_string()),
+            token_set: a.token.is_some(),
+            token_source: a.token.as_ref().map(|(_, s)| s.name().to_string()),
+        }
+    }
+}
+
+/// `PUT /api/v1/proxy`: the password is write-only (omit it to keep the stored one).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyRequest {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// `PUT /api/v1/registration`: the endpoint token, write-only.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub token: String,
+}

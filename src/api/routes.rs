@@ -62,6 +62,8 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         .routes(routes!(import_receipt))
         .routes(routes!(support_bundle))
         .routes(routes!(test_connection))
+        .routes(routes!(proxy, set_proxy, clear_proxy))
+        .routes(routes!(register, unregister))
         .split_for_parts();
     let doc = Arc::new(api.to_json().expect("the OpenAPI document serializes"));
     router
@@ -100,6 +102,9 @@ impl From<AgentError> for Problem {
     fn from(e: AgentError) -> Problem {
         match e {
             AgentError::Refused(m) => Problem(StatusCode::CONFLICT, m),
+            AgentError::Secret(e @ crate::secrets::SecretError::NoKeyring { .. }) => {
+                Problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             other => Problem(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
@@ -553,6 +558,65 @@ async fn support_bundle(State(st): St, Body_(req): Body_<SupportRequest>) -> Res
 #[utoipa::path(post, path = "/api/v1/diagnostics/connection", request_body(content = Object, description = "{}"),
     responses((status = 200, body = Vec<StepDoc>)))]
 async fn test_connection(State(st): St, Body_(_req): Body_<serde_json::Value>) -> Json<Vec<StepDoc>> {
-    let steps = crate::upload::diagnose::test_connection(st.agent.config(), &st.agent.install().install_id).await;
+    let steps =
+        crate::upload::diagnose::test_connection(st.agent.config(), &st.agent.install().install_id, &st.agent.access())
+            .await;
     Json(steps.iter().map(StepDoc::from).collect())
+}
+
+/// Runs a keyring operation (blocking D-Bus calls) off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, AgentError> + Send + 'static) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?.map_err(Problem::from)
+}
+
+/// The proxy in use and where its password comes from; never the password.
+#[utoipa::path(get, path = "/api/v1/proxy", responses((status = 200, body = ProxyDoc)))]
+async fn proxy(State(st): St) -> Json<ProxyDoc> {
+    Json(ProxyDoc::from(&st.agent.access()))
+}
+
+/// Sets the proxy; the password goes to the OS keyring and nowhere else. 503 when there is no
+/// keyring service (the answer names the alternatives).
+#[utoipa::path(put, path = "/api/v1/proxy", request_body = ProxyRequest,
+    responses((status = 200, body = ProxyDoc), (status = 409, description = "the URL is refused"), (status = 503, description = "no keyring service")))]
+async fn set_proxy(State(st): St, Body_(req): Body_<ProxyRequest>) -> Result<Json<ProxyDoc>, Problem> {
+    let agent = st.agent.clone();
+    blocking(move || {
+        let password = req.password.map(crate::secrets::Value::new);
+        agent.set_proxy(&req.url, req.username.as_deref(), password.as_ref())
+    })
+    .await?;
+    st.refresh();
+    Ok(Json(ProxyDoc::from(&st.agent.access())))
+}
+
+/// Forgets the stored proxy and removes its password from the keyring.
+#[utoipa::path(delete, path = "/api/v1/proxy", responses((status = 200, body = ProxyDoc)))]
+async fn clear_proxy(State(st): St) -> Result<Json<ProxyDoc>, Problem> {
+    let agent = st.agent.clone();
+    blocking(move || agent.clear_proxy()).await?;
+    st.refresh();
+    Ok(Json(ProxyDoc::from(&st.agent.access())))
+}
+
+/// Stores the endpoint token in the OS keyring; uploads present it from now on.
+#[utoipa::path(put, path = "/api/v1/registration", request_body = TokenRequest,
+    responses((status = 200, body = ProxyDoc), (status = 503, description = "no keyring service")))]
+async fn register(State(st): St, Body_(req): Body_<TokenRequest>) -> Result<Json<ProxyDoc>, Problem> {
+    if req.token.trim().is_empty() {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "the token is empty"));
+    }
+    let agent = st.agent.clone();
+    blocking(move || agent.set_token(&crate::secrets::Value::new(req.token.trim()))).await?;
+    st.refresh();
+    Ok(Json(ProxyDoc::from(&st.agent.access())))
+}
+
+/// Removes the endpoint token from the keyring.
+#[utoipa::path(delete, path = "/api/v1/registration", responses((status = 200, body = ProxyDoc)))]
+async fn unregister(State(st): St) -> Result<Json<ProxyDoc>, Problem> {
+    let agent = st.agent.clone();
+    blocking(move || agent.clear_token()).await?;
+    st.refresh();
+    Ok(Json(ProxyDoc::from(&st.agent.access())))
 }

@@ -14,7 +14,7 @@ use callhome::datadir::{DataDir, DataDirError};
 use callhome::programs::{Program, TelemetryMode};
 use callhome::receipt::{Receipt, load_public_key};
 
-use crate::{Cli, Command, ConfigAction, ExportAction, LedgerAction, ProgramsAction, exit};
+use crate::{Cli, Command, ConfigAction, ExportAction, LedgerAction, ProgramsAction, ProxyAction, exit};
 use source::Source;
 
 /// An error for the user: the message to print and the exit code.
@@ -144,11 +144,12 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let cfg = load_config(&cli)?;
             let dir = DataDir::locate(cli.data_dir.clone());
             dir.create().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-            let install_id = dir
-                .install(callhome::clock::Clock::now(&SystemClock))
-                .map_err(|e| fail(exit::FAILURE, e.to_string()))?
-                .install_id;
-            let steps = runtime()?.block_on(callhome::upload::diagnose::test_connection(&cfg, &install_id));
+            let agent = Agent::open(cfg, dir, Arc::new(SystemClock))?;
+            let steps = runtime()?.block_on(callhome::upload::diagnose::test_connection(
+                agent.config(),
+                &agent.install().install_id,
+                &agent.access(),
+            ));
             if *json {
                 print::json(&steps.iter().map(callhome::api::dto::StepDoc::from).collect::<Vec<_>>());
             } else {
@@ -207,6 +208,30 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             },
         },
         Command::Programs { action } => programs(&cli, action.as_ref()),
+        Command::Proxy { action } => proxy(&cli, action),
+        Command::Register { clear, .. } => {
+            let token = if *clear { None } else { Some(read_secret_line("the endpoint token")?) };
+            let src = Source::open(&cli)?;
+            let doc = src.register(token.as_ref())?;
+            match (token.is_some(), doc.token_source.as_deref()) {
+                (true, _) => println!("endpoint token stored in the OS keyring; uploads present it from now on"),
+                (false, Some(from)) => println!("token removed from the keyring; a token still comes from the {from}"),
+                (false, None) => println!("endpoint token removed"),
+            }
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "callhome", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| fail(exit::FAILURE, format!("cannot write the man page: {e}")))?;
+            Ok(0)
+        }
         Command::Export { action: Some(ExportAction::Confirm { export_id }), .. } => {
             let agent = open_agent(&cli)?;
             let done = runtime()?.block_on(callhome::manual::confirm_export(&agent, export_id)).map_err(manual_err)?;
@@ -621,4 +646,87 @@ fn programs(cli: &Cli, action: Option<&ProgramsAction>) -> Result<u8> {
         src.note_direct(cli);
     }
     Ok(0)
+}
+
+/// One line from standard input: a secret passed without a terminal, never as an argument.
+fn read_secret_line(what: &str) -> Result<callhome::secrets::Value> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| fail(exit::FAILURE, format!("cannot read {what} from standard input: {e}")))?;
+    let v = line.trim_end_matches(['\n', '\r']);
+    if v.is_empty() {
+        return Err(fail(exit::USAGE, format!("{what} read from standard input is empty")));
+    }
+    Ok(callhome::secrets::Value::new(v))
+}
+
+fn proxy(cli: &Cli, action: &ProxyAction) -> Result<u8> {
+    match action {
+        ProxyAction::Set { url, username, password_stdin } => {
+            let password = match (username, password_stdin) {
+                (None, _) => None,
+                (Some(_), true) => Some(read_secret_line("the proxy password")?),
+                (Some(user), false) => {
+                    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        return Err(fail(
+                            exit::USAGE,
+                            "no terminal to ask for the proxy password on: pass it on standard input with --password-stdin",
+                        ));
+                    }
+                    let p = rpassword::prompt_password(format!("Password for {user} at {url}: "))
+                        .map_err(|e| fail(exit::FAILURE, format!("cannot read the password: {e}")))?;
+                    Some(callhome::secrets::Value::new(p))
+                }
+            };
+            let src = Source::open(cli)?;
+            let doc = src.set_proxy(url, username.as_deref(), password.as_ref())?;
+            src.note_direct(cli);
+            println!("uploads go through {url}{}", username.as_ref().map(|u| format!(" as {u}")).unwrap_or_default());
+            if password.is_some() {
+                println!(
+                    "the password is in the OS keyring (service \"callhome\", user \"proxy-password\"), nowhere else"
+                );
+            }
+            if let Some(from) = doc.password_source.as_deref().filter(|f| *f != "keyring") {
+                println!("note: the password in the {from} takes precedence over the keyring's");
+            }
+            Ok(0)
+        }
+        ProxyAction::Show { json } => {
+            let doc = Source::open(cli)?.proxy()?;
+            if *json {
+                print::json(&doc);
+            } else {
+                match &doc.url {
+                    Some(u) => println!("proxy: {u} (from the {})", doc.origin),
+                    None => println!("proxy: none configured (the HTTPS_PROXY/NO_PROXY environment applies)"),
+                }
+                if let Some(u) = &doc.username {
+                    println!("user: {u}");
+                    match doc.password_source.as_deref() {
+                        Some(s) => println!("password: set (from the {s})"),
+                        None => println!("password: not set — run `callhome proxy set --url URL --username {u}`"),
+                    }
+                }
+                if let Some(n) = &doc.no_proxy {
+                    println!("no proxy for: {n}");
+                }
+                println!(
+                    "endpoint token: {}",
+                    doc.token_source.as_deref().map(|s| format!("set (from the {s})")).unwrap_or("not set".into())
+                );
+            }
+            Ok(0)
+        }
+        ProxyAction::Clear => {
+            let src = Source::open(cli)?;
+            let doc = src.clear_proxy()?;
+            match &doc.url {
+                Some(u) => println!("stored proxy forgotten; the configuration's proxy {u} applies"),
+                None => println!("stored proxy forgotten; uploads go direct (or through HTTPS_PROXY)"),
+            }
+            Ok(0)
+        }
+    }
 }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use callhome::agent::Agent;
 use callhome::api::client::{Client, ClientError};
 use callhome::api::dto::{
-    AttemptDoc, CollectedDoc, HistoryPage, ProgramChanged, ProgramDoc, StatusDoc, UploadReportDoc,
+    AttemptDoc, CollectedDoc, HistoryPage, ProgramChanged, ProgramDoc, ProxyDoc, StatusDoc, UploadReportDoc,
 };
 use callhome::clock::{Clock, SystemClock};
 use callhome::collect::licenses::{Identity, hour_json, inventory_json};
 use callhome::datadir::DataDir;
 use callhome::programs::{Program, TelemetryMode};
+use callhome::secrets::Value as Secret;
 use serde_json::Value;
 
 use super::{CliError, Result, fail, load_config, runtime};
@@ -28,6 +29,7 @@ impl From<ClientError> for CliError {
     fn from(e: ClientError) -> CliError {
         match e {
             ClientError::Status { status: 409, detail } => fail(exit::REFUSED, detail),
+            ClientError::Status { status: 503, detail } => fail(exit::FAILURE, detail),
             other => fail(exit::FAILURE, other.to_string()),
         }
     }
@@ -162,6 +164,65 @@ impl Source {
                 Ok(())
             }
             Source::Direct { agent, .. } => Ok(agent.set_telemetry_mode(mode)?),
+        }
+    }
+
+    pub fn proxy(&self) -> Result<ProxyDoc> {
+        match self {
+            Source::Api { client, rt } => Ok(rt.block_on(client.get("/api/v1/proxy"))?),
+            Source::Direct { agent, .. } => Ok(ProxyDoc::from(&agent.access())),
+        }
+    }
+
+    /// Sets the proxy; the password (when given) goes to the keyring of the process that holds
+    /// the agent's state: the running agent's, else this one's.
+    pub fn set_proxy(&self, url: &str, user: Option<&str>, password: Option<&Secret>) -> Result<ProxyDoc> {
+        match self {
+            Source::Api { client, rt } => {
+                let body =
+                    serde_json::json!({ "url": url, "username": user, "password": password.map(|p| p.expose()) });
+                Ok(rt.block_on(client.send_json(reqwest::Method::PUT, "/api/v1/proxy", &body))?)
+            }
+            Source::Direct { agent, .. } => {
+                agent.set_proxy(url, user, password)?;
+                Ok(ProxyDoc::from(&agent.access()))
+            }
+        }
+    }
+
+    pub fn clear_proxy(&self) -> Result<ProxyDoc> {
+        match self {
+            Source::Api { client, rt } => {
+                Ok(rt.block_on(client.send_json(reqwest::Method::DELETE, "/api/v1/proxy", &serde_json::json!({})))?)
+            }
+            Source::Direct { agent, .. } => {
+                agent.clear_proxy()?;
+                Ok(ProxyDoc::from(&agent.access()))
+            }
+        }
+    }
+
+    /// Stores (`Some`) or removes (`None`) the endpoint token.
+    pub fn register(&self, token: Option<&Secret>) -> Result<ProxyDoc> {
+        match (self, token) {
+            (Source::Api { client, rt }, Some(t)) => {
+                let body = serde_json::json!({ "token": t.expose() });
+                Ok(rt.block_on(client.send_json(reqwest::Method::PUT, "/api/v1/registration", &body))?)
+            }
+            (Source::Api { client, rt }, None) => Ok(rt.block_on(client.send_json(
+                reqwest::Method::DELETE,
+                "/api/v1/registration",
+                &serde_json::json!({}),
+            ))?),
+            (Source::Direct { agent, .. }, t) => {
+                match t {
+                    Some(t) => agent.set_token(t)?,
+                    None => {
+                        agent.clear_token()?;
+                    }
+                }
+                Ok(ProxyDoc::from(&agent.access()))
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::PROXY_PASSWORD_ENV;
+use super::{Access, PROXY_PASSWORD_ENV};
 use crate::config::Config;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -34,17 +34,17 @@ pub struct Step {
 }
 
 /// The proxy in force: the config's, else the standard environment variables.
-fn proxy_url(cfg: &Config) -> Option<reqwest::Url> {
+fn proxy_url(access: &Access) -> Option<reqwest::Url> {
     let from_env = || {
         ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
             .iter()
             .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     };
-    cfg.upload.proxy.clone().or_else(from_env).and_then(|u| reqwest::Url::parse(&u).ok())
+    access.url.clone().or_else(from_env).and_then(|u| reqwest::Url::parse(&u).ok())
 }
 
 /// Runs every step; stops at the first failure.
-pub async fn test_connection(cfg: &Config, install_id: &str) -> Vec<Step> {
+pub async fn test_connection(cfg: &Config, install_id: &str, access: &Access) -> Vec<Step> {
     let mut steps = Vec::new();
     let endpoint = match reqwest::Url::parse(&cfg.upload.endpoint) {
         Ok(u) => u,
@@ -56,7 +56,7 @@ pub async fn test_connection(cfg: &Config, install_id: &str) -> Vec<Step> {
     let host = endpoint.host_str().unwrap_or("").to_string();
     let port = endpoint.port_or_known_default().unwrap_or(443);
     let target = format!("{host}:{port}");
-    let proxy = proxy_url(cfg);
+    let proxy = proxy_url(access);
     let (dial_host, dial_port) = match &proxy {
         Some(p) => (p.host_str().unwrap_or("").to_string(), p.port_or_known_default().unwrap_or(3128)),
         None => (host.clone(), port),
@@ -121,10 +121,11 @@ pub async fn test_connection(cfg: &Config, install_id: &str) -> Vec<Step> {
     // 3. The proxy's CONNECT.
     if let Some(p) = &proxy {
         let t = Instant::now();
-        let user =
-            cfg.upload.proxy_user.clone().or_else(|| (!p.username().is_empty()).then(|| p.username().to_string()));
-        let password =
-            std::env::var(PROXY_PASSWORD_ENV).ok().or_else(|| p.password().map(str::to_string)).unwrap_or_default();
+        let user = access.user.clone().or_else(|| (!p.username().is_empty()).then(|| p.username().to_string()));
+        let password = match &access.password {
+            Some((v, _)) => v.expose().to_string(),
+            None => p.password().map(str::to_string).unwrap_or_default(),
+        };
         let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
         if let Some(u) = &user {
             req.push_str(&format!("Proxy-Authorization: Basic {}\r\n", b64(format!("{u}:{password}").as_bytes())));
@@ -149,9 +150,11 @@ pub async fn test_connection(cfg: &Config, install_id: &str) -> Vec<Step> {
             Ok(Ok(code @ (401 | 403 | 407))) => {
                 let hint = match &user {
                     Some(_) => {
-                        format!("the proxy refused the credentials: check upload.proxy_user and {PROXY_PASSWORD_ENV}")
+                        format!(
+                            "the proxy refused the credentials: check the proxy user and the password (`callhome proxy set`, or {PROXY_PASSWORD_ENV})"
+                        )
                     }
-                    None => "the proxy wants credentials: set upload.proxy_user and CALLHOME_PROXY_PASSWORD".into(),
+                    None => "the proxy wants credentials: run `callhome proxy set --url URL --username USER`".into(),
                 };
                 steps.push(fail("proxy", t, format!("the proxy answered {code} to CONNECT {target}"), &hint));
                 return steps;

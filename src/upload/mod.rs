@@ -21,12 +21,67 @@ pub use result::Code;
 
 use crate::config::Config;
 use crate::receipt::{Receipt, load_public_key};
+use crate::secrets::{self, Secret, Source, Value};
 
 /// Largest receipt body read from a receiver.
 const MAX_RECEIPT_BYTES: usize = 64 * 1024;
 
 /// The environment variable that carries the proxy password (never the config file).
 pub const PROXY_PASSWORD_ENV: &str = "CALLHOME_PROXY_PASSWORD";
+
+/// Where the proxy password may come from, for messages.
+const PASSWORD_HINT: &str =
+    "the proxy password (`callhome proxy set`, CALLHOME_PROXY_PASSWORD or the systemd credential proxy-password)";
+
+/// How uploads reach the endpoint: the proxy (`callhome proxy set`'s choice, kept in the state
+/// database, or the config's `upload.proxy*` keys) with its password, and the endpoint token —
+/// both secrets from [`crate::secrets`].
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub url: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<(Value, Source)>,
+    pub no_proxy: Option<String>,
+    /// `settings` when `callhome proxy set` chose the proxy, `config` otherwise.
+    pub origin: &'static str,
+    pub token: Option<(Value, Source)>,
+}
+
+/// What the state database says about the proxy and the keyring.
+#[derive(Debug, Clone, Default)]
+pub struct StoredAccess {
+    /// The URL and user `callhome proxy set` saved.
+    pub proxy: Option<(String, Option<String>)>,
+    /// The keyring holds a proxy password / an endpoint token (it is asked only then, so a
+    /// machine that never stored one never wakes a keyring daemon).
+    pub password_in_keyring: bool,
+    pub token_in_keyring: bool,
+}
+
+impl Access {
+    /// Looks each secret up (environment, systemd credential, then the keyring when it holds
+    /// one). A keyring that cannot be read is logged and leaves the secret unset.
+    pub fn resolve(cfg: &Config, stored: &StoredAccess) -> Access {
+        let (url, user, origin) = match &stored.proxy {
+            Some((url, user)) => (Some(url.clone()), user.clone(), "settings"),
+            None => (cfg.upload.proxy.clone(), cfg.upload.proxy_user.clone(), "config"),
+        };
+        let find = |s: Secret, keyring: bool| {
+            secrets::lookup(s, keyring).unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                None
+            })
+        };
+        let password = if user.is_some() { find(Secret::ProxyPassword, stored.password_in_keyring) } else { None };
+        let token = find(Secret::EndpointToken, stored.token_in_keyring);
+        Access { url, user, password, no_proxy: cfg.upload.no_proxy.clone(), origin, token }
+    }
+
+    /// The password's text (empty when there is none).
+    pub fn password_text(&self) -> &str {
+        self.password.as_ref().map(|(v, _)| v.expose()).unwrap_or("")
+    }
+}
 
 /// What the caller should do with a bundle after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +132,7 @@ pub struct Outgoing<'a> {
 
 impl Uploader {
     /// Builds the client: system roots plus `upload.ca_file`, timeouts, proxy.
-    pub fn new(cfg: &Config, install_id: &str) -> Result<Uploader, Failure> {
+    pub fn new(cfg: &Config, install_id: &str, proxy: &Access) -> Result<Uploader, Failure> {
         let config_err = |m: String| Failure::retry(Code::Config, m, None);
         let endpoint = Url::parse(&cfg.upload.endpoint).map_err(|e| config_err(format!("upload.endpoint: {e}")))?;
         let mut b = reqwest::Client::builder()
@@ -95,13 +150,22 @@ impl Uploader {
                 .map_err(|e| config_err(format!("upload.ca_file {}: not PEM certificates ({e})", path.display())))?;
             b = b.tls_certs_merge(certs);
         }
-        if let Some(proxy) = &cfg.upload.proxy {
-            let mut p = reqwest::Proxy::all(proxy.as_str()).map_err(|e| config_err(format!("upload.proxy: {e}")))?;
-            if let Some(user) = &cfg.upload.proxy_user {
-                let password = std::env::var(PROXY_PASSWORD_ENV).unwrap_or_default();
-                p = p.basic_auth(user, &password);
+        if let Some(url) = &proxy.url {
+            let mut p = reqwest::Proxy::all(url.as_str()).map_err(|e| config_err(format!("upload.proxy: {e}")))?;
+            if let Some(user) = &proxy.user {
+                p = p.basic_auth(user, proxy.password_text());
             }
+            p = p.no_proxy(match &proxy.no_proxy {
+                Some(list) => reqwest::NoProxy::from_string(list),
+                None => reqwest::NoProxy::from_env(),
+            });
             b = b.proxy(p);
+        }
+        if let Some((token, _)) = &proxy.token {
+            let mut v = header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .map_err(|_| config_err("the endpoint token holds characters a header cannot carry".into()))?;
+            v.set_sensitive(true);
+            b = b.default_headers(header::HeaderMap::from_iter([(header::AUTHORIZATION, v)]));
         }
         let client = b.build().map_err(|e| config_err(format!("cannot set up HTTPS: {}", chain(&e))))?;
         let receipt_key = match &cfg.upload.receipt_public_key {
@@ -166,9 +230,7 @@ impl Uploader {
         if lower.contains("proxy authentication") || lower.contains("proxy authorization") {
             Failure::retry(
                 Code::ProxyAuth,
-                format!(
-                    "the proxy refused the credentials ({detail}); check upload.proxy_user and {PROXY_PASSWORD_ENV}"
-                ),
+                format!("the proxy refused the credentials ({detail}); check the proxy user and {PASSWORD_HINT}"),
                 arg,
             )
         } else if lower.contains("tunnel error") && lower.contains("underlying connection") {
@@ -183,7 +245,7 @@ impl Uploader {
             Failure::retry(
                 Code::Proxy,
                 format!(
-                    "the proxy refused to open a tunnel to {} ({detail}); check upload.proxy, upload.proxy_user and {PROXY_PASSWORD_ENV}, and that the proxy may reach the endpoint",
+                    "the proxy refused to open a tunnel to {} ({detail}); check the proxy URL, user and {PASSWORD_HINT}, and that the proxy may reach the endpoint",
                     self.host_port()
                 ),
                 arg,
@@ -242,7 +304,7 @@ pub fn classify_status(status: StatusCode, retry_after: Option<Duration>, endpoi
         407 => (
             Code::ProxyAuth,
             Disposition::Retry,
-            "the proxy wants credentials: set upload.proxy_user and CALLHOME_PROXY_PASSWORD",
+            "the proxy wants credentials: run `callhome proxy set --url URL --username USER` (or set upload.proxy_user and CALLHOME_PROXY_PASSWORD)",
         ),
         404 => (Code::HttpStatus, Disposition::Retry, "check upload.endpoint; the bundle is kept"),
         _ => (Code::HttpStatus, Disposition::Retry, "the bundle is kept and retried later"),
