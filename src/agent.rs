@@ -266,13 +266,10 @@ impl Agent {
     }
 
     fn clear_secret(&self, s: Secret) -> Result<bool> {
+        // Only what callhome put in the keyring is asked for: a machine that never stored a
+        // secret never wakes a keyring daemon.
         let in_keyring = self.store().setting(s.key())?.as_deref() == Some(IN_KEYRING);
-        let removed = match secrets::clear(s) {
-            Ok(r) => r,
-            // Nothing was ever stored there, and there is no keyring to ask: nothing to remove.
-            Err(secrets::SecretError::NoKeyring { .. }) if !in_keyring => false,
-            Err(e) => return Err(e.into()),
-        };
+        let removed = in_keyring && secrets::clear(s)?;
         self.store().delete_setting(s.key())?;
         Ok(removed)
     }

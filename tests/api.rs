@@ -372,6 +372,18 @@ fn every_endpoint_answers_and_the_openapi_document_lists_them_all() {
         assert!(metrics.contains(m), "{m} missing in\n{metrics}");
     }
     assert_eq!(api.get("/healthz").body, b"ok\n");
+    // The proxy: chosen without a password (no keyring needed), shown, forgotten.
+    let set = api.call("PUT", "/api/v1/proxy", Some(r#"{"url": "http://proxy.example:3128", "username": "agent"}"#));
+    assert_eq!(set.status, 200, "{}", String::from_utf8_lossy(&set.body));
+    assert_eq!(set.json()["origin"], "settings");
+    assert_eq!(api.get("/api/v1/proxy").json()["url"], "http://proxy.example:3128");
+    let bad = api.call("PUT", "/api/v1/proxy", Some(r#"{"url": "http://u:p@proxy.example:3128"}"#));
+    assert_eq!(bad.status, 409, "credentials in the URL are refused");
+    let cleared = api.call("DELETE", "/api/v1/proxy", None);
+    assert_eq!((cleared.status, cleared.json()["url"].clone()), (200, Value::Null));
+    assert_eq!(api.call("PUT", "/api/v1/registration", Some(r#"{"token": "  "}"#)).status, 422);
+    let unregistered = api.call("DELETE", "/api/v1/registration", None);
+    assert_eq!((unregistered.status, unregistered.json()["token_set"].clone()), (200, Value::Bool(false)));
 
     let doc = api.raw("GET", "/api/openapi.json", &[("Host", &api.host())], b"").json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
@@ -412,6 +424,11 @@ fn every_endpoint_answers_and_the_openapi_document_lists_them_all() {
         "POST /api/v1/import-receipt",
         "POST /api/v1/support-bundle",
         "POST /api/v1/diagnostics/connection",
+        "GET /api/v1/proxy",
+        "PUT /api/v1/proxy",
+        "DELETE /api/v1/proxy",
+        "PUT /api/v1/registration",
+        "DELETE /api/v1/registration",
     ];
     served.sort();
     assert_eq!(documented, served, "the OpenAPI document and the routes this test exercised differ");

@@ -382,6 +382,18 @@ fn parse_since(s: &str, now: i64) -> Result<i64> {
 
 fn run(cli: &Cli, headless: bool) -> Result<u8> {
     let cfg = load_config(cli)?;
+    let desktop = !headless && callhome::desktop::session_present();
+    #[cfg(feature = "tray")]
+    if desktop {
+        // GTK probes OpenGL when it starts and loads a software driver for it (tens of MB); the
+        // tray draws nothing with GL. Set before any other thread exists.
+        // SAFETY: no other thread runs yet (the runtime is built below).
+        unsafe {
+            std::env::set_var("GDK_GL", "disable");
+            // The menu is drawn by the panel, not by this process: no accessibility bus needed.
+            std::env::set_var("NO_AT_BRIDGE", "1");
+        }
+    }
     let rt = runtime()?;
     // Signal handlers first: a SIGTERM that arrives once the directory is locked must stop the
     // agent cleanly, never kill it by default action.
@@ -395,45 +407,90 @@ fn run(cli: &Cli, headless: bool) -> Result<u8> {
         DataDirError::Busy { .. } => fail(exit::BUSY, e.to_string()),
         other => fail(exit::FAILURE, other.to_string()),
     })?;
-    if !headless {
-        tracing::info!("this build has no tray yet; running headless");
+    if !headless && !desktop {
+        tracing::info!("no desktop session (neither DISPLAY nor WAYLAND_DISPLAY is set): running without the tray");
+    }
+    #[cfg(not(feature = "tray"))]
+    if desktop {
+        tracing::info!("this build has no tray (built without the `tray` feature): running without it");
     }
     let api_cfg = cfg.api.clone();
     let agent = Arc::new(Agent::open(cfg, dir, Arc::new(SystemClock))?);
     tracing::info!(data_dir = %agent.data_dir().root().display(), install_id = %agent.install().install_id, "starting");
-    rt.block_on(async {
-        agent.recover().await?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut api = api_cfg.enabled.then(|| tokio::spawn(callhome::api::serve(agent.clone(), api_cfg, stop_rx)));
-        let stop = async {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        };
-        let outcome = match &mut api {
-            Some(handle) => tokio::select! {
-                r = agent.run(stop) => r.map_err(CliError::from),
-                r = handle => {
-                    // The API ended before the agent: it could not start.
-                    let e = match r {
-                        Ok(Err(e)) => e.to_string(),
-                        Ok(Ok(())) => "the API stopped".into(),
-                        Err(e) => e.to_string(),
-                    };
-                    return Err(fail(exit::FAILURE, e));
+    rt.block_on(agent.recover())?;
+    #[cfg(feature = "tray")]
+    if desktop {
+        let a = agent.clone();
+        let api_on = api_cfg.enabled;
+        callhome::desktop::tray::run(agent, rt, api_on, move |quit| async move {
+            let stop = async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    () = quit => {}
                 }
-            },
-            None => agent.run(stop).await.map_err(CliError::from),
-        };
-        if let Some(handle) = api {
-            match handle.await {
-                Ok(Err(e)) => tracing::warn!("{e}"),
-                Err(e) => tracing::warn!("API task: {e}"),
-                Ok(Ok(())) => {}
+            };
+            match serve(a, api_cfg, stop).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("callhome: {}", e.message);
+                    i32::from(e.code)
+                }
             }
-        }
-        outcome
-    })?;
+        });
+    }
+    rt.block_on(serve(agent, api_cfg, shutdown))?;
     Ok(0)
+}
+
+/// The agent, its API and its notifications, until `stop` completes.
+async fn serve(
+    agent: Arc<Agent>,
+    api_cfg: callhome::config::ApiConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut api =
+        api_cfg.enabled.then(|| tokio::spawn(callhome::api::serve(agent.clone(), api_cfg.clone(), stop_rx.clone())));
+    let on_click: Option<callhome::notify::OnClick> = api_cfg.enabled.then(|| {
+        let a = agent.clone();
+        Arc::new(move || {
+            let a = a.clone();
+            tokio::spawn(async move {
+                if let Err(e) = callhome::desktop::open_dashboard(&a, "").await {
+                    tracing::warn!("{e}");
+                }
+            });
+        }) as callhome::notify::OnClick
+    });
+    let notifier = tokio::spawn(callhome::notify::run(agent.clone(), on_click, stop_rx));
+    let stop = async {
+        stop.await;
+        let _ = stop_tx.send(true);
+    };
+    let outcome = match &mut api {
+        Some(handle) => tokio::select! {
+            r = agent.run(stop) => r.map_err(CliError::from),
+            r = handle => {
+                // The API ended before the agent: it could not start.
+                let e = match r {
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(())) => "the API stopped".into(),
+                    Err(e) => e.to_string(),
+                };
+                return Err(fail(exit::FAILURE, e));
+            }
+        },
+        None => agent.run(stop).await.map_err(CliError::from),
+    };
+    if let Some(handle) = api {
+        match handle.await {
+            Ok(Err(e)) => tracing::warn!("{e}"),
+            Err(e) => tracing::warn!("API task: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    let _ = notifier.await;
+    outcome
 }
 
 /// Registers SIGTERM and SIGINT now; the returned future completes when either arrives.

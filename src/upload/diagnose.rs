@@ -43,6 +43,45 @@ fn proxy_url(access: &Access) -> Option<reqwest::Url> {
     access.url.clone().or_else(from_env).and_then(|u| reqwest::Url::parse(&u).ok())
 }
 
+/// Sends `CONNECT target` (with basic credentials when `user` is set) on a connection to a
+/// proxy; returns the status the proxy answered.
+pub async fn connect_reply(
+    tcp: &mut TcpStream,
+    target: &str,
+    user: Option<&str>,
+    password: &str,
+) -> std::io::Result<u16> {
+    let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(u) = user {
+        req.push_str(&format!("Proxy-Authorization: Basic {}\r\n", b64(format!("{u}:{password}").as_bytes())));
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes()).await?;
+    let mut reader = BufReader::new(tcp);
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).await? == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+    }
+    Ok(code)
+}
+
+/// Asks the proxy for a tunnel to `target` once more, to learn the status behind a refused
+/// tunnel (the HTTP client reports only that it was refused).
+pub async fn connect_status(proxy: &reqwest::Url, target: &str, user: Option<&str>, password: &str) -> Option<u16> {
+    let host = proxy.host_str()?.trim_matches(['[', ']']).to_string();
+    let port = proxy.port_or_known_default()?;
+    let probe = async {
+        let mut tcp = TcpStream::connect((host.as_str(), port)).await?;
+        connect_reply(&mut tcp, target, user, password).await
+    };
+    tokio::time::timeout(STEP_TIMEOUT, probe).await.ok()?.ok()
+}
+
 /// Runs every step; stops at the first failure.
 pub async fn test_connection(cfg: &Config, install_id: &str, access: &Access) -> Vec<Step> {
     let mut steps = Vec::new();
@@ -126,25 +165,7 @@ pub async fn test_connection(cfg: &Config, install_id: &str, access: &Access) ->
             Some((v, _)) => v.expose().to_string(),
             None => p.password().map(str::to_string).unwrap_or_default(),
         };
-        let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
-        if let Some(u) = &user {
-            req.push_str(&format!("Proxy-Authorization: Basic {}\r\n", b64(format!("{u}:{password}").as_bytes())));
-        }
-        req.push_str("\r\n");
-        let status = async {
-            tcp.write_all(req.as_bytes()).await?;
-            let mut reader = BufReader::new(&mut tcp);
-            let mut line = String::new();
-            reader.read_line(&mut line).await?;
-            let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).await? == 0 || h == "\r\n" || h == "\n" {
-                    break;
-                }
-            }
-            Ok::<u16, std::io::Error>(code)
-        };
+        let status = connect_reply(&mut tcp, &target, user.as_deref(), &password);
         match tokio::time::timeout(STEP_TIMEOUT, status).await {
             Ok(Ok(200)) => steps.push(pass("proxy", t, format!("the proxy opened a tunnel to {target}"))),
             Ok(Ok(code @ (401 | 403 | 407))) => {

@@ -115,6 +115,8 @@ impl Failure {
 #[derive(Debug, Clone)]
 pub struct Uploader {
     client: reqwest::Client,
+    /// The configured proxy and its credentials, to ask why it refused a tunnel.
+    proxy: Option<(Url, Option<String>, Value)>,
     endpoint: Url,
     receipt_key: Option<VerifyingKey>,
     install_id: String,
@@ -135,6 +137,7 @@ impl Uploader {
     pub fn new(cfg: &Config, install_id: &str, proxy: &Access) -> Result<Uploader, Failure> {
         let config_err = |m: String| Failure::retry(Code::Config, m, None);
         let endpoint = Url::parse(&cfg.upload.endpoint).map_err(|e| config_err(format!("upload.endpoint: {e}")))?;
+        let mut probe = None;
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("callhome/", env!("CARGO_PKG_VERSION")))
             .https_only(true)
@@ -160,6 +163,9 @@ impl Uploader {
                 None => reqwest::NoProxy::from_env(),
             });
             b = b.proxy(p);
+            if let Ok(u) = Url::parse(url) {
+                probe = Some((u, proxy.user.clone(), Value::new(proxy.password_text())));
+            }
         }
         if let Some((token, _)) = &proxy.token {
             let mut v = header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
@@ -172,7 +178,7 @@ impl Uploader {
             Some(k) => Some(load_public_key(&cfg.resolve(k)).map_err(|e| config_err(e.to_string()))?),
             None => None,
         };
-        Ok(Uploader { client, endpoint, receipt_key, install_id: install_id.to_string() })
+        Ok(Uploader { client, proxy: probe, endpoint, receipt_key, install_id: install_id.to_string() })
     }
 
     pub fn endpoint(&self) -> &Url {
@@ -200,7 +206,11 @@ impl Uploader {
             .body(body)
             .send()
             .await
-            .map_err(|e| self.classify(&e))?;
+            .map_err(|e| self.classify(&e));
+        let resp = match resp {
+            Ok(r) => r,
+            Err(f) => return Err(self.refine(f).await),
+        };
         let status = resp.status();
         let retry_after =
             resp.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
@@ -215,6 +225,25 @@ impl Uploader {
             return Ok(receipt);
         }
         Err(classify_status(status, retry_after, &self.endpoint))
+    }
+
+    /// A refused tunnel: asks the proxy once more to learn whether it refused the login.
+    async fn refine(&self, f: Failure) -> Failure {
+        let Some((url, user, password)) = &self.proxy else { return f };
+        if f.code != Code::Proxy || !f.message.contains("refused to open a tunnel") {
+            return f;
+        }
+        match diagnose::connect_status(url, &self.host_port(), user.as_deref(), password.expose()).await {
+            Some(status @ (401 | 403 | 407)) => Failure::retry(
+                Code::ProxyAuth,
+                format!(
+                    "the proxy refused the login (it answered {status} to CONNECT {}); check the proxy user and {PASSWORD_HINT}",
+                    self.host_port()
+                ),
+                f.arg,
+            ),
+            _ => f,
+        }
     }
 
     fn classify(&self, e: &reqwest::Error) -> Failure {

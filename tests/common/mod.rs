@@ -175,15 +175,23 @@ impl Setup {
 
     /// Starts `callhome run --headless` (killed on drop).
     pub fn start_agent(&self) -> AgentProcess {
+        self.start_agent_with(&["--headless"], &[])
+    }
+
+    /// Starts `callhome run` with extra arguments and environment (killed on drop).
+    pub fn start_agent_with(&self, args: &[&str], env: &[(&str, &str)]) -> AgentProcess {
         let log_path = self.path().join(format!("agent-{}.log", fastrand::u32(..)));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(AGENT)
-            .args(["run", "--headless", "--config"])
+            .arg("run")
+            .args(args)
+            .arg("--config")
             .arg(&self.config)
             .arg("--data-dir")
             .arg(&self.data)
             .env_remove("DO_NOT_TRACK")
             .env("CALLHOME_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -213,6 +221,52 @@ impl Setup {
         let out = self.cli(&["history", "--json", "--limit", "1000"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    }
+}
+
+/// A running tinyproxy that demands basic authentication (killed on drop).
+pub struct Proxy {
+    child: Child,
+    pub port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Proxy {
+    pub fn start(dir: &std::path::Path, user: &str, password: &str) -> Proxy {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = dir.join("tinyproxy.log");
+        let conf = dir.join("tinyproxy.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 10\nAllow 127.0.0.1\nBasicAuth {user} {password}\nLogFile \"{}\"\nLogLevel Connect\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("tinyproxy")
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tinyproxy runs (scripts/deps installs it)");
+        wait_until(Duration::from_secs(10), "tinyproxy to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Proxy { child, port, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

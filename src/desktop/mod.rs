@@ -1,0 +1,347 @@
+//! The desktop front end: what the tray shows (a [`TrayView`] computed from the agent's status),
+//! its icon (drawn here, per state), and — with the `tray` feature — the tray itself
+//! ([`tray`]: tao's event loop on the main thread, tray-icon's StatusNotifierItem on Linux).
+//!
+//! The tray is one more view of the agent's state, like the API and the CLI: it never keeps
+//! its own copy of a choice. A change made anywhere reaches it through the agent's notices.
+
+pub mod icon;
+#[cfg(feature = "tray")]
+pub mod tray;
+
+use crate::agent::Status;
+use crate::compliance;
+use crate::programs::{Program, TelemetryMode};
+
+/// The state the icon shows at a glance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    Ok,
+    Warning,
+    Failing,
+    Overdue,
+}
+
+impl Look {
+    pub fn name(self) -> &'static str {
+        match self {
+            Look::Ok => "ok",
+            Look::Warning => "warning",
+            Look::Failing => "failing",
+            Look::Overdue => "overdue",
+        }
+    }
+}
+
+/// One menu entry's text and whether it can be used now (when not, the text says why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub text: String,
+    pub enabled: bool,
+}
+
+impl Entry {
+    fn on(text: &str) -> Entry {
+        Entry { text: text.to_string(), enabled: true }
+    }
+    fn off(text: &str, why: &str) -> Entry {
+        Entry { text: format!("{text} ({why})"), enabled: false }
+    }
+}
+
+/// A check item for an optional program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramEntry {
+    pub program: Program,
+    pub entry: Entry,
+    pub checked: bool,
+}
+
+/// Everything the tray shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrayView {
+    pub look: Look,
+    pub tooltip: String,
+    pub status_line: String,
+    pub telemetry: Entry,
+    pub manual: bool,
+    pub programs: Vec<ProgramEntry>,
+    pub upload: Entry,
+    pub collect: Entry,
+    pub preview: Entry,
+    pub dashboard: Entry,
+    pub export: Entry,
+}
+
+/// The optional programs, in menu order.
+pub const OPTIONAL: [Program; 3] = [Program::CallHome, Program::Ceip, Program::Events];
+
+fn days(n: i64) -> String {
+    if n == 1 { "1 day".into() } else { format!("{n} days") }
+}
+
+impl TrayView {
+    /// `api`: whether the API (and so the dashboard) is on.
+    pub fn from_status(s: &Status, api: bool) -> TrayView {
+        let c = &s.compliance;
+        let latest = s.last_attempts.iter().filter_map(|(_, a)| a.as_ref()).max_by_key(|a| a.at);
+        let failure = latest.filter(|a| crate::notify::short_code(&a.code) != "SUCCESS");
+        let clock = if c.days_remaining < 0 {
+            format!("overdue by {}", days(-c.days_remaining))
+        } else {
+            format!("{} left", days(c.days_remaining))
+        };
+        let status_line = match (failure, c.last_success) {
+            (Some(f), _) => {
+                format!("Upload failed: {} · {clock}", crate::notify::failure_words(&f.code).to_lowercase())
+            }
+            (None, Some(_)) if c.days_since_last_upload == 0 => format!("Last upload today · {clock}"),
+            (None, Some(_)) => format!("Last upload {} ago · {clock}", days(c.days_since_last_upload)),
+            (None, None) => format!("Never uploaded · {clock}"),
+        };
+        let look = match c.state {
+            compliance::State::Overdue => Look::Overdue,
+            _ if failure.is_some() => Look::Failing,
+            compliance::State::Warning | compliance::State::Critical => Look::Warning,
+            compliance::State::Ok => Look::Ok,
+        };
+        let tooltip = match look {
+            Look::Ok => format!("callhome: all is well. {status_line}"),
+            Look::Warning => format!("callhome: report license usage soon. {status_line}"),
+            Look::Failing => format!("callhome: uploads are failing. {status_line}"),
+            Look::Overdue => format!("callhome: license reporting is overdue. {status_line}"),
+        };
+        let manual = s.consent.telemetry_mode == TelemetryMode::Manual;
+        let programs = OPTIONAL
+            .iter()
+            .map(|p| {
+                let checked = s.consent.enabled(*p);
+                let entry = match s.locks.iter().find(|(l, _)| l == p) {
+                    Some((_, why)) => Entry::off(p.title(), &format!("required: {why}")),
+                    None => Entry::on(p.title()),
+                };
+                ProgramEntry { program: *p, entry, checked }
+            })
+            .collect::<Vec<_>>();
+        let automatic = !manual || OPTIONAL.iter().any(|p| s.consent.enabled(*p));
+        let pending = !s.pending.is_empty();
+        let upload =
+            if automatic { Entry::on("Upload now") } else { Entry::off("Upload now", "manual reporting: use Export") };
+        let preview = match (api, pending) {
+            (false, _) => Entry::off("Preview data…", "the API is off: api.enabled"),
+            (true, false) => Entry::off("Preview data…", "nothing pending"),
+            (true, true) => Entry::on("Preview data…"),
+        };
+        let dashboard =
+            if api { Entry::on("Open dashboard") } else { Entry::off("Open dashboard", "the API is off: api.enabled") };
+        let export = if pending {
+            Entry::on("Export for manual upload…")
+        } else {
+            Entry::off("Export for manual upload…", "nothing pending")
+        };
+        TrayView {
+            look,
+            tooltip,
+            status_line,
+            telemetry: Entry::off("License Telemetry", "mandatory"),
+            manual,
+            programs,
+            upload,
+            collect: Entry::on("Collect now"),
+            preview,
+            dashboard,
+            export,
+        }
+    }
+}
+
+/// What a menu click asks the agent to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Toggle(Program),
+    ToggleManual,
+    Upload,
+    Collect,
+    Preview,
+    Dashboard,
+    Export,
+    Quit,
+}
+
+impl Action {
+    /// The menu item id.
+    pub fn id(self) -> &'static str {
+        match self {
+            Action::Toggle(Program::CallHome) => "program.call_home",
+            Action::Toggle(Program::Ceip) => "program.ceip",
+            Action::Toggle(Program::Events) => "program.events",
+            Action::Toggle(Program::Telemetry) => "program.telemetry",
+            Action::ToggleManual => "telemetry.manual",
+            Action::Upload => "upload",
+            Action::Collect => "collect",
+            Action::Preview => "preview",
+            Action::Dashboard => "dashboard",
+            Action::Export => "export",
+            Action::Quit => "quit",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Action> {
+        [
+            Action::Toggle(Program::CallHome),
+            Action::Toggle(Program::Ceip),
+            Action::Toggle(Program::Events),
+            Action::ToggleManual,
+            Action::Upload,
+            Action::Collect,
+            Action::Preview,
+            Action::Dashboard,
+            Action::Export,
+            Action::Quit,
+        ]
+        .into_iter()
+        .find(|a| a.id() == id)
+    }
+}
+
+/// Opens the dashboard in the default browser through a one-time sign-in link from the API
+/// (`fragment`: the page, such as `#/preview`).
+pub async fn open_dashboard(agent: &crate::agent::Agent, fragment: &str) -> Result<(), String> {
+    let client = crate::api::client::Client::discover(agent.data_dir())
+        .ok_or("the API is not running, so there is no dashboard (api.enabled)")?;
+    let link: serde_json::Value = client
+        .send_json(reqwest::Method::POST, "/api/v1/dashboard/link", &serde_json::json!({}))
+        .await
+        .map_err(|e| format!("cannot get a sign-in link: {e}"))?;
+    let url = link["url"].as_str().ok_or("the API answered without a sign-in link")?;
+    open_url(&format!("{url}{fragment}")).map_err(|e| format!("cannot start a browser: {e}"))
+}
+
+fn open_url(url: &str) -> std::io::Result<()> {
+    let browser = std::env::var("BROWSER").ok().filter(|b| !b.is_empty());
+    let mut cmd = match browser {
+        Some(b) => std::process::Command::new(b),
+        None if cfg!(target_os = "macos") => std::process::Command::new("open"),
+        None if cfg!(windows) => {
+            let mut c = std::process::Command::new("cmd");
+            c.args(["/c", "start", ""]);
+            c
+        }
+        None => std::process::Command::new("xdg-open"),
+    };
+    cmd.arg(url).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).spawn().map(|_| ())
+}
+
+/// Whether this process runs in a desktop session where a tray can live.
+pub fn session_present() -> bool {
+    if cfg!(any(target_os = "macos", windows)) {
+        return true;
+    }
+    ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::VersionStatus;
+    use crate::config::ComplianceConfig;
+    use crate::datadir::Install;
+    use crate::programs::Consent;
+    use crate::store::Attempt;
+
+    const DAY: i64 = 86_400;
+
+    fn status(day: i64, last_success: Option<i64>, attempts: Vec<(Program, Option<Attempt>)>) -> Status {
+        let cfg = ComplianceConfig { max_days: 90, warn_days: vec![30, 14, 7] };
+        Status {
+            install: Install { install_id: "i".into(), created_at: 0 },
+            now: day * DAY,
+            compliance: compliance::evaluate(&cfg, last_success, 0, day * DAY),
+            consent: Consent { call_home: false, ceip: true, events: false, telemetry_mode: TelemetryMode::Automatic },
+            pending: Vec::new(),
+            quarantined: 0,
+            last_attempts: attempts,
+            next_upload: None,
+            agent: None,
+            max_days: 90,
+            spool_max_bytes: 0,
+            license_events: Vec::new(),
+            locks: vec![(Program::Events, "policy acme".into())],
+            version: VersionStatus { running: "0", latest: None, released: None, outdated: false },
+            intervals: [std::time::Duration::ZERO; 4],
+        }
+    }
+
+    fn attempt(day: i64, code: &str) -> Attempt {
+        Attempt {
+            at: day * DAY,
+            program: Program::Telemetry,
+            bundle: None,
+            sha256: None,
+            code: code.into(),
+            message: String::new(),
+            http_status: None,
+            duration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_status_line_says_when_and_how_long_is_left() {
+        let v = TrayView::from_status(
+            &status(3, Some(0), vec![(Program::Telemetry, Some(attempt(0, "CTX_UPLOADER_SUCCESS")))]),
+            true,
+        );
+        assert_eq!(v.status_line, "Last upload 3 days ago · 87 days left");
+        assert_eq!(v.look, Look::Ok);
+        let v = TrayView::from_status(&status(5, None, vec![]), true);
+        assert_eq!(v.status_line, "Never uploaded · 85 days left");
+        let v = TrayView::from_status(
+            &status(4, Some(0), vec![(Program::Telemetry, Some(attempt(4, "CTX_UPLOADER_ERROR_PROXY_AUTH")))]),
+            true,
+        );
+        assert_eq!(v.status_line, "Upload failed: the proxy refused the login · 86 days left");
+        assert_eq!(v.look, Look::Failing);
+        assert!(v.tooltip.contains("uploads are failing"), "{}", v.tooltip);
+        let v = TrayView::from_status(&status(95, Some(0), vec![]), true);
+        assert_eq!((v.look, v.status_line.as_str()), (Look::Overdue, "Last upload 95 days ago · overdue by 5 days"));
+        assert_eq!(TrayView::from_status(&status(65, Some(0), vec![]), true).look, Look::Warning);
+    }
+
+    #[test]
+    fn items_that_cannot_apply_say_why() {
+        let mut s = status(1, None, vec![]);
+        let v = TrayView::from_status(&s, false);
+        assert_eq!(v.dashboard, Entry { text: "Open dashboard (the API is off: api.enabled)".into(), enabled: false });
+        assert_eq!(v.export.text, "Export for manual upload… (nothing pending)");
+        assert_eq!(v.telemetry.text, "License Telemetry (mandatory)");
+        let events = v.programs.iter().find(|p| p.program == Program::Events).unwrap();
+        assert_eq!(events.entry.text, "Event data (required: policy acme)");
+        assert!(!events.entry.enabled && !events.checked);
+        let ceip = v.programs.iter().find(|p| p.program == Program::Ceip).unwrap();
+        assert!(ceip.checked && ceip.entry.enabled);
+        s.consent = Consent { call_home: false, ceip: false, events: false, telemetry_mode: TelemetryMode::Manual };
+        let v = TrayView::from_status(&s, true);
+        assert!(v.manual);
+        assert_eq!(v.upload.text, "Upload now (manual reporting: use Export)");
+        assert!(!v.upload.enabled);
+    }
+
+    #[test]
+    fn every_action_round_trips_through_its_id() {
+        for id in [
+            "program.call_home",
+            "program.ceip",
+            "program.events",
+            "telemetry.manual",
+            "upload",
+            "collect",
+            "preview",
+            "dashboard",
+            "export",
+            "quit",
+        ] {
+            assert_eq!(Action::from_id(id).map(|a| a.id()), Some(id));
+        }
+        assert_eq!(Action::from_id("nope"), None);
+    }
+}

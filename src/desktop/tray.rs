@@ -1,0 +1,317 @@
+//! The tray: tao's event loop on the main thread, the agent's runtime on a thread beside it.
+//!
+//! Menu clicks travel loop → tokio as [`Action`]s; the agent's notices travel tokio → loop as
+//! fresh [`TrayView`]s, so a change made through the API or the CLI shows in the menu as soon
+//! as the agent reports it. On Linux the item is a StatusNotifierItem over D-Bus (tray-icon's
+//! ksni backend): no GTK tray library, and readable by any dbusmenu client.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tao::event::{Event, StartCause};
+use tao::event_loop::{ControlFlow, EventLoopBuilder, EventLoopProxy};
+use tracing::{info, warn};
+use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
+use tray_icon::{Icon, TrayIcon, TrayIconBuilder};
+
+use super::{Action, Entry, Look, OPTIONAL, TrayView, icon};
+use crate::agent::Agent;
+use crate::programs::{Program, TelemetryMode};
+
+/// The size the tray's pixmap is drawn at (panels scale it to theirs).
+const ICON_SIZE: u32 = 32;
+/// The view is recomputed at least this often (the compliance clock moves with time).
+const REFRESH: Duration = Duration::from_secs(30);
+
+/// What reaches the event loop.
+#[derive(Debug)]
+pub enum UserEvent {
+    View(Box<TrayView>),
+    Menu(String),
+    Exit(i32),
+}
+
+/// A future that completes when the tray's "Quit" is chosen.
+pub type QuitSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs the tray on this (the main) thread and `serve` — the agent, its API and notifications,
+/// until the quit signal or a stop signal — on `rt` in a thread beside it. Exits the process
+/// with `serve`'s exit code.
+pub fn run<S, F>(agent: Arc<Agent>, rt: tokio::runtime::Runtime, api_on: bool, serve: S) -> !
+where
+    S: FnOnce(QuitSignal) -> F + Send + 'static,
+    F: Future<Output = i32> + Send + 'static,
+{
+    let event_loop = EventLoopBuilder::<UserEvent>::with_user_event().build();
+    let proxy = event_loop.create_proxy();
+    let (action_tx, action_rx) = tokio::sync::mpsc::unbounded_channel::<Action>();
+    {
+        let proxy = proxy.clone();
+        MenuEvent::set_event_handler(Some(move |e: MenuEvent| {
+            let _ = proxy.send_event(UserEvent::Menu(e.id.0));
+        }));
+    }
+    {
+        let proxy = proxy.clone();
+        let agent = agent.clone();
+        std::thread::Builder::new()
+            .name("agent".into())
+            .spawn(move || {
+                let view_proxy = proxy.clone();
+                let code = rt.block_on(async move {
+                    let (quit_tx, quit_rx) = tokio::sync::oneshot::channel::<()>();
+                    let views = tokio::spawn(views(agent.clone(), view_proxy, api_on));
+                    let actions = tokio::spawn(actions(agent, action_rx, quit_tx));
+                    let quit: QuitSignal = Box::pin(async move {
+                        let _ = quit_rx.await;
+                    });
+                    let code = serve(quit).await;
+                    views.abort();
+                    actions.abort();
+                    code
+                });
+                let _ = proxy.send_event(UserEvent::Exit(code));
+            })
+            .expect("spawning the agent thread");
+    }
+
+    let mut tray: Option<Tray> = None;
+    let mut pending_view: Option<Box<TrayView>> = None;
+    event_loop.run(move |event, _, control_flow| {
+        *control_flow = ControlFlow::Wait;
+        match event {
+            // macOS wants the tray made once the loop runs; the other platforms don't mind.
+            Event::NewEvents(StartCause::Init) => match Tray::new() {
+                Ok(t) => {
+                    if let Some(v) = pending_view.take() {
+                        t.show(&v);
+                    }
+                    tray = Some(t);
+                    info!("tray icon ready");
+                }
+                Err(e) => warn!("cannot show the tray icon ({e}); the agent goes on without it"),
+            },
+            Event::UserEvent(UserEvent::View(v)) => match &tray {
+                Some(t) => t.show(&v),
+                None => pending_view = Some(v),
+            },
+            Event::UserEvent(UserEvent::Menu(id)) => match Action::from_id(&id) {
+                Some(a) => {
+                    let _ = action_tx.send(a);
+                }
+                None => warn!("tray: unknown menu item {id:?}"),
+            },
+            Event::UserEvent(UserEvent::Exit(code)) => {
+                tray = None;
+                *control_flow = ControlFlow::ExitWithCode(code);
+            }
+            _ => {}
+        }
+    })
+}
+
+/// The tray icon and its menu items.
+struct Tray {
+    icon: TrayIcon,
+    status: MenuItem,
+    telemetry: MenuItem,
+    manual: CheckMenuItem,
+    programs: Vec<(Program, CheckMenuItem)>,
+    upload: MenuItem,
+    collect: MenuItem,
+    preview: MenuItem,
+    dashboard: MenuItem,
+    export: MenuItem,
+    look: std::cell::Cell<Option<Look>>,
+}
+
+fn item(a: Action, text: &str) -> MenuItem {
+    MenuItem::with_id(a.id(), text, true, None)
+}
+
+impl Tray {
+    fn new() -> Result<Tray, String> {
+        let status = MenuItem::with_id("status", "callhome: starting…", false, None);
+        let telemetry = MenuItem::with_id("program.telemetry", "License Telemetry (mandatory)", false, None);
+        let manual = CheckMenuItem::with_id(Action::ToggleManual.id(), "Manual reporting", true, false, None);
+        let programs: Vec<(Program, CheckMenuItem)> = OPTIONAL
+            .iter()
+            .map(|p| (*p, CheckMenuItem::with_id(Action::Toggle(*p).id(), p.title(), true, false, None)))
+            .collect();
+        let upload = item(Action::Upload, "Upload now");
+        let collect = item(Action::Collect, "Collect now");
+        let preview = item(Action::Preview, "Preview data…");
+        let dashboard = item(Action::Dashboard, "Open dashboard");
+        let export = item(Action::Export, "Export for manual upload…");
+        let quit = item(Action::Quit, "Quit");
+        let menu = Menu::new();
+        let e = |r: Result<(), tray_icon::menu::Error>| r.map_err(|e| e.to_string());
+        e(menu.append(&status))?;
+        e(menu.append(&PredefinedMenuItem::separator()))?;
+        e(menu.append(&telemetry))?;
+        e(menu.append(&manual))?;
+        for (_, p) in &programs {
+            e(menu.append(p))?;
+        }
+        e(menu.append(&PredefinedMenuItem::separator()))?;
+        for i in [&upload, &collect, &preview, &dashboard, &export] {
+            e(menu.append(i))?;
+        }
+        e(menu.append(&PredefinedMenuItem::separator()))?;
+        e(menu.append(&quit))?;
+        let icon = TrayIconBuilder::new()
+            .with_id("callhome")
+            .with_title("callhome")
+            .with_tooltip("callhome: starting")
+            .with_icon(render(Look::Ok)?)
+            .with_menu(Box::new(menu))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Tray {
+            icon,
+            status,
+            telemetry,
+            manual,
+            programs,
+            upload,
+            collect,
+            preview,
+            dashboard,
+            export,
+            look: std::cell::Cell::new(None),
+        })
+    }
+
+    fn show(&self, v: &TrayView) {
+        self.status.set_text(&v.status_line);
+        set(&self.telemetry, &v.telemetry);
+        self.manual.set_checked(v.manual);
+        for (p, item) in &self.programs {
+            if let Some(pe) = v.programs.iter().find(|pe| pe.program == *p) {
+                item.set_text(&pe.entry.text);
+                item.set_enabled(pe.entry.enabled);
+                item.set_checked(pe.checked);
+            }
+        }
+        set(&self.upload, &v.upload);
+        set(&self.collect, &v.collect);
+        set(&self.preview, &v.preview);
+        set(&self.dashboard, &v.dashboard);
+        set(&self.export, &v.export);
+        if let Err(e) = self.icon.set_tooltip(Some(&v.tooltip)) {
+            warn!("tray tooltip: {e}");
+        }
+        if self.look.get() != Some(v.look) {
+            match render(v.look) {
+                Ok(i) => {
+                    if let Err(e) = self.icon.set_icon(Some(i)) {
+                        warn!("tray icon: {e}");
+                    }
+                    self.look.set(Some(v.look));
+                }
+                Err(e) => warn!("tray icon: {e}"),
+            }
+        }
+    }
+}
+
+fn set(item: &MenuItem, e: &Entry) {
+    item.set_text(&e.text);
+    item.set_enabled(e.enabled);
+}
+
+fn render(look: Look) -> Result<Icon, String> {
+    Icon::from_rgba(icon::render(look, ICON_SIZE), ICON_SIZE, ICON_SIZE).map_err(|e| e.to_string())
+}
+
+/// Sends a fresh view whenever the agent reports a change, and every [`REFRESH`].
+async fn views(agent: Arc<Agent>, proxy: EventLoopProxy<UserEvent>, api_on: bool) {
+    let mut notices = agent.subscribe();
+    let mut tick = tokio::time::interval(REFRESH);
+    let mut last: Option<TrayView> = None;
+    loop {
+        let a = agent.clone();
+        match tokio::task::spawn_blocking(move || a.status()).await {
+            Ok(Ok(s)) => {
+                let v = TrayView::from_status(&s, api_on);
+                if last.as_ref() != Some(&v) {
+                    last = Some(v.clone());
+                    if proxy.send_event(UserEvent::View(Box::new(v))).is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(Err(e)) => warn!("tray: {e}"),
+            Err(e) => warn!("tray: {e}"),
+        }
+        tokio::select! {
+            r = notices.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r { return },
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+/// Carries out what the menu asks.
+async fn actions(
+    agent: Arc<Agent>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Action>,
+    quit: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut quit = Some(quit);
+    while let Some(a) = rx.recv().await {
+        info!(action = a.id(), "tray");
+        let r: Result<(), String> = match a {
+            Action::Toggle(p) => match agent.consent() {
+                Ok(c) => agent.set_enabled(p, !c.enabled(p)).await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            Action::ToggleManual => match agent.consent() {
+                Ok(c) => {
+                    let mode = match c.telemetry_mode {
+                        TelemetryMode::Automatic => TelemetryMode::Manual,
+                        TelemetryMode::Manual => TelemetryMode::Automatic,
+                    };
+                    agent.set_telemetry_mode(mode).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Action::Upload => agent.upload_cycle(None).await.map(|_| ()).map_err(|e| e.to_string()),
+            Action::Collect => agent.collect(None).await.map(|_| ()).map_err(|e| e.to_string()),
+            Action::Preview => super::open_dashboard(&agent, "#/preview").await,
+            Action::Dashboard => super::open_dashboard(&agent, "").await,
+            Action::Export => export(&agent).await,
+            Action::Quit => {
+                if let Some(q) = quit.take() {
+                    let _ = q.send(());
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            warn!(action = a.id(), "tray: {e}");
+            crate::notify::tell("callhome: that did not work", &e).await;
+        }
+    }
+}
+
+/// Exports every pending bundle to the exports folder and says where it went.
+async fn export(agent: &Agent) -> Result<(), String> {
+    let dir = agent.data_dir().exports_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let stamp = crate::clock::rfc3339(agent.now()).replace(':', "");
+    let out = dir.join(format!("callhome-export-{stamp}.zip"));
+    let parts = crate::manual::export(agent, &out, None, None, Box::new(|_, _| {})).await.map_err(|e| e.to_string())?;
+    let bundles: usize = parts.iter().map(|p| p.bundles.len()).sum();
+    let files: Vec<String> = parts.iter().map(|p| p.path.display().to_string()).collect();
+    crate::notify::tell(
+        "Export ready for manual upload",
+        &format!(
+            "{bundles} bundle(s) written to {}. Carry it to the vendor's receiver and import the receipt it gives back.",
+            files.join(", ")
+        ),
+    )
+    .await;
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! Desktop notifications: the agent speaks up when an upload fails (in plain words, with what to
+//! do), when uploads work again, when the compliance clock reaches a `compliance.warn_days`
+//! threshold or the limit, when a license nears expiry or runs in overdraft, and when the proxy
+//! refuses the login.
+//!
+//! Deciding is separate from delivering: [`Decider`] turns the agent's notices and its status
+//! into [`News`], each with a key; the same key is not shown again inside
+//! `notifications.quiet_period` (compliance thresholds: once per count). What was shown when is
+//! kept in the state database, so a restart does not repeat it. Delivery goes through
+//! notify-rust (the freedesktop notification service over D-Bus on Linux); with no service the
+//! agent logs the news once as a warning and goes on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::agent::{Agent, Notice};
+use crate::clock::Timestamp;
+use crate::compliance;
+use crate::programs::Program;
+
+/// How often the compliance clock is looked at when nothing else happens.
+const CLOCK_CHECK: Duration = Duration::from_secs(15 * 60);
+
+/// Settings-key prefix of what was shown when.
+const SHOWN: &str = "notified.";
+
+/// Something to tell the person at the desktop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct News {
+    /// What makes two pieces of news "the same" for the quiet period.
+    pub key: String,
+    pub summary: String,
+    pub body: String,
+    pub urgent: bool,
+    /// Shown once per key, whatever the quiet period (compliance thresholds).
+    pub once: bool,
+}
+
+/// `CTX_UPLOADER_ERROR_TLS` → `TLS`, `CTX_UPLOADER_SUCCESS` → `SUCCESS`.
+pub fn short_code(code: &str) -> &str {
+    code.strip_prefix("CTX_UPLOADER_ERROR_").or_else(|| code.strip_prefix("CTX_UPLOADER_")).unwrap_or(code)
+}
+
+/// An upload result code in plain words.
+pub fn failure_words(code: &str) -> &'static str {
+    match short_code(code) {
+        "NETWORK_OPEN" => "The receiver could not be reached",
+        "TLS" => "The secure connection to the receiver failed",
+        "PROXY_AUTH" => "The proxy refused the login",
+        "PROXY" => "The proxy could not be used",
+        "TIMEOUT" => "The receiver did not answer in time",
+        "HTTP_STATUS" => "The receiver answered with an error",
+        "AUTH" => "The receiver refused this agent's credentials",
+        "REJECTED" => "The receiver refused a bundle",
+        "RECEIPT" => "The receiver's receipt did not check out",
+        "DISK" => "A bundle could not be read from disk",
+        "CONFIG" => "The upload settings are not usable",
+        _ => "An upload failed",
+    }
+}
+
+/// Turns notices and status into news; remembers whether uploads are failing.
+#[derive(Debug, Default)]
+pub struct Decider {
+    /// The code of the last failure, while uploads fail.
+    failing: Option<String>,
+}
+
+impl Decider {
+    pub fn new(failing: Option<String>) -> Decider {
+        Decider { failing }
+    }
+
+    pub fn failing(&self) -> Option<&str> {
+        self.failing.as_deref()
+    }
+
+    /// An upload attempt ended.
+    pub fn upload(&mut self, program: Program, code: &str, message: &str) -> Option<News> {
+        let code = short_code(code);
+        if code == "SUCCESS" {
+            let was = self.failing.take()?;
+            return Some(News {
+                key: "uploads-work".into(),
+                summary: "Uploads work again".into(),
+                body: format!(
+                    "{} reached the receiver and was acknowledged; the earlier problem ({}) is resolved.",
+                    program.title(),
+                    failure_words(&was).to_lowercase()
+                ),
+                urgent: false,
+                once: false,
+            });
+        }
+        self.failing = Some(code.to_string());
+        let (key, summary) = if code == "PROXY_AUTH" {
+            ("proxy-auth".to_string(), "The proxy refused the login".to_string())
+        } else {
+            (format!("upload-failed:{code}"), format!("Upload failed: {}", failure_words(code).to_lowercase()))
+        };
+        Some(News {
+            key,
+            summary,
+            body: format!(
+                "{} could not be sent: {message}. Nothing is lost: the data stays on this machine and is sent again later.",
+                program.title()
+            ),
+            urgent: code == "PROXY_AUTH" || code == "AUTH",
+            once: false,
+        })
+    }
+
+    /// The compliance clock as it stands: news when a threshold or the limit is reached.
+    pub fn compliance(&self, c: &compliance::Status, max_days: u32) -> Option<News> {
+        if c.days_remaining <= 0 {
+            let body = if c.days_remaining == 0 {
+                format!("License telemetry has not been reported for {max_days} days: today is the limit.")
+            } else {
+                format!(
+                    "License telemetry was last reported {} days ago, past the {max_days}-day limit.",
+                    c.days_since_last_upload
+                )
+            };
+            return Some(News {
+                key: format!("compliance:limit:{}", c.counting_from),
+                summary: "License reporting is overdue".into(),
+                body: format!("{body} Upload now, or export for manual reporting if this machine has no connection."),
+                urgent: true,
+                once: true,
+            });
+        }
+        let t = c.threshold_reached?;
+        Some(News {
+            key: format!("compliance:{t}:{}", c.counting_from),
+            summary: format!("{} days left to report license usage", c.days_remaining),
+            body: format!(
+                "License telemetry was last reported {} days ago; the limit is {max_days} days. Check the last upload's result, or export for manual reporting.",
+                c.days_since_last_upload
+            ),
+            urgent: c.state == compliance::State::Critical,
+            once: true,
+        })
+    }
+
+    /// A license event appeared.
+    pub fn license(&self, kind: &str, feature: &str, message: &str) -> News {
+        let summary = match kind {
+            "expiring" => format!("License {feature} expires soon"),
+            "expired" => format!("License {feature} has expired"),
+            "renewal_due" => format!("License {feature} needs renewing"),
+            "over_quantity" => format!("License {feature} is used beyond its quantity"),
+            _ => format!("License {feature}: {kind}"),
+        };
+        News {
+            key: format!("license:{kind}:{feature}"),
+            summary,
+            body: message.to_string(),
+            urgent: kind == "expired",
+            once: false,
+        }
+    }
+}
+
+/// Whether news with this key may be shown now, given when it was last shown.
+pub fn may_show(news: &News, last: Option<Timestamp>, now: Timestamp, quiet: Duration) -> bool {
+    match last {
+        None => true,
+        Some(_) if news.once => false,
+        Some(t) => now.saturating_sub(t) >= quiet.as_secs() as i64 || now < t,
+    }
+}
+
+/// What the notifier does when a notification is clicked (opens the dashboard).
+pub type OnClick = Arc<dyn Fn() + Send + Sync>;
+
+/// Runs until `shutdown` turns true: listens to the agent and shows news.
+pub async fn run(agent: Arc<Agent>, on_click: Option<OnClick>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let cfg = agent.config().notifications.clone();
+    if !cfg.enabled {
+        info!("desktop notifications are off (notifications.enabled = false)");
+        return;
+    }
+    let mut notices = agent.subscribe();
+    let failing = agent.store().setting("notify.failing").ok().flatten();
+    let mut n = Notifier {
+        agent: agent.clone(),
+        decider: Decider::new(failing),
+        quiet: cfg.quiet_period,
+        on_click,
+        service_missing: false,
+    };
+    n.check_clock().await;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + CLOCK_CHECK, CLOCK_CHECK);
+    loop {
+        tokio::select! {
+            r = notices.recv() => match r {
+                Ok(Notice::UploadResult { program, code, message }) => {
+                    let news = n.decider.upload(program, &code, &message);
+                    n.remember_failing();
+                    if let Some(news) = news {
+                        n.show(news).await;
+                    }
+                    n.check_clock().await;
+                }
+                Ok(Notice::LicenseEvent { kind, feature, message }) => {
+                    let news = n.decider.license(kind, &feature, &message);
+                    n.show(news).await;
+                }
+                Ok(Notice::StateChanged { .. }) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => n.check_clock().await,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            _ = tick.tick() => n.check_clock().await,
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+struct Notifier {
+    agent: Arc<Agent>,
+    decider: Decider,
+    quiet: Duration,
+    on_click: Option<OnClick>,
+    /// The notification service was missing last time (said once in the log).
+    service_missing: bool,
+}
+
+impl Notifier {
+    fn remember_failing(&self) {
+        let store = self.agent.store();
+        let r = match self.decider.failing() {
+            Some(code) => store.set_setting("notify.failing", code),
+            None => store.delete_setting("notify.failing"),
+        };
+        if let Err(e) = r {
+            warn!("notifications: {e}");
+        }
+    }
+
+    async fn check_clock(&mut self) {
+        let now = self.agent.now();
+        let last = match self.agent.store().last_success(Program::Telemetry) {
+            Ok(l) => l,
+            Err(e) => return warn!("notifications: {e}"),
+        };
+        let cfg = &self.agent.config().compliance;
+        let c = compliance::evaluate(cfg, last, self.agent.install().created_at, now);
+        if let Some(news) = self.decider.compliance(&c, cfg.max_days) {
+            self.show(news).await;
+        }
+    }
+
+    async fn show(&mut self, news: News) {
+        let now = self.agent.now();
+        let key = format!("{SHOWN}{}", news.key);
+        let last = self.agent.store().setting_as::<Timestamp>(&key).ok().flatten();
+        if !may_show(&news, last, now, self.quiet) {
+            return;
+        }
+        if let Err(e) = self.agent.store().set_setting(&key, &now.to_string()) {
+            warn!("notifications: {e}");
+        }
+        match deliver(&news, self.on_click.clone()).await {
+            Ok(()) => {
+                self.service_missing = false;
+                info!(key = %news.key, "notified: {}", news.summary);
+            }
+            Err(e) => {
+                if !self.service_missing {
+                    warn!("no desktop notification service ({e}); notifications are written to this log only");
+                    self.service_missing = true;
+                }
+                warn!(key = %news.key, "{}: {}", news.summary, news.body);
+            }
+        }
+    }
+}
+
+/// Tells the person something now (the answer to a tray action), without the quiet period.
+pub async fn tell(summary: &str, body: &str) {
+    let news = News { key: String::new(), summary: summary.into(), body: body.into(), urgent: false, once: false };
+    if let Err(e) = deliver(&news, None).await {
+        info!("{summary}: {body} (no notification service: {e})");
+    }
+}
+
+/// Shows the notification; a click on it (the default action) runs `on_click`.
+async fn deliver(news: &News, on_click: Option<OnClick>) -> Result<(), String> {
+    let mut n = notify_rust::Notification::new();
+    n.appname("callhome").summary(&news.summary).body(&news.body).icon("callhome");
+    #[cfg(all(unix, not(target_os = "macos")))]
+    {
+        n.urgency(if news.urgent { notify_rust::Urgency::Critical } else { notify_rust::Urgency::Normal });
+        if on_click.is_some() {
+            n.action("default", "Open dashboard");
+        }
+    }
+    #[cfg(all(unix, not(target_os = "macos")))]
+    {
+        let handle = n.show_async().await.map_err(|e| e.to_string())?;
+        if let Some(click) = on_click {
+            tokio::spawn(async move {
+                // Ends when the notification is closed or its action invoked.
+                handle
+                    .wait_for_action_async(|r| {
+                        if matches!(r, notify_rust::NotificationResponse::Default) {
+                            click();
+                        }
+                    })
+                    .await;
+            });
+        }
+        Ok(())
+    }
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    {
+        let _ = on_click;
+        let n = n.clone();
+        tokio::task::spawn_blocking(move || n.show().map(|_| ()).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ComplianceConfig;
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn a_failure_is_news_and_so_is_the_recovery_but_not_a_plain_success() {
+        let mut d = Decider::default();
+        assert_eq!(d.upload(Program::Telemetry, "CTX_UPLOADER_SUCCESS", "receipt r1"), None);
+        let f = d.upload(Program::Telemetry, "CTX_UPLOADER_ERROR_HTTP_STATUS", "https://x answered 503").unwrap();
+        assert_eq!(f.key, "upload-failed:HTTP_STATUS");
+        assert_eq!(f.summary, "Upload failed: the receiver answered with an error");
+        assert!(f.body.contains("answered 503") && f.body.contains("Nothing is lost"), "{}", f.body);
+        let ok = d.upload(Program::Telemetry, "SUCCESS", "receipt r2").unwrap();
+        assert_eq!(ok.key, "uploads-work");
+        assert!(ok.body.contains("the receiver answered with an error"), "{}", ok.body);
+        assert_eq!(d.upload(Program::Telemetry, "SUCCESS", "receipt r3"), None);
+    }
+
+    #[test]
+    fn a_refused_proxy_login_has_its_own_news() {
+        let mut d = Decider::default();
+        let n = d.upload(Program::Telemetry, "PROXY_AUTH", "the proxy refused the credentials").unwrap();
+        assert_eq!(n.key, "proxy-auth");
+        assert_eq!(n.summary, "The proxy refused the login");
+        assert!(n.urgent);
+    }
+
+    #[test]
+    fn the_quiet_period_holds_back_repeats_and_thresholds_come_once() {
+        let quiet = Duration::from_secs(3600);
+        let mut d = Decider::default();
+        let n = d.upload(Program::Telemetry, "TIMEOUT", "no answer").unwrap();
+        assert!(may_show(&n, None, 1000, quiet));
+        assert!(!may_show(&n, Some(1000), 1000 + 3599, quiet));
+        assert!(may_show(&n, Some(1000), 1000 + 3600, quiet));
+        // A clock that went back does not silence news for good.
+        assert!(may_show(&n, Some(5000), 1000, quiet));
+        let cfg = ComplianceConfig { max_days: 90, warn_days: vec![30, 14, 7] };
+        let c = compliance::evaluate(&cfg, None, 0, 61 * DAY);
+        let t = d.compliance(&c, 90).unwrap();
+        assert!(t.once && !may_show(&t, Some(1), 10 * 365 * DAY, quiet));
+    }
+
+    #[test]
+    fn each_threshold_and_the_limit_is_its_own_news() {
+        let cfg = ComplianceConfig { max_days: 90, warn_days: vec![30, 14, 7] };
+        let d = Decider::default();
+        let at = |day: i64| d.compliance(&compliance::evaluate(&cfg, Some(0), 0, day * DAY), 90);
+        assert_eq!(at(59), None);
+        let keys: Vec<String> = [60, 76, 83, 90, 95].iter().map(|day| at(*day).unwrap().key).collect();
+        assert_eq!(
+            keys,
+            ["compliance:30:0", "compliance:14:0", "compliance:7:0", "compliance:limit:0", "compliance:limit:0"]
+        );
+        assert_eq!(at(60).unwrap().summary, "30 days left to report license usage");
+        assert!(at(90).unwrap().body.contains("today is the limit"));
+        assert!(at(95).unwrap().body.contains("95 days ago"));
+    }
+
+    #[test]
+    fn license_events_read_as_sentences() {
+        let d = Decider::default();
+        let n = d.license("expiring", "cad_pro", "cad_pro expires on 2026-12-13 (in 20 days)");
+        assert_eq!(n.summary, "License cad_pro expires soon");
+        assert_eq!(n.key, "license:expiring:cad_pro");
+    }
+}
