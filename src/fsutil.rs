@@ -49,13 +49,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Creates `path` exclusively (it must not exist), readable by the owner only, with `bytes`.
 pub fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_new_with_mode(path, bytes, 0o600)
+}
+
+/// Creates `path` exclusively with `bytes` and (on Unix) permission bits `mode`.
+pub fn write_new_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        opts.mode(mode);
     }
+    #[cfg(not(unix))]
+    let _ = mode;
     let mut f = opts.open(path)?;
     f.write_all(bytes)?;
     f.sync_all()?;

@@ -18,6 +18,7 @@ pub mod clock;
 pub mod collect;
 pub mod compliance;
 pub mod config;
+pub mod config_edit;
 pub mod datadir;
 pub mod desktop;
 pub mod fsutil;

@@ -161,6 +161,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<ProgramsAction>,
     },
+    /// Show the tray for the agent that runs on the data directory (such as the system
+    /// service's, for members of its group), through its API; starts no agent of its own.
+    Tray,
     /// The HTTP proxy uploads go through; its password is kept in the OS keyring.
     Proxy {
         #[command(subcommand)]
@@ -229,6 +232,16 @@ enum ConfigAction {
     Check { file: Option<PathBuf> },
     /// Print the embedded default configuration.
     Default,
+    /// Set keys in the configuration file (--config), keeping its comments; the result must
+    /// pass `config check`, else the file is not changed. For installers and scripts.
+    Set {
+        /// Skip `KEY=` pairs with an empty value (an installer's unset options).
+        #[arg(long)]
+        ignore_empty: bool,
+        /// `section.key=value`, such as programs.ceip=false or upload.endpoint=https://…
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = callhome::config_edit::parse_pair)]
+        pairs: Vec<(String, String)>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

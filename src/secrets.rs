@@ -113,6 +113,8 @@ pub fn lookup(s: Secret, keyring: bool) -> Result<Option<(Value, Source)>, Secre
     if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
         let path = PathBuf::from(dir).join(s.key());
         match std::fs::read_to_string(&path) {
+            // An empty file is no secret (a unit may load a placeholder).
+            Ok(v) if v.trim_end_matches(['\n', '\r']).is_empty() => {}
             Ok(v) => {
                 let v = v.trim_end_matches(['\n', '\r']).to_string();
                 return Ok(Some((Value(v), Source::Credential)));

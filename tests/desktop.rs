@@ -463,3 +463,47 @@ fn without_a_keyring_the_error_names_the_alternatives_and_they_work() {
     assert_eq!(r.bundles().len(), 1);
     assert!(files_containing(&s.data, SECRET).is_empty());
 }
+
+#[test]
+fn callhome_tray_is_a_view_of_an_agent_running_elsewhere() {
+    display_present();
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[]);
+    s.configure_for(&r, "first_upload_delay = \"1h\"\n");
+    let bus = Bus::start();
+    let addr = bus.address.clone();
+    // The tray first: no agent answers yet, and the menu says so.
+    let mut tray = Command::new(AGENT)
+        .args(["tray", "--data-dir"])
+        .arg(&s.data)
+        .env("DBUS_SESSION_BUS_ADDRESS", &addr)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let name = format!("org.kde.StatusNotifierItem-{}-1", tray.id());
+    wait_until(Duration::from_secs(20), "the tray item on the session bus", || bus.names().contains(&name));
+    wait_until(Duration::from_secs(10), "the menu to say no agent runs", || {
+        menu(&bus, &name).first().is_some_and(|i| i.label == "The agent is not running: start the callhome service")
+    });
+    assert!(!find(&menu(&bus, &name), "Upload now (the agent is not running)").enabled);
+
+    // The agent starts (headless, as a service would): the tray finds it.
+    let agent = s.start_agent_with(&["--headless"], &[("DBUS_SESSION_BUS_ADDRESS", &addr)]);
+    wait_until(Duration::from_secs(30), "the tray to reach the agent", || {
+        menu(&bus, &name).first().is_some_and(|i| i.label.starts_with("Never uploaded · "))
+    });
+    let before = ceip_via_cli(&s);
+    click(&bus, &name, "CEIP");
+    wait_until(Duration::from_secs(10), "the agent to take the click", || ceip_via_cli(&s) != before);
+    let out = s.cli(&["programs", if before { "enable" } else { "disable" }, "ceip"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until(Duration::from_secs(10), "the menu to follow the agent", || {
+        find(&menu(&bus, &name), "CEIP").checked == before
+    });
+
+    // Quitting the tray leaves the agent running.
+    click(&bus, &name, "Quit");
+    assert!(tray.wait().unwrap().success());
+    assert!(s.data.join("api.json").exists());
+    assert!(agent.terminate().success());
+}

@@ -30,9 +30,25 @@ impl Client {
     /// The running agent's API, if an agent holds the directory and published its address.
     pub fn discover(dir: &DataDir) -> Option<Client> {
         dir.agent_running()?;
+        Client::published(dir)
+    }
+
+    /// The API an agent published in `dir` (`api.json` and a token: the full one, else the
+    /// read-only one), without asking whether the agent still runs — for a reader that may not
+    /// open the run lock, such as a group member's tray. A stale address fails at the first call.
+    pub fn published(dir: &DataDir) -> Option<Client> {
         let loc: ApiLocation = serde_json::from_slice(&std::fs::read(dir.root().join("api.json")).ok()?).ok()?;
-        let token = std::fs::read_to_string(dir.root().join("api-token")).ok()?.trim().to_string();
+        let token = ["api-token", "api-token-read"]
+            .iter()
+            .find_map(|f| std::fs::read_to_string(dir.root().join(f)).ok())?
+            .trim()
+            .to_string();
         Client::new(&loc.url, token)
+    }
+
+    /// `GET path` as a response to read as it arrives (the event stream).
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+        self.send(self.http.get(self.url(path)).timeout(Duration::from_secs(24 * 3600))).await
     }
 
     pub fn new(base: &str, token: String) -> Option<Client> {

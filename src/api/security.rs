@@ -60,7 +60,7 @@ fn one(path: &Path) -> io::Result<String> {
             let mut bytes = [0u8; 32];
             getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
             let token = hex::encode(bytes);
-            match fsutil::write_new_private(path, token.as_bytes()) {
+            match fsutil::write_new_with_mode(path, token.as_bytes(), token_mode(path)) {
                 Ok(()) => Ok(token),
                 // Another process made it first: use theirs.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => one(path),
@@ -69,6 +69,21 @@ fn one(path: &Path) -> io::Result<String> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// 0600; 0640 when the data directory is open to its group (0750, as the system service's is),
+/// so the group's members — the desktop tray, administrators' CLI — can reach the agent.
+fn token_mode(path: &Path) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = path.parent().and_then(|d| std::fs::metadata(d).ok());
+        if dir.is_some_and(|m| m.permissions().mode() & 0o050 == 0o050) {
+            return 0o640;
+        }
+    }
+    let _ = path;
+    0o600
 }
 
 /// What a request may do.

@@ -194,6 +194,21 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 print!("{}", callhome::config::DEFAULT_TOML);
                 Ok(0)
             }
+            ConfigAction::Set { ignore_empty, pairs } => {
+                let Some(path) = cli.config.as_ref() else {
+                    return Err(fail(
+                        exit::USAGE,
+                        "say which file to change: callhome --config FILE config set KEY=VALUE…",
+                    ));
+                };
+                let pairs: Vec<(String, String)> =
+                    pairs.iter().filter(|(_, v)| !(*ignore_empty && v.is_empty())).cloned().collect();
+                callhome::config_edit::set(path, &pairs)?;
+                for (k, v) in &pairs {
+                    println!("{}: {k} = {v}", path.display());
+                }
+                Ok(0)
+            }
             ConfigAction::Check { file } => match file.as_ref().or(cli.config.as_ref()) {
                 Some(path) => {
                     Config::load(path)?;
@@ -209,6 +224,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         },
         Command::Programs { action } => programs(&cli, action.as_ref()),
         Command::Proxy { action } => proxy(&cli, action),
+        Command::Tray => tray(&cli),
         Command::Register { clear, .. } => {
             let token = if *clear { None } else { Some(read_secret_line("the endpoint token")?) };
             let src = Source::open(&cli)?;
@@ -452,11 +468,15 @@ async fn serve(
     let mut api =
         api_cfg.enabled.then(|| tokio::spawn(callhome::api::serve(agent.clone(), api_cfg.clone(), stop_rx.clone())));
     let on_click: Option<callhome::notify::OnClick> = api_cfg.enabled.then(|| {
-        let a = agent.clone();
+        let dir = agent.data_dir().clone();
         Arc::new(move || {
-            let a = a.clone();
+            let dir = dir.clone();
             tokio::spawn(async move {
-                if let Err(e) = callhome::desktop::open_dashboard(&a, "").await {
+                let r = match callhome::api::client::Client::discover(&dir) {
+                    Some(c) => callhome::desktop::open_dashboard(&c, "").await,
+                    None => Err("the API is not running".into()),
+                };
+                if let Err(e) = r {
                     tracing::warn!("{e}");
                 }
             });
@@ -785,5 +805,34 @@ fn proxy(cli: &Cli, action: &ProxyAction) -> Result<u8> {
             }
             Ok(0)
         }
+    }
+}
+
+/// `callhome tray`: the desktop's view of an agent that runs elsewhere (the system service).
+fn tray(cli: &Cli) -> Result<u8> {
+    init_logging("info");
+    if !callhome::desktop::session_present() {
+        return Err(fail(
+            exit::FAILURE,
+            "no desktop session (neither DISPLAY nor WAYLAND_DISPLAY is set): the tray needs one",
+        ));
+    }
+    #[cfg(feature = "tray")]
+    {
+        // SAFETY: no other thread runs yet (the runtime is built below).
+        unsafe {
+            std::env::set_var("GDK_GL", "disable");
+            std::env::set_var("NO_AT_BRIDGE", "1");
+        }
+        let rt = runtime()?;
+        let stop = rt
+            .block_on(async { shutdown_signal() })
+            .map_err(|e| fail(exit::FAILURE, format!("cannot watch signals: {e}")))?;
+        callhome::desktop::tray::run_client(DataDir::locate(cli.data_dir.clone()), rt, stop);
+    }
+    #[cfg(not(feature = "tray"))]
+    {
+        let _ = cli;
+        Err(fail(exit::FAILURE, "this build has no tray (built without the `tray` feature)"))
     }
 }

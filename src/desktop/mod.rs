@@ -9,9 +9,8 @@ pub mod icon;
 #[cfg(feature = "tray")]
 pub mod tray;
 
-use crate::agent::Status;
-use crate::compliance;
-use crate::programs::{Program, TelemetryMode};
+use crate::api::dto::StatusDoc;
+use crate::programs::Program;
 
 /// The state the icon shows at a glance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,17 +80,18 @@ fn days(n: i64) -> String {
 }
 
 impl TrayView {
-    /// `api`: whether the API (and so the dashboard) is on.
-    pub fn from_status(s: &Status, api: bool) -> TrayView {
+    /// `api`: whether the API (and so the dashboard) is on. Built from the wire document, so
+    /// the in-process tray and `callhome tray` (a client of a running agent) show the same.
+    pub fn from_doc(s: &StatusDoc, api: bool) -> TrayView {
         let c = &s.compliance;
-        let latest = s.last_attempts.iter().filter_map(|(_, a)| a.as_ref()).max_by_key(|a| a.at);
+        let latest = s.last_result.values().flatten().max_by(|a, b| a.at.cmp(&b.at));
         let failure = latest.filter(|a| crate::notify::short_code(&a.code) != "SUCCESS");
         let clock = if c.days_remaining < 0 {
             format!("overdue by {}", days(-c.days_remaining))
         } else {
             format!("{} left", days(c.days_remaining))
         };
-        let status_line = match (failure, c.last_success) {
+        let status_line = match (failure, &c.last_success) {
             (Some(f), _) => {
                 format!("Upload failed: {} · {clock}", crate::notify::failure_words(&f.code).to_lowercase())
             }
@@ -99,11 +99,11 @@ impl TrayView {
             (None, Some(_)) => format!("Last upload {} ago · {clock}", days(c.days_since_last_upload)),
             (None, None) => format!("Never uploaded · {clock}"),
         };
-        let look = match c.state {
-            compliance::State::Overdue => Look::Overdue,
+        let look = match c.state.as_str() {
+            "overdue" => Look::Overdue,
             _ if failure.is_some() => Look::Failing,
-            compliance::State::Warning | compliance::State::Critical => Look::Warning,
-            compliance::State::Ok => Look::Ok,
+            "warning" | "critical" => Look::Warning,
+            _ => Look::Ok,
         };
         let tooltip = match look {
             Look::Ok => format!("callhome: all is well. {status_line}"),
@@ -111,20 +111,22 @@ impl TrayView {
             Look::Failing => format!("callhome: uploads are failing. {status_line}"),
             Look::Overdue => format!("callhome: license reporting is overdue. {status_line}"),
         };
-        let manual = s.consent.telemetry_mode == TelemetryMode::Manual;
+        let doc = |p: Program| s.programs.iter().find(|d| d.name == p.name());
+        let manual = doc(Program::Telemetry).is_some_and(|d| d.mode == "manual");
         let programs = OPTIONAL
             .iter()
             .map(|p| {
-                let checked = s.consent.enabled(*p);
-                let entry = match s.locks.iter().find(|(l, _)| l == p) {
-                    Some((_, why)) => Entry::off(p.title(), &format!("required: {why}")),
+                let d = doc(*p);
+                let checked = d.is_some_and(|d| d.enabled);
+                let entry = match d.and_then(|d| d.locked_reason.as_deref()) {
+                    Some(why) => Entry::off(p.title(), &format!("required: {why}")),
                     None => Entry::on(p.title()),
                 };
                 ProgramEntry { program: *p, entry, checked }
             })
             .collect::<Vec<_>>();
-        let automatic = !manual || OPTIONAL.iter().any(|p| s.consent.enabled(*p));
-        let pending = !s.pending.is_empty();
+        let automatic = !manual || programs.iter().any(|p| p.checked);
+        let pending = s.spool.pending > 0;
         let upload =
             if automatic { Entry::on("Upload now") } else { Entry::off("Upload now", "manual reporting: use Export") };
         let preview = match (api, pending) {
@@ -151,6 +153,30 @@ impl TrayView {
             preview,
             dashboard,
             export,
+        }
+    }
+}
+
+impl TrayView {
+    /// What `callhome tray` shows while no agent answers: the reason, and every action
+    /// disabled with it.
+    pub fn unreachable(dir: &crate::datadir::DataDir, why: &str) -> TrayView {
+        let off = |t: &str| Entry::off(t, "the agent is not running");
+        TrayView {
+            look: Look::Failing,
+            tooltip: format!("callhome: the agent on {} does not answer ({why})", dir.root().display()),
+            status_line: "The agent is not running: start the callhome service".into(),
+            telemetry: Entry::off("License Telemetry", "mandatory"),
+            manual: false,
+            programs: OPTIONAL
+                .iter()
+                .map(|p| ProgramEntry { program: *p, entry: off(p.title()), checked: false })
+                .collect(),
+            upload: off("Upload now"),
+            collect: off("Collect now"),
+            preview: off("Preview data…"),
+            dashboard: off("Open dashboard"),
+            export: off("Export for manual upload…"),
         }
     }
 }
@@ -206,9 +232,7 @@ impl Action {
 
 /// Opens the dashboard in the default browser through a one-time sign-in link from the API
 /// (`fragment`: the page, such as `#/preview`).
-pub async fn open_dashboard(agent: &crate::agent::Agent, fragment: &str) -> Result<(), String> {
-    let client = crate::api::client::Client::discover(agent.data_dir())
-        .ok_or("the API is not running, so there is no dashboard (api.enabled)")?;
+pub async fn open_dashboard(client: &crate::api::client::Client, fragment: &str) -> Result<(), String> {
     let link: serde_json::Value = client
         .send_json(reqwest::Method::POST, "/api/v1/dashboard/link", &serde_json::json!({}))
         .await
@@ -243,15 +267,21 @@ pub fn session_present() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::VersionStatus;
+    use crate::agent::{Status, VersionStatus};
+    use crate::compliance;
     use crate::config::ComplianceConfig;
     use crate::datadir::Install;
     use crate::programs::Consent;
+    use crate::programs::TelemetryMode;
     use crate::store::Attempt;
 
     const DAY: i64 = 86_400;
 
-    fn status(day: i64, last_success: Option<i64>, attempts: Vec<(Program, Option<Attempt>)>) -> Status {
+    fn status(day: i64, last_success: Option<i64>, attempts: Vec<(Program, Option<Attempt>)>) -> StatusDoc {
+        StatusDoc::from(&raw_status(day, last_success, attempts))
+    }
+
+    fn raw_status(day: i64, last_success: Option<i64>, attempts: Vec<(Program, Option<Attempt>)>) -> Status {
         let cfg = ComplianceConfig { max_days: 90, warn_days: vec![30, 14, 7] };
         Status {
             install: Install { install_id: "i".into(), created_at: 0 },
@@ -287,30 +317,30 @@ mod tests {
 
     #[test]
     fn the_status_line_says_when_and_how_long_is_left() {
-        let v = TrayView::from_status(
+        let v = TrayView::from_doc(
             &status(3, Some(0), vec![(Program::Telemetry, Some(attempt(0, "CTX_UPLOADER_SUCCESS")))]),
             true,
         );
         assert_eq!(v.status_line, "Last upload 3 days ago · 87 days left");
         assert_eq!(v.look, Look::Ok);
-        let v = TrayView::from_status(&status(5, None, vec![]), true);
+        let v = TrayView::from_doc(&status(5, None, vec![]), true);
         assert_eq!(v.status_line, "Never uploaded · 85 days left");
-        let v = TrayView::from_status(
+        let v = TrayView::from_doc(
             &status(4, Some(0), vec![(Program::Telemetry, Some(attempt(4, "CTX_UPLOADER_ERROR_PROXY_AUTH")))]),
             true,
         );
         assert_eq!(v.status_line, "Upload failed: the proxy refused the login · 86 days left");
         assert_eq!(v.look, Look::Failing);
         assert!(v.tooltip.contains("uploads are failing"), "{}", v.tooltip);
-        let v = TrayView::from_status(&status(95, Some(0), vec![]), true);
+        let v = TrayView::from_doc(&status(95, Some(0), vec![]), true);
         assert_eq!((v.look, v.status_line.as_str()), (Look::Overdue, "Last upload 95 days ago · overdue by 5 days"));
-        assert_eq!(TrayView::from_status(&status(65, Some(0), vec![]), true).look, Look::Warning);
+        assert_eq!(TrayView::from_doc(&status(65, Some(0), vec![]), true).look, Look::Warning);
     }
 
     #[test]
     fn items_that_cannot_apply_say_why() {
-        let mut s = status(1, None, vec![]);
-        let v = TrayView::from_status(&s, false);
+        let mut s = raw_status(1, None, vec![]);
+        let v = TrayView::from_doc(&StatusDoc::from(&s), false);
         assert_eq!(v.dashboard, Entry { text: "Open dashboard (the API is off: api.enabled)".into(), enabled: false });
         assert_eq!(v.export.text, "Export for manual upload… (nothing pending)");
         assert_eq!(v.telemetry.text, "License Telemetry (mandatory)");
@@ -320,7 +350,8 @@ mod tests {
         let ceip = v.programs.iter().find(|p| p.program == Program::Ceip).unwrap();
         assert!(ceip.checked && ceip.entry.enabled);
         s.consent = Consent { call_home: false, ceip: false, events: false, telemetry_mode: TelemetryMode::Manual };
-        let v = TrayView::from_status(&s, true);
+        s.locks.clear();
+        let v = TrayView::from_doc(&StatusDoc::from(&s), true);
         assert!(v.manual);
         assert_eq!(v.upload.text, "Upload now (manual reporting: use Export)");
         assert!(!v.upload.enabled);

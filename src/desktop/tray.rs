@@ -18,12 +18,17 @@ use tray_icon::{Icon, TrayIcon, TrayIconBuilder};
 
 use super::{Action, Entry, Look, OPTIONAL, TrayView, icon};
 use crate::agent::Agent;
+use crate::api::client::Client;
+use crate::api::dto::StatusDoc;
+use crate::datadir::DataDir;
 use crate::programs::{Program, TelemetryMode};
 
 /// The size the tray's pixmap is drawn at (panels scale it to theirs).
 const ICON_SIZE: u32 = 32;
 /// The view is recomputed at least this often (the compliance clock moves with time).
 const REFRESH: Duration = Duration::from_secs(30);
+/// How soon `callhome tray` asks again for an agent that does not answer.
+const RECONNECT: Duration = Duration::from_secs(10);
 
 /// What reaches the event loop.
 #[derive(Debug)]
@@ -36,10 +41,44 @@ pub enum UserEvent {
 /// A future that completes when the tray's "Quit" is chosen.
 pub type QuitSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Where the tray gets its state and sends its clicks.
+#[derive(Clone)]
+pub enum Backend {
+    /// The agent in this process (`callhome run`).
+    Local(Arc<Agent>),
+    /// The agent of another process, through its API (`callhome tray`: the desktop's view of
+    /// the system service).
+    Remote(DataDir),
+}
+
 /// Runs the tray on this (the main) thread and `serve` — the agent, its API and notifications,
 /// until the quit signal or a stop signal — on `rt` in a thread beside it. Exits the process
 /// with `serve`'s exit code.
 pub fn run<S, F>(agent: Arc<Agent>, rt: tokio::runtime::Runtime, api_on: bool, serve: S) -> !
+where
+    S: FnOnce(QuitSignal) -> F + Send + 'static,
+    F: Future<Output = i32> + Send + 'static,
+{
+    event_loop(Backend::Local(agent), rt, api_on, serve)
+}
+
+/// Runs the tray as a client of the agent that serves `dir` (its API address and token are
+/// read from there; while no agent answers, the menu says so and retries), until "Quit" or
+/// `stop` completes.
+pub fn run_client<F>(dir: DataDir, rt: tokio::runtime::Runtime, stop: F) -> !
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    event_loop(Backend::Remote(dir), rt, true, move |quit| async move {
+        tokio::select! {
+            () = stop => {}
+            () = quit => {}
+        }
+        0
+    })
+}
+
+fn event_loop<S, F>(backend: Backend, rt: tokio::runtime::Runtime, api_on: bool, serve: S) -> !
 where
     S: FnOnce(QuitSignal) -> F + Send + 'static,
     F: Future<Output = i32> + Send + 'static,
@@ -55,15 +94,14 @@ where
     }
     {
         let proxy = proxy.clone();
-        let agent = agent.clone();
         std::thread::Builder::new()
             .name("agent".into())
             .spawn(move || {
                 let view_proxy = proxy.clone();
                 let code = rt.block_on(async move {
                     let (quit_tx, quit_rx) = tokio::sync::oneshot::channel::<()>();
-                    let views = tokio::spawn(views(agent.clone(), view_proxy, api_on));
-                    let actions = tokio::spawn(actions(agent, action_rx, quit_tx));
+                    let views = tokio::spawn(views(backend.clone(), view_proxy, api_on));
+                    let actions = tokio::spawn(actions(backend, action_rx, quit_tx));
                     let quit: QuitSignal = Box::pin(async move {
                         let _ = quit_rx.await;
                     });
@@ -227,72 +265,168 @@ fn render(look: Look) -> Result<Icon, String> {
 }
 
 /// Sends a fresh view whenever the agent reports a change, and every [`REFRESH`].
-async fn views(agent: Arc<Agent>, proxy: EventLoopProxy<UserEvent>, api_on: bool) {
-    let mut notices = agent.subscribe();
-    let mut tick = tokio::time::interval(REFRESH);
+async fn views(backend: Backend, proxy: EventLoopProxy<UserEvent>, api_on: bool) {
     let mut last: Option<TrayView> = None;
-    loop {
-        let a = agent.clone();
-        match tokio::task::spawn_blocking(move || a.status()).await {
-            Ok(Ok(s)) => {
-                let v = TrayView::from_status(&s, api_on);
-                if last.as_ref() != Some(&v) {
-                    last = Some(v.clone());
-                    if proxy.send_event(UserEvent::View(Box::new(v))).is_err() {
-                        return;
+    let mut send = |v: TrayView| {
+        if last.as_ref() == Some(&v) {
+            return true;
+        }
+        last = Some(v.clone());
+        proxy.send_event(UserEvent::View(Box::new(v))).is_ok()
+    };
+    match backend {
+        Backend::Local(agent) => {
+            let mut notices = agent.subscribe();
+            let mut tick = tokio::time::interval(REFRESH);
+            loop {
+                let a = agent.clone();
+                match tokio::task::spawn_blocking(move || a.status()).await {
+                    Ok(Ok(s)) => {
+                        if !send(TrayView::from_doc(&StatusDoc::from(&s), api_on)) {
+                            return;
+                        }
                     }
+                    Ok(Err(e)) => warn!("tray: {e}"),
+                    Err(e) => warn!("tray: {e}"),
+                }
+                tokio::select! {
+                    r = notices.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r { return },
+                    _ = tick.tick() => {}
                 }
             }
-            Ok(Err(e)) => warn!("tray: {e}"),
-            Err(e) => warn!("tray: {e}"),
         }
-        tokio::select! {
-            r = notices.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r { return },
-            _ = tick.tick() => {}
-        }
+        Backend::Remote(dir) => loop {
+            // Follow the agent's event stream; every event (and every REFRESH) re-reads the status.
+            let connected = async {
+                let client = Client::published(&dir).ok_or("no agent has published its API here")?;
+                let status: StatusDoc = client.get("/api/v1/status").await.map_err(|e| e.to_string())?;
+                if !send(TrayView::from_doc(&status, true)) {
+                    return Ok(());
+                }
+                let mut events = client.stream("/api/v1/events").await.map_err(|e| e.to_string())?;
+                loop {
+                    let next = tokio::time::timeout(REFRESH, events.chunk()).await;
+                    if let Ok(Ok(None) | Err(_)) = next {
+                        return Err("the agent closed its event stream".to_string());
+                    }
+                    let status: StatusDoc = client.get("/api/v1/status").await.map_err(|e| e.to_string())?;
+                    if !send(TrayView::from_doc(&status, true)) {
+                        return Ok(());
+                    }
+                }
+            };
+            let why: Result<(), String> = connected.await;
+            match why {
+                Ok(()) => return,
+                Err(why) => {
+                    if !send(TrayView::unreachable(&dir, &why)) {
+                        return;
+                    }
+                    tokio::time::sleep(RECONNECT).await;
+                }
+            }
+        },
     }
 }
 
 /// Carries out what the menu asks.
 async fn actions(
-    agent: Arc<Agent>,
+    backend: Backend,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Action>,
     quit: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut quit = Some(quit);
     while let Some(a) = rx.recv().await {
         info!(action = a.id(), "tray");
-        let r: Result<(), String> = match a {
-            Action::Toggle(p) => match agent.consent() {
-                Ok(c) => agent.set_enabled(p, !c.enabled(p)).await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            },
-            Action::ToggleManual => match agent.consent() {
-                Ok(c) => {
-                    let mode = match c.telemetry_mode {
-                        TelemetryMode::Automatic => TelemetryMode::Manual,
-                        TelemetryMode::Manual => TelemetryMode::Automatic,
-                    };
-                    agent.set_telemetry_mode(mode).map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e.to_string()),
-            },
-            Action::Upload => agent.upload_cycle(None).await.map(|_| ()).map_err(|e| e.to_string()),
-            Action::Collect => agent.collect(None).await.map(|_| ()).map_err(|e| e.to_string()),
-            Action::Preview => super::open_dashboard(&agent, "#/preview").await,
-            Action::Dashboard => super::open_dashboard(&agent, "").await,
-            Action::Export => export(&agent).await,
-            Action::Quit => {
-                if let Some(q) = quit.take() {
-                    let _ = q.send(());
-                }
-                Ok(())
+        if a == Action::Quit {
+            if let Some(q) = quit.take() {
+                let _ = q.send(());
             }
+            continue;
+        }
+        let r = match &backend {
+            Backend::Local(agent) => local_action(agent, a).await,
+            Backend::Remote(dir) => match Client::published(dir) {
+                Some(c) => remote_action(&c, a).await,
+                None => Err("the agent is not running".into()),
+            },
         };
         if let Err(e) = r {
             warn!(action = a.id(), "tray: {e}");
             crate::notify::tell("callhome: that did not work", &e).await;
         }
+    }
+}
+
+async fn local_action(agent: &Arc<Agent>, a: Action) -> Result<(), String> {
+    match a {
+        Action::Toggle(p) => {
+            let c = agent.consent().map_err(|e| e.to_string())?;
+            agent.set_enabled(p, !c.enabled(p)).await.map(|_| ()).map_err(|e| e.to_string())
+        }
+        Action::ToggleManual => {
+            let c = agent.consent().map_err(|e| e.to_string())?;
+            agent.set_telemetry_mode(flip(c.telemetry_mode)).map_err(|e| e.to_string())
+        }
+        Action::Upload => agent.upload_cycle(None).await.map(|_| ()).map_err(|e| e.to_string()),
+        Action::Collect => agent.collect(None).await.map(|_| ()).map_err(|e| e.to_string()),
+        Action::Preview | Action::Dashboard => match Client::discover(agent.data_dir()) {
+            Some(c) => super::open_dashboard(&c, if a == Action::Preview { "#/preview" } else { "" }).await,
+            None => Err("the API is not running, so there is no dashboard (api.enabled)".into()),
+        },
+        Action::Export => export(agent).await,
+        Action::Quit => Ok(()),
+    }
+}
+
+async fn remote_action(c: &Client, a: Action) -> Result<(), String> {
+    let programs = || async {
+        let p: Vec<crate::api::dto::ProgramDoc> = c.get("/api/v1/programs").await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(p)
+    };
+    let put = |name: &'static str, body: serde_json::Value| async move {
+        let _: serde_json::Value = c
+            .send_json(reqwest::Method::PUT, &format!("/api/v1/programs/{name}"), &body)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(())
+    };
+    let start = |path: &'static str| async move {
+        let _: serde_json::Value =
+            c.send_json(reqwest::Method::POST, path, &serde_json::json!({})).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(())
+    };
+    match a {
+        Action::Toggle(p) => {
+            let on = programs().await?.iter().any(|d| d.name == p.name() && d.enabled);
+            put(p.name(), serde_json::json!({ "enabled": !on })).await
+        }
+        Action::ToggleManual => {
+            let manual = programs().await?.iter().any(|d| d.name == "telemetry" && d.mode == "manual");
+            let mode = if manual { TelemetryMode::Automatic } else { TelemetryMode::Manual };
+            put("telemetry", serde_json::json!({ "mode": mode.name() })).await
+        }
+        Action::Upload => start("/api/v1/upload").await,
+        Action::Collect => start("/api/v1/collect").await,
+        Action::Preview => super::open_dashboard(c, "#/preview").await,
+        Action::Dashboard => super::open_dashboard(c, "").await,
+        Action::Export => {
+            let job = c.run_job("/api/v1/export", None).await.map_err(|e| e.to_string())?;
+            let result = job.result.unwrap_or_default();
+            if let Some(e) = result.get("error").and_then(|e| e.as_str()) {
+                return Err(e.to_string());
+            }
+            crate::notify::tell("Export ready for manual upload", &format!("The agent wrote: {result}")).await;
+            Ok(())
+        }
+        Action::Quit => Ok(()),
+    }
+}
+
+fn flip(m: TelemetryMode) -> TelemetryMode {
+    match m {
+        TelemetryMode::Automatic => TelemetryMode::Manual,
+        TelemetryMode::Manual => TelemetryMode::Automatic,
     }
 }
 
