@@ -110,3 +110,111 @@ fn a_damaged_bundle_found_at_start_is_quarantined_not_uploaded() {
     let sha_of_damaged = callhome::fsutil::sha256_hex(&bytes[..bytes.len() / 3]);
     assert!(!r.bundles().contains(&format!("{sha_of_damaged}.zip")), "the damaged bundle was never sent");
 }
+
+/// A zip whose `manifest.json` is the one of a real bundle, plus `extra` entries.
+fn hostile_bundle(extra: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let seed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz/corpus/bundle/compliance.zip")).unwrap();
+    let mut real = zip::ZipArchive::new(std::io::Cursor::new(seed)).unwrap();
+    let mut manifest = Vec::new();
+    real.by_name("manifest.json").unwrap().read_to_end(&mut manifest).unwrap();
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    w.start_file("manifest.json", opts).unwrap();
+    w.write_all(&manifest).unwrap();
+    for (name, bytes) in extra {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// Puts `bundles` into an export zip the way `callhome export` lays one out.
+fn hostile_export(bundles: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let list: Vec<serde_json::Value> = bundles
+        .iter()
+        .map(|(name, b)| {
+            serde_json::json!({ "name": name, "program": "telemetry", "sha256": callhome::fsutil::sha256_hex(b), "size": b.len() })
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "format": callhome::manual::format::EXPORT_FORMAT, "export_id": "e-hostile", "install_id": "i-hostile",
+        "created_at": "2026-11-23T00:00:00Z", "agent_version": "0", "bundles": list,
+    });
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    w.start_file("export.json", opts).unwrap();
+    w.write_all(manifest.to_string().as_bytes()).unwrap();
+    for (name, b) in bundles {
+        w.start_file(format!("{}{name}", callhome::manual::format::BUNDLES_DIR), opts).unwrap();
+        w.write_all(b).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn a_zip_bomb_and_a_path_traversal_are_refused_by_the_receiver_and_by_its_ingest() {
+    let zeros = vec![0u8; 20 << 20];
+    let bomb = hostile_bundle(&[("telemetry.json", &zeros)]);
+    assert!(bomb.len() < 200 << 10, "20 MiB of zeros pack small ({} bytes)", bomb.len());
+    let traversal = hostile_bundle(&[("../../escaped.json", b"{}")]);
+    let fine = hostile_bundle(&[("telemetry.json", b"{\"ok\": true}")]);
+
+    // Uploaded: refused for good (422: the agent quarantines it), with the reason.
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[]);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&r.ca).unwrap()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::builder().tls_certs_only([ca]).no_proxy().build().unwrap();
+    let post = |body: &[u8]| {
+        rt.block_on(async {
+            let resp = client
+                .post(&r.url)
+                .header("content-type", "application/zip")
+                .header("idempotency-key", callhome::fsutil::sha256_hex(body))
+                .header("x-callhome-program", "telemetry")
+                .body(body.to_vec())
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        })
+    };
+    let (status, body) = post(&bomb);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("unpacks to more than"), "{body}");
+    let (status, body) = post(&traversal);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("unsafe name"), "{body}");
+    assert_eq!(post(&fine).0, 201, "a plain bundle with the same manifest is taken");
+    assert_eq!(r.bundles().len(), 1);
+
+    // Carried in an export: each hostile bundle rejected with its reason, the good one taken.
+    let export = hostile_export(&[
+        ("upload_compliance_bomb.zip", &bomb),
+        ("upload_compliance_dots.zip", &traversal),
+        ("upload_compliance_fine.zip", &fine),
+    ]);
+    let path = s.path().join("hostile-export.zip");
+    std::fs::write(&path, export).unwrap();
+    let store = s.path().join("ingest-store");
+    let receipt_out = s.path().join("receipt.json");
+    let out = Command::new(RECEIVER)
+        .args(["ingest", path.to_str().unwrap(), "--store", store.to_str().unwrap(), "--signing-key"])
+        .arg(s.path().join("ingest.key"))
+        .arg("--receipt-out")
+        .arg(&receipt_out)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let receipt: serde_json::Value = serde_json::from_slice(&std::fs::read(&receipt_out).unwrap()).unwrap();
+    assert_eq!(receipt["accepted"].as_array().unwrap().len(), 1, "{receipt:#}");
+    let reasons: Vec<String> =
+        receipt["rejected"].as_array().unwrap().iter().map(|r| format!("{}: {}", r["name"], r["reason"])).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("bomb") && r.contains("unpacks to more than")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("dots") && r.contains("unsafe name")), "{reasons:?}");
+    // Nothing escaped the store.
+    assert!(!s.path().join("escaped.json").exists() && !store.parent().unwrap().join("escaped.json").exists());
+}

@@ -133,11 +133,26 @@ impl BundleStore {
     }
 }
 
-/// Checks a bundle's zip: readable, safe names, bounded sizes, a manifest that parses.
+/// How much larger than the bundle its unpacked content may be. Telemetry JSON compresses
+/// about 10–30×; a zip bomb, thousands of times.
+const MAX_RATIO: u64 = 200;
+
+/// Checks a bundle's zip: readable, safe names, bounded sizes, a manifest that parses. Entries
+/// are streamed, never held (but the manifest), and a bundle that would unpack to more than
+/// [`MAX_RATIO`] times its size (or [`MAX_UNPACKED`]) is refused as soon as that is clear.
 pub fn check_zip(body: &[u8]) -> Result<Manifest, String> {
     let mut zip = zip::ZipArchive::new(Cursor::new(body)).map_err(|e| format!("not a zip archive: {e}"))?;
     if zip.len() > crate::bundle::MAX_ENTRIES {
         return Err(format!("{} entries is more than {}", zip.len(), crate::bundle::MAX_ENTRIES));
+    }
+    let limit = (body.len() as u64).saturating_mul(MAX_RATIO).saturating_add(1 << 20).min(MAX_UNPACKED);
+    let too_big = || format!("the bundle unpacks to more than {limit} bytes (a zip bomb?)");
+    // The sizes the archive declares first: a bomb usually says what it is.
+    let declared = (0..zip.len()).try_fold(0u64, |sum, i| {
+        zip.by_index_raw(i).map(|f| sum.saturating_add(f.size())).map_err(|e| format!("entry {i}: {e}"))
+    })?;
+    if declared > limit {
+        return Err(too_big());
     }
     let mut total = 0u64;
     let mut manifest = None;
@@ -145,14 +160,20 @@ pub fn check_zip(body: &[u8]) -> Result<Manifest, String> {
         let f = zip.by_index(i).map_err(|e| format!("entry {i}: {e}"))?;
         let name = f.enclosed_name().ok_or_else(|| format!("entry {i} has an unsafe name (absolute or ..)"))?;
         let name = name.to_string_lossy().into_owned();
-        let mut buf = Vec::new();
-        let n = f.take(MAX_UNPACKED - total + 1).read_to_end(&mut buf).map_err(|e| format!("{name}: {e}"))? as u64;
+        let mut capped = f.take(limit - total + 1);
+        let n = if name == "manifest.json" {
+            let mut buf = Vec::new();
+            let n = capped.read_to_end(&mut buf).map_err(|e| format!("{name}: {e}"))?;
+            if total + n as u64 <= limit {
+                manifest = Some(serde_json::from_slice::<Manifest>(&buf).map_err(|e| format!("manifest.json: {e}"))?);
+            }
+            n as u64
+        } else {
+            std::io::copy(&mut capped, &mut std::io::sink()).map_err(|e| format!("{name}: {e}"))?
+        };
         total += n;
-        if total > MAX_UNPACKED {
-            return Err(format!("the bundle unpacks to more than {MAX_UNPACKED} bytes"));
-        }
-        if name == "manifest.json" {
-            manifest = Some(serde_json::from_slice::<Manifest>(&buf).map_err(|e| format!("manifest.json: {e}"))?);
+        if total > limit {
+            return Err(too_big());
         }
     }
     manifest.ok_or_else(|| "the bundle has no manifest.json".to_string())
