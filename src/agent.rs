@@ -1018,9 +1018,10 @@ impl Agent {
                 r = self.run_due() => r?,
                 () = &mut shutdown => break,
             };
-            // Sleep until the next task, but wake at least once a minute so a wall-clock jump
-            // is noticed; the due times themselves are wall-clock UTC.
-            let wait = Duration::from_secs((next_due - self.clock.now()).clamp(0, 60) as u64);
+            // Sleep until the next task, but wake at least every `schedule.clock_check` so a
+            // wall-clock jump is noticed; the due times themselves are wall-clock UTC.
+            let check = self.cfg.schedule.clock_check.as_secs().max(1) as i64;
+            let wait = Duration::from_secs((next_due - self.clock.now()).clamp(0, check) as u64);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = &mut shutdown => break,
@@ -1050,6 +1051,10 @@ impl Agent {
             let s = if now >= s.due_at { self.run_task(t, s).await? } else { s };
             if persisted != Some(s) {
                 self.store().set_task(t.name(), s)?;
+                if persisted.is_some_and(|p| p.due_at != s.due_at) && t == Task::Upload {
+                    // Live views show the next upload: tell them it moved.
+                    self.notify(Notice::StateChanged { what: "schedule".into() });
+                }
             }
             next = next.min(s.due_at);
         }

@@ -77,6 +77,8 @@ pub struct ScheduleConfig {
     pub config_interval: Duration,
     pub performance_interval: Duration,
     pub usage_interval: Duration,
+    /// The agent wakes at least this often, even with nothing due, to notice a wall-clock jump.
+    pub clock_check: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -301,6 +303,7 @@ impl Config {
                 config_interval: Duration::ZERO,
                 performance_interval: Duration::ZERO,
                 usage_interval: Duration::ZERO,
+                clock_check: Duration::ZERO,
             },
             compliance: ComplianceConfig { max_days: 0, warn_days: Vec::new() },
             spool: SpoolConfig { max_bytes: 0 },
@@ -504,6 +507,7 @@ impl Parser<'_> {
             "config_interval" => self.duration_into(v, loc, &mut s.config_interval, false),
             "performance_interval" => self.duration_into(v, loc, &mut s.performance_interval, false),
             "usage_interval" => self.duration_into(v, loc, &mut s.usage_interval, false),
+            "clock_check" => self.duration_into(v, loc, &mut s.clock_check, false),
             _ => return false,
         }
         true

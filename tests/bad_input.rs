@@ -218,3 +218,55 @@ fn a_zip_bomb_and_a_path_traversal_are_refused_by_the_receiver_and_by_its_ingest
     // Nothing escaped the store.
     assert!(!s.path().join("escaped.json").exists() && !store.parent().unwrap().join("escaped.json").exists());
 }
+
+#[test]
+fn a_running_agent_keeps_serving_its_api_on_a_full_disk_and_recovers() {
+    let s = Setup::new();
+    std::fs::write(&s.config, format!("{OFFLINE}first_upload_delay = \"1h\"\n")).unwrap();
+    let fs = s.path().join("small-disk");
+    let out_dir = s.path().join("out");
+    std::fs::create_dir_all(&fs).unwrap();
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // The agent and the CLI both live in the private mount namespace of the small disk; the CLI
+    // reaches the agent through its API. Waits poll for a condition with a deadline.
+    let script = r#"
+        set -u
+        mount -t tmpfs -o size=2m tmpfs "$FS" || exit 90
+        ch() { "$AGENT" "$@" --config "$CFG" --data-dir "$FS/data"; }
+        "$AGENT" run --headless --config "$CFG" --data-dir "$FS/data" 2>"$OUT/agent.err" &
+        agent=$!
+        i=0; until [ -f "$FS/data/api.json" ]; do i=$((i+1)); [ $i -gt 200 ] && exit 92; sleep 0.05; done
+        dd if=/dev/zero of="$FS/filler" bs=4k >/dev/null 2>&1
+        ch collect --program telemetry >"$OUT/full.out" 2>"$OUT/full.err"; echo $? >"$OUT/full.rc"
+        ch status --json >"$OUT/status.json" 2>"$OUT/status.err"; echo $? >"$OUT/status.rc"
+        ls -A "$FS/data/spool/.tmp" >"$OUT/full.tmp"
+        rm "$FS/filler"
+        ch collect --program telemetry >"$OUT/after.out" 2>"$OUT/after.err"; echo $? >"$OUT/after.rc"
+        ls -A "$FS/data/spool/compliance" >"$OUT/after.spool"
+        kill -TERM $agent; wait $agent; echo $? >"$OUT/agent.rc"
+    "#;
+    let status = Command::new("unshare")
+        .args(["-rm", "sh", "-c", script])
+        .env("FS", &fs)
+        .env("OUT", &out_dir)
+        .env("AGENT", AGENT)
+        .env("CFG", &s.config)
+        .status()
+        .expect("unshare runs (util-linux)");
+    let read = |n: &str| std::fs::read_to_string(out_dir.join(n)).unwrap_or_default();
+    assert!(status.success(), "the script failed early: {status:?} (90: no tmpfs, 92: no API) {}", read("agent.err"));
+    // Collecting fails, through the agent, with what to do.
+    assert_eq!(read("full.rc").trim(), "1", "{}{}", read("full.out"), read("full.err"));
+    let err = read("full.err");
+    assert!(["No space left on device", "disk is full", "disk I/O error"].iter().any(|m| err.contains(m)), "{err}");
+    assert!(!err.contains("no agent runs"), "the CLI went through the agent: {err}");
+    assert_eq!(read("full.tmp").trim(), "", "no partial bundle is left behind");
+    // Meanwhile the API answers.
+    assert_eq!(read("status.rc").trim(), "0", "{}", read("status.err"));
+    let st: serde_json::Value = serde_json::from_str(&read("status.json")).unwrap();
+    assert_eq!(st["agent"]["running"], true, "{st}");
+    // Room again: the same agent collects.
+    assert_eq!(read("after.rc").trim(), "0", "{}{}", read("after.out"), read("after.err"));
+    assert!(read("after.spool").lines().count() >= 1);
+    assert_eq!(read("agent.rc").trim(), "0", "a clean stop: {}", read("agent.err"));
+}

@@ -154,3 +154,76 @@ fn each_program_keeps_its_own_upload_cadence() {
     let st = callhome::api::dto::StatusDoc::from(&agent.status().unwrap());
     assert_eq!((st.programs[0].upload_interval.as_str(), st.programs[1].upload_interval.as_str()), ("1day", "7days"));
 }
+
+/// libfaketime, which moves the wall clock of one process (scripts/deps installs faketime).
+fn libfaketime() -> std::path::PathBuf {
+    glob::glob("/usr/lib/*/faketime/libfaketime.so.1")
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("libfaketime is installed (scripts/deps installs the faketime package)")
+}
+
+fn telemetry_attempts(s: &Setup) -> usize {
+    s.history().iter().filter(|a| a["program"] == "telemetry").count()
+}
+
+/// (now, next upload, days since the last upload, state) as the running agent sees them.
+fn schedule(s: &Setup) -> (i64, i64, i64, String) {
+    let st = s.status();
+    let t = |v: &serde_json::Value| callhome::clock::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    (
+        t(&st["now"]),
+        t(&st["next_upload"]),
+        st["compliance"]["days_since_last_upload"].as_i64().unwrap(),
+        st["compliance"]["state"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn the_running_binary_takes_a_hundred_day_jump_forward_and_back() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[]);
+    s.configure_for(&r, &format!("first_upload_delay = \"1s\"\n{SCENARIO}[schedule]\nclock_check = \"1s\"\n"));
+    let offset = s.path().join("faketime");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let lib = libfaketime();
+    let env = [
+        ("LD_PRELOAD", lib.to_str().unwrap()),
+        ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
+        ("FAKETIME_NO_CACHE", "1"),
+        // Timers keep real time: only the wall clock jumps, as on a machine whose clock is set.
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let agent = s.start_agent_with(&["--headless"], &env);
+    let t0 = std::time::Instant::now();
+    wait_until(Duration::from_secs(30), "the first upload", || telemetry_attempts(&s) == 1);
+    eprintln!("first upload after {:?}", t0.elapsed());
+    let (before, _, _, _) = schedule(&s);
+
+    // +100 days: one upload, then the next a day away; the clock back to day 0.
+    std::fs::write(&offset, "+100d\n").unwrap();
+    wait_until(Duration::from_secs(30), "the upload after the jump", || telemetry_attempts(&s) == 2);
+    wait_until(Duration::from_secs(30), "the next upload planned a day after the jump", || {
+        let (now, next, _, _) = schedule(&s);
+        now - before >= 100 * 86_400 && next - now > 23 * 3600
+    });
+    assert_eq!(telemetry_attempts(&s), 2, "one upload, not a storm");
+    eprintln!("jump forward handled after {:?}", t0.elapsed());
+    let (_, _, days, state) = schedule(&s);
+    assert_eq!((days, state.as_str()), (0, "ok"));
+    assert!(s.history().iter().all(|a| a["code"] == "CTX_UPLOADER_SUCCESS"));
+
+    // Back to the real date: the due time 100 days ahead is pulled back, nothing runs twice,
+    // and the clock (its last upload now in the future) never counts below zero.
+    std::fs::write(&offset, "+0\n").unwrap();
+    wait_until(Duration::from_secs(30), "the next upload pulled back within a day", || {
+        let (now, next, _, _) = schedule(&s);
+        now - before < 86_400 && next - now <= 24 * 3600
+    });
+    eprintln!("jump back handled after {:?}", t0.elapsed());
+    let (_, _, days, state) = schedule(&s);
+    assert_eq!((days, state.as_str()), (0, "ok"));
+    assert_eq!(telemetry_attempts(&s), 2);
+    assert!(agent.terminate().success());
+}

@@ -250,7 +250,7 @@ fn the_fault_matrix_loses_no_bundle() {
             quarantined: false,
         },
     ];
-    println!("{:<32} {:<34} {:<22} {:>4}", "fault", "result code", "decision", "lost");
+    println!("{:<32} {:<34} {:<22} {:>4}  {}", "fault", "result code", "decision", "lost", "notification");
     for f in &rows {
         let s = Setup::new();
         let r = Receiver::start(s.path(), &f.receiver_fault.into_iter().collect::<Vec<_>>());
@@ -284,7 +284,14 @@ fn the_fault_matrix_loses_no_bundle() {
         let quarantined = list(&s.data.join("quarantine"), ".zip").len();
         let lost = 1 - (kept + quarantined).min(1);
         let decision = if quarantined == 1 { "quarantined" } else { "kept, retried later" };
-        println!("{:<32} {:<34} {:<22} {:>4}", f.name, got, decision, lost);
+        // What the running agent's notifier decides on this result (tests/desktop.rs proves the
+        // delivery and the quiet period on a real notification service).
+        let message = s.history()[0]["message"].as_str().unwrap_or_default().to_string();
+        let news = callhome::notify::Decider::default()
+            .upload(callhome::programs::Program::Telemetry, &got, &message)
+            .expect("every failure is news");
+        println!("{:<32} {:<34} {:<22} {:>4}  {}", f.name, got, decision, lost, news.summary);
+        assert!(news.body.contains("Nothing is lost"), "{}", news.body);
         assert_eq!(got, f.code, "{}", f.name);
         assert_eq!(
             (kept + quarantined, quarantined == 1),
