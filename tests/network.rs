@@ -250,7 +250,7 @@ fn the_fault_matrix_loses_no_bundle() {
             quarantined: false,
         },
     ];
-    println!("{:<32} {:<34} {:<22} {:>4}  {}", "fault", "result code", "decision", "lost", "notification");
+    println!("{:<32} {:<34} {:<22} {:>4}  notification", "fault", "result code", "decision", "lost");
     for f in &rows {
         let s = Setup::new();
         let r = Receiver::start(s.path(), &f.receiver_fault.into_iter().collect::<Vec<_>>());
