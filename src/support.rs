@@ -48,6 +48,14 @@ fn secrets(agent: &Agent) -> Vec<String> {
     {
         out.push(p);
     }
+    // Whatever the uploader holds: the proxy password and the endpoint token, from wherever
+    // they came (environment, systemd credential, keyring).
+    let access = agent.access();
+    for (v, _) in [access.password, access.token].into_iter().flatten() {
+        if !v.expose().is_empty() {
+            out.push(v.expose().to_string());
+        }
+    }
     for f in ["api-token", "api-token-read"] {
         if let Ok(t) = std::fs::read_to_string(agent.data_dir().root().join(f)) {
             let t = t.trim().to_string();

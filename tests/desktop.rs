@@ -487,11 +487,24 @@ fn callhome_tray_is_a_view_of_an_agent_running_elsewhere() {
     });
     assert!(!find(&menu(&bus, &name), "Upload now (the agent is not running)").enabled);
 
-    // The agent starts (headless, as a service would): the tray finds it.
+    // The agent starts (headless, as a service would, on a data directory open to its group
+    // as systemd's StateDirectoryMode=0750 makes it): the tray finds it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&s.data).unwrap();
+        std::fs::set_permissions(&s.data, std::fs::Permissions::from_mode(0o750)).unwrap();
+    }
     let agent = s.start_agent_with(&["--headless"], &[("DBUS_SESSION_BUS_ADDRESS", &addr)]);
     wait_until(Duration::from_secs(30), "the tray to reach the agent", || {
         menu(&bus, &name).first().is_some_and(|i| i.label.starts_with("Never uploaded · "))
     });
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["api-token", "api-token-read"] {
+            let mode = std::fs::metadata(s.data.join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o640, "{f}: readable by the group that may use the tray");
+        }
+    }
     let before = ceip_via_cli(&s);
     click(&bus, &name, "CEIP");
     wait_until(Duration::from_secs(10), "the agent to take the click", || ceip_via_cli(&s) != before);

@@ -305,6 +305,7 @@ fn the_fault_matrix_loses_no_bundle() {
 #[test]
 fn after_a_run_no_secret_is_in_any_file_of_the_data_directory() {
     const PASSWORD: &str = "Seeded-Proxy-Pw-7781";
+    const ENDPOINT_TOKEN: &str = "Seeded-Endpoint-Token-4242";
     let s = Setup::new();
     let r = Receiver::start(s.path(), &[]);
     let proxy = Proxy::start(s.path(), "agent", PASSWORD);
@@ -316,6 +317,7 @@ fn after_a_run_no_secret_is_in_any_file_of_the_data_directory() {
     let mut cmd = Command::new(AGENT);
     cmd.args(["run", "--headless", "--config"]).arg(&s.config).arg("--data-dir").arg(&s.data);
     cmd.env("CALLHOME_PROXY_PASSWORD", PASSWORD)
+        .env("CALLHOME_ENDPOINT_TOKEN", ENDPOINT_TOKEN)
         .env("CALLHOME_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -331,7 +333,7 @@ fn after_a_run_no_secret_is_in_any_file_of_the_data_directory() {
     assert!(ex.status.success(), "{}", stderr(&ex));
     let sb = s.cli_env(
         &["support-bundle", "--case", "1", "--out", s.data.join("support.zip").to_str().unwrap()],
-        &[("CALLHOME_PROXY_PASSWORD", PASSWORD)],
+        &[("CALLHOME_PROXY_PASSWORD", PASSWORD), ("CALLHOME_ENDPOINT_TOKEN", ENDPOINT_TOKEN)],
     );
     assert!(sb.status.success(), "{}", stderr(&sb));
     let _ = Command::new("kill").arg("-TERM").arg(agent.id().to_string()).status();
@@ -351,6 +353,7 @@ fn after_a_run_no_secret_is_in_any_file_of_the_data_directory() {
         for t in &texts {
             let text = String::from_utf8_lossy(t);
             assert!(!text.contains(PASSWORD), "the proxy password is in {}", f.display());
+            assert!(!text.contains(ENDPOINT_TOKEN), "the endpoint token is in {}", f.display());
             if name != "api-token" {
                 assert!(!text.contains(&token), "the API token is in {}", f.display());
             }
@@ -361,5 +364,11 @@ fn after_a_run_no_secret_is_in_any_file_of_the_data_directory() {
         files += 1;
     }
     assert!(files > 10, "the sweep read the data directory: {files} files");
+    // Token files are the owner's alone (the data directory is not open to a group here).
+    for f in ["api-token", "api-token-read"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.data.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
     assert!(s.data.join("logs/agent.log").exists(), "the log was swept too");
 }

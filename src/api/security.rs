@@ -71,14 +71,16 @@ fn one(path: &Path) -> io::Result<String> {
     }
 }
 
-/// 0600; 0640 when the data directory is open to its group (0750, as the system service's is),
+/// 0600; 0640 when the data directory is open to its group and closed to others (0750, as the
+/// system service's is),
 /// so the group's members — the desktop tray, administrators' CLI — can reach the agent.
 fn token_mode(path: &Path) -> u32 {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let dir = path.parent().and_then(|d| std::fs::metadata(d).ok());
-        if dir.is_some_and(|m| m.permissions().mode() & 0o050 == 0o050) {
+        // Open to its group and closed to others: the group is meant to reach the agent.
+        if dir.is_some_and(|m| m.permissions().mode() & 0o057 == 0o050) {
             return 0o640;
         }
     }
