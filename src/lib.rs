@@ -36,3 +36,5 @@ pub mod store;
 pub mod support;
 pub mod tail;
 pub mod upload;
+#[cfg(windows)]
+pub mod winservice;

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use callhome::programs::Program;
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "callhome", version, about = "Call-home and license-telemetry agent", propagate_version = true)]
 pub struct Cli {
     /// Configuration file (TOML), read on top of the embedded default.
@@ -25,7 +25,7 @@ pub struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum Command {
     /// Run the agent: collect, bundle and upload on schedule until stopped.
     Run {
@@ -186,7 +186,7 @@ enum Command {
     Man,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum ProxyAction {
     /// Use this proxy; with --username, the password is asked for without echo (or read from
     /// standard input with --password-stdin) and stored in the OS keyring, nowhere else.
@@ -209,13 +209,13 @@ enum ProxyAction {
     Clear,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum ExportAction {
     /// Record an export as reported by hand, without a signed receipt (shown as unverified).
     Confirm { export_id: String },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum LedgerAction {
     /// Check the hash chain and every receipt's signature.
     Verify,
@@ -226,7 +226,7 @@ enum LedgerAction {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum ConfigAction {
     /// Check a configuration file (default: --config) and report every problem.
     Check { file: Option<PathBuf> },
@@ -244,7 +244,7 @@ enum ConfigAction {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum ProgramsAction {
     /// List the programs and their state.
     List {

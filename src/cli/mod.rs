@@ -397,6 +397,34 @@ fn parse_since(s: &str, now: i64) -> Result<i64> {
 }
 
 fn run(cli: &Cli, headless: bool) -> Result<u8> {
+    // Under the Windows service control manager, its Stop ends the agent (elsewhere: SIGTERM).
+    #[cfg(windows)]
+    if headless {
+        let owned = cli.clone();
+        let body = Box::new(move |stop: tokio::sync::oneshot::Receiver<()>| {
+            let stop: Stop = Box::pin(async move {
+                let _ = stop.await;
+            });
+            match run_until(&owned, true, Some(stop)) {
+                Ok(code) => u32::from(code),
+                Err(e) => {
+                    tracing::error!("{}", e.message);
+                    u32::from(e.code)
+                }
+            }
+        });
+        if let Some(code) = callhome::winservice::run_as_service(body) {
+            return Ok(u8::try_from(code).unwrap_or(exit::FAILURE));
+        }
+    }
+    run_until(cli, headless, None)
+}
+
+/// A future that completes when the agent must stop.
+type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The agent until `stop` (by default SIGTERM or SIGINT) completes.
+fn run_until(cli: &Cli, headless: bool, stop: Option<Stop>) -> Result<u8> {
     let cfg = load_config(cli)?;
     let desktop = !headless && callhome::desktop::session_present();
     #[cfg(feature = "tray")]
@@ -413,9 +441,13 @@ fn run(cli: &Cli, headless: bool) -> Result<u8> {
     let rt = runtime()?;
     // Signal handlers first: a SIGTERM that arrives once the directory is locked must stop the
     // agent cleanly, never kill it by default action.
-    let shutdown = rt
-        .block_on(async { shutdown_signal() })
-        .map_err(|e| fail(exit::FAILURE, format!("cannot watch signals: {e}")))?;
+    let shutdown: Stop = match stop {
+        Some(stop) => stop,
+        None => Box::pin(
+            rt.block_on(async { shutdown_signal() })
+                .map_err(|e| fail(exit::FAILURE, format!("cannot watch signals: {e}")))?,
+        ),
+    };
     let dir = DataDir::locate(cli.data_dir.clone());
     dir.create().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
     init_run_logging(&dir);
