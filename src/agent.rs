@@ -48,6 +48,9 @@ pub enum AgentError {
 
 type Result<T> = std::result::Result<T, AgentError>;
 
+/// A wait at least this long counts as going idle.
+const IDLE: Duration = Duration::from_secs(30);
+
 /// Settings keys of the proxy `callhome proxy set` chose.
 const PROXY_URL: &str = "proxy.url";
 const PROXY_USER: &str = "proxy.user";
@@ -82,6 +85,8 @@ pub struct Agent {
     do_not_track: bool,
     /// State changes, for live views (the API's event stream) and notifications.
     notices: tokio::sync::broadcast::Sender<Notice>,
+    /// Counts bursts of work (tasks run, changes reported), so the loop knows when to go idle.
+    work: std::sync::atomic::AtomicU64,
 }
 
 /// Something changed that a live view or a notification may care about.
@@ -188,6 +193,7 @@ impl Agent {
             store: Mutex::new(store),
             do_not_track: do_not_track_from_env(),
             notices: tokio::sync::broadcast::channel(256).0,
+            work: std::sync::atomic::AtomicU64::new(0),
             cfg,
             dir,
             clock,
@@ -297,6 +303,7 @@ impl Agent {
     }
 
     pub(crate) fn notify(&self, n: Notice) {
+        self.work.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // No subscriber is fine: nobody is watching.
         let _ = self.notices.send(n);
     }
@@ -1007,6 +1014,7 @@ impl Agent {
     /// The scheduler loop: runs due tasks until `shutdown` completes.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
+        let mut released: Option<u64> = None;
         self.start_schedule()?;
         info!(
             endpoint = %self.cfg.upload.endpoint,
@@ -1022,6 +1030,12 @@ impl Agent {
             // wall-clock jump is noticed; the due times themselves are wall-clock UTC.
             let check = self.cfg.schedule.clock_check.as_secs().max(1) as i64;
             let wait = Duration::from_secs((next_due - self.clock.now()).clamp(0, check) as u64);
+            // Going idle after a burst of work (start-up included): hand back what it left resident.
+            let work = self.work.load(std::sync::atomic::Ordering::Relaxed);
+            if wait >= IDLE && released != Some(work) {
+                tokio::task::spawn_blocking(crate::memory::release_idle).await.ok();
+                released = Some(work);
+            }
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = &mut shutdown => break,
@@ -1062,6 +1076,7 @@ impl Agent {
     }
 
     async fn run_task(&self, t: Task, s: TaskState) -> Result<TaskState> {
+        self.work.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let outcome = match t {
             Task::Upload => self.cycle(None, false).await.map(|r| (!r.must_retry(), r.retry_after())),
             Task::CollectConfig => self.collect(Some(Program::CallHome)).await.map(|_| (true, None)),

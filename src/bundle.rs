@@ -11,6 +11,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
@@ -64,17 +65,29 @@ pub struct CollectorError {
     pub message: String,
 }
 
+/// A file's data: in memory, or a file on disk streamed into the bundle (memory stays flat
+/// whatever its size).
+#[derive(Debug)]
+enum Body {
+    Bytes(Vec<u8>),
+    Path(PathBuf),
+}
+
 /// The files of one bundle, gathered before it is written.
 #[derive(Debug, Default)]
 pub struct Contents {
-    /// (name, what it holds, bytes)
-    files: Vec<(String, String, Vec<u8>)>,
+    /// (name, what it holds, data)
+    files: Vec<(String, String, Body)>,
     errors: Vec<CollectorError>,
 }
 
 impl Contents {
     pub fn add_file(&mut self, name: impl Into<String>, holds: impl Into<String>, bytes: Vec<u8>) {
-        self.files.push((name.into(), holds.into(), bytes));
+        self.files.push((name.into(), holds.into(), Body::Bytes(bytes)));
+    }
+    /// A file on disk, read while the bundle is written (its size and SHA-256 as they were read).
+    pub fn add_path(&mut self, name: impl Into<String>, holds: impl Into<String>, path: impl Into<PathBuf>) {
+        self.files.push((name.into(), holds.into(), Body::Path(path.into())));
     }
     pub fn add_json(&mut self, name: impl Into<String>, holds: impl Into<String>, value: &serde_json::Value) {
         let bytes = serde_json::to_vec_pretty(value).expect("JSON values serialize");
@@ -144,15 +157,32 @@ fn write_at(path: &Path, stamp: &Stamp<'_>, contents: Contents) -> Result<(), Bu
         .compression_level(Some(6))
         .unix_permissions(0o644);
     let mut files = Vec::with_capacity(contents.files.len());
-    for (name, holds, bytes) in &contents.files {
+    for (name, holds, body) in &contents.files {
         zip.start_file(name.as_str(), opts).map_err(zip_err)?;
-        zip.write_all(bytes).map_err(io_err)?;
-        files.push(ManifestFile {
-            name: name.clone(),
-            holds: holds.clone(),
-            size: bytes.len() as u64,
-            sha256: sha256_hex(bytes),
-        });
+        let (size, sha256) = match body {
+            Body::Bytes(bytes) => {
+                zip.write_all(bytes).map_err(io_err)?;
+                (bytes.len() as u64, sha256_hex(bytes))
+            }
+            Body::Path(src) => {
+                let src_err = |source| BundleError::Io { path: src.clone(), source };
+                let mut f = File::open(src).map_err(src_err)?;
+                let mut hasher = Sha256::new();
+                let mut buf = vec![0u8; 256 << 10];
+                let mut size = 0u64;
+                loop {
+                    let n = f.read(&mut buf).map_err(src_err)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    zip.write_all(&buf[..n]).map_err(io_err)?;
+                    size += n as u64;
+                }
+                (size, hex::encode(hasher.finalize()))
+            }
+        };
+        files.push(ManifestFile { name: name.clone(), holds: holds.clone(), size, sha256 });
     }
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
@@ -288,6 +318,27 @@ mod tests {
         assert_eq!(m.errors[0].collector, "command:status");
         assert_eq!(r.names().unwrap(), vec!["system.json", "manifest.json"]);
         assert!(matches!(r.read("nope"), Err(BundleError::NoSuchFile { .. })));
+    }
+
+    #[test]
+    fn a_file_on_disk_is_streamed_in_with_its_size_and_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("telemetry.ndjson");
+        let data: Vec<u8> = (0..600_000u32).flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes()).collect();
+        fs::write(&src, &data).unwrap();
+        let mut c = Contents::default();
+        c.add_path("telemetry.ndjson", "samples", &src);
+        let stamp = Stamp::of(Program::Telemetry, "id-1", 1_679_283_497);
+        let path = write(dir.path(), "upload_compliance_x.zip", &stamp, c).unwrap();
+        let mut r = Reader::open(&path).unwrap();
+        let m = r.verify().unwrap();
+        assert_eq!((m.files[0].size, m.files[0].sha256.as_str()), (data.len() as u64, sha256_hex(&data).as_str()));
+        assert_eq!(r.read("telemetry.ndjson").unwrap(), data);
+        // A source that cannot be read fails the bundle, and leaves no file behind.
+        let mut c = Contents::default();
+        c.add_path("gone.ndjson", "samples", dir.path().join("gone"));
+        assert!(write(dir.path(), "upload_compliance_y.zip", &stamp, c).is_err());
+        assert!(!dir.path().join("upload_compliance_y.zip").exists());
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod fsutil;
 pub mod licenses;
 pub mod logfile;
 pub mod manual;
+pub mod memory;
 pub mod notify;
 pub mod programs;
 pub mod receipt;

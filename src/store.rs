@@ -549,18 +549,26 @@ impl Store {
     ) -> Result<()> {
         let tx = self.write_tx()?;
         for (feature, by_hour) in hours {
+            // Hours after the latest one stored are new: no row to merge with, no lookup.
+            let latest: Option<i64> =
+                tx.query_row("SELECT MAX(hour) FROM usage_hourly WHERE feature = ?1", [feature], |r| r.get(0))?;
             for (hour, h) in by_hour {
-                let old: Option<(u32, u32, u32, u32, u32, String, String)> = tx
-                    .query_row(
+                let stored = latest.is_some_and(|l| *hour <= l);
+                let old: Option<(u32, u32, u32, u32, u32, String, String)> = if !stored {
+                    None
+                } else {
+                    tx.prepare_cached(
                         "SELECT peak, checkouts, denials, queued, unsupported, users, devices FROM usage_hourly WHERE feature = ?1 AND hour = ?2",
-                        params![feature, hour],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-                    )
-                    .optional()?;
-                let mut merged = h.clone();
+                    )?
+                    .query_row(params![feature, hour], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    })
+                    .optional()?
+                };
+                let mut merged = std::borrow::Cow::Borrowed(h);
                 if let Some((peak, checkouts, denials, queued, unsupported, users, devices)) = old {
                     let parse = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
-                    merged.merge(&crate::licenses::debuglog::HourStats {
+                    merged.to_mut().merge(&crate::licenses::debuglog::HourStats {
                         peak,
                         checkouts,
                         denials,
@@ -570,18 +578,19 @@ impl Store {
                         devices: parse(&devices).into_iter().collect(),
                     });
                 }
-                let sorted = |set: &std::collections::HashSet<String>| {
+                let sorted = |set: &crate::licenses::debuglog::NameSet| {
                     let mut v: Vec<&String> = set.iter().collect();
                     v.sort();
                     serde_json::to_string(&v).expect("strings serialize")
                 };
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO usage_hourly (feature, hour, peak, checkouts, denials, queued, unsupported, users, devices)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT(feature, hour) DO UPDATE SET peak = excluded.peak, checkouts = excluded.checkouts,
                         denials = excluded.denials, queued = excluded.queued, unsupported = excluded.unsupported,
                         users = excluded.users, devices = excluded.devices",
-                    params![
+                )?
+                .execute(params![
                         feature,
                         hour,
                         merged.peak,
@@ -591,8 +600,7 @@ impl Store {
                         merged.unsupported,
                         sorted(&merged.users),
                         sorted(&merged.devices)
-                    ],
-                )?;
+                ])?;
             }
         }
         save_cursor(&tx, path, cursor_json)?;

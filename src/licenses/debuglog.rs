@@ -8,7 +8,7 @@
 //! the file over. Memory is bounded: lines longer than [`MAX_LINE`] are skipped, not buffered.
 //! The per-hour aggregate is [`Hours`]; persisting it is the caller's business.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
@@ -44,9 +44,13 @@ pub struct HourStats {
     pub denials: u32,
     pub queued: u32,
     pub unsupported: u32,
-    pub users: HashSet<String>,
-    pub devices: HashSet<String>,
+    pub users: NameSet,
+    pub devices: NameSet,
 }
+
+/// User or device names, hashed with foldhash: several times faster than SipHash on short keys
+/// (the parser's hot path) and still seeded per process.
+pub type NameSet = foldhash::HashSet<String>;
 
 impl HourStats {
     /// Folds another aggregate of the same feature and hour into this one.
@@ -62,7 +66,7 @@ impl HourStats {
 }
 
 /// feature → hour (Unix seconds, UTC, on the hour) → stats.
-pub type Hours = HashMap<String, BTreeMap<i64, HourStats>>;
+pub type Hours = foldhash::HashMap<String, BTreeMap<i64, HourStats>>;
 
 /// What one read did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,7 +98,7 @@ enum Event {
 
 impl Parser {
     pub fn new(cursor: Cursor) -> Parser {
-        Parser { cursor, hours: Hours::new(), stats: ReadStats::default() }
+        Parser { cursor, hours: Hours::default(), stats: ReadStats::default() }
     }
 
     /// Feeds bytes holding whole lines (a final line without `\n` is taken as whole).
