@@ -809,7 +809,7 @@ impl Agent {
             {
                 Ok(parser) => {
                     let cursor = serde_json::to_string(&parser.cursor).expect("cursors serialize");
-                    self.store().apply_usage(&key, &cursor, &parser.hours)?;
+                    self.store().apply_usage(&key, &cursor, &parser.hours, &parser.names)?;
                     if parser.stats.restarted {
                         info!(log = %key, "debug log rotated or truncated: read from its start");
                     }

@@ -546,6 +546,7 @@ impl Store {
         path: &str,
         cursor_json: &str,
         hours: &crate::licenses::debuglog::Hours,
+        names: &crate::licenses::debuglog::Names,
     ) -> Result<()> {
         let tx = self.write_tx()?;
         for (feature, by_hour) in hours {
@@ -565,24 +566,26 @@ impl Store {
                     })
                     .optional()?
                 };
-                let mut merged = std::borrow::Cow::Borrowed(h);
-                if let Some((peak, checkouts, denials, queued, unsupported, users, devices)) = old {
+                // Names in a sorted set: the stored JSON is the same whatever the order of reading.
+                let mut users: std::collections::BTreeSet<&str> = h.users.iter().map(|id| names.name(*id)).collect();
+                let mut devices: std::collections::BTreeSet<&str> =
+                    h.devices.iter().map(|id| names.name(*id)).collect();
+                let (mut peak, mut checkouts, mut denials, mut queued, mut unsupported) =
+                    (h.peak, h.checkouts, h.denials, h.queued, h.unsupported);
+                let old_names;
+                if let Some((o_peak, o_checkouts, o_denials, o_queued, o_unsupported, o_users, o_devices)) = old {
+                    peak = peak.max(o_peak);
+                    checkouts += o_checkouts;
+                    denials += o_denials;
+                    queued += o_queued;
+                    unsupported += o_unsupported;
                     let parse = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
-                    merged.to_mut().merge(&crate::licenses::debuglog::HourStats {
-                        peak,
-                        checkouts,
-                        denials,
-                        queued,
-                        unsupported,
-                        users: parse(&users).into_iter().collect(),
-                        devices: parse(&devices).into_iter().collect(),
-                    });
+                    old_names = (parse(&o_users), parse(&o_devices));
+                    users.extend(old_names.0.iter().map(String::as_str));
+                    devices.extend(old_names.1.iter().map(String::as_str));
                 }
-                let sorted = |set: &crate::licenses::debuglog::NameSet| {
-                    let mut v: Vec<&String> = set.iter().collect();
-                    v.sort();
-                    serde_json::to_string(&v).expect("strings serialize")
-                };
+                let json =
+                    |set: &std::collections::BTreeSet<&str>| serde_json::to_string(set).expect("strings serialize");
                 tx.prepare_cached(
                     "INSERT INTO usage_hourly (feature, hour, peak, checkouts, denials, queued, unsupported, users, devices)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -593,13 +596,13 @@ impl Store {
                 .execute(params![
                         feature,
                         hour,
-                        merged.peak,
-                        merged.checkouts,
-                        merged.denials,
-                        merged.queued,
-                        merged.unsupported,
-                        sorted(&merged.users),
-                        sorted(&merged.devices)
+                        peak,
+                        checkouts,
+                        denials,
+                        queued,
+                        unsupported,
+                        json(&users),
+                        json(&devices)
                 ])?;
             }
         }

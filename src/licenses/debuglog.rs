@@ -44,24 +44,41 @@ pub struct HourStats {
     pub denials: u32,
     pub queued: u32,
     pub unsupported: u32,
-    pub users: NameSet,
-    pub devices: NameSet,
+    /// Distinct users, as ids into the read's [`Names`], sorted.
+    pub users: Vec<u32>,
+    /// Distinct devices, as ids into the read's [`Names`], sorted.
+    pub devices: Vec<u32>,
 }
 
-/// User or device names, hashed with foldhash: several times faster than SipHash on short keys
-/// (the parser's hot path) and still seeded per process.
-pub type NameSet = foldhash::HashSet<String>;
+/// The user and device names of one read, each stored once: an hour's sets hold ids, so a read
+/// of millions of lines allocates per name, not per hour (hashed with foldhash, several times
+/// faster than SipHash on short keys and still seeded per process).
+#[derive(Debug, Default)]
+pub struct Names {
+    ids: foldhash::HashMap<Box<str>, u32>,
+    list: Vec<Box<str>>,
+}
 
-impl HourStats {
-    /// Folds another aggregate of the same feature and hour into this one.
-    pub fn merge(&mut self, o: &HourStats) {
-        self.peak = self.peak.max(o.peak);
-        self.checkouts += o.checkouts;
-        self.denials += o.denials;
-        self.queued += o.queued;
-        self.unsupported += o.unsupported;
-        self.users.extend(o.users.iter().cloned());
-        self.devices.extend(o.devices.iter().cloned());
+impl Names {
+    pub fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.list.len() as u32;
+        self.list.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    pub fn name(&self, id: u32) -> &str {
+        &self.list[id as usize]
+    }
+}
+
+/// Adds `id` to a sorted set.
+fn insert_sorted(set: &mut Vec<u32>, id: u32) {
+    if let Err(at) = set.binary_search(&id) {
+        set.insert(at, id);
     }
 }
 
@@ -84,6 +101,7 @@ pub struct ReadStats {
 pub struct Parser {
     pub cursor: Cursor,
     pub hours: Hours,
+    pub names: Names,
     pub stats: ReadStats,
 }
 
@@ -98,7 +116,7 @@ enum Event {
 
 impl Parser {
     pub fn new(cursor: Cursor) -> Parser {
-        Parser { cursor, hours: Hours::default(), stats: ReadStats::default() }
+        Parser { cursor, hours: Hours::default(), names: Names::default(), stats: ReadStats::default() }
     }
 
     /// Feeds bytes holding whole lines (a final line without `\n` is taken as whole).
@@ -195,12 +213,8 @@ impl Parser {
         match event {
             Event::Out => {
                 h.checkouts += 1;
-                if !h.users.contains(user) {
-                    h.users.insert(user.to_string());
-                }
-                if !h.devices.contains(host) {
-                    h.devices.insert(host.to_string());
-                }
+                insert_sorted(&mut h.users, self.names.id(user));
+                insert_sorted(&mut h.devices, self.names.id(host));
             }
             Event::In => {}
             Event::Denied => h.denials += 1,
