@@ -1023,7 +1023,15 @@ impl Agent {
         );
         loop {
             let next_due = tokio::select! {
-                r = self.run_due() => r?,
+                r = self.run_due() => match r {
+                    Ok(next) => next,
+                    // A full disk or a locked database must not end the schedule: say so and
+                    // try again at the next clock check (the API keeps serving meanwhile).
+                    Err(e) => {
+                        warn!("the schedule could not run: {e}; trying again shortly");
+                        self.clock.now() + self.cfg.schedule.clock_check.as_secs().max(1) as i64
+                    }
+                },
                 () = &mut shutdown => break,
             };
             // Sleep until the next task, but wake at least every `schedule.clock_check` so a

@@ -10,6 +10,25 @@ use common::*;
 
 const OFFLINE: &str = "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n";
 
+/// Runs `script` (sh) in a private mount namespace, where it may mount a small tmpfs on `$FS`;
+/// `$OUT` is a folder for what it finds, `$AGENT` the binary, `$CFG` the configuration. Returns
+/// its exit status and a reader of the files it left in `$OUT` (empty when absent).
+fn on_a_small_disk(s: &Setup, script: &str) -> (std::process::ExitStatus, impl Fn(&str) -> String) {
+    let fs = s.path().join("small-disk");
+    let out_dir = s.path().join("out");
+    std::fs::create_dir_all(&fs).unwrap();
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let status = Command::new("unshare")
+        .args(["-rm", "sh", "-c", script])
+        .env("FS", &fs)
+        .env("OUT", &out_dir)
+        .env("AGENT", AGENT)
+        .env("CFG", &s.config)
+        .status()
+        .expect("unshare runs (util-linux)");
+    (status, move |n: &str| std::fs::read_to_string(out_dir.join(n)).unwrap_or_default())
+}
+
 #[test]
 fn a_full_disk_fails_clearly_leaves_no_partial_bundle_and_recovers() {
     let s = Setup::new();
@@ -21,10 +40,6 @@ fn a_full_disk_fails_clearly_leaves_no_partial_bundle_and_recovers() {
         ),
     )
     .unwrap();
-    let fs = s.path().join("small-disk");
-    let out_dir = s.path().join("out");
-    std::fs::create_dir_all(&fs).unwrap();
-    std::fs::create_dir_all(&out_dir).unwrap();
     // A 1 MiB tmpfs in a private mount namespace stands in for a full disk.
     let script = r#"
         set -u
@@ -41,16 +56,8 @@ fn a_full_disk_fails_clearly_leaves_no_partial_bundle_and_recovers() {
         ls -A "$FS/data/spool/compliance" >"$OUT/after.spool"
         ch ledger verify >"$OUT/verify.out" 2>&1; echo $? >"$OUT/verify.rc"
     "#;
-    let status = Command::new("unshare")
-        .args(["-rm", "sh", "-c", script])
-        .env("FS", &fs)
-        .env("OUT", &out_dir)
-        .env("AGENT", AGENT)
-        .env("CFG", &s.config)
-        .status()
-        .expect("unshare runs (util-linux)");
+    let (status, read) = on_a_small_disk(&s, script);
     assert!(status.success(), "the full-disk script failed early: {status:?} (90: no tmpfs mount, 91: first collect)");
-    let read = |n: &str| std::fs::read_to_string(out_dir.join(n)).unwrap();
     // A bundle that does not fit: a clear error, no partial file, the earlier bundle intact.
     assert_eq!(read("big.rc").trim(), "1", "{}{}", read("big.out"), read("big.err"));
     assert!(
@@ -222,11 +229,14 @@ fn a_zip_bomb_and_a_path_traversal_are_refused_by_the_receiver_and_by_its_ingest
 #[test]
 fn a_running_agent_keeps_serving_its_api_on_a_full_disk_and_recovers() {
     let s = Setup::new();
-    std::fs::write(&s.config, format!("{OFFLINE}first_upload_delay = \"1h\"\n")).unwrap();
-    let fs = s.path().join("small-disk");
-    let out_dir = s.path().join("out");
-    std::fs::create_dir_all(&fs).unwrap();
-    std::fs::create_dir_all(&out_dir).unwrap();
+    // Performance samples every second: scheduled work keeps hitting the full disk.
+    std::fs::write(
+        &s.config,
+        format!(
+            "{OFFLINE}first_upload_delay = \"1h\"\n[schedule]\nperformance_interval = \"1s\"\nclock_check = \"1s\"\n"
+        ),
+    )
+    .unwrap();
     // The agent and the CLI both live in the private mount namespace of the small disk; the CLI
     // reaches the agent through its API. Waits poll for a condition with a deadline.
     let script = r#"
@@ -237,24 +247,26 @@ fn a_running_agent_keeps_serving_its_api_on_a_full_disk_and_recovers() {
         agent=$!
         i=0; until [ -f "$FS/data/api.json" ]; do i=$((i+1)); [ $i -gt 200 ] && exit 92; sleep 0.05; done
         dd if=/dev/zero of="$FS/filler" bs=4k >/dev/null 2>&1
+        i=0; until grep -q "task failed\|schedule could not run" "$OUT/agent.err"; do i=$((i+1)); [ $i -gt 200 ] && exit 93; sleep 0.05; done
         ch collect --program telemetry >"$OUT/full.out" 2>"$OUT/full.err"; echo $? >"$OUT/full.rc"
         ch status --json >"$OUT/status.json" 2>"$OUT/status.err"; echo $? >"$OUT/status.rc"
         ls -A "$FS/data/spool/.tmp" >"$OUT/full.tmp"
         rm "$FS/filler"
         ch collect --program telemetry >"$OUT/after.out" 2>"$OUT/after.err"; echo $? >"$OUT/after.rc"
         ls -A "$FS/data/spool/compliance" >"$OUT/after.spool"
-        kill -TERM $agent; wait $agent; echo $? >"$OUT/agent.rc"
+        kill -TERM $agent
+        i=0; while kill -0 $agent 2>/dev/null; do
+            i=$((i+1)); if [ $i -gt 400 ]; then kill -KILL $agent; echo "still running 20 s after SIGTERM" >"$OUT/agent.rc"; exit 0; fi
+            sleep 0.05
+        done
+        wait $agent; echo $? >"$OUT/agent.rc"
     "#;
-    let status = Command::new("unshare")
-        .args(["-rm", "sh", "-c", script])
-        .env("FS", &fs)
-        .env("OUT", &out_dir)
-        .env("AGENT", AGENT)
-        .env("CFG", &s.config)
-        .status()
-        .expect("unshare runs (util-linux)");
-    let read = |n: &str| std::fs::read_to_string(out_dir.join(n)).unwrap_or_default();
-    assert!(status.success(), "the script failed early: {status:?} (90: no tmpfs, 92: no API) {}", read("agent.err"));
+    let (status, read) = on_a_small_disk(&s, script);
+    assert!(
+        status.success(),
+        "the script failed early: {status:?} (90: no tmpfs, 92: no API, 93: no scheduled work failed) {}",
+        read("agent.err")
+    );
     // Collecting fails, through the agent, with what to do.
     assert_eq!(read("full.rc").trim(), "1", "{}{}", read("full.out"), read("full.err"));
     let err = read("full.err");

@@ -534,6 +534,9 @@ async fn serve(
         },
         None => agent.run(stop).await.map_err(CliError::from),
     };
+    // However the agent ended, the API and notifications end with it: never a process that
+    // serves on with no schedule behind it.
+    let _ = stop_tx.send(true);
     if let Some(handle) = api {
         match handle.await {
             Ok(Err(e)) => tracing::warn!("{e}"),
