@@ -198,7 +198,21 @@ fn platform_store() -> Result<Arc<keyring_core::api::CredentialStore>, String> {
     Ok(store)
 }
 
-#[cfg(not(target_os = "linux"))]
+/// macOS: the user's login keychain. (Compiled on macOS only; this repository's CI is Linux.)
+#[cfg(target_os = "macos")]
+fn platform_store() -> Result<Arc<keyring_core::api::CredentialStore>, String> {
+    let store = apple_native_keyring_store::keychain::Store::new().map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
+/// Windows: the Credential Manager. (Compiled on Windows only; this repository's CI is Linux.)
+#[cfg(windows)]
+fn platform_store() -> Result<Arc<keyring_core::api::CredentialStore>, String> {
+    let store = windows_native_keyring_store::Store::new().map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 fn platform_store() -> Result<Arc<keyring_core::api::CredentialStore>, String> {
     Err("this build has no keyring store for this platform".into())
 }
