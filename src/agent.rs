@@ -437,6 +437,30 @@ impl Agent {
         Ok(withdrawn)
     }
 
+    /// Withdraws one pending bundle of an optional program (the administrator read it and does
+    /// not want it sent): the ledger records it, then the file goes. License-telemetry bundles
+    /// are refused (mandatory); `Ok(None)` when no such bundle is pending.
+    pub async fn withdraw_bundle(&self, name: &str) -> Result<Option<Pending>> {
+        let _w = self.work_lock().await?;
+        let Some(p) = self.spool.find(name)?.filter(|p| p.name == name) else { return Ok(None) };
+        if p.program.mandatory() {
+            return Err(AgentError::Refused(format!(
+                "{name} is a license-telemetry bundle: it is mandatory and cannot be withdrawn"
+            )));
+        }
+        let mut store = self.store();
+        self.spool.discard(
+            &mut store,
+            &p,
+            LedgerEvent::Withdrawn,
+            "the administrator withdrew this bundle",
+            self.clock.now(),
+        )?;
+        drop(store);
+        self.notify(Notice::StateChanged { what: format!("bundle {name} withdrawn") });
+        Ok(Some(p))
+    }
+
     pub fn set_telemetry_mode(&self, mode: TelemetryMode) -> Result<()> {
         self.store().set_telemetry_mode(mode)?;
         self.notify(Notice::StateChanged { what: format!("telemetry {}", mode.name()) });

@@ -22,6 +22,7 @@ pub mod config_edit;
 pub mod datadir;
 pub mod desktop;
 pub mod fsutil;
+pub mod ledger;
 pub mod licenses;
 pub mod logfile;
 pub mod manual;

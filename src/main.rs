@@ -164,6 +164,13 @@ enum Command {
     /// Show the tray for the agent that runs on the data directory (such as the system
     /// service's, for members of its group), through its API; starts no agent of its own.
     Tray,
+    /// Open the web dashboard: asks the running agent for a one-time sign-in link, prints it
+    /// and opens it in the browser ($BROWSER, else the system's default).
+    Dashboard {
+        /// Print the link only.
+        #[arg(long)]
+        no_open: bool,
+    },
     /// The HTTP proxy uploads go through; its password is kept in the OS keyring.
     Proxy {
         #[command(subcommand)]

@@ -91,6 +91,12 @@ impl Client {
         Ok(job)
     }
 
+    /// Asks the agent for a one-time sign-in link to its dashboard (`POST /api/v1/dashboard/link`);
+    /// open it with [`super::dashboard::open_in_browser`]. Used by `callhome dashboard` and the tray.
+    pub async fn dashboard_link(&self) -> Result<super::dto::DashboardLinkDoc, ClientError> {
+        self.send_json(reqwest::Method::POST, "/api/v1/dashboard/link", &serde_json::json!({})).await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -516,3 +516,37 @@ pub struct ProxyRequest {
 pub struct TokenRequest {
     pub token: String,
 }
+
+/// `DELETE /api/v1/bundles/{id}`: the bundle withdrawn (the ledger records it).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WithdrawnDoc {
+    pub bundle: String,
+    pub program: String,
+    pub size: u64,
+}
+
+/// `GET /api/v1/ledger/verify`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LedgerCheckDoc {
+    /// The chain is intact and every receipt matches its bundle (and verifies, with a key).
+    pub ok: bool,
+    /// One line for a person, as `callhome ledger verify` prints it.
+    pub summary: String,
+    pub rows: usize,
+    pub receipts: usize,
+    /// Whether receipt signatures were checked (`upload.receipt_public_key` is set).
+    pub signatures_checked: bool,
+    /// Bundles reported by hand without a receipt.
+    pub unverified: usize,
+    /// What is wrong, when `ok` is false.
+    pub problem: Option<String>,
+}
+
+/// `POST /api/v1/dashboard/link`: a one-time sign-in link to the dashboard.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DashboardLinkDoc {
+    /// `http://127.0.0.1:PORT/login?code=…`: open it once, within `expires_in_seconds`.
+    pub url: String,
+    pub expires_at: String,
+    pub expires_in_seconds: u64,
+}

@@ -4,9 +4,11 @@
 //! server runs in the agent's runtime, bound to loopback only, and serves `GET status` from an
 //! in-memory snapshot refreshed whenever the agent reports a change (and every 30 seconds), so
 //! monitoring load never turns into database queries. Long work (`collect`, `upload`) runs as a
-//! job the caller follows at `/api/v1/jobs/{id}`.
+//! job the caller follows at `/api/v1/jobs/{id}`. The same server serves the web dashboard
+//! (`dashboard`: `/`, `/login`, `/ui/…`), which works through this API like any other client.
 
 pub mod client;
+pub mod dashboard;
 pub mod dto;
 mod routes;
 pub mod security;
@@ -53,6 +55,8 @@ pub struct ApiState {
     pub(crate) port: u16,
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) allowed_origins: Vec<String>,
+    /// The dashboard's sign-in codes and sessions (memory only).
+    pub(crate) sessions: dashboard::Sessions,
     /// The status document, serialized.
     snapshot: RwLock<Bytes>,
     jobs: Mutex<HashMap<u64, JobDoc>>,
@@ -147,6 +151,7 @@ pub async fn serve(
         port,
         allowed_origins: hosts.iter().map(|h| format!("http://{h}")).collect(),
         allowed_hosts: hosts.to_vec(),
+        sessions: dashboard::Sessions::new(port),
         snapshot: RwLock::new(Bytes::new()),
         jobs: Mutex::new(HashMap::new()),
         next_job: AtomicU64::new(0),

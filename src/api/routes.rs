@@ -33,7 +33,7 @@ pub const BODY_LIMIT: usize = 1 << 20;
 #[derive(OpenApi)]
 #[openapi(info(
     title = "callhome agent API",
-    description = "Control and observe the callhome agent on this machine. Every route but /healthz and /api/openapi.json needs Authorization: Bearer <token> (api-token, or api-token-read for GET)."
+    description = "Control and observe the callhome agent on this machine. Every route but /healthz, /api/openapi.json and the dashboard's pages (/, /login, /ui/…) needs Authorization: Bearer <token> (api-token, or api-token-read for GET), or the dashboard's session cookie from a same-origin page."
 ))]
 struct ApiDoc;
 
@@ -49,11 +49,12 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         .routes(routes!(upload))
         .routes(routes!(job))
         .routes(routes!(bundles))
-        .routes(routes!(bundle))
+        .routes(routes!(bundle, withdraw_bundle))
         .routes(routes!(bundle_file))
         .routes(routes!(bundle_raw))
         .routes(routes!(history))
         .routes(routes!(ledger))
+        .routes(routes!(ledger_verify))
         .routes(routes!(licenses))
         .routes(routes!(usage))
         .routes(routes!(events))
@@ -64,6 +65,10 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         .routes(routes!(test_connection))
         .routes(routes!(proxy, set_proxy, clear_proxy))
         .routes(routes!(register, unregister))
+        .routes(routes!(super::dashboard::index))
+        .routes(routes!(super::dashboard::login))
+        .routes(routes!(super::dashboard::ui_file))
+        .routes(routes!(super::dashboard::dashboard_link))
         .split_for_parts();
     let doc = Arc::new(api.to_json().expect("the OpenAPI document serializes"));
     router
@@ -351,6 +356,18 @@ async fn bundle_raw(State(st): St, P(id): P<String>) -> Result<Response, Problem
     Ok(r)
 }
 
+/// Withdraws a pending bundle of an optional program: it is never sent, and the ledger records
+/// it. License-telemetry bundles are mandatory and answer 409.
+#[utoipa::path(delete, path = "/api/v1/bundles/{id}", params(("id" = String, Path, description = "the bundle's file name")),
+    responses((status = 200, body = WithdrawnDoc), (status = 404), (status = 409, description = "a license-telemetry bundle")))]
+async fn withdraw_bundle(State(st): St, P(id): P<String>) -> Result<Json<WithdrawnDoc>, Problem> {
+    let p = st.agent.withdraw_bundle(&id).await?.ok_or_else(|| {
+        Problem::new(StatusCode::NOT_FOUND, format!("no pending bundle {id:?}; GET /api/v1/bundles lists them"))
+    })?;
+    st.refresh();
+    Ok(Json(WithdrawnDoc { bundle: p.name, program: p.program.name().into(), size: p.size }))
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct Paging {
@@ -374,6 +391,33 @@ async fn history(State(st): St, Q(p): Q<Paging>) -> Result<Json<HistoryPage>, Pr
 async fn ledger(State(st): St) -> Result<Json<Vec<LedgerDoc>>, Problem> {
     let rows = st.agent.store().ledger().map_err(internal)?;
     Ok(Json(rows.iter().map(LedgerDoc::from).collect()))
+}
+
+/// Checks the ledger: its hash chain, and every receipt against its bundle and the receiver's
+/// key (as `callhome ledger verify`). A ledger that does not verify answers 200 with `ok: false`.
+#[utoipa::path(get, path = "/api/v1/ledger/verify", responses((status = 200, body = LedgerCheckDoc)))]
+async fn ledger_verify(State(st): St) -> Result<Json<LedgerCheckDoc>, Problem> {
+    let rows = st.agent.store().ledger().map_err(internal)?;
+    Ok(Json(match crate::ledger::verify(st.agent.config(), &rows) {
+        Ok(c) => LedgerCheckDoc {
+            ok: true,
+            summary: c.to_string(),
+            rows: c.rows,
+            receipts: c.receipts,
+            signatures_checked: c.signatures_checked,
+            unverified: c.unverified,
+            problem: None,
+        },
+        Err(e) => LedgerCheckDoc {
+            ok: false,
+            summary: format!("the ledger does not verify: {e}"),
+            rows: rows.len(),
+            receipts: 0,
+            signatures_checked: false,
+            unverified: 0,
+            problem: Some(e.to_string()),
+        },
+    }))
 }
 
 /// The license inventory, problems found and license events.

@@ -1,9 +1,11 @@
-//! What stands between the browser and the agent: API tokens, the exact Host allowlist, the
-//! Origin check, the content-type rule for mutations, time limits and security headers.
+//! What stands between the browser and the agent: API tokens, the dashboard's session cookie
+//! and its same-origin rule, the exact Host allowlist, the Origin check, the content-type rule
+//! for mutations, time limits and security headers.
 //!
 //! DNS rebinding and cross-site requests have handed local control APIs to strangers; here a
 //! request must name this very address in `Host`, carry no foreign `Origin`, and present a token
-//! in `Authorization: Bearer` (never in a URL). No CORS headers are ever sent.
+//! in `Authorization: Bearer` (never in a URL) or the dashboard's session cookie, which counts
+//! only for requests from the dashboard's own origin. No CORS headers are ever sent.
 
 use std::io;
 use std::path::Path;
@@ -108,16 +110,43 @@ pub fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
     r
 }
 
-/// Paths that need no token (and give no data).
+/// Paths that need no token (and give no data). `/` answers the sign-in page without one.
 fn public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/api/openapi.json")
+    matches!(path, "/healthz" | "/api/openapi.json" | "/" | "/login") || path.starts_with("/ui/")
 }
+
+/// How a request proved who it is; the guard adds it to the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Auth {
+    pub scope: Scope,
+    pub via: Via,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `Authorization: Bearer` with a token from the data directory.
+    Bearer,
+    /// The dashboard's session cookie (write scope, same-origin requests only).
+    Cookie,
+}
+
+/// The CSP of the dashboard's pages: their own scripts, styles and API, nothing else, no inline
+/// script, never framed.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+/// Everything else (JSON, zips, scripts themselves) needs no permission at all.
+const DATA_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// The one middleware every request passes.
 pub async fn guard(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
     let mut resp = check_and_run(&st, req, next).await;
+    let html = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
     let h = resp.headers_mut();
-    h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    h.insert("content-security-policy", HeaderValue::from_static(if html { PAGE_CSP } else { DATA_CSP }));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
@@ -125,7 +154,7 @@ pub async fn guard(State(st): State<Arc<ApiState>>, req: Request, next: Next) ->
     resp
 }
 
-async fn check_and_run(st: &ApiState, req: Request<Body>, next: Next) -> Response {
+async fn check_and_run(st: &ApiState, mut req: Request<Body>, next: Next) -> Response {
     let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !st.allowed_hosts.iter().any(|h| h == host) {
         return problem(
@@ -133,14 +162,26 @@ async fn check_and_run(st: &ApiState, req: Request<Body>, next: Next) -> Respons
             format!("Host {host:?} is not this agent's address; use http://127.0.0.1:{}/", st.port),
         );
     }
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or("");
-        if !st.allowed_origins.iter().any(|o| o == origin) {
-            return problem(StatusCode::FORBIDDEN, format!("requests from {origin:?} are not accepted"));
+    let own_origin = match req.headers().get(header::ORIGIN) {
+        Some(origin) => {
+            let origin = origin.to_str().unwrap_or("");
+            if !st.allowed_origins.iter().any(|o| o == origin) {
+                return problem(StatusCode::FORBIDDEN, format!("requests from {origin:?} are not accepted"));
+            }
+            true
         }
-    }
+        None => false,
+    };
     let path = req.uri().path().to_string();
-    if !public(&path) {
+    let mutation = !matches!(*req.method(), Method::GET | Method::HEAD);
+    if public(&path) {
+        // Only `/` looks at who is asking (app or sign-in page); the rest are the same for all.
+        if let Some(auth) = bearer(&req).and_then(|t| st.scope_of(t)).map(|scope| Auth { scope, via: Via::Bearer }) {
+            req.extensions_mut().insert(auth);
+        } else if session_cookie(st, &req) == Some(true) {
+            req.extensions_mut().insert(Auth { scope: Scope::Write, via: Via::Cookie });
+        }
+    } else {
         let query = req.uri().query().unwrap_or("");
         if query.split('&').any(|kv| {
             let k = kv.split('=').next().unwrap_or("").to_ascii_lowercase();
@@ -151,20 +192,36 @@ async fn check_and_run(st: &ApiState, req: Request<Body>, next: Next) -> Respons
                 "tokens are accepted only in the Authorization header, never in a URL",
             );
         }
-        let scope = match bearer(&req).map(|t| st.scope_of(t)) {
-            None => {
-                let mut r = problem(
-                    StatusCode::UNAUTHORIZED,
-                    "send Authorization: Bearer <token>; the token is in api-token in the agent's data directory",
-                );
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return r;
-            }
+        let auth = match bearer(&req).map(|t| st.scope_of(t)) {
+            Some(Some(scope)) => Auth { scope, via: Via::Bearer },
             Some(None) => return problem(StatusCode::UNAUTHORIZED, "the token is not valid for this agent"),
-            Some(Some(s)) => s,
+            None => match session_cookie(st, &req) {
+                Some(true) => {
+                    if !same_origin(&req, mutation, own_origin) {
+                        return problem(
+                            StatusCode::FORBIDDEN,
+                            "the dashboard's session is accepted only from the dashboard's own pages (same origin); scripts use Authorization: Bearer",
+                        );
+                    }
+                    Auth { scope: Scope::Write, via: Via::Cookie }
+                }
+                Some(false) => {
+                    return problem(
+                        StatusCode::UNAUTHORIZED,
+                        "the dashboard session has ended (it expired, or the agent restarted); run `callhome dashboard` to sign in again",
+                    );
+                }
+                None => {
+                    let mut r = problem(
+                        StatusCode::UNAUTHORIZED,
+                        "send Authorization: Bearer <token>; the token is in api-token in the agent's data directory",
+                    );
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    return r;
+                }
+            },
         };
-        let mutation = !matches!(*req.method(), Method::GET | Method::HEAD);
-        if mutation && scope == Scope::Read {
+        if mutation && auth.scope == Scope::Read {
             return problem(StatusCode::FORBIDDEN, "the read-only token cannot change anything; use api-token");
         }
         if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
@@ -177,6 +234,7 @@ async fn check_and_run(st: &ApiState, req: Request<Body>, next: Next) -> Respons
                 );
             }
         }
+        req.extensions_mut().insert(auth);
     }
     if path == "/api/v1/events" {
         return next.run(req).await;
@@ -184,6 +242,30 @@ async fn check_and_run(st: &ApiState, req: Request<Body>, next: Next) -> Respons
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
         Ok(r) => r,
         Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "the request took too long; try again"),
+    }
+}
+
+/// `Some(valid)` when the request carries this agent's session cookie.
+fn session_cookie(st: &ApiState, req: &Request<Body>) -> Option<bool> {
+    let value = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| st.sessions.cookie_in(h))?;
+    Some(st.sessions.is_valid(value, std::time::Instant::now()))
+}
+
+/// The rule for requests authenticated by the session cookie: they must come from the
+/// dashboard's own pages. A browser says where a request comes from in `Sec-Fetch-Site`; a
+/// change must also name this agent in `Origin` (a foreign one was refused already) or be
+/// `same-origin`. Reading is also allowed to the user typing an API address (`none`).
+fn same_origin(req: &Request<Body>, mutation: bool, own_origin: bool) -> bool {
+    match req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("same-origin") => true,
+        Some("none") => !mutation,
+        Some(_) => false,
+        None => !mutation || own_origin,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The CLI's commands: each opens the agent's state, does one thing, and prints it for a person
 //! (or as JSON with `--json`). Errors become a message and an exit code here, nowhere else.
 
+mod dashboard;
 mod print;
 mod source;
 
@@ -12,7 +13,6 @@ use callhome::clock::SystemClock;
 use callhome::config::{Config, ConfigError};
 use callhome::datadir::{DataDir, DataDirError};
 use callhome::programs::{Program, TelemetryMode};
-use callhome::receipt::{Receipt, load_public_key};
 
 use crate::{Cli, Command, ConfigAction, ExportAction, LedgerAction, ProgramsAction, ProxyAction, exit};
 use source::Source;
@@ -248,6 +248,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 .map_err(|e| fail(exit::FAILURE, format!("cannot write the man page: {e}")))?;
             Ok(0)
         }
+        Command::Dashboard { no_open } => dashboard::dashboard(&cli, *no_open),
         Command::Export { action: Some(ExportAction::Confirm { export_id }), .. } => {
             let agent = open_agent(&cli)?;
             let done = runtime()?.block_on(callhome::manual::confirm_export(&agent, export_id)).map_err(manual_err)?;
@@ -674,45 +675,15 @@ fn tempfile_for(bytes: &[u8]) -> Result<TempBundle> {
 }
 
 fn ledger_verify(agent: &Agent) -> Result<u8> {
-    let store = agent.store();
-    let rows = store.ledger().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-    if let Err(b) = callhome::store::verify_chain(&rows) {
-        return Err(fail(exit::LEDGER, format!("{b}; the state database was altered outside the agent")));
-    }
-    let key = match &agent.config().upload.receipt_public_key {
-        Some(k) => Some(load_public_key(&agent.config().resolve(k)).map_err(|e| fail(exit::CONFIG, e.to_string()))?),
-        None => None,
-    };
-    let mut receipts = 0;
-    let mut unverified = 0;
-    for r in rows.iter().filter(|r| r.event == "sent") {
-        let bad = |why: String| fail(exit::LEDGER, format!("ledger row {} ({}): {why}", r.seq, r.bundle));
-        if r.detail.contains(callhome::manual::format::RECEIPT_FORMAT) {
-            let m: callhome::manual::format::ManualReceipt = serde_json::from_str(&r.detail)
-                .map_err(|e| bad(format!("the stored manual receipt is unreadable ({e})")))?;
-            if !m.accepted.contains(&r.sha256) {
-                return Err(bad("the manual receipt does not acknowledge this bundle".into()));
-            }
-            if let Some(k) = &key {
-                m.verify(k).map_err(|e| bad(e.to_string()))?;
-            }
-        } else {
-            let receipt: Receipt =
-                serde_json::from_str(&r.detail).map_err(|e| bad(format!("the stored receipt is unreadable ({e})")))?;
-            receipt.check(&r.sha256, key.as_ref()).map_err(|e| bad(e.to_string()))?;
+    let rows = agent.store().ledger().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
+    match callhome::ledger::verify(agent.config(), &rows) {
+        Ok(check) => {
+            println!("{check}");
+            Ok(0)
         }
-        receipts += 1;
+        Err(e) if e.is_tampering() => Err(fail(exit::LEDGER, e.to_string())),
+        Err(e) => Err(fail(exit::CONFIG, e.to_string())),
     }
-    unverified += rows.iter().filter(|r| r.event == "reported").count();
-    let sig =
-        if key.is_some() { "signatures verified" } else { "signatures not checked: no upload.receipt_public_key" };
-    let manual = if unverified > 0 {
-        format!("; {unverified} reported by hand without a receipt (unverified)")
-    } else {
-        String::new()
-    };
-    println!("ledger ok: {} rows, chain intact; {receipts} receipts match their bundles ({sig}){manual}", rows.len());
-    Ok(0)
 }
 
 fn programs(cli: &Cli, action: Option<&ProgramsAction>) -> Result<u8> {
