@@ -8,7 +8,8 @@
 //! - `store`: SQLite state (settings, schedule, attempts, the ledger);
 //! - `upload`, `receipt`: protocol v1 to the receiver, and its signed receipts;
 //! - `schedule`, `compliance`, `clock`: when things run, and the 90-day clock;
-//! - `agent`: the wiring that runs it all; `api`: the wire documents (status);
+//! - `agent`: the wiring that runs it all; `api`: the REST API, its wire documents and the web
+//!   dashboard; `ledger`: checking the sent ledger end to end;
 //! - `receiver`: the reference ingestion server.
 
 pub mod agent;

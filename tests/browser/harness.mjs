@@ -23,13 +23,17 @@ export function binary(name) {
   return path;
 }
 
-/** The browser: $CHROMIUM, else Debian's /usr/bin/chromium. */
+/** The browser: $CHROMIUM, else Debian's /usr/bin/chromium (or another usual place). Never downloaded. */
 export function chromiumPath() {
-  const path = process.env.CHROMIUM || "/usr/bin/chromium";
-  if (!existsSync(path)) {
-    throw new Error(`${path} does not exist: install Debian's chromium (scripts/deps does), or set CHROMIUM to a Chromium binary`);
+  if (process.env.CHROMIUM) {
+    if (!existsSync(process.env.CHROMIUM)) throw new Error(`CHROMIUM=${process.env.CHROMIUM} does not exist`);
+    return process.env.CHROMIUM;
   }
-  return path;
+  const found = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/snap/bin/chromium"].find((p) => existsSync(p));
+  if (!found) {
+    throw new Error("no Chromium found: install Debian's chromium (scripts/deps does), or set CHROMIUM to a Chromium binary");
+  }
+  return found;
 }
 
 export const CHROMIUM_ARGS = [
