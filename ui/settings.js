@@ -1,7 +1,8 @@
-// Settings: the proxy (the password is write-only: sent, never shown back), notifications,
-// manual reporting with export and receipt import, and a connection test.
+// Settings: the proxy and the endpoint token (write-only: sent, never shown back; the agent keeps
+// them in the OS keyring), notifications, manual reporting with export and receipt import, and a
+// connection test.
 
-import { api, ApiError, runJob } from "./api.js";
+import { api, runJob } from "./api.js";
 import { h, fill, message, action, plural } from "./dom.js";
 
 export const title = "Settings";
@@ -9,40 +10,118 @@ export const title = "Settings";
 const notHere = (what) =>
   `This agent does not offer ${what} through its API (it answered 404); set it in the configuration file instead.`;
 
+const SOURCE_WORDS = {
+  keyring: "the system keyring",
+  environment: "an environment variable",
+  "systemd-credential": "a systemd credential",
+};
+
+/** What the agent uses now, in words (never a secret: the API does not give them). */
+function accessWords(p) {
+  const where = p.origin === "settings" ? "chosen here or with `callhome proxy set`" : "from the configuration file";
+  const proxy = p.url ? `Uploads go through ${p.url}${p.username ? ` as ${p.username}` : ""} (${where}).` : "Uploads connect directly (no proxy).";
+  const pw = p.url ? (p.password_set ? ` Its password comes from ${SOURCE_WORDS[p.password_source] || p.password_source}.` : " No proxy password is set.") : "";
+  return proxy + pw;
+}
+
 function proxySection() {
   const msg = h("div", { class: "message", id: "proxy-message" });
+  const state = h("p", { id: "proxy-state", class: "muted" }, "Reading the proxy settings…");
   const url = h("input", { type: "url", id: "proxy-url", name: "url", autocomplete: "off", placeholder: "http://proxy.example:3128", "aria-describedby": "proxy-url-hint" });
   const user = h("input", { type: "text", id: "proxy-user", name: "username", autocomplete: "off" });
   const pass = h("input", { type: "password", id: "proxy-password", name: "password", autocomplete: "new-password", "aria-describedby": "proxy-password-hint" });
   const passHint = h("span", { class: "hint", id: "proxy-password-hint" }, "Write-only: it goes to the system keyring and is never shown again. Leave empty to keep the saved one.");
+  const show = (p) => {
+    url.value = p.url || "";
+    user.value = p.username || "";
+    pass.value = "";
+    state.textContent = accessWords(p);
+    passHint.textContent = p.password_set
+      ? "A password is set (write-only: never shown). Type a new one to replace it, or leave empty to keep it."
+      : "Write-only: it goes to the system keyring and is never shown again.";
+  };
+  const failed = (err) => message(msg, err.status === 404 ? notHere("proxy settings") : err.message, "bad");
+  const forget = h("button", { type: "button", class: "secondary", id: "proxy-forget", onclick: async () => {
+    try {
+      show(await api("/api/v1/proxy", { method: "DELETE" }));
+      message(msg, "The proxy chosen here is forgotten (its password removed from the keyring); the configuration file's applies again.", "good");
+    } catch (err) {
+      failed(err);
+    }
+  } }, "Forget it");
   const form = h("form", { id: "proxy-form", novalidate: true },
+    state,
     h("div", { class: "field" }, h("label", { for: "proxy-url" }, "Proxy URL"), url,
-      h("span", { class: "hint", id: "proxy-url-hint" }, "Empty: connect directly. No credentials in the URL.")),
+      h("span", { class: "hint", id: "proxy-url-hint" }, "Such as http://proxy.example:3128, without credentials in it.")),
     h("div", { class: "field" }, h("label", { for: "proxy-user" }, "User name"), user),
     h("div", { class: "field" }, h("label", { for: "proxy-password" }, "Password"), pass, passHint),
-    h("div", { class: "row" }, h("button", { type: "submit", id: "proxy-save" }, "Save proxy")),
+    h("div", { class: "row" }, h("button", { type: "submit", id: "proxy-save" }, "Save proxy"), forget),
     msg);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    const body = { url: url.value.trim(), username: user.value.trim() };
+    if (!url.value.trim()) {
+      message(msg, "Type the proxy's URL, or use \u201cForget it\u201d to connect as the configuration file says.", "bad");
+      url.focus();
+      return;
+    }
+    const body = { url: url.value.trim() };
+    if (user.value.trim()) body.username = user.value.trim();
     if (pass.value) body.password = pass.value;
     try {
-      await api("/api/v1/proxy", { method: "PUT", body });
-      pass.value = "";
+      show(await api("/api/v1/proxy", { method: "PUT", body }));
       message(msg, "Proxy saved. The next upload uses it.", "good");
     } catch (err) {
-      message(msg, err.status === 404 ? notHere("proxy settings") : err.message, "bad");
+      failed(err);
     }
   });
-  const load = api("/api/v1/proxy").then((p) => {
-    url.value = p.url || "";
-    user.value = p.username || "";
-    if (p.password_set) passHint.textContent = "A password is saved (write-only: never shown). Type a new one to replace it, or leave empty to keep it.";
-  }).catch((err) => {
-    if (err instanceof ApiError && err.status === 404) message(msg, notHere("proxy settings"), "bad");
-  });
+  const load = api("/api/v1/proxy").then(show).catch(failed);
   return [h("section", { class: "card", "aria-labelledby": "h-proxy" },
     h("h2", { id: "h-proxy" }, "Proxy"), form), load];
+}
+
+function registrationSection() {
+  const msg = h("div", { class: "message", id: "registration-message" });
+  const state = h("p", { id: "registration-state", class: "muted" });
+  const token = h("input", { type: "password", id: "registration-token", autocomplete: "off", "aria-describedby": "registration-hint" });
+  const show = (p) => {
+    token.value = "";
+    state.textContent = p.token_set
+      ? `Registered: uploads present the endpoint token from ${SOURCE_WORDS[p.token_source] || p.token_source}.`
+      : "Not registered: uploads carry no endpoint token.";
+  };
+  const failed = (err) => message(msg, err.status === 404 ? notHere("registration") : err.message, "bad");
+  const form = h("form", { id: "registration-form", novalidate: true },
+    state,
+    h("div", { class: "field" }, h("label", { for: "registration-token" }, "Endpoint token"), token,
+      h("span", { class: "hint", id: "registration-hint" }, "From the vendor. Write-only: kept in the system keyring, never shown again.")),
+    h("div", { class: "row" },
+      h("button", { type: "submit", id: "registration-save" }, "Register"),
+      h("button", { type: "button", class: "secondary", id: "registration-remove", onclick: async () => {
+        try {
+          show(await api("/api/v1/registration", { method: "DELETE" }));
+          message(msg, "The endpoint token is removed.", "good");
+        } catch (err) {
+          failed(err);
+        }
+      } }, "Remove the token")),
+    msg);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!token.value.trim()) {
+      message(msg, "Paste the endpoint token the vendor gave you first.", "bad");
+      token.focus();
+      return;
+    }
+    try {
+      show(await api("/api/v1/registration", { method: "PUT", body: { token: token.value.trim() } }));
+      message(msg, "Registered: uploads present the token from now on.", "good");
+    } catch (err) {
+      failed(err);
+    }
+  });
+  const load = api("/api/v1/proxy").then(show).catch(() => {});
+  return [h("section", { class: "card", "aria-labelledby": "h-registration" },
+    h("h2", { id: "h-registration" }, "Registration"), form), load];
 }
 
 function notificationsSection() {
@@ -145,10 +224,11 @@ function connectionSection() {
 
 export async function render(main, ctx) {
   const [proxy, proxyLoaded] = proxySection();
+  const [registration, registrationLoaded] = registrationSection();
   const [notes, notesLoaded] = notificationsSection();
   fill(main,
     h("h1", {}, "Settings"),
-    h("div", { class: "grid" }, proxy, notes, manualSection(ctx), connectionSection()));
-  await Promise.all([proxyLoaded, notesLoaded]);
+    h("div", { class: "grid" }, proxy, registration, notes, manualSection(ctx), connectionSection()));
+  await Promise.all([proxyLoaded, registrationLoaded, notesLoaded]);
   return {};
 }

@@ -28,7 +28,7 @@ const PAGES = {
   settings: "Settings",
 };
 /** Routes this agent does not offer yet; the Settings page says so (404 is expected there). */
-const OPTIONAL_ROUTES = ["/api/v1/proxy", "/api/v1/notifications"];
+const OPTIONAL_ROUTES = ["/api/v1/notifications"];
 
 const world = new World();
 let browser;
@@ -201,6 +201,22 @@ describe("the dashboard in Chromium against a real agent and receiver", { timeou
     const row = (await world.api("/api/v1/ledger")).find((r) => r.bundle === bundle.id);
     assert.equal(row?.event, "withdrawn", "the ledger records the withdrawal");
     assert.equal((await page.locator(`a:text-is("${bundle.id}")`).count()), 0);
+  });
+
+  test("the proxy form saves the URL and user, never shows a password, and forgets them", async () => {
+    await open("#/settings");
+    assert.equal(await page.inputValue("#proxy-password"), "", "write-only: nothing is filled in");
+    await page.fill("#proxy-url", "http://127.0.0.1:3128");
+    await page.fill("#proxy-user", "alice");
+    await page.click("#proxy-save");
+    await page.locator("#proxy-message", { hasText: "Proxy saved" }).waitFor();
+    const saved = await world.api("/api/v1/proxy");
+    assert.deepEqual([saved.url, saved.username, saved.origin], ["http://127.0.0.1:3128", "alice", "settings"]);
+    assert.match(await page.textContent("#proxy-state"), /through http:\/\/127\.0\.0\.1:3128 as alice/);
+    await page.click("#proxy-forget");
+    await page.locator("#proxy-message", { hasText: "forgotten" }).waitFor();
+    assert.equal((await world.api("/api/v1/proxy")).url, null, "the configuration's (none) applies again");
+    assert.match(await page.textContent("#proxy-state"), /connect directly/);
   });
 
   test("the license chart draws each feature's usage against its licensed quantity", async () => {
