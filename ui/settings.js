@@ -124,6 +124,9 @@ function registrationSection() {
     h("h2", { id: "h-registration" }, "Registration"), form), load];
 }
 
+const NOTIFICATIONS_IN_CONFIG =
+  "Desktop notifications are turned on or off in the configuration file (notifications.enabled); this agent's API does not change them.";
+
 function notificationsSection() {
   const msg = h("div", { class: "message", id: "notifications-message" });
   const box = h("input", { type: "checkbox", role: "switch", id: "notifications", disabled: true });
@@ -133,14 +136,14 @@ function notificationsSection() {
       message(msg, `Desktop notifications ${box.checked ? "on" : "off"}.`, "good");
     } catch (err) {
       box.checked = !box.checked;
-      message(msg, err.status === 404 ? notHere("notification settings") : err.message, "bad");
+      message(msg, err.status === 404 ? NOTIFICATIONS_IN_CONFIG : err.message, "bad");
     }
   });
   const load = api("/api/v1/notifications").then((n) => {
     box.checked = !!n.enabled;
     box.disabled = false;
   }).catch((err) => {
-    message(msg, err.status === 404 ? notHere("notification settings") : err.message, "bad");
+    message(msg, err.status === 404 ? NOTIFICATIONS_IN_CONFIG : err.message, "bad");
   });
   return [h("section", { class: "card", "aria-labelledby": "h-notifications" },
     h("h2", { id: "h-notifications" }, "Notifications"),

@@ -231,29 +231,11 @@ impl Action {
 }
 
 /// Opens the dashboard in the default browser through a one-time sign-in link from the API
-/// (`fragment`: the page, such as `#/preview`).
+/// (`fragment`: the page, such as `#/preview`; the sign-in's redirect keeps it).
 pub async fn open_dashboard(client: &crate::api::client::Client, fragment: &str) -> Result<(), String> {
-    let link: serde_json::Value = client
-        .send_json(reqwest::Method::POST, "/api/v1/dashboard/link", &serde_json::json!({}))
-        .await
-        .map_err(|e| format!("cannot get a sign-in link: {e}"))?;
-    let url = link["url"].as_str().ok_or("the API answered without a sign-in link")?;
-    open_url(&format!("{url}{fragment}")).map_err(|e| format!("cannot start a browser: {e}"))
-}
-
-fn open_url(url: &str) -> std::io::Result<()> {
-    let browser = std::env::var("BROWSER").ok().filter(|b| !b.is_empty());
-    let mut cmd = match browser {
-        Some(b) => std::process::Command::new(b),
-        None if cfg!(target_os = "macos") => std::process::Command::new("open"),
-        None if cfg!(windows) => {
-            let mut c = std::process::Command::new("cmd");
-            c.args(["/c", "start", ""]);
-            c
-        }
-        None => std::process::Command::new("xdg-open"),
-    };
-    cmd.arg(url).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).spawn().map(|_| ())
+    let link = client.dashboard_link().await.map_err(|e| format!("cannot get a sign-in link: {e}"))?;
+    crate::api::dashboard::open_in_browser(&format!("{}{fragment}", link.url))
+        .map_err(|e| format!("cannot start a browser: {e}"))
 }
 
 /// Whether this process runs in a desktop session where a tray can live.

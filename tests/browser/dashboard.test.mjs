@@ -127,6 +127,10 @@ describe("the dashboard in Chromium against a real agent and receiver", { timeou
     await other.screenshot({ path: join(ARTIFACTS, "signin-light.png") });
     const refusedApi = await other.evaluate(async () => (await fetch("/api/v1/status")).status);
     assert.equal(refusedApi, 401, "the API too refuses a browser without a session");
+    // The tray opens a page directly: the fragment survives the sign-in's redirect.
+    await other.goto(`${link()}#/licenses`);
+    assert.equal(other.url(), `${origin}/#/licenses`);
+    await other.waitForSelector('main[data-ready="licenses"]');
     await stranger.close();
   });
 
