@@ -430,14 +430,8 @@ fn run_until(cli: &Cli, headless: bool, stop: Option<Stop>) -> Result<u8> {
     let desktop = !headless && callhome::desktop::session_present();
     #[cfg(feature = "tray")]
     if desktop {
-        // GTK probes OpenGL when it starts and loads a software driver for it (tens of MB); the
-        // tray draws nothing with GL. Set before any other thread exists.
         // SAFETY: no other thread runs yet (the runtime is built below).
-        unsafe {
-            std::env::set_var("GDK_GL", "disable");
-            // The menu is drawn by the panel, not by this process: no accessibility bus needed.
-            std::env::set_var("NO_AT_BRIDGE", "1");
-        }
+        unsafe { prepare_gtk() };
     }
     let rt = runtime()?;
     // Signal handlers first: a SIGTERM that arrives once the directory is locked must stop the
@@ -826,10 +820,7 @@ fn tray(cli: &Cli) -> Result<u8> {
     #[cfg(feature = "tray")]
     {
         // SAFETY: no other thread runs yet (the runtime is built below).
-        unsafe {
-            std::env::set_var("GDK_GL", "disable");
-            std::env::set_var("NO_AT_BRIDGE", "1");
-        }
+        unsafe { prepare_gtk() };
         let rt = runtime()?;
         let stop = rt
             .block_on(async { shutdown_signal() })
@@ -840,5 +831,20 @@ fn tray(cli: &Cli) -> Result<u8> {
     {
         let _ = cli;
         Err(fail(exit::FAILURE, "this build has no tray (built without the `tray` feature)"))
+    }
+}
+
+/// Keeps GTK (which tao starts for the tray) small: it probes OpenGL and loads a software driver
+/// for it (tens of MB) though the tray draws nothing with GL, and it joins the accessibility bus
+/// though the panel, not this process, draws the menu.
+///
+/// # Safety
+/// Sets environment variables: call it before any other thread exists.
+#[cfg(feature = "tray")]
+unsafe fn prepare_gtk() {
+    // SAFETY: the caller guarantees no other thread reads the environment meanwhile.
+    unsafe {
+        std::env::set_var("GDK_GL", "disable");
+        std::env::set_var("NO_AT_BRIDGE", "1");
     }
 }
