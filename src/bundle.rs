@@ -10,7 +10,6 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
@@ -19,12 +18,9 @@ use crate::clock::{Timestamp, file_stamp, rfc3339};
 use crate::fsutil::sha256_hex;
 use crate::programs::Program;
 
-/// The manifest format version.
-pub const SCHEMA_VERSION: u32 = 1;
-/// Largest file read back out of a bundle (preview, verification).
-pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
-/// Most entries a bundle may hold.
-pub const MAX_ENTRIES: usize = 10_000;
+pub use callhome_protocol::manifest::{
+    CollectorError, MANIFEST_NAME, MAX_ENTRIES, MAX_ENTRY_BYTES, Manifest, ManifestFile, SCHEMA_VERSION,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -34,35 +30,6 @@ pub enum BundleError {
     Corrupt { path: PathBuf, message: String },
     #[error("{path}: the bundle has no file named {name:?}; `callhome preview {path}` lists its files")]
     NoSuchFile { path: PathBuf, name: String },
-}
-
-/// `manifest.json`: what the bundle holds (file-format DTO).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub schema_version: u32,
-    pub agent_version: String,
-    pub program: String,
-    pub upload_type: String,
-    pub install_id: String,
-    pub created_at: String,
-    pub files: Vec<ManifestFile>,
-    pub errors: Vec<CollectorError>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestFile {
-    pub name: String,
-    /// What the file holds, in words.
-    pub holds: String,
-    pub size: u64,
-    pub sha256: String,
-}
-
-/// A collector that failed; the bundle carries the failure instead of the data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CollectorError {
-    pub collector: String,
-    pub message: String,
 }
 
 /// A file's data: in memory, or a file on disk streamed into the bundle (memory stays flat

@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// UTC seconds since the Unix epoch.
-pub type Timestamp = i64;
+pub use callhome_protocol::time::{Timestamp, parse_rfc3339, rfc3339};
 
 pub trait Clock: Send + Sync {
     /// The wall clock, UTC seconds.
@@ -21,7 +20,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+        callhome_protocol::time::now()
     }
 }
 
@@ -47,20 +46,9 @@ impl Clock for ManualClock {
     }
 }
 
-/// RFC 3339 (UTC, seconds) for a timestamp.
-pub fn rfc3339(t: Timestamp) -> String {
-    let st = UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
-    humantime::format_rfc3339_seconds(st).to_string()
-}
-
 /// Compact UTC stamp for file names: `20261123T121133Z`.
 pub fn file_stamp(t: Timestamp) -> String {
     rfc3339(t).replace(['-', ':'], "")
-}
-
-/// Parses RFC 3339 into a timestamp.
-pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    humantime::parse_rfc3339_weak(s).ok()?.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

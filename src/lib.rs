@@ -6,13 +6,18 @@
 //! - `licenses`: FlexLM license files, debug-log usage and license events;
 //! - `bundle`, `spool`: immutable zip bundles and their on-disk queue;
 //! - `store`: SQLite state (settings, schedule, attempts, the ledger);
-//! - `upload`, `receipt`: protocol v1 to the receiver, and its signed receipts;
+//! - `upload`: protocol v1 to the receiver (the formats both sides share, receipts among them,
+//!   are the `callhome-protocol` crate's; `receipt` re-exports its module);
 //! - `schedule`, `compliance`, `clock`: when things run, and the 90-day clock;
-//! - `agent`: the wiring that runs it all; `api`: the REST API, its wire documents and the web
-//!   dashboard; `ledger`: checking the sent ledger end to end;
-//! - `receiver`: the reference ingestion server.
+//! - `agent`: the wiring that runs it all; `daemon`: the running agent's lifecycle (scheduler, API,
+//!   alerts, orderly shutdown); `alerts`: what to tell people, and when;
+//! - `api`: the REST API, its wire documents and the web dashboard; `ledger`: checking the sent
+//!   ledger end to end.
+//!
+//! No GUI library is linked here: the tray is the `callhome-tray` crate, a client of this one.
 
 pub mod agent;
+pub mod alerts;
 pub mod api;
 pub mod bundle;
 pub mod clock;
@@ -20,18 +25,17 @@ pub mod collect;
 pub mod compliance;
 pub mod config;
 pub mod config_edit;
+pub mod daemon;
 pub mod datadir;
-pub mod desktop;
+pub mod exit;
 pub mod fsutil;
 pub mod ledger;
 pub mod licenses;
 pub mod logfile;
 pub mod manual;
 pub mod memory;
-pub mod notify;
 pub mod programs;
-pub mod receipt;
-pub mod receiver;
+pub use callhome_protocol::receipt;
 pub mod schedule;
 pub mod secrets;
 pub mod spool;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use callhome::exit;
 use callhome::programs::Program;
 
 #[derive(Debug, Clone, Parser)]
@@ -29,8 +30,9 @@ pub struct Cli {
 enum Command {
     /// Run the agent: collect, bundle and upload on schedule until stopped.
     Run {
-        /// Run without the tray even when a desktop session is present.
-        #[arg(long)]
+        /// Accepted for service definitions written for earlier versions: `callhome run` is
+        /// always headless (the tray is the separate program `callhome-tray`).
+        #[arg(long, hide = true)]
         headless: bool,
     },
     /// Show the compliance clock, pending bundles, programs and last results.
@@ -161,9 +163,6 @@ enum Command {
         #[command(subcommand)]
         action: Option<ProgramsAction>,
     },
-    /// Show the tray for the agent that runs on the data directory (such as the system
-    /// service's, for members of its group), through its API; starts no agent of its own.
-    Tray,
     /// Open the web dashboard: asks the running agent for a one-time sign-in link, prints it
     /// and opens it in the browser ($BROWSER, else the system's default).
     Dashboard {
@@ -272,26 +271,6 @@ enum ProgramsAction {
         /// on | off (optional programs), automatic | manual (telemetry)
         value: String,
     },
-}
-
-/// Exit codes (README.md lists them).
-pub mod exit {
-    /// Something failed that is not one of the cases below.
-    pub const FAILURE: u8 = 1;
-    /// Bad command-line usage (clap's own).
-    pub const USAGE: u8 = 2;
-    /// The configuration is invalid.
-    pub const CONFIG: u8 = 3;
-    /// An upload did not go through (the bundle is kept or quarantined).
-    pub const UPLOAD_FAILED: u8 = 4;
-    /// Another agent already runs on the data directory.
-    pub const BUSY: u8 = 5;
-    /// The ledger chain or a receipt does not verify.
-    pub const LEDGER: u8 = 6;
-    /// The request was refused by the rules (such as turning telemetry off).
-    pub const REFUSED: u8 = 7;
-    /// `test-connection` found a step that fails.
-    pub const CONNECTION: u8 = 8;
 }
 
 /// `100MB` (decimal), `50MiB` (binary), or bytes.

@@ -533,7 +533,7 @@ fn manual_reporting_and_support_bundles_through_the_api() {
     let export = api.s.path().join("export.zip");
     std::fs::write(&export, &zip.body).unwrap();
     let receipt = api.s.path().join("receipt.json");
-    let out = std::process::Command::new(RECEIVER)
+    let out = std::process::Command::new(&*RECEIVER)
         .arg("ingest")
         .arg(&export)
         .args(["--store"])

@@ -22,7 +22,7 @@ fn on_a_small_disk(s: &Setup, script: &str) -> (std::process::ExitStatus, impl F
         .args(["-rm", "sh", "-c", script])
         .env("FS", &fs)
         .env("OUT", &out_dir)
-        .env("AGENT", AGENT)
+        .env("AGENT", &*AGENT)
         .env("CFG", &s.config)
         .status()
         .expect("unshare runs (util-linux)");
@@ -207,7 +207,7 @@ fn a_zip_bomb_and_a_path_traversal_are_refused_by_the_receiver_and_by_its_ingest
     std::fs::write(&path, export).unwrap();
     let store = s.path().join("ingest-store");
     let receipt_out = s.path().join("receipt.json");
-    let out = Command::new(RECEIVER)
+    let out = Command::new(&*RECEIVER)
         .args(["ingest", path.to_str().unwrap(), "--store", store.to_str().unwrap(), "--signing-key"])
         .arg(s.path().join("ingest.key"))
         .arg("--receipt-out")

@@ -213,7 +213,7 @@ fn config_errors_name_every_key_and_line() {
         "[upload]\ninterval = \"daily\"\nendpont = \"https://x\"\n\n[compliance]\nmax_days = 90\nwarn_days = [120]\n",
     )
     .unwrap();
-    let out = std::process::Command::new(AGENT).args(["config", "check"]).arg(&bad).output().unwrap();
+    let out = std::process::Command::new(&*AGENT).args(["config", "check"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = stderr(&out);
     let file = bad.display().to_string();
@@ -225,7 +225,7 @@ fn config_errors_name_every_key_and_line() {
         assert!(err.contains(&want), "missing {want:?} in:\n{err}");
     }
     // The agent refuses to start on it, with the same report.
-    let out = std::process::Command::new(AGENT)
+    let out = std::process::Command::new(&*AGENT)
         .args(["run", "--headless", "--config"])
         .arg(&bad)
         .arg("--data-dir")
@@ -237,7 +237,7 @@ fn config_errors_name_every_key_and_line() {
     // A good file passes; the embedded default passes.
     std::fs::write(&s.config, "[upload]\ninterval = \"12h\"\n").unwrap();
     assert!(s.cli(&["config", "check"]).status.success());
-    let out = std::process::Command::new(AGENT).args(["config", "default"]).output().unwrap();
+    let out = std::process::Command::new(&*AGENT).args(["config", "default"]).output().unwrap();
     assert!(stdout(&out).contains("first_upload_delay = \"5m\""));
 }
 
@@ -265,7 +265,7 @@ fn processes_opening_a_new_data_directory_at_once_all_succeed() {
         let s = Setup::new();
         std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
         let spawn = |args: &[&str]| {
-            std::process::Command::new(AGENT)
+            std::process::Command::new(&*AGENT)
                 .args(args)
                 .arg("--config")
                 .arg(&s.config)
@@ -307,7 +307,7 @@ fn an_unusable_data_directory_is_a_clear_error() {
     let s = Setup::new();
     let file = s.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
-    let out = std::process::Command::new(AGENT).args(["status", "--data-dir"]).arg(&file).output().unwrap();
+    let out = std::process::Command::new(&*AGENT).args(["status", "--data-dir"]).arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("not-a-dir") && err.contains("--data-dir"), "{err}");

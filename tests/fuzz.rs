@@ -202,7 +202,7 @@ fn manual_reporting_receipts() {
 #[test]
 fn bundle_zips_at_the_receiver() {
     fuzz("bundle", |_, input| {
-        if let Err(e) = callhome::receiver::check_zip(input) {
+        if let Err(e) = callhome_receiver::check_zip(input) {
             prop_assert!(!e.is_empty());
         }
         Ok(())
@@ -212,11 +212,11 @@ fn bundle_zips_at_the_receiver() {
 #[test]
 fn export_zips_at_the_receivers_ingest() {
     let dir = tempfile::tempdir().unwrap();
-    let store = callhome::receiver::BundleStore::open(&dir.path().join("store"), key()).unwrap();
+    let store = callhome_receiver::BundleStore::open(&dir.path().join("store"), key()).unwrap();
     let file = dir.path().join("export.zip");
     fuzz("export", |_, input| {
         std::fs::write(&file, input).unwrap();
-        match callhome::receiver::ingest::ingest(&file, &store, 64 << 20) {
+        match callhome_receiver::ingest::ingest(&file, &store, 64 << 20) {
             Ok(receipt) => {
                 prop_assert!(receipt.verify(&key().verifying_key()).is_ok());
                 for r in &receipt.rejected {

@@ -41,7 +41,7 @@ fn export(s: &Setup, out: &Path) -> String {
 /// `callhome-receiver ingest` with the signing key `key`; returns the receipt's path.
 fn ingest(s: &Setup, export: &Path, key: &Path, name: &str) -> PathBuf {
     let receipt = s.path().join(name);
-    let o = Command::new(RECEIVER)
+    let o = Command::new(&*RECEIVER)
         .arg("ingest")
         .arg(export)
         .arg("--store")

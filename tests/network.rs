@@ -61,7 +61,7 @@ fn the_receiver_serves_given_certificate_files() {
     let tls = first.store.join("tls");
     first.stop();
     let store = s.path().join("second-store");
-    let mut child = Command::new(RECEIVER)
+    let mut child = Command::new(&*RECEIVER)
         .args(["serve", "--listen", "127.0.0.1:0", "--store"])
         .arg(&store)
         .arg("--tls-cert")
@@ -287,7 +287,7 @@ fn the_fault_matrix_loses_no_bundle() {
         // What the running agent's notifier decides on this result (tests/desktop.rs proves the
         // delivery and the quiet period on a real notification service).
         let message = s.history()[0]["message"].as_str().unwrap_or_default().to_string();
-        let news = callhome::notify::Decider::default()
+        let news = callhome::alerts::Decider::default()
             .upload(callhome::programs::Program::Telemetry, &got, &message)
             .expect("every failure is news");
         println!("{:<32} {:<34} {:<22} {:>4}  {}", f.name, got, decision, lost, news.summary);
@@ -314,7 +314,7 @@ fn after_a_run_no_secret_is_in_any_file_of_the_data_directory() {
         &format!("proxy = \"http://127.0.0.1:{}\"\nproxy_user = \"agent\"\nfirst_upload_delay = \"1s\"", proxy.port),
     );
     // The agent runs with the password in its environment, uploads through the proxy, and logs.
-    let mut cmd = Command::new(AGENT);
+    let mut cmd = Command::new(&*AGENT);
     cmd.args(["run", "--headless", "--config"]).arg(&s.config).arg("--data-dir").arg(&s.data);
     cmd.env("CALLHOME_PROXY_PASSWORD", PASSWORD)
         .env("CALLHOME_ENDPOINT_TOKEN", ENDPOINT_TOKEN)

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use callhome::agent::{Agent, AgentError};
 use callhome::clock::SystemClock;
 use callhome::config::{Config, ConfigError};
+use callhome::daemon::{self, DaemonError, Stop};
 use callhome::datadir::{DataDir, DataDirError};
 use callhome::programs::{Program, TelemetryMode};
 
@@ -67,6 +68,15 @@ fn with_hint(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+impl From<DaemonError> for CliError {
+    fn from(e: DaemonError) -> CliError {
+        match e {
+            DaemonError::Agent(a) => CliError::from(a),
+            other => fail(exit::FAILURE, other.to_string()),
+        }
+    }
+}
+
 impl From<ConfigError> for CliError {
     fn from(e: ConfigError) -> CliError {
         fail(exit::CONFIG, e.to_string())
@@ -74,41 +84,11 @@ impl From<ConfigError> for CliError {
 }
 
 fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
-}
-
-/// The agent logs to stderr and to `logs/agent.log` in the data directory.
-fn init_run_logging(dir: &DataDir) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    let file = callhome::logfile::LogFile::open(&dir.root().join("logs"))
-        .map_err(|e| {
-            eprintln!("callhome: cannot write logs/agent.log in the data directory ({e}); logging to stderr only")
-        })
-        .ok()
-        .map(|f| tracing_subscriber::fmt::layer().with_writer(f).with_ansi(false).with_target(false));
-    let _ = tracing_subscriber::registry().with(filter).with(stderr).with(file).try_init();
+    daemon::init_stderr_logging(default);
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(4)
-        .build()
-        .map_err(|e| fail(exit::FAILURE, format!("cannot start the async runtime: {e}")))
+    Ok(daemon::runtime()?)
 }
 
 pub(crate) fn load_config(cli: &Cli) -> Result<Config> {
@@ -224,7 +204,6 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         },
         Command::Programs { action } => programs(&cli, action.as_ref()),
         Command::Proxy { action } => proxy(&cli, action),
-        Command::Tray => tray(&cli),
         Command::Register { clear, .. } => {
             let token = if *clear { None } else { Some(read_secret_line("the endpoint token")?) };
             let src = Source::open(&cli)?;
@@ -406,7 +385,7 @@ fn run(cli: &Cli, headless: bool) -> Result<u8> {
             let stop: Stop = Box::pin(async move {
                 let _ = stop.await;
             });
-            match run_until(&owned, true, Some(stop)) {
+            match run_until(&owned, Some(stop)) {
                 Ok(code) => u32::from(code),
                 Err(e) => {
                     tracing::error!("{}", e.message);
@@ -418,151 +397,25 @@ fn run(cli: &Cli, headless: bool) -> Result<u8> {
             return Ok(u8::try_from(code).unwrap_or(exit::FAILURE));
         }
     }
-    run_until(cli, headless, None)
+    let _ = headless;
+    run_until(cli, None)
 }
 
-/// A future that completes when the agent must stop.
-type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-/// The agent until `stop` (by default SIGTERM or SIGINT) completes.
-fn run_until(cli: &Cli, headless: bool, stop: Option<Stop>) -> Result<u8> {
+/// The agent until `stop` (by default SIGTERM or SIGINT) completes. Alerts go to the log: desktop
+/// notifications are the tray's (`callhome-tray`).
+fn run_until(cli: &Cli, stop: Option<Stop>) -> Result<u8> {
     let cfg = load_config(cli)?;
-    let desktop = !headless && callhome::desktop::session_present();
-    #[cfg(feature = "tray")]
-    if desktop {
-        // SAFETY: no other thread runs yet (the runtime is built below).
-        unsafe { prepare_gtk() };
-    }
     let rt = runtime()?;
     // Signal handlers first: a SIGTERM that arrives once the directory is locked must stop the
     // agent cleanly, never kill it by default action.
     let shutdown: Stop = match stop {
         Some(stop) => stop,
-        None => Box::pin(
-            rt.block_on(async { shutdown_signal() })
-                .map_err(|e| fail(exit::FAILURE, format!("cannot watch signals: {e}")))?,
-        ),
+        None => Box::pin(rt.block_on(async { daemon::shutdown_signal() })?),
     };
-    let dir = DataDir::locate(cli.data_dir.clone());
-    dir.create().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-    init_run_logging(&dir);
-    let _lock = dir.lock_run().map_err(|e| match e {
-        DataDirError::Busy { .. } => fail(exit::BUSY, e.to_string()),
-        other => fail(exit::FAILURE, other.to_string()),
-    })?;
-    if !headless && !desktop {
-        tracing::info!("no desktop session (neither DISPLAY nor WAYLAND_DISPLAY is set): running without the tray");
-    }
-    #[cfg(not(feature = "tray"))]
-    if desktop {
-        tracing::info!("this build has no tray (built without the `tray` feature): running without it");
-    }
     let api_cfg = cfg.api.clone();
-    let agent = Arc::new(Agent::open(cfg, dir, Arc::new(SystemClock))?);
-    tracing::info!(data_dir = %agent.data_dir().root().display(), install_id = %agent.install().install_id, "starting");
-    rt.block_on(agent.recover())?;
-    #[cfg(feature = "tray")]
-    if desktop {
-        let a = agent.clone();
-        let api_on = api_cfg.enabled;
-        callhome::desktop::tray::run(agent, rt, api_on, move |quit| async move {
-            let stop = async move {
-                tokio::select! {
-                    () = shutdown => {}
-                    () = quit => {}
-                }
-            };
-            match serve(a, api_cfg, stop).await {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("callhome: {}", e.message);
-                    i32::from(e.code)
-                }
-            }
-        });
-    }
-    rt.block_on(serve(agent, api_cfg, shutdown))?;
+    let opened = rt.block_on(daemon::open(cfg, DataDir::locate(cli.data_dir.clone())))?;
+    rt.block_on(daemon::serve(opened.agent, api_cfg, Arc::new(callhome::alerts::LogOnly), shutdown))?;
     Ok(0)
-}
-
-/// The agent, its API and its notifications, until `stop` completes.
-async fn serve(
-    agent: Arc<Agent>,
-    api_cfg: callhome::config::ApiConfig,
-    stop: impl std::future::Future<Output = ()>,
-) -> Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut api =
-        api_cfg.enabled.then(|| tokio::spawn(callhome::api::serve(agent.clone(), api_cfg.clone(), stop_rx.clone())));
-    let on_click: Option<callhome::notify::OnClick> = api_cfg.enabled.then(|| {
-        let dir = agent.data_dir().clone();
-        Arc::new(move || {
-            let dir = dir.clone();
-            tokio::spawn(async move {
-                let r = match callhome::api::client::Client::discover(&dir) {
-                    Some(c) => callhome::desktop::open_dashboard(&c, "").await,
-                    None => Err("the API is not running".into()),
-                };
-                if let Err(e) = r {
-                    tracing::warn!("{e}");
-                }
-            });
-        }) as callhome::notify::OnClick
-    });
-    let notifier = tokio::spawn(callhome::notify::run(agent.clone(), on_click, stop_rx));
-    let stop = async {
-        stop.await;
-        let _ = stop_tx.send(true);
-    };
-    let outcome = match &mut api {
-        Some(handle) => tokio::select! {
-            r = agent.run(stop) => r.map_err(CliError::from),
-            r = handle => {
-                // The API ended before the agent: it could not start.
-                let e = match r {
-                    Ok(Err(e)) => e.to_string(),
-                    Ok(Ok(())) => "the API stopped".into(),
-                    Err(e) => e.to_string(),
-                };
-                return Err(fail(exit::FAILURE, e));
-            }
-        },
-        None => agent.run(stop).await.map_err(CliError::from),
-    };
-    // However the agent ended, the API and notifications end with it: never a process that
-    // serves on with no schedule behind it.
-    let _ = stop_tx.send(true);
-    if let Some(handle) = api {
-        match handle.await {
-            Ok(Err(e)) => tracing::warn!("{e}"),
-            Err(e) => tracing::warn!("API task: {e}"),
-            Ok(Ok(())) => {}
-        }
-    }
-    let _ = notifier.await;
-    outcome
-}
-
-/// Registers SIGTERM and SIGINT now; the returned future completes when either arrives.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        Ok(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-    }
 }
 
 /// What `preview` prints.
@@ -805,46 +658,5 @@ fn proxy(cli: &Cli, action: &ProxyAction) -> Result<u8> {
             }
             Ok(0)
         }
-    }
-}
-
-/// `callhome tray`: the desktop's view of an agent that runs elsewhere (the system service).
-fn tray(cli: &Cli) -> Result<u8> {
-    init_logging("info");
-    if !callhome::desktop::session_present() {
-        return Err(fail(
-            exit::FAILURE,
-            "no desktop session (neither DISPLAY nor WAYLAND_DISPLAY is set): the tray needs one",
-        ));
-    }
-    #[cfg(feature = "tray")]
-    {
-        // SAFETY: no other thread runs yet (the runtime is built below).
-        unsafe { prepare_gtk() };
-        let rt = runtime()?;
-        let stop = rt
-            .block_on(async { shutdown_signal() })
-            .map_err(|e| fail(exit::FAILURE, format!("cannot watch signals: {e}")))?;
-        callhome::desktop::tray::run_client(DataDir::locate(cli.data_dir.clone()), rt, stop);
-    }
-    #[cfg(not(feature = "tray"))]
-    {
-        let _ = cli;
-        Err(fail(exit::FAILURE, "this build has no tray (built without the `tray` feature)"))
-    }
-}
-
-/// Keeps GTK (which tao starts for the tray) small: it probes OpenGL and loads a software driver
-/// for it (tens of MB) though the tray draws nothing with GL, and it joins the accessibility bus
-/// though the panel, not this process, draws the menu.
-///
-/// # Safety
-/// Sets environment variables: call it before any other thread exists.
-#[cfg(feature = "tray")]
-unsafe fn prepare_gtk() {
-    // SAFETY: the caller guarantees no other thread reads the environment meanwhile.
-    unsafe {
-        std::env::set_var("GDK_GL", "disable");
-        std::env::set_var("NO_AT_BRIDGE", "1");
     }
 }

@@ -8,7 +8,7 @@
 //! moves the compliance clock) before deleting it. A receipt that fails any check changes nothing;
 //! importing one twice is harmless. No network here.
 
-pub mod format;
+pub use callhome_protocol::export as format;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};

@@ -8,10 +8,31 @@ pub mod http;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-pub const AGENT: &str = env!("CARGO_BIN_EXE_callhome");
-pub const RECEIVER: &str = env!("CARGO_BIN_EXE_callhome-receiver");
+/// The headless agent and CLI (`callhome`).
+pub static AGENT: LazyLock<PathBuf> = LazyLock::new(|| workspace_bin("callhome"));
+/// The reference receiver (`callhome-receiver`).
+pub static RECEIVER: LazyLock<PathBuf> = LazyLock::new(|| workspace_bin("callhome-receiver"));
+/// The tray (`callhome-tray`).
+pub static TRAY: LazyLock<PathBuf> = LazyLock::new(|| workspace_bin("callhome-tray"));
+
+/// A binary of this workspace, built beside the running test (`target/<profile>/`): the tests of
+/// every package drive the real binaries of the others, which `cargo test` at the workspace's
+/// root builds first.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let test = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test>-<hash>
+    let dir = test.parent().and_then(Path::parent).expect("the test binary sits in target/<profile>/deps");
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests from the workspace's root (`cargo test`), which builds every binary, or `cargo build --bins` first",
+        bin.display()
+    );
+    bin
+}
 
 /// Polls `cond` until it holds or `within` passes; panics with `what` on timeout.
 pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
@@ -46,7 +67,7 @@ impl Receiver {
         let store = dir.join("receiver-store");
         let ca = dir.join("ca.pem");
         let public_key = dir.join("receiver-public.pem");
-        let mut cmd = Command::new(RECEIVER);
+        let mut cmd = Command::new(&*RECEIVER);
         cmd.args(["serve", "--listen", listen, "--store"])
             .arg(&store)
             .arg("--tls-self-signed")
@@ -160,7 +181,7 @@ impl Setup {
     }
 
     pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(AGENT);
+        let mut cmd = Command::new(&*AGENT);
         cmd.args(args).arg("--config").arg(&self.config).arg("--data-dir").arg(&self.data).env_remove("DO_NOT_TRACK");
         for (k, v) in env {
             cmd.env(k, v);
@@ -182,10 +203,16 @@ impl Setup {
 
     /// Starts `callhome run` with extra arguments and environment (killed on drop).
     pub fn start_agent_with(&self, args: &[&str], env: &[(&str, &str)]) -> AgentProcess {
+        let args: Vec<&str> = std::iter::once("run").chain(args.iter().copied()).collect();
+        self.start_program(&AGENT, &args, env)
+    }
+
+    /// Starts `bin` (the agent or the tray) with `args`, this setup's configuration and data
+    /// directory, and `env`; its stderr goes to a log file of its own.
+    pub fn start_program(&self, bin: &Path, args: &[&str], env: &[(&str, &str)]) -> AgentProcess {
         let log_path = self.path().join(format!("agent-{}.log", fastrand::u32(..)));
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(AGENT)
-            .arg("run")
+        let child = Command::new(bin)
             .args(args)
             .arg("--config")
             .arg(&self.config)

@@ -104,7 +104,7 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, ReceiptErro
             getrandom::fill(&mut seed).map_err(|e| key_err(path, format!("no randomness for a new key: {e}")))?;
             let key = SigningKey::from_bytes(&seed);
             let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| key_err(path, e.to_string()))?;
-            crate::fsutil::write_new_private(path, pem.as_bytes())
+            crate::fs::write_new_private(path, pem.as_bytes())
                 .map_err(|e| key_err(path, format!("cannot create the key: {e}")))?;
             Ok(key)
         }

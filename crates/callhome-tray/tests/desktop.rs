@@ -5,8 +5,9 @@
 //! Each test runs its own D-Bus session daemon (so tests never see each other's tray items,
 //! notifications or keyrings); the tray needs an X display, which `scripts/test` provides by
 //! running the tests under `xvfb-run -a dbus-run-session`. The D-Bus side is driven by
-//! tests/desktop/dbus_tool.py (python3-dbus, from scripts/deps).
+//! tests/dbus_tool.py (python3-dbus, from scripts/deps).
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/desktop/dbus_tool.py");
+const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dbus_tool.py");
 const PYTHON: &str = "/usr/bin/python3";
 const SECRET: &str = "s3cret-proxy-pass";
 
@@ -114,7 +115,7 @@ fn the_tray_menu_and_the_api_show_one_state() {
     let bus = Bus::start();
     let env = bus.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let agent = s.start_agent_with(&[], &env);
+    let agent = s.start_program(&TRAY, &[], &env);
     let name = format!("org.kde.StatusNotifierItem-{}-1", agent.pid());
     wait_until(Duration::from_secs(20), "the tray item on the session bus", || bus.names().contains(&name));
     wait_until(Duration::from_secs(10), "the agent's API", || s.data.join("api.json").exists());
@@ -179,22 +180,36 @@ fn the_tray_menu_and_the_api_show_one_state() {
 }
 
 #[test]
-fn headless_or_without_a_display_there_is_no_tray_and_the_log_says_so() {
+fn the_agent_never_shows_a_tray_and_the_tray_needs_a_display() {
+    display_present();
     let s = Setup::new();
     let r = Receiver::start(s.path(), &[]);
     s.configure_for(&r, "");
     let bus = Bus::start();
     let addr = bus.address.clone();
-    let agent =
-        s.start_agent_with(&[], &[("DISPLAY", ""), ("WAYLAND_DISPLAY", ""), ("DBUS_SESSION_BUS_ADDRESS", &addr)]);
+    // `callhome run` in a desktop session: a display is there, and still no tray (the server
+    // binary links no GUI library).
+    let agent = s.start_agent_with(&[], &[("DBUS_SESSION_BUS_ADDRESS", &addr)]);
     wait_until(Duration::from_secs(10), "the agent's API", || s.data.join("api.json").exists());
-    assert!(!bus.names().iter().any(|n| n.starts_with("org.kde.StatusNotifierItem")));
-    let log = std::fs::read_to_string(s.data.join("logs").join("agent.log")).unwrap();
-    assert!(
-        log.contains("no desktop session (neither DISPLAY nor WAYLAND_DISPLAY is set): running without the tray"),
-        "{log}"
-    );
+    assert!(!bus.names().iter().any(|n| n.starts_with("org.kde.StatusNotifierItem")), "{:?}", bus.names());
     assert!(agent.terminate().success());
+    // The tray without a display refuses, saying what to run instead, and takes nothing.
+    let out = Command::new(&*TRAY)
+        .args(["--data-dir"])
+        .arg(s.path().join("tray-data"))
+        .env("DISPLAY", "")
+        .env("WAYLAND_DISPLAY", "")
+        .env("DBUS_SESSION_BUS_ADDRESS", &addr)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no desktop session (neither DISPLAY nor WAYLAND_DISPLAY is set)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("`callhome run`"), "{}", stderr(&out));
+    assert!(!s.path().join("tray-data").exists(), "nothing created");
 }
 
 /// A stand-in notification server on `bus` that records each call (killed on drop).
@@ -239,6 +254,7 @@ impl Drop for Notifyd {
 
 #[test]
 fn a_failed_upload_notifies_once_inside_the_quiet_period_and_recovery_is_told() {
+    display_present();
     let s = Setup::new();
     // The receiver answers 503 twice, then accepts.
     let r = Receiver::start(s.path(), &["status=503,times=2"]);
@@ -246,7 +262,7 @@ fn a_failed_upload_notifies_once_inside_the_quiet_period_and_recovery_is_told() 
     let bus = Bus::start();
     let notifyd = Notifyd::start(&bus, s.path());
     let addr = bus.address.clone();
-    let agent = s.start_agent_with(&["--headless"], &[("DBUS_SESSION_BUS_ADDRESS", &addr)]);
+    let agent = s.start_program(&TRAY, &[], &[("DBUS_SESSION_BUS_ADDRESS", &addr)]);
     wait_until(Duration::from_secs(10), "the agent's API", || s.data.join("api.json").exists());
 
     for _ in 0..2 {
@@ -278,13 +294,14 @@ fn a_failed_upload_notifies_once_inside_the_quiet_period_and_recovery_is_told() 
 
 #[test]
 fn notifications_off_means_none_are_sent() {
+    display_present();
     let s = Setup::new();
     let r = Receiver::start(s.path(), &["status=503"]);
     s.configure_for(&r, "first_upload_delay = \"1h\"\n[notifications]\nenabled = false\n");
     let bus = Bus::start();
     let notifyd = Notifyd::start(&bus, s.path());
     let addr = bus.address.clone();
-    let agent = s.start_agent_with(&["--headless"], &[("DBUS_SESSION_BUS_ADDRESS", &addr)]);
+    let agent = s.start_program(&TRAY, &[], &[("DBUS_SESSION_BUS_ADDRESS", &addr)]);
     wait_until(Duration::from_secs(10), "the agent's API", || s.data.join("api.json").exists());
     let out = s.cli(&["upload", "--program", "telemetry"]);
     assert_eq!(out.status.code(), Some(4));
@@ -292,7 +309,31 @@ fn notifications_off_means_none_are_sent() {
     // The agent has exited: anything it would have sent was sent by now.
     assert!(notifyd.calls().is_empty(), "{:?}", notifyd.calls());
     let log = std::fs::read_to_string(s.data.join("logs").join("agent.log")).unwrap();
-    assert!(log.contains("desktop notifications are off (notifications.enabled = false)"), "{log}");
+    assert!(log.contains("notifications are off (notifications.enabled = false)"), "{log}");
+}
+
+#[test]
+fn the_headless_agent_writes_its_alerts_to_the_log_and_sends_no_desktop_notification() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &["status=503"]);
+    s.configure_for(&r, "first_upload_delay = \"1h\"\n");
+    let bus = Bus::start();
+    let notifyd = Notifyd::start(&bus, s.path());
+    let addr = bus.address.clone();
+    let agent = s.start_agent_with(&[], &[("DBUS_SESSION_BUS_ADDRESS", &addr)]);
+    wait_until(Duration::from_secs(10), "the agent's API", || s.data.join("api.json").exists());
+    let out = s.cli(&["upload", "--program", "telemetry"]);
+    assert_eq!(out.status.code(), Some(4), "{}{}", stdout(&out), stderr(&out));
+    let log_path = s.data.join("logs").join("agent.log");
+    wait_until(Duration::from_secs(10), "the alert in the agent's log", || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("Upload failed: the receiver answered with an error")
+    });
+    assert!(agent.terminate().success());
+    assert!(notifyd.calls().is_empty(), "the server binary shows no desktop notification: {:?}", notifyd.calls());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("License Telemetry could not be sent: ") && log.contains("Nothing is lost"), "{log}");
 }
 
 /// A gnome-keyring-daemon on `bus`, unlocked, with its files under `home`.
@@ -325,7 +366,7 @@ fn secret_tool_lookup(bus: &Bus, home: &Path) -> Option<String> {
 }
 
 fn cli_in(s: &Setup, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(AGENT);
+    let mut cmd = Command::new(&*AGENT);
     cmd.args(args).arg("--config").arg(&s.config).arg("--data-dir").arg(&s.data).envs(env.iter().copied());
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
@@ -465,7 +506,7 @@ fn without_a_keyring_the_error_names_the_alternatives_and_they_work() {
 }
 
 #[test]
-fn callhome_tray_is_a_view_of_an_agent_running_elsewhere() {
+fn callhome_tray_attach_is_a_view_of_an_agent_running_elsewhere() {
     display_present();
     let s = Setup::new();
     let r = Receiver::start(s.path(), &[]);
@@ -473,8 +514,8 @@ fn callhome_tray_is_a_view_of_an_agent_running_elsewhere() {
     let bus = Bus::start();
     let addr = bus.address.clone();
     // The tray first: no agent answers yet, and the menu says so.
-    let mut tray = Command::new(AGENT)
-        .args(["tray", "--data-dir"])
+    let mut tray = Command::new(&*TRAY)
+        .args(["--attach", "--data-dir"])
         .arg(&s.data)
         .env("DBUS_SESSION_BUS_ADDRESS", &addr)
         .stderr(Stdio::null())

@@ -16,12 +16,15 @@ use tracing::{info, warn};
 use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
 use tray_icon::{Icon, TrayIcon, TrayIconBuilder};
 
-use super::{Action, Entry, Look, OPTIONAL, TrayView, icon};
-use crate::agent::Agent;
-use crate::api::client::Client;
-use crate::api::dto::StatusDoc;
-use crate::datadir::DataDir;
-use crate::programs::{Program, TelemetryMode};
+use callhome::agent::Agent;
+use callhome::api::client::Client;
+use callhome::api::dto::StatusDoc;
+use callhome::datadir::DataDir;
+use callhome::programs::{Program, TelemetryMode};
+
+use crate::icon;
+use crate::notify::tell;
+use crate::view::{Action, Entry, Look, OPTIONAL, TrayView, open_dashboard};
 
 /// The size the tray's pixmap is drawn at (panels scale it to theirs).
 const ICON_SIZE: u32 = 32;
@@ -353,7 +356,7 @@ async fn actions(
         };
         if let Err(e) = r {
             warn!(action = a.id(), "tray: {e}");
-            crate::notify::tell("callhome: that did not work", &e).await;
+            tell("callhome: that did not work", &e).await;
         }
     }
 }
@@ -371,7 +374,7 @@ async fn local_action(agent: &Arc<Agent>, a: Action) -> Result<(), String> {
         Action::Upload => agent.upload_cycle(None).await.map(|_| ()).map_err(|e| e.to_string()),
         Action::Collect => agent.collect(None).await.map(|_| ()).map_err(|e| e.to_string()),
         Action::Preview | Action::Dashboard => match Client::discover(agent.data_dir()) {
-            Some(c) => super::open_dashboard(&c, if a == Action::Preview { "#/preview" } else { "" }).await,
+            Some(c) => open_dashboard(&c, if a == Action::Preview { "#/preview" } else { "" }).await,
             None => Err("the API is not running, so there is no dashboard (api.enabled)".into()),
         },
         Action::Export => export(agent).await,
@@ -381,7 +384,7 @@ async fn local_action(agent: &Arc<Agent>, a: Action) -> Result<(), String> {
 
 async fn remote_action(c: &Client, a: Action) -> Result<(), String> {
     let programs = || async {
-        let p: Vec<crate::api::dto::ProgramDoc> = c.get("/api/v1/programs").await.map_err(|e| e.to_string())?;
+        let p: Vec<callhome::api::dto::ProgramDoc> = c.get("/api/v1/programs").await.map_err(|e| e.to_string())?;
         Ok::<_, String>(p)
     };
     let put = |name: &'static str, body: serde_json::Value| async move {
@@ -408,15 +411,15 @@ async fn remote_action(c: &Client, a: Action) -> Result<(), String> {
         }
         Action::Upload => start("/api/v1/upload").await,
         Action::Collect => start("/api/v1/collect").await,
-        Action::Preview => super::open_dashboard(c, "#/preview").await,
-        Action::Dashboard => super::open_dashboard(c, "").await,
+        Action::Preview => open_dashboard(c, "#/preview").await,
+        Action::Dashboard => open_dashboard(c, "").await,
         Action::Export => {
             let job = c.run_job("/api/v1/export", None).await.map_err(|e| e.to_string())?;
             let result = job.result.unwrap_or_default();
             if let Some(e) = result.get("error").and_then(|e| e.as_str()) {
                 return Err(e.to_string());
             }
-            crate::notify::tell("Export ready for manual upload", &format!("The agent wrote: {result}")).await;
+            tell("Export ready for manual upload", &format!("The agent wrote: {result}")).await;
             Ok(())
         }
         Action::Quit => Ok(()),
@@ -434,12 +437,13 @@ fn flip(m: TelemetryMode) -> TelemetryMode {
 async fn export(agent: &Agent) -> Result<(), String> {
     let dir = agent.data_dir().exports_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let stamp = crate::clock::rfc3339(agent.now()).replace(':', "");
+    let stamp = callhome::clock::rfc3339(agent.now()).replace(':', "");
     let out = dir.join(format!("callhome-export-{stamp}.zip"));
-    let parts = crate::manual::export(agent, &out, None, None, Box::new(|_, _| {})).await.map_err(|e| e.to_string())?;
+    let parts =
+        callhome::manual::export(agent, &out, None, None, Box::new(|_, _| {})).await.map_err(|e| e.to_string())?;
     let bundles: usize = parts.iter().map(|p| p.bundles.len()).sum();
     let files: Vec<String> = parts.iter().map(|p| p.path.display().to_string()).collect();
-    crate::notify::tell(
+    tell(
         "Export ready for manual upload",
         &format!(
             "{bundles} bundle(s) written to {}. Carry it to the vendor's receiver and import the receipt it gives back.",

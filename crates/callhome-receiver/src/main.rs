@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use callhome::receiver::{self, Fault, ServeOptions, TlsSource};
+use callhome_protocol::fs as fsutil;
+use callhome_protocol::receipt;
+use callhome_receiver::{self as receiver, Fault, ServeOptions, TlsSource};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -113,9 +115,8 @@ fn main() -> ExitCode {
         (false, Some(cert), Some(key)) => TlsSource::Files { cert, key },
         _ => unreachable!("clap requires --tls-self-signed or --tls-cert with --tls-key"),
     };
-    let latest_agent = latest_version
-        .zip(latest_released)
-        .map(|(version, released)| callhome::receipt::LatestAgent { version, released });
+    let latest_agent =
+        latest_version.zip(latest_released).map(|(version, released)| receipt::LatestAgent { version, released });
     let opts = ServeOptions { listen, store, tls, ca_out, signing_key, public_key_out, faults, max_body, latest_agent };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
@@ -146,10 +147,10 @@ fn ingest(
     public_key_out: Option<&std::path::Path>,
     max_body: u64,
 ) -> ExitCode {
-    let run = || -> Result<callhome::manual::format::ManualReceipt, receiver::ReceiverError> {
-        let key = callhome::receipt::load_or_create_signing_key(key)?;
+    let run = || -> Result<callhome_protocol::export::ManualReceipt, receiver::ReceiverError> {
+        let key = receipt::load_or_create_signing_key(key)?;
         if let Some(p) = public_key_out {
-            callhome::fsutil::write_atomic(p, callhome::receipt::public_key_pem(&key).as_bytes())
+            fsutil::write_atomic(p, receipt::public_key_pem(&key).as_bytes())
                 .map_err(|e| receiver::ReceiverError::Io(format!("--public-key-out {}: {e}", p.display())))?;
         }
         let store = receiver::BundleStore::open(store, key)?;
@@ -158,7 +159,7 @@ fn ingest(
     match run() {
         Ok(receipt) => {
             let json = serde_json::to_vec_pretty(&receipt).expect("receipts serialize");
-            if let Err(e) = callhome::fsutil::write_atomic(out, &json) {
+            if let Err(e) = fsutil::write_atomic(out, &json) {
                 eprintln!("callhome-receiver: {}: {e}", out.display());
                 return ExitCode::FAILURE;
             }

@@ -1,15 +1,17 @@
-//! Desktop notifications: the agent speaks up when an upload fails (in plain words, with what to
-//! do), when uploads work again, when the compliance clock reaches a `compliance.warn_days`
-//! threshold or the limit, when a license nears expiry or runs in overdraft, and when the proxy
-//! refuses the login.
+//! Alerts: the agent speaks up when an upload fails (in plain words, with what to do), when
+//! uploads work again, when the compliance clock reaches a `compliance.warn_days` threshold or
+//! the limit, when a license nears expiry or runs in overdraft, and when the proxy refuses the
+//! login.
 //!
 //! Deciding is separate from delivering: [`Decider`] turns the agent's notices and its status
-//! into [`News`], each with a key; the same key is not shown again inside
-//! `notifications.quiet_period` (compliance thresholds: once per count). What was shown when is
-//! kept in the state database, so a restart does not repeat it. Delivery goes through
-//! notify-rust (the freedesktop notification service over D-Bus on Linux); with no service the
-//! agent logs the news once as a warning and goes on.
+//! into [`News`], each with a key; the same key is not told again inside
+//! `notifications.quiet_period` (compliance thresholds: once per count). What was told when is
+//! kept in the state database, so a restart does not repeat it. Delivery is a [`Deliver`]: the
+//! headless agent writes news to its log ([`LogOnly`]); the tray binary (`callhome-tray`) shows
+//! desktop notifications. This module links no notification library.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,14 +174,29 @@ pub fn may_show(news: &News, last: Option<Timestamp>, now: Timestamp, quiet: Dur
     }
 }
 
-/// What the notifier does when a notification is clicked (opens the dashboard).
-pub type OnClick = Arc<dyn Fn() + Send + Sync>;
+/// Where news goes. An error means the channel is missing right now (no notification service):
+/// the news is then written to the log, and the missing channel said once.
+pub trait Deliver: Send + Sync {
+    fn deliver<'a>(&'a self, news: &'a News) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+/// The headless agent's delivery: the log (and through it the journal or `logs/agent.log`).
+pub struct LogOnly;
+
+impl Deliver for LogOnly {
+    fn deliver<'a>(&'a self, news: &'a News) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            warn!(key = %news.key, "{}: {}", news.summary, news.body);
+            Ok(())
+        })
+    }
+}
 
 /// Runs until `shutdown` turns true: listens to the agent and shows news.
-pub async fn run(agent: Arc<Agent>, on_click: Option<OnClick>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(agent: Arc<Agent>, sink: Arc<dyn Deliver>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let cfg = agent.config().notifications.clone();
     if !cfg.enabled {
-        info!("desktop notifications are off (notifications.enabled = false)");
+        info!("notifications are off (notifications.enabled = false)");
         return;
     }
     let mut notices = agent.subscribe();
@@ -188,7 +205,7 @@ pub async fn run(agent: Arc<Agent>, on_click: Option<OnClick>, mut shutdown: tok
         agent: agent.clone(),
         decider: Decider::new(failing),
         quiet: cfg.quiet_period,
-        on_click,
+        sink,
         service_missing: false,
     };
     n.check_clock().await;
@@ -222,7 +239,7 @@ struct Notifier {
     agent: Arc<Agent>,
     decider: Decider,
     quiet: Duration,
-    on_click: Option<OnClick>,
+    sink: Arc<dyn Deliver>,
     /// The notification service was missing last time (said once in the log).
     service_missing: bool,
 }
@@ -262,7 +279,7 @@ impl Notifier {
         if let Err(e) = self.agent.store().set_setting(&key, &now.to_string()) {
             warn!("notifications: {e}");
         }
-        match deliver(&news, self.on_click.clone()).await {
+        match self.sink.deliver(&news).await {
             Ok(()) => {
                 self.service_missing = false;
                 info!(key = %news.key, "notified: {}", news.summary);
@@ -275,52 +292,6 @@ impl Notifier {
                 warn!(key = %news.key, "{}: {}", news.summary, news.body);
             }
         }
-    }
-}
-
-/// Tells the person something now (the answer to a tray action), without the quiet period.
-pub async fn tell(summary: &str, body: &str) {
-    let news = News { key: String::new(), summary: summary.into(), body: body.into(), urgent: false, once: false };
-    if let Err(e) = deliver(&news, None).await {
-        info!("{summary}: {body} (no notification service: {e})");
-    }
-}
-
-/// Shows the notification; a click on it (the default action) runs `on_click`.
-async fn deliver(news: &News, on_click: Option<OnClick>) -> Result<(), String> {
-    let mut n = notify_rust::Notification::new();
-    n.appname("callhome").summary(&news.summary).body(&news.body).icon("callhome");
-    #[cfg(all(unix, not(target_os = "macos")))]
-    {
-        n.urgency(if news.urgent { notify_rust::Urgency::Critical } else { notify_rust::Urgency::Normal });
-        if on_click.is_some() {
-            n.action("default", "Open dashboard");
-        }
-    }
-    #[cfg(all(unix, not(target_os = "macos")))]
-    {
-        let handle = n.show_async().await.map_err(|e| e.to_string())?;
-        if let Some(click) = on_click {
-            tokio::spawn(async move {
-                // Ends when the notification is closed or its action invoked.
-                handle
-                    .wait_for_action_async(|r| {
-                        if matches!(r, notify_rust::NotificationResponse::Default) {
-                            click();
-                        }
-                    })
-                    .await;
-            });
-        }
-        Ok(())
-    }
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
-    {
-        let _ = on_click;
-        let n = n.clone();
-        tokio::task::spawn_blocking(move || n.show().map(|_| ()).map_err(|e| e.to_string()))
-            .await
-            .map_err(|e| e.to_string())?
     }
 }
 

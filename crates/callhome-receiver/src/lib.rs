@@ -28,10 +28,10 @@ use tracing::{info, warn};
 pub use faults::{Fault, FaultKind};
 pub use tls::TlsSource;
 
-use crate::bundle::Manifest;
-use crate::clock::{Clock, SystemClock, rfc3339};
-use crate::fsutil::{self, sha256_hex};
-use crate::receipt::{self, Receipt};
+use callhome_protocol::fs::{self as fsutil, sha256_hex};
+use callhome_protocol::manifest::{MAX_ENTRIES, Manifest};
+use callhome_protocol::receipt::{self, Receipt};
+use callhome_protocol::time::{now, rfc3339};
 
 /// Largest body accepted by default (413 beyond).
 pub const DEFAULT_MAX_BODY: u64 = 256 << 20;
@@ -61,7 +61,7 @@ pub struct ServeOptions {
     pub faults: Vec<Fault>,
     pub max_body: u64,
     /// The newest agent release to advertise in receipts.
-    pub latest_agent: Option<crate::receipt::LatestAgent>,
+    pub latest_agent: Option<receipt::LatestAgent>,
 }
 
 /// Why a bundle was refused.
@@ -78,7 +78,7 @@ pub struct BundleStore {
     /// Serialises acceptance so one bundle gets one receipt.
     lock: Mutex<()>,
     /// The newest agent release to advertise in receipts.
-    latest: Option<crate::receipt::LatestAgent>,
+    latest: Option<receipt::LatestAgent>,
 }
 
 impl BundleStore {
@@ -110,15 +110,14 @@ impl BundleStore {
         fsutil::write_atomic(&self.dir.join(format!("{sha}.zip")), body).map_err(internal)?;
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| internal(std::io::Error::other(e.to_string())))?;
-        let receipt =
-            Receipt::sign(&self.key, hex::encode(id), sha.clone(), rfc3339(SystemClock.now()), self.latest.clone());
+        let receipt = Receipt::sign(&self.key, hex::encode(id), sha.clone(), rfc3339(now()), self.latest.clone());
         let json = serde_json::to_vec(&receipt).expect("receipts serialize");
         fsutil::write_atomic(&receipt_path, &json).map_err(internal)?;
         Ok((receipt, true))
     }
 
     /// Advertise this agent release in new receipts.
-    pub fn advertise(mut self, latest: Option<crate::receipt::LatestAgent>) -> BundleStore {
+    pub fn advertise(mut self, latest: Option<receipt::LatestAgent>) -> BundleStore {
         self.latest = latest;
         self
     }
@@ -142,8 +141,8 @@ const MAX_RATIO: u64 = 200;
 /// [`MAX_RATIO`] times its size (or [`MAX_UNPACKED`]) is refused as soon as that is clear.
 pub fn check_zip(body: &[u8]) -> Result<Manifest, String> {
     let mut zip = zip::ZipArchive::new(Cursor::new(body)).map_err(|e| format!("not a zip archive: {e}"))?;
-    if zip.len() > crate::bundle::MAX_ENTRIES {
-        return Err(format!("{} entries is more than {}", zip.len(), crate::bundle::MAX_ENTRIES));
+    if zip.len() > MAX_ENTRIES {
+        return Err(format!("{} entries is more than {}", zip.len(), MAX_ENTRIES));
     }
     let limit = (body.len() as u64).saturating_mul(MAX_RATIO).saturating_add(1 << 20).min(MAX_UNPACKED);
     let too_big = || format!("the bundle unpacks to more than {limit} bytes (a zip bomb?)");
@@ -457,22 +456,43 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::bundle::{Contents, Stamp};
-    use crate::programs::Program;
+    use std::io::Write;
 
-    fn bundle_bytes(dir: &Path) -> Vec<u8> {
-        let mut c = Contents::default();
-        c.add_json("a.json", "test data", &serde_json::json!({"x": 1}));
-        let p = crate::bundle::write(dir, "b.zip", &Stamp::of(Program::Telemetry, "i", 1), c).unwrap();
-        std::fs::read(p).unwrap()
+    use super::*;
+    use callhome_protocol::manifest::{ManifestFile, SCHEMA_VERSION};
+
+    /// A bundle as the agent makes one: a data file, then the manifest that lists it.
+    fn bundle_bytes() -> Vec<u8> {
+        let data = br#"{"x": 1}"#;
+        let manifest = Manifest {
+            schema_version: SCHEMA_VERSION,
+            agent_version: "0.1.0".into(),
+            program: "telemetry".into(),
+            upload_type: "compliance".into(),
+            install_id: "i".into(),
+            created_at: rfc3339(1),
+            files: vec![ManifestFile {
+                name: "a.json".into(),
+                holds: "test data".into(),
+                size: data.len() as u64,
+                sha256: sha256_hex(data),
+            }],
+            errors: vec![],
+        };
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        zip.start_file("a.json", opts).unwrap();
+        zip.write_all(data).unwrap();
+        zip.start_file("manifest.json", opts).unwrap();
+        zip.write_all(&serde_json::to_vec(&manifest).unwrap()).unwrap();
+        zip.finish().unwrap().into_inner()
     }
 
     #[test]
     fn accept_is_idempotent_and_checks_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let store = BundleStore::open(&dir.path().join("s"), SigningKey::from_bytes(&[3u8; 32])).unwrap();
-        let body = bundle_bytes(dir.path());
+        let body = bundle_bytes();
         let sha = sha256_hex(&body);
         let (r1, new1) = store.accept(&body, Some(&sha)).unwrap();
         let (r2, new2) = store.accept(&body, Some(&sha)).unwrap();

@@ -3,10 +3,11 @@
 //! cross, a clock), anti-aliased by 4×4 supersampling. Shape and colour both carry the state, so
 //! it reads without colour vision too.
 
-use super::Look;
+use crate::view::Look;
 
 /// The sizes trays use (16 and 22 on most Linux panels, 24/32 on HiDPI and Windows, 48 for
-/// large panels).
+/// large panels). tray-icon takes one pixmap (32 px); the tests draw every size.
+#[cfg(test)]
 pub const SIZES: [u32; 5] = [16, 22, 24, 32, 48];
 
 type Seg = ((f32, f32), (f32, f32));

@@ -10,7 +10,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::ReceiverError;
-use crate::fsutil;
+use callhome_protocol::fs as fsutil;
 
 /// Where the certificate comes from.
 #[derive(Debug, Clone)]

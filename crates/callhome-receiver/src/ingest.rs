@@ -6,8 +6,8 @@ use std::io::Read;
 use std::path::Path;
 
 use super::{BundleStore, ReceiverError};
-use crate::clock::{Clock, SystemClock, rfc3339};
-use crate::manual::format::{BUNDLES_DIR, EXPORT_FORMAT, ExportManifest, ManualReceipt, RECEIPT_FORMAT, Rejected};
+use callhome_protocol::export::{BUNDLES_DIR, EXPORT_FORMAT, ExportManifest, ManualReceipt, RECEIPT_FORMAT, Rejected};
+use callhome_protocol::time::{now, rfc3339};
 
 /// Largest `export.json` read.
 const MAX_MANIFEST: u64 = 16 << 20;
@@ -70,7 +70,7 @@ pub fn ingest(path: &Path, store: &BundleStore, max_bundle: u64) -> Result<Manua
         receipt_id: hex::encode(id),
         export_id: manifest.export_id,
         install_id: manifest.install_id,
-        received_at: rfc3339(SystemClock.now()),
+        received_at: rfc3339(now()),
         accepted,
         rejected,
         signature: String::new(),

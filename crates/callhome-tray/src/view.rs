@@ -1,16 +1,13 @@
-//! The desktop front end: what the tray shows (a [`TrayView`] computed from the agent's status),
-//! its icon (drawn here, per state), and — with the `tray` feature — the tray itself
-//! ([`tray`]: tao's event loop on the main thread, tray-icon's StatusNotifierItem on Linux).
+//! What the tray shows: a [`TrayView`] computed from the agent's status wire document (so the
+//! tray of an in-process agent and the tray attached to the system service's agent agree), the
+//! menu's [`Action`]s, and opening the dashboard. No GUI toolkit here: [`crate::tray`] draws it.
 //!
 //! The tray is one more view of the agent's state, like the API and the CLI: it never keeps
 //! its own copy of a choice. A change made anywhere reaches it through the agent's notices.
 
-pub mod icon;
-#[cfg(feature = "tray")]
-pub mod tray;
-
-use crate::api::dto::StatusDoc;
-use crate::programs::Program;
+use callhome::alerts::{failure_words, short_code};
+use callhome::api::dto::StatusDoc;
+use callhome::programs::Program;
 
 /// The state the icon shows at a glance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,17 +16,6 @@ pub enum Look {
     Warning,
     Failing,
     Overdue,
-}
-
-impl Look {
-    pub fn name(self) -> &'static str {
-        match self {
-            Look::Ok => "ok",
-            Look::Warning => "warning",
-            Look::Failing => "failing",
-            Look::Overdue => "overdue",
-        }
-    }
 }
 
 /// One menu entry's text and whether it can be used now (when not, the text says why).
@@ -85,7 +71,7 @@ impl TrayView {
     pub fn from_doc(s: &StatusDoc, api: bool) -> TrayView {
         let c = &s.compliance;
         let latest = s.last_result.values().flatten().max_by(|a, b| a.at.cmp(&b.at));
-        let failure = latest.filter(|a| crate::notify::short_code(&a.code) != "SUCCESS");
+        let failure = latest.filter(|a| short_code(&a.code) != "SUCCESS");
         let clock = if c.days_remaining < 0 {
             format!("overdue by {}", days(-c.days_remaining))
         } else {
@@ -93,7 +79,7 @@ impl TrayView {
         };
         let status_line = match (failure, &c.last_success) {
             (Some(f), _) => {
-                format!("Upload failed: {} · {clock}", crate::notify::failure_words(&f.code).to_lowercase())
+                format!("Upload failed: {} · {clock}", failure_words(&f.code).to_lowercase())
             }
             (None, Some(_)) if c.days_since_last_upload == 0 => format!("Last upload today · {clock}"),
             (None, Some(_)) => format!("Last upload {} ago · {clock}", days(c.days_since_last_upload)),
@@ -160,7 +146,7 @@ impl TrayView {
 impl TrayView {
     /// What `callhome tray` shows while no agent answers: the reason, and every action
     /// disabled with it.
-    pub fn unreachable(dir: &crate::datadir::DataDir, why: &str) -> TrayView {
+    pub fn unreachable(dir: &callhome::datadir::DataDir, why: &str) -> TrayView {
         let off = |t: &str| Entry::off(t, "the agent is not running");
         TrayView {
             look: Look::Failing,
@@ -232,9 +218,9 @@ impl Action {
 
 /// Opens the dashboard in the default browser through a one-time sign-in link from the API
 /// (`fragment`: the page, such as `#/preview`; the sign-in's redirect keeps it).
-pub async fn open_dashboard(client: &crate::api::client::Client, fragment: &str) -> Result<(), String> {
+pub async fn open_dashboard(client: &callhome::api::client::Client, fragment: &str) -> Result<(), String> {
     let link = client.dashboard_link().await.map_err(|e| format!("cannot get a sign-in link: {e}"))?;
-    crate::api::dashboard::open_in_browser(&format!("{}{fragment}", link.url))
+    callhome::api::dashboard::open_in_browser(&format!("{}{fragment}", link.url))
         .map_err(|e| format!("cannot start a browser: {e}"))
 }
 
@@ -249,13 +235,13 @@ pub fn session_present() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::{Status, VersionStatus};
-    use crate::compliance;
-    use crate::config::ComplianceConfig;
-    use crate::datadir::Install;
-    use crate::programs::Consent;
-    use crate::programs::TelemetryMode;
-    use crate::store::Attempt;
+    use callhome::agent::{Status, VersionStatus};
+    use callhome::compliance;
+    use callhome::config::ComplianceConfig;
+    use callhome::datadir::Install;
+    use callhome::programs::Consent;
+    use callhome::programs::TelemetryMode;
+    use callhome::store::Attempt;
 
     const DAY: i64 = 86_400;
 
