@@ -25,7 +25,7 @@ use crate::licenses::{self, Inventory, LicenseEvent};
 use crate::programs::{Consent, Program, TelemetryMode, do_not_track_from_env};
 use crate::schedule::{Plan, Task};
 use crate::secrets::{self, Secret, Value};
-use crate::spool::{Pending, Recovery, Spool, SpoolError};
+use crate::spool::{Fate, Pending, Recovery, Spool, SpoolError};
 use crate::store::{Attempt, LedgerEntry, LedgerEvent, Store, StoreError, TaskState};
 use crate::upload::{Access, Code, Disposition, Failure, Outgoing, StoredAccess, Uploader, result};
 
@@ -399,7 +399,7 @@ impl Agent {
     /// Start-up recovery of the spool (call once, under the run lock).
     pub async fn recover(&self) -> Result<Recovery> {
         let _w = self.work_lock().await?;
-        let r = self.spool.recover(&self.store())?;
+        let r = self.spool.recover(&mut self.store())?;
         if r.tmp_removed + r.sent_removed + r.quarantined.len() > 0 {
             info!(
                 tmp_removed = r.tmp_removed,
@@ -703,7 +703,7 @@ impl Agent {
         };
         if self.store().is_sent_sha(&sha)?.is_some() {
             // Acknowledged before a crash interrupted its deletion.
-            self.spool.remove(b)?;
+            self.spool.retire(&mut self.store(), b, Fate::AlreadyRecorded)?;
             return Ok(One::Sent);
         }
         let uploader = match self.uploader() {
@@ -737,13 +737,12 @@ impl Agent {
                     detail: serde_json::to_string(&receipt).expect("receipts serialize"),
                 };
                 // Ledger first, then the file (invariant 3).
-                self.store().record_sent(&attempt, &entry)?;
+                self.spool.retire(&mut self.store(), b, Fate::Sent { entry: &entry, attempt: &attempt })?;
                 if let Some(l) = &receipt.latest_agent {
                     let store = self.store();
                     store.set_setting("version.latest", &l.version)?;
                     store.set_setting("version.released", &l.released)?;
                 }
-                self.spool.remove(b)?;
                 self.write_result(b.program, Code::Success, "", None, now);
                 info!(program = %b.program, bundle = %b.name, receipt = %receipt.receipt_id, "bundle acknowledged");
                 Ok(One::Sent)

@@ -1,9 +1,10 @@
 //! The on-disk queue of bundles: commit, list, quarantine, quota, and start-up recovery.
 //!
 //! Invariants kept here: a bundle enters the spool only by an atomic rename of a complete,
-//! fsynced file; it leaves only by [`Spool::remove`] after its fate is in the ledger (the caller
-//! commits the ledger row first), or by [`Spool::quarantine`]. Start-up tolerates a missing file,
-//! an orphan, a half-written temporary and a stranger's file. No network, no HTTP.
+//! fsynced file ([`Spool::commit`]); it leaves only through [`Spool::retire`], which commits its
+//! ledger row (sent, withdrawn, evicted, reported, quarantined) and only then unlinks the file or
+//! moves it to quarantine — the only caller of the unlink. Start-up tolerates a missing file, an
+//! orphan, a half-written temporary and a stranger's file. No network, no HTTP.
 
 use std::fs;
 use std::io;
@@ -14,7 +15,7 @@ use crate::clock::Timestamp;
 use crate::datadir::DataDir;
 use crate::fsutil::{self, sync_dir};
 use crate::programs::Program;
-use crate::store::{LedgerEntry, LedgerEvent, Store, StoreError};
+use crate::store::{Attempt, LedgerEntry, LedgerEvent, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -55,6 +56,30 @@ pub struct QuotaOutcome {
     pub evicted: Vec<String>,
     /// Still over the quota with compliance bundles alone: they are kept, and this is reported.
     pub over_quota_bytes: u64,
+}
+
+/// Why a bundle leaves the spool: what [`Spool::retire`] writes to the ledger first.
+#[derive(Debug, Clone, Copy)]
+pub enum Fate<'a> {
+    /// Acknowledged (by the receiver, or by a manual receipt): the `sent` row and the attempt that
+    /// got the receipt, in one transaction. A bundle whose SHA-256 the ledger already holds as
+    /// sent gets no second row.
+    Sent { entry: &'a LedgerEntry, attempt: &'a Attempt },
+    /// Withdrawn, evicted, reported by hand, or quarantined (the file is then moved to
+    /// quarantine/ with `entry.detail` as the reason, not deleted).
+    Recorded(&'a LedgerEntry),
+    /// The ledger already records its fate: a crash came between the row and the unlink.
+    AlreadyRecorded,
+}
+
+/// A fault point for the crash tests: `CALLHOME_FAULT_POINT=retire` aborts the process right
+/// after a retirement's ledger row is committed and before its file is touched.
+fn fault_point(name: &str) {
+    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if POINT.get_or_init(|| std::env::var("CALLHOME_FAULT_POINT").ok()).as_deref() == Some(name) {
+        eprintln!("callhome: CALLHOME_FAULT_POINT={name}: aborting between the ledger row and the unlink");
+        std::process::abort();
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -116,15 +141,28 @@ impl Spool {
         Ok(self.all_pending()?.into_iter().find(|p| p.name == name))
     }
 
-    /// Deletes a bundle whose fate the ledger already records.
-    pub fn remove(&self, p: &Pending) -> Result<()> {
-        match fs::remove_file(&p.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_at(&p.path)(e)),
+    /// The one way a bundle leaves the spool: its fate goes to the ledger (committed), then the
+    /// file is unlinked, or moved to quarantine/ for a quarantined one. Returns whether the ledger
+    /// got a new row (false for a bundle already recorded as sent). A crash between the two steps
+    /// leaves a file whose fate the ledger knows: the next upload or start-up retires it with
+    /// [`Fate::AlreadyRecorded`], and it is never sent twice.
+    pub fn retire(&self, store: &mut Store, p: &Pending, fate: Fate<'_>) -> Result<bool> {
+        let new = match fate {
+            Fate::Sent { entry, attempt } => store.record_sent(attempt, entry)?,
+            Fate::Recorded(entry) => {
+                store.append_ledger(entry)?;
+                true
+            }
+            Fate::AlreadyRecorded => false,
+        };
+        fault_point("retire");
+        match fate {
+            Fate::Recorded(entry) if entry.event == LedgerEvent::Quarantined => {
+                self.quarantine(&p.path, &entry.detail)?;
+            }
+            _ => unlink(&p.path)?,
         }
-        let dir = fsutil::parent_dir(&p.path);
-        sync_dir(dir).map_err(io_at(dir))
+        Ok(new)
     }
 
     /// Moves a file into quarantine/ with a `.reason` note beside it.
@@ -157,7 +195,7 @@ impl Spool {
         reason: &str,
         now: Timestamp,
     ) -> Result<()> {
-        store.append_ledger(&LedgerEntry {
+        let entry = LedgerEntry {
             at: now,
             event: LedgerEvent::Quarantined,
             program: p.program,
@@ -165,9 +203,8 @@ impl Spool {
             sha256: sha256.into(),
             size: p.size,
             detail: reason.into(),
-        })?;
-        self.quarantine(&p.path, reason)?;
-        Ok(())
+        };
+        self.retire(store, p, Fate::Recorded(&entry)).map(drop)
     }
 
     /// Deletes a bundle unsent (withdrawn or evicted), ledger first.
@@ -180,7 +217,7 @@ impl Spool {
         now: Timestamp,
     ) -> Result<()> {
         let sha = fsutil::sha256_file(&p.path).map(|(s, _)| s).unwrap_or_default();
-        store.append_ledger(&LedgerEntry {
+        let entry = LedgerEntry {
             at: now,
             event,
             program: p.program,
@@ -188,8 +225,8 @@ impl Spool {
             sha256: sha,
             size: p.size,
             detail: reason.into(),
-        })?;
-        self.remove(p)
+        };
+        self.retire(store, p, Fate::Recorded(&entry)).map(drop)
     }
 
     /// Withdraws every pending bundle of an optional program that was turned off.
@@ -231,7 +268,7 @@ impl Spool {
     }
 
     /// Start-up: clean `.tmp`, finish interrupted deletions, quarantine strangers.
-    pub fn recover(&self, store: &Store) -> Result<Recovery> {
+    pub fn recover(&self, store: &mut Store) -> Result<Recovery> {
         let mut r = Recovery::default();
         let tmp = self.dir.tmp_dir();
         r.tmp_removed = bundle::clean_tmp(&tmp).map_err(io_at(&tmp))?;
@@ -257,7 +294,8 @@ impl Spool {
                     )?;
                     r.quarantined.push(name);
                 } else if sent.contains(&name) {
-                    fs::remove_file(&path).map_err(io_at(&path))?;
+                    let p = Pending { program, name, path, size: 0 };
+                    self.retire(store, &p, Fate::AlreadyRecorded)?;
                     r.sent_removed += 1;
                 } else if let Err(why) = bundle::looks_whole(&path) {
                     self.quarantine(&path, &format!("found damaged at start-up: {why}"))?;
@@ -270,6 +308,18 @@ impl Spool {
         }
         Ok(r)
     }
+}
+
+/// Deletes a retired bundle's file (a missing one is fine: a crash may have come after the
+/// unlink) and fsyncs its folder. Only [`Spool::retire`] calls it.
+fn unlink(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_at(path)(e)),
+    }
+    let dir = fsutil::parent_dir(path);
+    sync_dir(dir).map_err(io_at(dir))
 }
 
 fn stamp_part(name: &str) -> &str {
@@ -337,7 +387,7 @@ mod tests {
                 detail: "{}".into(),
             })
             .unwrap();
-        let r = spool.recover(&store).unwrap();
+        let r = spool.recover(&mut store).unwrap();
         assert_eq!((r.tmp_removed, r.sent_removed, r.pending), (1, 1, 1));
         let mut q = r.quarantined.clone();
         q.sort();

@@ -94,3 +94,53 @@ fn killed_at_random_moments_the_agent_loses_corrupts_and_duplicates_nothing() {
     assert!(chain.status.success(), "{}", stderr(&chain));
     drop(r);
 }
+
+/// The retirement's fault point (`CALLHOME_FAULT_POINT=retire`): the process dies right after a
+/// bundle's `sent` row is committed and before its file is unlinked. Once at an upload retried by
+/// the next start-up, once at an upload retried by the next upload: each time the bundle is sent
+/// once, kept in the ledger once, its file goes, and the chain verifies.
+#[test]
+fn killed_between_the_ledger_row_and_the_unlink_nothing_is_lost_or_sent_twice() {
+    use std::os::unix::process::ExitStatusExt;
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &[]);
+    s.configure_for(&r, "first_upload_delay = \"1h\"\n");
+    let count = |rows: &[serde_json::Value], key: &str, bundle: &str, pred: &dyn Fn(&serde_json::Value) -> bool| {
+        rows.iter().filter(|row| row[key] == bundle && pred(row)).count()
+    };
+    for finish_with_agent_start in [true, false] {
+        let before = s.spool("compliance");
+        let out = s.cli(&["collect", "--program", "telemetry"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let bundle = s.spool("compliance").into_iter().find(|b| !before.contains(b)).expect("a new bundle");
+        let received = r.bundles().len();
+
+        let out = s.cli_env(&["upload", "--program", "telemetry"], &[("CALLHOME_FAULT_POINT", "retire")]);
+        // SIGABRT (6): the fault point aborts.
+        assert_eq!(out.status.signal(), Some(6), "the upload dies at the fault point: {}", stderr(&out));
+        assert!(s.spool("compliance").contains(&bundle), "the file outlives the crash");
+        assert_eq!(r.bundles().len(), received + 1, "the receiver holds it");
+        let sent = |s: &Setup| count(&s.ledger(), "bundle", &bundle, &|row| row["event"] == "sent");
+        assert_eq!(sent(&s), 1, "the ledger committed its receipt before the crash");
+        assert!(s.cli(&["ledger", "verify"]).status.success());
+
+        if finish_with_agent_start {
+            // Start-up recovery finishes the retirement.
+            let agent = s.start_agent();
+            wait_until(Duration::from_secs(10), "start-up to retire the bundle", || {
+                !s.spool("compliance").contains(&bundle)
+            });
+            assert!(agent.terminate().success());
+        } else {
+            // The next upload finds its SHA-256 in the ledger and retires it without sending.
+            let out = s.cli(&["upload", "--program", "telemetry"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert!(!s.spool("compliance").contains(&bundle));
+        }
+        assert_eq!(sent(&s), 1, "one ledger row, not two");
+        let attempts = count(&s.history(), "bundle", &bundle, &|_| true);
+        assert_eq!(attempts, 1, "one upload of {bundle}, not two");
+        let verify = s.cli(&["ledger", "verify"]);
+        assert!(verify.status.success(), "{}{}", stdout(&verify), stderr(&verify));
+    }
+}

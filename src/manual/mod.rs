@@ -23,6 +23,7 @@ use crate::agent::{Agent, AgentError, Notice};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::programs::Program;
 use crate::receipt::load_public_key;
+use crate::spool::Fate;
 use crate::store::{Attempt, LedgerEntry, LedgerEvent};
 use crate::upload::Code;
 
@@ -285,11 +286,13 @@ pub async fn import_receipt_bytes(agent: &Agent, text: &[u8], label: &str) -> Re
             http_status: None,
             duration_ms: 0,
         };
-        let new = agent.store().record_sent(&attempt, &entry)?;
-        // Ledger first, then the file.
-        if let Some(p) = agent.spool().find(&b.name)?.filter(|p| p.program == program) {
-            agent.spool().remove(&p)?;
-        }
+        let fate = Fate::Sent { entry: &entry, attempt: &attempt };
+        let new = match agent.spool().find(&b.name)?.filter(|p| p.program == program) {
+            // Ledger first, then the file.
+            Some(p) => agent.spool().retire(&mut agent.store(), &p, fate)?,
+            // Not pending here (already retired, or never in this spool): the ledger learns of it.
+            None => agent.store().record_sent(&attempt, &entry)?,
+        };
         if new {
             agent.write_result(
                 program,
@@ -324,7 +327,7 @@ pub async fn confirm_export(agent: &Agent, export_id: &str) -> Result<Vec<String
     for b in &bundles {
         let program: Program = b.program.parse().map_err(ManualError::Receipt)?;
         let Some(p) = agent.spool().find(&b.name)?.filter(|p| p.program == program) else { continue };
-        agent.store().append_ledger(&LedgerEntry {
+        let entry = LedgerEntry {
             at: now,
             event: LedgerEvent::Reported,
             program,
@@ -332,8 +335,8 @@ pub async fn confirm_export(agent: &Agent, export_id: &str) -> Result<Vec<String
             sha256: b.sha256.clone(),
             size: b.size,
             detail: serde_json::json!({ "export_id": export_id, "unverified": true }).to_string(),
-        })?;
-        agent.spool().remove(&p)?;
+        };
+        agent.spool().retire(&mut agent.store(), &p, Fate::Recorded(&entry))?;
         done.push(b.name.clone());
     }
     agent.notify(Notice::StateChanged { what: format!("export {export_id} confirmed") });

@@ -9,7 +9,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64_lite::encode as b64;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -358,82 +357,25 @@ impl ServerCertVerifier for Capturing {
     }
 }
 
-/// A certificate's issuer as `CN=…, O=…`, read from its DER without a parser crate: the issuer
-/// is the fourth element of the TBSCertificate (the third when there is no version field).
+/// A certificate's issuer as `CN=…, O=…, OU=…` (the attributes that name who inspects the
+/// traffic), or None when the DER is not a certificate.
 pub fn issuer_name(der: &[u8]) -> Option<String> {
-    let (_, cert, _) = tlv(der)?; // Certificate SEQUENCE
-    let (_, tbs, _) = tlv(cert)?; // TBSCertificate SEQUENCE
-    let mut rest = tbs;
-    let mut fields = Vec::new();
-    while !rest.is_empty() && fields.len() < 4 {
-        let (tag, _, next) = tlv(rest)?;
-        fields.push((tag, &rest[..rest.len() - next.len()]));
-        rest = next;
-    }
-    let skip = usize::from(fields.first()?.0 == 0xA0);
-    let (_, issuer_tlv) = fields.get(2 + skip)?;
-    let (_, issuer, _) = tlv(issuer_tlv)?;
-    let mut parts = Vec::new();
-    let mut sets = issuer;
-    while !sets.is_empty() {
-        let (_, set, next) = tlv(sets)?;
-        let (_, atv, _) = tlv(set)?;
-        let (_, oid, value_tlv) = tlv(atv)?;
-        let (_, value, _) = tlv(value_tlv)?;
-        let label = match oid {
-            [0x55, 0x04, 0x03] => Some("CN"),
-            [0x55, 0x04, 0x0A] => Some("O"),
-            [0x55, 0x04, 0x0B] => Some("OU"),
-            _ => None,
-        };
-        if let Some(l) = label {
-            parts.push(format!("{l}={}", String::from_utf8_lossy(value)));
-        }
-        sets = next;
-    }
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let parts: Vec<String> = cert
+        .tbs_certificate()
+        .issuer()
+        .iter()
+        .map(|attr| attr.to_string())
+        .filter(|a| ["CN=", "O=", "OU="].iter().any(|k| a.starts_with(k)))
+        .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-/// One DER TLV: (tag, content, rest).
-fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *b.first()?;
-    let first = *b.get(1)?;
-    let (len, head) = if first & 0x80 == 0 {
-        (first as usize, 2)
-    } else {
-        let n = (first & 0x7F) as usize;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | *b.get(2 + i)? as usize;
-        }
-        (len, 2 + n)
-    };
-    let end = head.checked_add(len)?;
-    Some((tag, b.get(head..end)?, b.get(end..)?))
-}
-
-/// Base64 without a crate: proxy credentials are the only use.
-mod base64_lite {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    pub fn encode(b: &[u8]) -> String {
-        let mut out = String::new();
-        for c in b.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            for i in 0..4 {
-                if i <= c.len() {
-                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
+/// Base64 (standard alphabet, padded) for proxy credentials.
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
@@ -442,8 +384,8 @@ mod tests {
 
     #[test]
     fn base64_and_issuer_names() {
-        assert_eq!(base64_lite::encode(b"agent:pw"), "YWdlbnQ6cHc=");
-        assert_eq!(base64_lite::encode(b"ab"), "YWI=");
+        assert_eq!(b64(b"agent:pw"), "YWdlbnQ6cHc=");
+        assert_eq!(b64(b"ab"), "YWI=");
         let key = rcgen::KeyPair::generate().unwrap();
         let mut p = rcgen::CertificateParams::new(vec!["x.test".to_string()]).unwrap();
         p.distinguished_name.push(rcgen::DnType::CommonName, "Inspecting Firewall CA");
