@@ -25,6 +25,7 @@ pub mod collect;
 pub mod compliance;
 pub mod config;
 pub mod config_edit;
+pub mod control;
 pub mod daemon;
 pub mod datadir;
 pub mod exit;

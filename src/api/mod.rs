@@ -51,6 +51,8 @@ pub enum ApiError {
 /// Shared by every request.
 pub struct ApiState {
     pub(crate) agent: Arc<Agent>,
+    /// What the routes call: the agent behind the control interface.
+    pub(crate) control: crate::control::Local,
     pub(crate) tokens: Tokens,
     pub(crate) port: u16,
     pub(crate) allowed_hosts: Vec<String>,
@@ -147,6 +149,7 @@ pub async fn serve(
     let hosts = [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")];
     let st = Arc::new(ApiState {
         agent: agent.clone(),
+        control: crate::control::Local::new(agent.clone()),
         tokens,
         port,
         allowed_origins: hosts.iter().map(|h| format!("http://{h}")).collect(),

@@ -21,8 +21,7 @@ use super::ApiState;
 use super::dto::*;
 use super::security::{guard, problem};
 use crate::agent::{AgentError, Notice};
-use crate::clock::{Clock, SystemClock};
-use crate::collect::licenses::{Identity, hour_json, inventory_json};
+use crate::control::{self, ControlError};
 use crate::programs::{Program, TelemetryMode};
 
 type St = State<Arc<ApiState>>;
@@ -103,15 +102,32 @@ impl Problem {
     }
 }
 
+impl From<ControlError> for Problem {
+    fn from(e: ControlError) -> Problem {
+        let status = match &e {
+            ControlError::NotFound(_) => StatusCode::NOT_FOUND,
+            ControlError::Refused(_) => StatusCode::CONFLICT,
+            ControlError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ControlError::Agent(_) | ControlError::Failed(_) | ControlError::Api(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        Problem(status, e.to_string())
+    }
+}
+
 impl From<AgentError> for Problem {
     fn from(e: AgentError) -> Problem {
-        match e {
-            AgentError::Refused(m) => Problem(StatusCode::CONFLICT, m),
-            AgentError::Secret(e @ crate::secrets::SecretError::NoKeyring { .. }) => {
-                Problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            }
-            other => Problem(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        }
+        Problem::from(ControlError::from(e))
+    }
+}
+
+/// A job's outcome as its document holds it: the result, or the error.
+fn job_outcome<T: serde::Serialize>(r: control::Result<T>, ok: impl FnOnce(&T) -> bool) -> (bool, serde_json::Value) {
+    match r {
+        Ok(doc) => (ok(&doc), serde_json::to_value(&doc).expect("wire documents serialize")),
+        Err(e) => (false, serde_json::json!({ "error": e.to_string() })),
     }
 }
 
@@ -179,7 +195,7 @@ async fn openapi(axum::Extension(doc): axum::Extension<OpenApiJson>) -> Response
 /// Prometheus metrics (read token).
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String)))]
 async fn metrics(State(st): St) -> Result<Response, Problem> {
-    let text = super::client::metrics_text(&st.agent).map_err(internal)?;
+    let text = st.control.metrics()?;
     let mut r = Response::new(Body::from(text));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     Ok(r)
@@ -207,32 +223,21 @@ async fn set_program(
     Body_(change): Body_<ProgramChange>,
 ) -> Result<Json<ProgramChanged>, Problem> {
     let p: Program = name.parse().map_err(|e: String| Problem::new(StatusCode::NOT_FOUND, e))?;
-    let mut withdrawn = Vec::new();
-    match (change.enabled, change.mode.as_deref()) {
-        (Some(_), Some(_)) | (None, None) => {
+    let change = match (change.enabled, change.mode.as_deref()) {
+        (Some(on), None) => control::ProgramChange::Enabled(on),
+        (None, Some(mode)) => control::ProgramChange::Mode(
+            mode.parse::<TelemetryMode>().map_err(|e: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e))?,
+        ),
+        _ => {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "send either {\"enabled\": bool} or {\"mode\": \"automatic\"|\"manual\"}",
             ));
         }
-        (Some(on), None) => withdrawn = st.agent.set_enabled(p, on).await?,
-        (None, Some(mode)) => {
-            if p != Program::Telemetry {
-                return Err(Problem::new(
-                    StatusCode::CONFLICT,
-                    format!("{} has no mode; turn it on or off with {{\"enabled\": bool}}", p.name()),
-                ));
-            }
-            let mode: TelemetryMode =
-                mode.parse().map_err(|e: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-            st.agent.set_telemetry_mode(mode)?;
-        }
-    }
+    };
+    let changed = st.control.set_program(p, change).await?;
     st.refresh();
-    let program = st.programs().into_iter().find(|d| d.name == p.name()).ok_or_else(|| {
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "the status could not be refreshed; see the agent's log")
-    })?;
-    Ok(Json(ProgramChanged { program, withdrawn }))
+    Ok(Json(changed))
 }
 
 fn program_of(req: &WorkRequest) -> Result<Option<Program>, Problem> {
@@ -246,16 +251,8 @@ fn program_of(req: &WorkRequest) -> Result<Option<Program>, Problem> {
 #[utoipa::path(post, path = "/api/v1/collect", request_body = WorkRequest, responses((status = 202, body = JobDoc)))]
 async fn collect(State(st): St, Body_(req): Body_<WorkRequest>) -> Result<Response, Problem> {
     let program = program_of(&req)?;
-    let agent = st.agent.clone();
-    let job = st.start_job("collect", async move {
-        match agent.collect(program).await {
-            Ok(out) => (
-                true,
-                serde_json::to_value(out.iter().map(CollectedDoc::from).collect::<Vec<_>>()).expect("serializes"),
-            ),
-            Err(e) => (false, serde_json::json!({ "error": e.to_string() })),
-        }
-    });
+    let control = st.control.clone();
+    let job = st.start_job("collect", async move { job_outcome(control.collect(program).await, |_| true) });
     Ok(accepted(job))
 }
 
@@ -263,13 +260,8 @@ async fn collect(State(st): St, Body_(req): Body_<WorkRequest>) -> Result<Respon
 #[utoipa::path(post, path = "/api/v1/upload", request_body = WorkRequest, responses((status = 202, body = JobDoc)))]
 async fn upload(State(st): St, Body_(req): Body_<WorkRequest>) -> Result<Response, Problem> {
     let program = program_of(&req)?;
-    let agent = st.agent.clone();
-    let job = st.start_job("upload", async move {
-        match agent.upload_cycle(program).await {
-            Ok(r) => (r.ok(), serde_json::to_value(UploadReportDoc::from(&r)).expect("serializes")),
-            Err(e) => (false, serde_json::json!({ "error": e.to_string() })),
-        }
-    });
+    let control = st.control.clone();
+    let job = st.start_job("upload", async move { job_outcome(control.upload(program).await, |doc| doc.ok) });
     Ok(accepted(job))
 }
 
@@ -288,27 +280,14 @@ async fn job(State(st): St, P(id): P<u64>) -> Result<Json<JobDoc>, Problem> {
 /// Pending bundles.
 #[utoipa::path(get, path = "/api/v1/bundles", responses((status = 200, body = Vec<BundleDoc>)))]
 async fn bundles(State(st): St) -> Result<Json<Vec<BundleDoc>>, Problem> {
-    let list = st.agent.spool().all_pending().map_err(internal)?;
-    Ok(Json(list.iter().map(BundleDoc::from).collect()))
-}
-
-fn find_bundle(st: &ApiState, id: &str) -> Result<crate::spool::Pending, Problem> {
-    st.agent.spool().find(id).map_err(internal)?.filter(|p| p.name == id).ok_or_else(|| {
-        Problem::new(StatusCode::NOT_FOUND, format!("no pending bundle {id:?}; GET /api/v1/bundles lists them"))
-    })
+    Ok(Json(st.control.bundles().await?))
 }
 
 /// A pending bundle's manifest.
 #[utoipa::path(get, path = "/api/v1/bundles/{id}", params(("id" = String, Path, description = "the bundle's file name")),
     responses((status = 200, description = "manifest.json of the bundle"), (status = 404)))]
 async fn bundle(State(st): St, P(id): P<String>) -> Result<Response, Problem> {
-    let p = find_bundle(&st, &id)?;
-    let bytes = tokio::task::spawn_blocking(move || {
-        crate::bundle::Reader::open(&p.path).and_then(|mut r| r.read("manifest.json"))
-    })
-    .await
-    .map_err(internal)?
-    .map_err(internal)?;
+    let bytes = st.control.bundle_file(&id, crate::bundle::MANIFEST_NAME).await?;
     Ok(json_bytes(bytes.into()))
 }
 
@@ -316,34 +295,18 @@ async fn bundle(State(st): St, P(id): P<String>) -> Result<Response, Problem> {
 #[utoipa::path(get, path = "/api/v1/bundles/{id}/files/{name}", params(("id" = String, Path), ("name" = String, Path)),
     responses((status = 200, description = "the file's exact bytes"), (status = 404)))]
 async fn bundle_file(State(st): St, P((id, name)): P<(String, String)>) -> Result<Response, Problem> {
-    let p = find_bundle(&st, &id)?;
-    let read =
-        tokio::task::spawn_blocking(move || crate::bundle::Reader::open(&p.path).and_then(|mut r| r.read(&name)))
-            .await
-            .map_err(internal)?;
-    match read {
-        Ok(bytes) => {
-            let mut r = Response::new(Body::from(bytes));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            Ok(r)
-        }
-        Err(e @ crate::bundle::BundleError::NoSuchFile { .. }) => {
-            Err(Problem::new(StatusCode::NOT_FOUND, e.to_string()))
-        }
-        Err(e) => Err(internal(e)),
-    }
+    let bytes = st.control.bundle_file(&id, &name).await?;
+    let mut r = Response::new(Body::from(bytes));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    Ok(r)
 }
 
 /// The exact zip that will be uploaded; `X-Bundle-SHA256` is what the ledger will record.
 #[utoipa::path(get, path = "/api/v1/bundles/{id}/raw", params(("id" = String, Path)),
     responses((status = 200, description = "application/zip"), (status = 404)))]
 async fn bundle_raw(State(st): St, P(id): P<String>) -> Result<Response, Problem> {
-    let p = find_bundle(&st, &id)?;
-    let path = p.path.clone();
-    let (sha, _) = tokio::task::spawn_blocking(move || crate::fsutil::sha256_file(&path))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+    let p = st.control.raw_bundle(&id).await?;
+    let sha = p.sha256;
     let file = tokio::fs::File::open(&p.path).await.map_err(internal)?;
     let mut r = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(file)));
     let h = r.headers_mut();
@@ -361,11 +324,9 @@ async fn bundle_raw(State(st): St, P(id): P<String>) -> Result<Response, Problem
 #[utoipa::path(delete, path = "/api/v1/bundles/{id}", params(("id" = String, Path, description = "the bundle's file name")),
     responses((status = 200, body = WithdrawnDoc), (status = 404), (status = 409, description = "a license-telemetry bundle")))]
 async fn withdraw_bundle(State(st): St, P(id): P<String>) -> Result<Json<WithdrawnDoc>, Problem> {
-    let p = st.agent.withdraw_bundle(&id).await?.ok_or_else(|| {
-        Problem::new(StatusCode::NOT_FOUND, format!("no pending bundle {id:?}; GET /api/v1/bundles lists them"))
-    })?;
+    let doc = st.control.withdraw(&id).await?;
     st.refresh();
-    Ok(Json(WithdrawnDoc { bundle: p.name, program: p.program.name().into(), size: p.size }))
+    Ok(Json(doc))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -378,54 +339,26 @@ struct Paging {
 /// Upload attempts, newest first, paged.
 #[utoipa::path(get, path = "/api/v1/history", params(Paging), responses((status = 200, body = HistoryPage)))]
 async fn history(State(st): St, Q(p): Q<Paging>) -> Result<Json<HistoryPage>, Problem> {
-    let limit = p.limit.unwrap_or(50).min(1000);
-    let offset = p.offset.unwrap_or(0);
-    let items: Vec<AttemptDoc> =
-        st.agent.store().attempts(limit, offset).map_err(internal)?.iter().map(AttemptDoc::from).collect();
-    let next_offset = (items.len() as u32 == limit).then_some(offset + limit);
-    Ok(Json(HistoryPage { items, limit, offset, next_offset }))
+    Ok(Json(st.control.history(p.limit.unwrap_or(50).min(1000), p.offset.unwrap_or(0)).await?))
 }
 
 /// The sent ledger (sent, withdrawn, evicted, quarantined bundles), oldest first.
 #[utoipa::path(get, path = "/api/v1/ledger", responses((status = 200, body = Vec<LedgerDoc>)))]
 async fn ledger(State(st): St) -> Result<Json<Vec<LedgerDoc>>, Problem> {
-    let rows = st.agent.store().ledger().map_err(internal)?;
-    Ok(Json(rows.iter().map(LedgerDoc::from).collect()))
+    Ok(Json(st.control.ledger().await?))
 }
 
 /// Checks the ledger: its hash chain, and every receipt against its bundle and the receiver's
 /// key (as `callhome ledger verify`). A ledger that does not verify answers 200 with `ok: false`.
 #[utoipa::path(get, path = "/api/v1/ledger/verify", responses((status = 200, body = LedgerCheckDoc)))]
 async fn ledger_verify(State(st): St) -> Result<Json<LedgerCheckDoc>, Problem> {
-    let rows = st.agent.store().ledger().map_err(internal)?;
-    Ok(Json(match crate::ledger::verify(st.agent.config(), &rows) {
-        Ok(c) => LedgerCheckDoc {
-            ok: true,
-            summary: c.to_string(),
-            rows: c.rows,
-            receipts: c.receipts,
-            signatures_checked: c.signatures_checked,
-            unverified: c.unverified,
-            problem: None,
-        },
-        Err(e) => LedgerCheckDoc {
-            ok: false,
-            summary: format!("the ledger does not verify: {e}"),
-            rows: rows.len(),
-            receipts: 0,
-            signatures_checked: false,
-            unverified: 0,
-            problem: Some(e.to_string()),
-        },
-    }))
+    Ok(Json(st.control.ledger_verify().await?))
 }
 
 /// The license inventory, problems found and license events.
 #[utoipa::path(get, path = "/api/v1/licenses", responses((status = 200, description = "the same document as callhome licenses --json")))]
 async fn licenses(State(st): St) -> Result<Json<serde_json::Value>, Problem> {
-    let inv = st.agent.scan_licenses();
-    let events = st.agent.license_events(&inv)?;
-    Ok(Json(inventory_json(&inv, &[], &events, SystemClock.now())))
+    Ok(Json(st.control.licenses().await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -446,15 +379,13 @@ async fn usage(State(st): St, Q(q): Q<UsageQuery>) -> Result<Json<Vec<serde_json
         })?,
         None => 0,
     };
-    st.agent.refresh_licenses_locked().await?;
-    let rows = st.agent.store().usage(q.feature.as_deref(), since, i64::MAX).map_err(internal)?;
-    Ok(Json(rows.iter().map(|r| hour_json(r, Identity::Names)).collect()))
+    Ok(Json(st.control.usage(q.feature.as_deref(), since).await?))
 }
 
 /// State changes as Server-Sent Events: `state`, `upload`, `license_event`.
 #[utoipa::path(get, path = "/api/v1/events", responses((status = 200, description = "text/event-stream")))]
 async fn events(State(st): St) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    let rx = st.agent.subscribe();
+    let rx = st.control.subscribe();
     let mut stop = st.shutdown.clone();
     let stopped = async move {
         let _ = stop.wait_for(|v| *v).await;
@@ -490,43 +421,15 @@ fn notice_event(n: &Notice) -> Event {
 #[utoipa::path(post, path = "/api/v1/export", request_body = ExportRequest, responses((status = 202, body = JobDoc)))]
 async fn export(State(st): St, Body_(req): Body_<ExportRequest>) -> Result<Response, Problem> {
     let program = program_of(&WorkRequest { program: req.program })?;
-    let dir = st.agent.data_dir().exports_dir();
-    std::fs::create_dir_all(&dir).map_err(internal)?;
-    let file = format!("export_{}_{:04x}.zip", crate::clock::file_stamp(SystemClock.now()), fastrand::u16(..));
-    let out = dir.join(&file);
-    let agent = st.agent.clone();
-    let job = st.start_job("export", async move {
-        match crate::manual::export(&agent, &out, program, None, Box::new(|_, _| {}))
-            .await
-            .map(|mut parts| parts.remove(0))
-        {
-            Ok(e) => (
-                true,
-                serde_json::to_value(ExportDoc {
-                    export_id: e.export_id,
-                    href: format!("/api/v1/exports/{file}"),
-                    file,
-                    bundles: e.bundles.len(),
-                    bytes: e.bytes,
-                })
-                .expect("serializes"),
-            ),
-            Err(e) => (false, serde_json::json!({ "error": e.to_string() })),
-        }
-    });
+    let control = st.control.clone();
+    let job = st.start_job("export", async move { job_outcome(control.export(program).await, |_| true) });
     Ok(accepted(job))
 }
 
 /// Downloads an export or support bundle written in `exports/`.
 #[utoipa::path(get, path = "/api/v1/exports/{file}", params(("file" = String, Path)), responses((status = 200, description = "application/zip"), (status = 404)))]
 async fn export_file(State(st): St, P(file): P<String>) -> Result<Response, Problem> {
-    let safe = file.ends_with(".zip")
-        && !file.starts_with('.')
-        && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    let path = st.agent.data_dir().exports_dir().join(&file);
-    if !safe || !path.is_file() {
-        return Err(Problem::new(StatusCode::NOT_FOUND, format!("no export {file:?}")));
-    }
+    let path = st.control.export_path(&file)?;
     let f = tokio::fs::File::open(&path).await.map_err(internal)?;
     let mut r = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(f)));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
@@ -538,22 +441,9 @@ async fn export_file(State(st): St, P(file): P<String>) -> Result<Response, Prob
 #[utoipa::path(post, path = "/api/v1/import-receipt", request_body(content = Object, description = "the receipt JSON"),
     responses((status = 200, body = ImportDoc), (status = 422, description = "refused; nothing changed")))]
 async fn import_receipt(State(st): St, body: axum::body::Bytes) -> Result<Json<ImportDoc>, Problem> {
-    match crate::manual::import_receipt_bytes(&st.agent, &body, "the receipt").await {
-        Ok(r) => {
-            st.refresh();
-            Ok(Json(ImportDoc {
-                receipt_id: r.receipt_id,
-                export_id: r.export_id,
-                acknowledged: r.acknowledged,
-                already: r.already,
-                rejected: serde_json::to_value(&r.rejected).expect("serializes"),
-            }))
-        }
-        Err(e @ crate::manual::ManualError::Receipt(_)) => {
-            Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
-        }
-        Err(e) => Err(internal(e)),
-    }
+    let doc = st.control.import_receipt(&body).await?;
+    st.refresh();
+    Ok(Json(doc))
 }
 
 /// Makes a support bundle in `exports/` (and sends it with `"upload": true`); answers 202.
@@ -565,12 +455,6 @@ async fn support_bundle(State(st): St, Body_(req): Body_<SupportRequest>) -> Res
             "give a case number, and a severity from 1 to 4 if any",
         ));
     }
-    let dir = st.agent.data_dir().exports_dir();
-    std::fs::create_dir_all(&dir).map_err(internal)?;
-    let safe: String = req.case.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-    let file = format!("support_{safe}_{}_{:04x}.zip", crate::clock::file_stamp(SystemClock.now()), fastrand::u16(..));
-    let out = dir.join(&file);
-    let agent = st.agent.clone();
     let case = crate::support::Case {
         number: req.case,
         severity: req.severity,
@@ -578,22 +462,10 @@ async fn support_bundle(State(st): St, Body_(req): Body_<SupportRequest>) -> Res
         summary: req.summary,
         contact: req.contact,
     };
+    let control = st.control.clone();
+    let upload = req.upload;
     let job = st.start_job("support-bundle", async move {
-        let path = match crate::support::build(&agent, &case, &out).await {
-            Ok(p) => p,
-            Err(e) => return (false, serde_json::json!({ "error": e.to_string() })),
-        };
-        let mut doc = serde_json::json!({ "file": file, "href": format!("/api/v1/exports/{file}") });
-        if req.upload {
-            match crate::support::upload(&agent, &path).await {
-                Ok(id) => doc["receipt_id"] = serde_json::Value::from(id),
-                Err(e) => {
-                    doc["error"] = serde_json::Value::from(e);
-                    return (false, doc);
-                }
-            }
-        }
-        (true, doc)
+        job_outcome(control.support_bundle(case, upload).await, |doc| doc.get("error").is_none())
     });
     Ok(accepted(job))
 }
@@ -602,21 +474,13 @@ async fn support_bundle(State(st): St, Body_(req): Body_<SupportRequest>) -> Res
 #[utoipa::path(post, path = "/api/v1/diagnostics/connection", request_body(content = Object, description = "{}"),
     responses((status = 200, body = Vec<StepDoc>)))]
 async fn test_connection(State(st): St, Body_(_req): Body_<serde_json::Value>) -> Json<Vec<StepDoc>> {
-    let steps =
-        crate::upload::diagnose::test_connection(st.agent.config(), &st.agent.install().install_id, &st.agent.access())
-            .await;
-    Json(steps.iter().map(StepDoc::from).collect())
-}
-
-/// Runs a keyring operation (blocking D-Bus calls) off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, AgentError> + Send + 'static) -> Result<T, Problem> {
-    tokio::task::spawn_blocking(f).await.map_err(internal)?.map_err(Problem::from)
+    Json(st.control.test_connection().await)
 }
 
 /// The proxy in use and where its password comes from; never the password.
 #[utoipa::path(get, path = "/api/v1/proxy", responses((status = 200, body = ProxyDoc)))]
-async fn proxy(State(st): St) -> Json<ProxyDoc> {
-    Json(ProxyDoc::from(&st.agent.access()))
+async fn proxy(State(st): St) -> Result<Json<ProxyDoc>, Problem> {
+    Ok(Json(st.control.proxy().await?))
 }
 
 /// Sets the proxy; the password goes to the OS keyring and nowhere else. 503 when there is no
@@ -624,23 +488,18 @@ async fn proxy(State(st): St) -> Json<ProxyDoc> {
 #[utoipa::path(put, path = "/api/v1/proxy", request_body = ProxyRequest,
     responses((status = 200, body = ProxyDoc), (status = 409, description = "the URL is refused"), (status = 503, description = "no keyring service")))]
 async fn set_proxy(State(st): St, Body_(req): Body_<ProxyRequest>) -> Result<Json<ProxyDoc>, Problem> {
-    let agent = st.agent.clone();
-    blocking(move || {
-        let password = req.password.map(crate::secrets::Value::new);
-        agent.set_proxy(&req.url, req.username.as_deref(), password.as_ref())
-    })
-    .await?;
+    let password = req.password.map(crate::secrets::Value::new);
+    let doc = st.control.set_proxy(&req.url, req.username.as_deref(), password.as_ref()).await?;
     st.refresh();
-    Ok(Json(ProxyDoc::from(&st.agent.access())))
+    Ok(Json(doc))
 }
 
 /// Forgets the stored proxy and removes its password from the keyring.
 #[utoipa::path(delete, path = "/api/v1/proxy", responses((status = 200, body = ProxyDoc)))]
 async fn clear_proxy(State(st): St) -> Result<Json<ProxyDoc>, Problem> {
-    let agent = st.agent.clone();
-    blocking(move || agent.clear_proxy()).await?;
+    let doc = st.control.clear_proxy().await?;
     st.refresh();
-    Ok(Json(ProxyDoc::from(&st.agent.access())))
+    Ok(Json(doc))
 }
 
 /// Stores the endpoint token in the OS keyring; uploads present it from now on.
@@ -650,17 +509,15 @@ async fn register(State(st): St, Body_(req): Body_<TokenRequest>) -> Result<Json
     if req.token.trim().is_empty() {
         return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "the token is empty"));
     }
-    let agent = st.agent.clone();
-    blocking(move || agent.set_token(&crate::secrets::Value::new(req.token.trim()))).await?;
+    let doc = st.control.register(Some(&crate::secrets::Value::new(req.token.trim()))).await?;
     st.refresh();
-    Ok(Json(ProxyDoc::from(&st.agent.access())))
+    Ok(Json(doc))
 }
 
 /// Removes the endpoint token from the keyring.
 #[utoipa::path(delete, path = "/api/v1/registration", responses((status = 200, body = ProxyDoc)))]
 async fn unregister(State(st): St) -> Result<Json<ProxyDoc>, Problem> {
-    let agent = st.agent.clone();
-    blocking(move || agent.clear_token()).await?;
+    let doc = st.control.register(None).await?;
     st.refresh();
-    Ok(Json(ProxyDoc::from(&st.agent.access())))
+    Ok(Json(doc))
 }

@@ -3,7 +3,7 @@
 
 mod dashboard;
 mod print;
-mod source;
+mod session;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use callhome::datadir::{DataDir, DataDirError};
 use callhome::programs::{Program, TelemetryMode};
 
 use crate::{Cli, Command, ConfigAction, ExportAction, LedgerAction, ProgramsAction, ProxyAction, exit};
-use source::Source;
+use session::Session;
 
 /// An error for the user: the message to print and the exit code.
 pub struct CliError {
@@ -111,7 +111,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     match &cli.command {
         Command::Run { headless } => run(&cli, *headless),
         Command::Status { json } => {
-            let doc = Source::open(&cli)?.status()?;
+            let doc = Session::open(&cli)?.status()?;
             if *json {
                 print::json(&doc);
             } else {
@@ -138,13 +138,13 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(if steps.iter().all(|s| s.ok) { 0 } else { exit::CONNECTION })
         }
         Command::Collect { program } => {
-            let src = Source::open(&cli)?;
+            let src = Session::open(&cli)?;
             print::collected(&src.collect(*program)?);
             src.note_direct(&cli);
             Ok(0)
         }
         Command::Upload { program } => {
-            let src = Source::open(&cli)?;
+            let src = Session::open(&cli)?;
             let report = src.upload(*program)?;
             print::upload_report(&report);
             src.note_direct(&cli);
@@ -152,10 +152,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Preview { bundle, latest, program, file, json } => {
             let what = if *json { Shown::Json } else { file.as_deref().map_or(Shown::All, Shown::File) };
-            preview(&Source::open(&cli)?, bundle.as_deref(), *latest, *program, what)
+            preview(&Session::open(&cli)?, bundle.as_deref(), *latest, *program, what)
         }
         Command::History { limit, json } => {
-            print::history(&Source::open(&cli)?.history(*limit)?, *json);
+            print::history(&Session::open(&cli)?.history(*limit)?, *json);
             Ok(0)
         }
         Command::Ledger { action } => {
@@ -206,7 +206,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Proxy { action } => proxy(&cli, action),
         Command::Register { clear, .. } => {
             let token = if *clear { None } else { Some(read_secret_line("the endpoint token")?) };
-            let src = Source::open(&cli)?;
+            let src = Session::open(&cli)?;
             let doc = src.register(token.as_ref())?;
             match (token.is_some(), doc.token_source.as_deref()) {
                 (true, _) => println!("endpoint token stored in the OS keyring; uploads present it from now on"),
@@ -320,7 +320,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Licenses { json } => {
-            let doc = Source::open(&cli)?.licenses()?;
+            let doc = Session::open(&cli)?.licenses()?;
             if *json {
                 print::json(&doc);
             } else {
@@ -333,7 +333,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 Some(s) => parse_since(s, callhome::clock::Clock::now(&SystemClock))?,
                 None => 0,
             };
-            let rows = Source::open(&cli)?.usage(feature.as_deref(), since)?;
+            let rows = Session::open(&cli)?.usage(feature.as_deref(), since)?;
             if *json {
                 print::json(&rows);
             } else {
@@ -346,7 +346,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 
 /// `callhome check`: one line (or JSON) and the Nagios/Icinga exit convention.
 fn check(cli: &Cli, json: bool) -> u8 {
-    let (code, line) = match Source::open(cli).and_then(|s| s.status()) {
+    let (code, line) = match Session::open(cli).and_then(|s| s.status()) {
         Ok(doc) => print::check_line(&doc),
         Err(e) => (3, format!("CALLHOME UNKNOWN - {}", e.message.lines().next().unwrap_or(""))),
     };
@@ -429,7 +429,7 @@ enum Shown<'a> {
     Json,
 }
 
-fn preview(src: &Source, bundle: Option<&str>, latest: bool, program: Option<Program>, file: Shown<'_>) -> Result<u8> {
+fn preview(src: &Session, bundle: Option<&str>, latest: bool, program: Option<Program>, file: Shown<'_>) -> Result<u8> {
     let name = if latest {
         let names = src.bundle_names()?;
         let newest = names
@@ -443,7 +443,7 @@ fn preview(src: &Source, bundle: Option<&str>, latest: bool, program: Option<Pro
     } else {
         let wanted = bundle.expect("clap requires BUNDLE without --latest");
         let as_path = std::path::Path::new(wanted);
-        if src.direct().is_some() && as_path.is_file() && !as_path.starts_with("upload_") {
+        if src.is_direct() && as_path.is_file() && !as_path.starts_with("upload_") {
             // A bundle file outside the spool (an export, a quarantined one): read it as is.
             return preview_bytes(
                 &std::fs::read(as_path).map_err(|e| fail(exit::FAILURE, format!("{wanted}: {e}")))?,
@@ -534,7 +534,7 @@ fn ledger_verify(agent: &Agent) -> Result<u8> {
 }
 
 fn programs(cli: &Cli, action: Option<&ProgramsAction>) -> Result<u8> {
-    let src = Source::open(cli)?;
+    let src = Session::open(cli)?;
     let changes = !matches!(action, None | Some(ProgramsAction::List { .. }));
     let (program, value) = match action {
         None | Some(ProgramsAction::List { json: false }) => {
@@ -609,7 +609,7 @@ fn proxy(cli: &Cli, action: &ProxyAction) -> Result<u8> {
                     Some(callhome::secrets::Value::new(p))
                 }
             };
-            let src = Source::open(cli)?;
+            let src = Session::open(cli)?;
             let doc = src.set_proxy(url, username.as_deref(), password.as_ref())?;
             src.note_direct(cli);
             println!("uploads go through {url}{}", username.as_ref().map(|u| format!(" as {u}")).unwrap_or_default());
@@ -624,7 +624,7 @@ fn proxy(cli: &Cli, action: &ProxyAction) -> Result<u8> {
             Ok(0)
         }
         ProxyAction::Show { json } => {
-            let doc = Source::open(cli)?.proxy()?;
+            let doc = Session::open(cli)?.proxy()?;
             if *json {
                 print::json(&doc);
             } else {
@@ -650,7 +650,7 @@ fn proxy(cli: &Cli, action: &ProxyAction) -> Result<u8> {
             Ok(0)
         }
         ProxyAction::Clear => {
-            let src = Source::open(cli)?;
+            let src = Session::open(cli)?;
             let doc = src.clear_proxy()?;
             match &doc.url {
                 Some(u) => println!("stored proxy forgotten; the configuration's proxy {u} applies"),

@@ -90,7 +90,7 @@ fn run(args: Args) -> Result<(), Failure> {
     let opened = rt.block_on(daemon::open(cfg, dir)).map_err(failure)?;
     let agent = opened.agent.clone();
     let api_on = api_cfg.enabled;
-    tray::run(opened.agent, rt, api_on, move |quit| async move {
+    tray::run(callhome::control::Local::new(opened.agent), rt, api_on, move |quit| async move {
         let _lock = opened.lock;
         let stop = async move {
             tokio::select! {
@@ -98,7 +98,8 @@ fn run(args: Args) -> Result<(), Failure> {
                 () = quit => {}
             }
         };
-        let sink = Arc::new(notify::Desktop { on_click: api_on.then(|| open_dashboard_on_click(&agent)) });
+        let on_click = api_on.then(|| open_dashboard_on_click(callhome::control::Local::new(agent.clone())));
+        let sink = Arc::new(notify::Desktop { on_click });
         match daemon::serve(agent, api_cfg, sink, stop).await {
             Ok(()) => 0,
             Err(e) => {
@@ -111,16 +112,11 @@ fn run(args: Args) -> Result<(), Failure> {
 }
 
 /// A click on a notification opens the dashboard through the agent's API.
-fn open_dashboard_on_click(agent: &callhome::agent::Agent) -> notify::OnClick {
-    let dir = agent.data_dir().clone();
+fn open_dashboard_on_click(local: callhome::control::Local) -> notify::OnClick {
     Arc::new(move || {
-        let dir = dir.clone();
+        let control = callhome::control::Control::Local(local.clone());
         tokio::spawn(async move {
-            let r = match callhome::api::client::Client::discover(&dir) {
-                Some(c) => view::open_dashboard(&c, "").await,
-                None => Err("the API is not running".into()),
-            };
-            if let Err(e) = r {
+            if let Err(e) = view::open_dashboard(&control, "").await {
                 tracing::warn!("{e}");
             }
         });

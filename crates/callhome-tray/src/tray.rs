@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tao::event::{Event, StartCause};
@@ -16,9 +15,9 @@ use tracing::{info, warn};
 use tray_icon::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
 use tray_icon::{Icon, TrayIcon, TrayIconBuilder};
 
-use callhome::agent::Agent;
 use callhome::api::client::Client;
 use callhome::api::dto::StatusDoc;
+use callhome::control::{Control, Local, ProgramChange, Remote};
 use callhome::datadir::DataDir;
 use callhome::programs::{Program, TelemetryMode};
 
@@ -47,8 +46,8 @@ pub type QuitSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Where the tray gets its state and sends its clicks.
 #[derive(Clone)]
 pub enum Backend {
-    /// The agent in this process (`callhome run`).
-    Local(Arc<Agent>),
+    /// The agent in this process (`callhome-tray`).
+    Local(Local),
     /// The agent of another process, through its API (`callhome tray`: the desktop's view of
     /// the system service).
     Remote(DataDir),
@@ -57,7 +56,7 @@ pub enum Backend {
 /// Runs the tray on this (the main) thread and `serve` — the agent, its API and notifications,
 /// until the quit signal or a stop signal — on `rt` in a thread beside it. Exits the process
 /// with `serve`'s exit code.
-pub fn run<S, F>(agent: Arc<Agent>, rt: tokio::runtime::Runtime, api_on: bool, serve: S) -> !
+pub fn run<S, F>(agent: Local, rt: tokio::runtime::Runtime, api_on: bool, serve: S) -> !
 where
     S: FnOnce(QuitSignal) -> F + Send + 'static,
     F: Future<Output = i32> + Send + 'static,
@@ -278,18 +277,16 @@ async fn views(backend: Backend, proxy: EventLoopProxy<UserEvent>, api_on: bool)
         proxy.send_event(UserEvent::View(Box::new(v))).is_ok()
     };
     match backend {
-        Backend::Local(agent) => {
-            let mut notices = agent.subscribe();
+        Backend::Local(local) => {
+            let mut notices = local.subscribe();
             let mut tick = tokio::time::interval(REFRESH);
             loop {
-                let a = agent.clone();
-                match tokio::task::spawn_blocking(move || a.status()).await {
-                    Ok(Ok(s)) => {
-                        if !send(TrayView::from_doc(&StatusDoc::from(&s), api_on)) {
+                match local.status().await {
+                    Ok(doc) => {
+                        if !send(TrayView::from_doc(&doc, api_on)) {
                             return;
                         }
                     }
-                    Ok(Err(e)) => warn!("tray: {e}"),
                     Err(e) => warn!("tray: {e}"),
                 }
                 tokio::select! {
@@ -332,6 +329,17 @@ async fn views(backend: Backend, proxy: EventLoopProxy<UserEvent>, api_on: bool)
     }
 }
 
+/// The control layer for `backend`: the agent in this process, or the one whose API is published
+/// in the data directory now.
+fn control(backend: &Backend) -> Result<Control, String> {
+    match backend {
+        Backend::Local(local) => Ok(Control::Local(local.clone())),
+        Backend::Remote(dir) => Client::published(dir)
+            .map(|c| Control::Remote(Remote::new(c)))
+            .ok_or_else(|| "the agent is not running".into()),
+    }
+}
+
 /// Carries out what the menu asks.
 async fn actions(
     backend: Backend,
@@ -347,12 +355,9 @@ async fn actions(
             }
             continue;
         }
-        let r = match &backend {
-            Backend::Local(agent) => local_action(agent, a).await,
-            Backend::Remote(dir) => match Client::published(dir) {
-                Some(c) => remote_action(&c, a).await,
-                None => Err("the agent is not running".into()),
-            },
+        let r = match control(&backend) {
+            Ok(c) => act(&c, a).await,
+            Err(e) => Err(e),
         };
         if let Err(e) = r {
             warn!(action = a.id(), "tray: {e}");
@@ -361,95 +366,37 @@ async fn actions(
     }
 }
 
-async fn local_action(agent: &Arc<Agent>, a: Action) -> Result<(), String> {
-    match a {
-        Action::Toggle(p) => {
-            let c = agent.consent().map_err(|e| e.to_string())?;
-            agent.set_enabled(p, !c.enabled(p)).await.map(|_| ()).map_err(|e| e.to_string())
-        }
-        Action::ToggleManual => {
-            let c = agent.consent().map_err(|e| e.to_string())?;
-            agent.set_telemetry_mode(flip(c.telemetry_mode)).map_err(|e| e.to_string())
-        }
-        Action::Upload => agent.upload_cycle(None).await.map(|_| ()).map_err(|e| e.to_string()),
-        Action::Collect => agent.collect(None).await.map(|_| ()).map_err(|e| e.to_string()),
-        Action::Preview | Action::Dashboard => match Client::discover(agent.data_dir()) {
-            Some(c) => open_dashboard(&c, if a == Action::Preview { "#/preview" } else { "" }).await,
-            None => Err("the API is not running, so there is no dashboard (api.enabled)".into()),
-        },
-        Action::Export => export(agent).await,
-        Action::Quit => Ok(()),
-    }
-}
-
-async fn remote_action(c: &Client, a: Action) -> Result<(), String> {
-    let programs = || async {
-        let p: Vec<callhome::api::dto::ProgramDoc> = c.get("/api/v1/programs").await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(p)
-    };
-    let put = |name: &'static str, body: serde_json::Value| async move {
-        let _: serde_json::Value = c
-            .send_json(reqwest::Method::PUT, &format!("/api/v1/programs/{name}"), &body)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(())
-    };
-    let start = |path: &'static str| async move {
-        let _: serde_json::Value =
-            c.send_json(reqwest::Method::POST, path, &serde_json::json!({})).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(())
-    };
+/// One menu action, through the control layer (the same for an in-process agent and a remote one).
+async fn act(c: &Control, a: Action) -> Result<(), String> {
+    let programs = || async { c.programs().await.map_err(|e| e.to_string()) };
+    let change =
+        |p: Program, ch: ProgramChange| async move { c.set_program(p, ch).await.map(drop).map_err(|e| e.to_string()) };
     match a {
         Action::Toggle(p) => {
             let on = programs().await?.iter().any(|d| d.name == p.name() && d.enabled);
-            put(p.name(), serde_json::json!({ "enabled": !on })).await
+            change(p, ProgramChange::Enabled(!on)).await
         }
         Action::ToggleManual => {
             let manual = programs().await?.iter().any(|d| d.name == "telemetry" && d.mode == "manual");
             let mode = if manual { TelemetryMode::Automatic } else { TelemetryMode::Manual };
-            put("telemetry", serde_json::json!({ "mode": mode.name() })).await
+            change(Program::Telemetry, ProgramChange::Mode(mode)).await
         }
-        Action::Upload => start("/api/v1/upload").await,
-        Action::Collect => start("/api/v1/collect").await,
+        Action::Upload => c.upload(None).await.map(drop).map_err(|e| e.to_string()),
+        Action::Collect => c.collect(None).await.map(drop).map_err(|e| e.to_string()),
         Action::Preview => open_dashboard(c, "#/preview").await,
         Action::Dashboard => open_dashboard(c, "").await,
         Action::Export => {
-            let job = c.run_job("/api/v1/export", None).await.map_err(|e| e.to_string())?;
-            let result = job.result.unwrap_or_default();
-            if let Some(e) = result.get("error").and_then(|e| e.as_str()) {
-                return Err(e.to_string());
-            }
-            tell("Export ready for manual upload", &format!("The agent wrote: {result}")).await;
+            let doc = c.export(None).await.map_err(|e| e.to_string())?;
+            tell(
+                "Export ready for manual upload",
+                &format!(
+                    "{} bundle(s) written to exports/{} in the agent's data directory. Carry it to the vendor's receiver and import the receipt it gives back.",
+                    doc.bundles, doc.file
+                ),
+            )
+            .await;
             Ok(())
         }
         Action::Quit => Ok(()),
     }
-}
-
-fn flip(m: TelemetryMode) -> TelemetryMode {
-    match m {
-        TelemetryMode::Automatic => TelemetryMode::Manual,
-        TelemetryMode::Manual => TelemetryMode::Automatic,
-    }
-}
-
-/// Exports every pending bundle to the exports folder and says where it went.
-async fn export(agent: &Agent) -> Result<(), String> {
-    let dir = agent.data_dir().exports_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let stamp = callhome::clock::rfc3339(agent.now()).replace(':', "");
-    let out = dir.join(format!("callhome-export-{stamp}.zip"));
-    let parts =
-        callhome::manual::export(agent, &out, None, None, Box::new(|_, _| {})).await.map_err(|e| e.to_string())?;
-    let bundles: usize = parts.iter().map(|p| p.bundles.len()).sum();
-    let files: Vec<String> = parts.iter().map(|p| p.path.display().to_string()).collect();
-    tell(
-        "Export ready for manual upload",
-        &format!(
-            "{bundles} bundle(s) written to {}. Carry it to the vendor's receiver and import the receipt it gives back.",
-            files.join(", ")
-        ),
-    )
-    .await;
-    Ok(())
 }

@@ -218,8 +218,8 @@ impl Action {
 
 /// Opens the dashboard in the default browser through a one-time sign-in link from the API
 /// (`fragment`: the page, such as `#/preview`; the sign-in's redirect keeps it).
-pub async fn open_dashboard(client: &callhome::api::client::Client, fragment: &str) -> Result<(), String> {
-    let link = client.dashboard_link().await.map_err(|e| format!("cannot get a sign-in link: {e}"))?;
+pub async fn open_dashboard(control: &callhome::control::Control, fragment: &str) -> Result<(), String> {
+    let link = control.dashboard_link().await.map_err(|e| format!("cannot get a sign-in link: {e}"))?;
     callhome::api::dashboard::open_in_browser(&format!("{}{fragment}", link.url))
         .map_err(|e| format!("cannot start a browser: {e}"))
 }

@@ -1,0 +1,310 @@
+//! The agent in this process, behind the control interface: each request carried out on the
+//! agent and answered as the API's wire document. The API's routes map HTTP onto these; the CLI
+//! and the tray use them when no agent runs elsewhere.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{ControlError, ProgramChange, Result};
+use crate::agent::Agent;
+use crate::api::dto::{
+    AttemptDoc, BundleDoc, CollectedDoc, ExportDoc, HistoryPage, ImportDoc, LedgerCheckDoc, LedgerDoc, ProgramChanged,
+    ProxyDoc, StatusDoc, StepDoc, UploadReportDoc, WithdrawnDoc,
+};
+use crate::bundle::{BundleError, Reader};
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::collect::licenses::{Identity, hour_json, inventory_json};
+use crate::programs::Program;
+use crate::secrets::Value as Secret;
+use crate::spool::Pending;
+
+/// Runs blocking work (file reads, hashing) off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ControlError::Failed(e.to_string()))?
+}
+
+fn bundle_err(e: BundleError) -> ControlError {
+    match e {
+        e @ BundleError::NoSuchFile { .. } => ControlError::NotFound(e.to_string()),
+        other => ControlError::Agent(other.into()),
+    }
+}
+
+/// A pending bundle's file, for a front end that streams it (the API's raw download).
+pub struct RawBundle {
+    pub name: String,
+    pub path: PathBuf,
+    /// What the ledger will record and the `Idempotency-Key` will carry.
+    pub sha256: String,
+}
+
+/// The in-process agent.
+#[derive(Clone)]
+pub struct Local {
+    agent: Arc<Agent>,
+}
+
+impl Local {
+    pub fn new(agent: Arc<Agent>) -> Local {
+        Local { agent }
+    }
+
+    /// The agent itself, for the daemon and the commands that run its work directly.
+    pub fn agent(&self) -> &Arc<Agent> {
+        &self.agent
+    }
+
+    pub async fn status(&self) -> Result<StatusDoc> {
+        Ok(StatusDoc::from(&self.agent.status()?))
+    }
+
+    pub async fn programs(&self) -> Result<Vec<crate::api::dto::ProgramDoc>> {
+        Ok(self.status().await?.programs)
+    }
+
+    pub async fn set_program(&self, p: Program, change: ProgramChange) -> Result<ProgramChanged> {
+        let mut withdrawn = Vec::new();
+        match change {
+            ProgramChange::Enabled(on) => withdrawn = self.agent.set_enabled(p, on).await?,
+            ProgramChange::Mode(mode) => {
+                if p != Program::Telemetry {
+                    return Err(ControlError::Refused(format!(
+                        "{} has no mode; turn it on or off with {{\"enabled\": bool}}",
+                        p.name()
+                    )));
+                }
+                self.agent.set_telemetry_mode(mode)?;
+            }
+        }
+        let program = self
+            .status()
+            .await?
+            .programs
+            .into_iter()
+            .find(|d| d.name == p.name())
+            .ok_or_else(|| ControlError::NotFound(format!("no program {}", p.name())))?;
+        Ok(ProgramChanged { program, withdrawn })
+    }
+
+    pub async fn collect(&self, p: Option<Program>) -> Result<Vec<CollectedDoc>> {
+        Ok(self.agent.collect(p).await?.iter().map(CollectedDoc::from).collect())
+    }
+
+    pub async fn upload(&self, p: Option<Program>) -> Result<UploadReportDoc> {
+        Ok(UploadReportDoc::from(&self.agent.upload_cycle(p).await?))
+    }
+
+    pub async fn bundles(&self) -> Result<Vec<BundleDoc>> {
+        let list = self.agent.spool().all_pending().map_err(crate::agent::AgentError::from)?;
+        Ok(list.iter().map(BundleDoc::from).collect())
+    }
+
+    fn pending(&self, name: &str) -> Result<Pending> {
+        self.agent.spool().find(name).map_err(crate::agent::AgentError::from)?.filter(|p| p.name == name).ok_or_else(
+            || {
+                ControlError::NotFound(format!(
+                    "no pending bundle {name:?}; `callhome status` (GET /api/v1/bundles) lists them"
+                ))
+            },
+        )
+    }
+
+    pub async fn bundle_bytes(&self, name: &str) -> Result<Vec<u8>> {
+        let p = self.pending(name)?;
+        blocking(move || std::fs::read(&p.path).map_err(|e| bundle_err(BundleError::Io { path: p.path, source: e })))
+            .await
+    }
+
+    /// One file of a pending bundle (`manifest.json` among them), byte for byte.
+    pub async fn bundle_file(&self, name: &str, file: &str) -> Result<Vec<u8>> {
+        let p = self.pending(name)?;
+        let file = file.to_string();
+        blocking(move || Reader::open(&p.path).and_then(|mut r| r.read(&file)).map_err(bundle_err)).await
+    }
+
+    /// A pending bundle's path and SHA-256, for streaming it as it is.
+    pub async fn raw_bundle(&self, name: &str) -> Result<RawBundle> {
+        let p = self.pending(name)?;
+        blocking(move || {
+            let (sha256, _) = crate::fsutil::sha256_file(&p.path)
+                .map_err(|source| bundle_err(BundleError::Io { path: p.path.clone(), source }))?;
+            Ok(RawBundle { name: p.name, path: p.path, sha256 })
+        })
+        .await
+    }
+
+    pub async fn withdraw(&self, name: &str) -> Result<WithdrawnDoc> {
+        let p = self.agent.withdraw_bundle(name).await?.ok_or_else(|| {
+            ControlError::NotFound(format!("no pending bundle {name:?}; GET /api/v1/bundles lists them"))
+        })?;
+        Ok(WithdrawnDoc { bundle: p.name, program: p.program.name().into(), size: p.size })
+    }
+
+    pub async fn history(&self, limit: u32, offset: u32) -> Result<HistoryPage> {
+        let rows = self.agent.store().attempts(limit, offset).map_err(crate::agent::AgentError::from)?;
+        let items: Vec<AttemptDoc> = rows.iter().map(AttemptDoc::from).collect();
+        let next_offset = (items.len() as u32 == limit).then_some(offset + limit);
+        Ok(HistoryPage { items, limit, offset, next_offset })
+    }
+
+    pub async fn ledger(&self) -> Result<Vec<LedgerDoc>> {
+        let rows = self.agent.store().ledger().map_err(crate::agent::AgentError::from)?;
+        Ok(rows.iter().map(LedgerDoc::from).collect())
+    }
+
+    /// The ledger checked end to end: its chain, and each receipt against its bundle and the
+    /// receiver's key. A ledger that does not verify is an answer (`ok: false`), not an error.
+    pub async fn ledger_verify(&self) -> Result<LedgerCheckDoc> {
+        let rows = self.agent.store().ledger().map_err(crate::agent::AgentError::from)?;
+        Ok(match crate::ledger::verify(self.agent.config(), &rows) {
+            Ok(c) => LedgerCheckDoc {
+                ok: true,
+                summary: c.to_string(),
+                rows: c.rows,
+                receipts: c.receipts,
+                signatures_checked: c.signatures_checked,
+                unverified: c.unverified,
+                problem: None,
+            },
+            Err(e) => LedgerCheckDoc {
+                ok: false,
+                summary: format!("the ledger does not verify: {e}"),
+                rows: rows.len(),
+                receipts: 0,
+                signatures_checked: false,
+                unverified: 0,
+                problem: Some(e.to_string()),
+            },
+        })
+    }
+
+    pub async fn licenses(&self) -> Result<serde_json::Value> {
+        let inv = self.agent.scan_licenses();
+        let events = self.agent.license_events(&inv)?;
+        Ok(inventory_json(&inv, &[], &events, SystemClock.now()))
+    }
+
+    /// Usage by feature and hour, after reading what is new in the debug logs.
+    pub async fn usage(&self, feature: Option<&str>, since: Timestamp) -> Result<Vec<serde_json::Value>> {
+        self.agent.refresh_licenses_locked().await?;
+        let rows = self.agent.store().usage(feature, since, i64::MAX).map_err(crate::agent::AgentError::from)?;
+        Ok(rows.iter().map(|r| hour_json(r, Identity::Names)).collect())
+    }
+
+    pub async fn proxy(&self) -> Result<ProxyDoc> {
+        Ok(ProxyDoc::from(&self.agent.access()))
+    }
+
+    /// Sets the proxy; the keyring is asked off the async threads (its D-Bus calls block).
+    pub async fn set_proxy(&self, url: &str, user: Option<&str>, password: Option<&Secret>) -> Result<ProxyDoc> {
+        let (agent, url, user, password) =
+            (self.agent.clone(), url.to_string(), user.map(str::to_string), password.cloned());
+        blocking(move || Ok(agent.set_proxy(&url, user.as_deref(), password.as_ref())?)).await?;
+        self.proxy().await
+    }
+
+    pub async fn clear_proxy(&self) -> Result<ProxyDoc> {
+        let agent = self.agent.clone();
+        blocking(move || Ok(agent.clear_proxy().map(drop)?)).await?;
+        self.proxy().await
+    }
+
+    /// Stores (`Some`) or removes (`None`) the endpoint token.
+    pub async fn register(&self, token: Option<&Secret>) -> Result<ProxyDoc> {
+        let (agent, token) = (self.agent.clone(), token.cloned());
+        blocking(move || match &token {
+            Some(t) => Ok(agent.set_token(t)?),
+            None => Ok(agent.clear_token().map(drop)?),
+        })
+        .await?;
+        self.proxy().await
+    }
+
+    /// Exports the pending bundles (of `program`, or of every program whose consent allows
+    /// sending) into one zip in the data directory's `exports/`.
+    pub async fn export(&self, program: Option<Program>) -> Result<ExportDoc> {
+        let dir = self.agent.data_dir().exports_dir();
+        std::fs::create_dir_all(&dir).map_err(|source| {
+            ControlError::Agent(crate::agent::AgentError::Bundle(BundleError::Io { path: dir.clone(), source }))
+        })?;
+        let file = format!("export_{}_{:04x}.zip", crate::clock::file_stamp(SystemClock.now()), fastrand::u16(..));
+        let out = dir.join(&file);
+        let mut parts = crate::manual::export(&self.agent, &out, program, None, Box::new(|_, _| {}))
+            .await
+            .map_err(|e| ControlError::Failed(e.to_string()))?;
+        let e = parts.remove(0);
+        Ok(ExportDoc {
+            export_id: e.export_id,
+            href: format!("/api/v1/exports/{file}"),
+            file,
+            bundles: e.bundles.len(),
+            bytes: e.bytes,
+        })
+    }
+
+    /// Imports a receiver's signed manual receipt. One that fails a check is refused as
+    /// [`ControlError::Invalid`] and changes nothing; importing twice is harmless.
+    pub async fn import_receipt(&self, bytes: &[u8]) -> Result<ImportDoc> {
+        match crate::manual::import_receipt_bytes(&self.agent, bytes, "the receipt").await {
+            Ok(r) => Ok(ImportDoc {
+                receipt_id: r.receipt_id,
+                export_id: r.export_id,
+                acknowledged: r.acknowledged,
+                already: r.already,
+                rejected: serde_json::to_value(&r.rejected).expect("wire documents serialize"),
+            }),
+            Err(e @ crate::manual::ManualError::Receipt(_)) => Err(ControlError::Invalid(e.to_string())),
+            Err(e) => Err(ControlError::Failed(e.to_string())),
+        }
+    }
+
+    /// Makes a support bundle in `exports/`, and sends it when `upload`; a failed send is told
+    /// in the document's `error` (the bundle stays in `exports/`).
+    pub async fn support_bundle(&self, case: crate::support::Case, upload: bool) -> Result<serde_json::Value> {
+        let dir = self.agent.data_dir().exports_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| ControlError::Failed(format!("{}: {e}", dir.display())))?;
+        let safe: String = case.number.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        let file =
+            format!("support_{safe}_{}_{:04x}.zip", crate::clock::file_stamp(SystemClock.now()), fastrand::u16(..));
+        let path = crate::support::build(&self.agent, &case, &dir.join(&file))
+            .await
+            .map_err(|e| ControlError::Failed(e.to_string()))?;
+        let mut doc = serde_json::json!({ "file": file, "href": format!("/api/v1/exports/{file}") });
+        if upload {
+            match crate::support::upload(&self.agent, &path).await {
+                Ok(id) => doc["receipt_id"] = serde_json::Value::from(id),
+                Err(e) => doc["error"] = serde_json::Value::from(e),
+            }
+        }
+        Ok(doc)
+    }
+
+    /// A file written in `exports/` (an export or a support bundle), by its plain name.
+    pub fn export_path(&self, file: &str) -> Result<PathBuf> {
+        let plain = file.ends_with(".zip")
+            && !file.starts_with('.')
+            && file.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        let path = self.agent.data_dir().exports_dir().join(file);
+        if !plain || !path.is_file() {
+            return Err(ControlError::NotFound(format!("no export {file:?}")));
+        }
+        Ok(path)
+    }
+
+    /// Each step of the path to the receiver (DNS, TCP, proxy, TLS, probe).
+    pub async fn test_connection(&self) -> Vec<StepDoc> {
+        let a = &self.agent;
+        let steps = crate::upload::diagnose::test_connection(a.config(), &a.install().install_id, &a.access()).await;
+        steps.iter().map(StepDoc::from).collect()
+    }
+
+    /// The Prometheus text.
+    pub fn metrics(&self) -> Result<String> {
+        Ok(crate::api::client::metrics_text(&self.agent)?)
+    }
+
+    /// The agent's notices (state changes, upload results, license events), as they happen.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::agent::Notice> {
+        self.agent.subscribe()
+    }
+}
