@@ -1,8 +1,9 @@
 //! Going idle: an agent that sits on every server spends nearly all its life waiting, so after a
 //! burst of work it hands back what only the work needed — freed heap (`malloc_trim`) and the
-//! clean code pages of its own executable that start-up and the work touched
-//! (`MADV_PAGEOUT`, Linux 5.4+, made for processes that go idle). Nothing is lost: a code page
-//! needed again comes back from the page cache on first touch. Elsewhere this does nothing.
+//! clean code and constant pages that start-up and the work touched, its executable's and its
+//! libraries' alike (`MADV_PAGEOUT`, Linux 5.4+, made for processes that go idle: in the tray
+//! that is most of GTK, touched once to start and idle after). Nothing is lost: a page needed
+//! again comes back from the page cache on first touch. Elsewhere this does nothing.
 
 /// Releases what the last burst of work left resident.
 pub fn release_idle() {
@@ -20,14 +21,15 @@ mod linux {
         unsafe {
             libc::malloc_trim(0);
         }
-        let Ok(exe) = std::fs::read_link("/proc/self/exe") else { return };
         let Ok(maps) = std::fs::File::open("/proc/self/maps") else { return };
         for line in std::io::BufReader::new(maps).lines().map_while(Result::ok) {
-            // "start-end perms offset dev inode path": only our own read-only, never-written
-            // mappings (code and constants), whose pages the file holds.
+            // "start-end perms offset dev inode path": only read-only, never-written mappings of
+            // files (code and constants of the executable and its libraries), whose pages the
+            // file holds; never anonymous memory, the stack or the kernel's [vdso].
             let mut f = line.split_whitespace();
             let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
-            if perms.contains('w') || !line.ends_with(exe.to_string_lossy().as_ref()) {
+            let path = f.nth(3).unwrap_or("");
+            if perms.contains('w') || !perms.ends_with('p') || !path.starts_with('/') {
                 continue;
             }
             let Some((start, end)) = range.split_once('-') else { continue };

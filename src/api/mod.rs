@@ -62,6 +62,8 @@ pub struct ApiState {
     /// The status document, serialized.
     snapshot: RwLock<Bytes>,
     jobs: Mutex<HashMap<u64, JobDoc>>,
+    /// The jobs' tasks: owned here, awaited when the API stops (never detached).
+    job_tasks: Mutex<tokio::task::JoinSet<()>>,
     next_job: AtomicU64,
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -105,7 +107,10 @@ impl ApiState {
         };
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(id, doc.clone());
         let st = self.clone();
-        tokio::spawn(async move {
+        let mut tasks = self.job_tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Reap the finished ones so the set holds only what runs.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
             let (ok, result) = work.await;
             st.refresh();
             let mut jobs = st.jobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -157,6 +162,7 @@ pub async fn serve(
         sessions: dashboard::Sessions::new(port),
         snapshot: RwLock::new(Bytes::new()),
         jobs: Mutex::new(HashMap::new()),
+        job_tasks: Mutex::new(tokio::task::JoinSet::new()),
         next_job: AtomicU64::new(0),
         shutdown: shutdown.clone(),
     });
@@ -194,7 +200,10 @@ pub async fn serve(
         None => v4.await,
     };
     let _ = shutdown.wait_for(|v| *v).await;
-    refresher.abort();
+    let _ = refresher.await;
+    // Jobs already started finish (a collect or upload half done is finished, not cut).
+    let mut jobs = std::mem::take(&mut *st.job_tasks.lock().unwrap_or_else(|e| e.into_inner()));
+    while jobs.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&api_json);
     served.map_err(ApiError::Io)
 }

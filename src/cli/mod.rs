@@ -159,12 +159,13 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Ledger { action } => {
-            let agent = open_agent(&cli)?;
+            // The ledger is read from the data directory even beside a running agent (SQLite
+            // readers never wait on it).
+            let local = callhome::control::Local::new(Arc::new(open_agent(&cli)?));
             match action {
-                LedgerAction::Verify => ledger_verify(&agent),
+                LedgerAction::Verify => ledger_verify(&local),
                 LedgerAction::List { json } => {
-                    let rows = agent.store().ledger().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-                    print::ledger(&rows, *json);
+                    print::ledger(&local.ledger_rows()?, *json);
                     Ok(0)
                 }
             }
@@ -521,9 +522,8 @@ fn tempfile_for(bytes: &[u8]) -> Result<TempBundle> {
     Ok(TempBundle(path))
 }
 
-fn ledger_verify(agent: &Agent) -> Result<u8> {
-    let rows = agent.store().ledger().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-    match callhome::ledger::verify(agent.config(), &rows) {
+fn ledger_verify(local: &callhome::control::Local) -> Result<u8> {
+    match local.check_ledger()? {
         Ok(check) => {
             println!("{check}");
             Ok(0)

@@ -148,14 +148,26 @@ impl Local {
     }
 
     pub async fn ledger(&self) -> Result<Vec<LedgerDoc>> {
-        let rows = self.agent.store().ledger().map_err(crate::agent::AgentError::from)?;
-        Ok(rows.iter().map(LedgerDoc::from).collect())
+        Ok(self.ledger_rows()?.iter().map(LedgerDoc::from).collect())
+    }
+
+    /// The ledger's rows, oldest first.
+    pub fn ledger_rows(&self) -> Result<Vec<crate::store::LedgerRow>> {
+        Ok(self.agent.store().ledger().map_err(crate::agent::AgentError::from)?)
+    }
+
+    /// The ledger checked end to end, with the kind of problem when it does not verify
+    /// (tampering, or a configuration that cannot check it).
+    pub fn check_ledger(
+        &self,
+    ) -> Result<std::result::Result<crate::ledger::LedgerCheck, crate::ledger::LedgerCheckError>> {
+        Ok(crate::ledger::verify(self.agent.config(), &self.ledger_rows()?))
     }
 
     /// The ledger checked end to end: its chain, and each receipt against its bundle and the
     /// receiver's key. A ledger that does not verify is an answer (`ok: false`), not an error.
     pub async fn ledger_verify(&self) -> Result<LedgerCheckDoc> {
-        let rows = self.agent.store().ledger().map_err(crate::agent::AgentError::from)?;
+        let rows = self.ledger_rows()?;
         Ok(match crate::ledger::verify(self.agent.config(), &rows) {
             Ok(c) => LedgerCheckDoc {
                 ok: true,
@@ -300,7 +312,7 @@ impl Local {
 
     /// The Prometheus text.
     pub fn metrics(&self) -> Result<String> {
-        Ok(crate::api::client::metrics_text(&self.agent)?)
+        Ok(super::metrics::text(&self.agent)?)
     }
 
     /// The agent's notices (state changes, upload results, license events), as they happen.

@@ -7,6 +7,7 @@
 //! Front ends never reach the store or the spool: what they need is a method here.
 
 mod local;
+mod metrics;
 mod remote;
 
 use std::sync::Arc;

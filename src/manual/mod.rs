@@ -23,7 +23,6 @@ use crate::agent::{Agent, AgentError, Notice};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::programs::Program;
 use crate::receipt::load_public_key;
-use crate::spool::Fate;
 use crate::store::{Attempt, LedgerEntry, LedgerEvent};
 use crate::upload::Code;
 
@@ -81,7 +80,7 @@ pub async fn export(
     let mut pending = Vec::new();
     for p in Program::ALL.into_iter().filter(|p| only.is_none_or(|o| o == *p)) {
         if p.mandatory() || consent.enabled(p) {
-            pending.extend(agent.spool().pending(p)?);
+            pending.extend(agent.pending(p)?);
         }
     }
     let parts = split(pending, max_size);
@@ -129,7 +128,7 @@ pub async fn export(
         done_before += part_bytes;
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let json = serde_json::to_string(&manifest.bundles).expect("bundle lists serialize");
-        agent.store().record_export(&manifest.export_id, agent.now(), &json)?;
+        agent.record_export(&manifest.export_id, agent.now(), &json)?;
         out_list.push(Exported { export_id: manifest.export_id, path, bundles: manifest.bundles, bytes });
     }
     Ok(out_list)
@@ -252,7 +251,7 @@ pub async fn import_receipt_bytes(agent: &Agent, text: &[u8], label: &str) -> Re
         )));
     }
     let _w = agent.work_lock().await?;
-    let bundles: Vec<ExportedBundle> = match agent.store().export_bundles(&receipt.export_id)? {
+    let bundles: Vec<ExportedBundle> = match agent.export_bundles(&receipt.export_id)? {
         Some(json) => serde_json::from_str(&json).unwrap_or_default(),
         None => return Err(ManualError::Receipt(format!("export {} was not made by this agent", receipt.export_id))),
     };
@@ -286,13 +285,8 @@ pub async fn import_receipt_bytes(agent: &Agent, text: &[u8], label: &str) -> Re
             http_status: None,
             duration_ms: 0,
         };
-        let fate = Fate::Sent { entry: &entry, attempt: &attempt };
-        let new = match agent.spool().find(&b.name)?.filter(|p| p.program == program) {
-            // Ledger first, then the file.
-            Some(p) => agent.spool().retire(&mut agent.store(), &p, fate)?,
-            // Not pending here (already retired, or never in this spool): the ledger learns of it.
-            None => agent.store().record_sent(&attempt, &entry)?,
-        };
+        // Ledger first, then the file.
+        let new = agent.acknowledge(&b.name, program, &entry, &attempt)?;
         if new {
             agent.write_result(
                 program,
@@ -314,7 +308,7 @@ pub async fn import_receipt_bytes(agent: &Agent, text: &[u8], label: &str) -> Re
 /// Records an export as reported by hand without a receipt: unverified, shown as such.
 pub async fn confirm_export(agent: &Agent, export_id: &str) -> Result<Vec<String>> {
     let _w = agent.work_lock().await?;
-    let bundles: Vec<ExportedBundle> = match agent.store().export_bundles(export_id)? {
+    let bundles: Vec<ExportedBundle> = match agent.export_bundles(export_id)? {
         Some(json) => serde_json::from_str(&json).unwrap_or_default(),
         None => {
             return Err(ManualError::Receipt(format!(
@@ -326,7 +320,6 @@ pub async fn confirm_export(agent: &Agent, export_id: &str) -> Result<Vec<String
     let mut done = Vec::new();
     for b in &bundles {
         let program: Program = b.program.parse().map_err(ManualError::Receipt)?;
-        let Some(p) = agent.spool().find(&b.name)?.filter(|p| p.program == program) else { continue };
         let entry = LedgerEntry {
             at: now,
             event: LedgerEvent::Reported,
@@ -336,8 +329,9 @@ pub async fn confirm_export(agent: &Agent, export_id: &str) -> Result<Vec<String
             size: b.size,
             detail: serde_json::json!({ "export_id": export_id, "unverified": true }).to_string(),
         };
-        agent.spool().retire(&mut agent.store(), &p, Fate::Recorded(&entry))?;
-        done.push(b.name.clone());
+        if agent.retire_pending(&b.name, program, &entry)? {
+            done.push(b.name.clone());
+        }
     }
     agent.notify(Notice::StateChanged { what: format!("export {export_id} confirmed") });
     Ok(done)
