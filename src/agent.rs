@@ -26,7 +26,7 @@ use crate::programs::{Consent, Program, TelemetryMode, do_not_track_from_env};
 use crate::schedule::{Plan, Task};
 use crate::secrets::{self, Secret, Value};
 use crate::spool::{Pending, Recovery, Spool, SpoolError};
-use crate::store::{Attempt, LedgerEntry, LedgerEvent, Store, StoreError, TaskState};
+use crate::store::{Attempt, ErrorsPart, Key, LedgerEntry, LedgerEvent, LogKey, Store, StoreError, TaskState};
 use crate::upload::{Access, Code, Disposition, Failure, Outgoing, StoredAccess, Uploader, result};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,18 +51,18 @@ type Result<T> = std::result::Result<T, AgentError>;
 /// A wait at least this long counts as going idle.
 const IDLE: Duration = Duration::from_secs(30);
 
-/// Settings keys of the proxy `callhome proxy set` chose.
-const PROXY_URL: &str = "proxy.url";
-const PROXY_USER: &str = "proxy.user";
-/// A secret's settings key holds this when the keyring has it.
+/// A secret's settings key ([`Key::SecretInKeyring`]) holds this when the keyring has it.
 const IN_KEYRING: &str = "keyring";
 
 /// What the state database says about the proxy and the keyring.
 fn stored_access(store: &Store) -> Result<StoredAccess> {
     Ok(StoredAccess {
-        proxy: store.setting(PROXY_URL)?.map(|u| Ok::<_, AgentError>((u, store.setting(PROXY_USER)?))).transpose()?,
-        password_in_keyring: store.setting(Secret::ProxyPassword.key())?.as_deref() == Some(IN_KEYRING),
-        token_in_keyring: store.setting(Secret::EndpointToken.key())?.as_deref() == Some(IN_KEYRING),
+        proxy: store
+            .setting(Key::ProxyUrl)?
+            .map(|u| Ok::<_, AgentError>((u, store.setting(Key::ProxyUser)?)))
+            .transpose()?,
+        password_in_keyring: store.setting(Key::SecretInKeyring(Secret::ProxyPassword))?.as_deref() == Some(IN_KEYRING),
+        token_in_keyring: store.setting(Key::SecretInKeyring(Secret::EndpointToken))?.as_deref() == Some(IN_KEYRING),
     })
 }
 
@@ -231,13 +231,13 @@ impl Agent {
         }
         {
             let store = self.store();
-            store.set_setting(PROXY_URL, url)?;
+            store.set_setting(Key::ProxyUrl, url)?;
             match user {
-                Some(u) => store.set_setting(PROXY_USER, u)?,
-                None => store.delete_setting(PROXY_USER)?,
+                Some(u) => store.set_setting(Key::ProxyUser, u)?,
+                None => store.delete_setting(Key::ProxyUser)?,
             }
             if password.is_some() {
-                store.set_setting(Secret::ProxyPassword.key(), IN_KEYRING)?;
+                store.set_setting(Key::SecretInKeyring(Secret::ProxyPassword), IN_KEYRING)?;
             }
         }
         self.reload_access()
@@ -249,8 +249,8 @@ impl Agent {
         let removed = self.clear_secret(Secret::ProxyPassword)?;
         {
             let store = self.store();
-            store.delete_setting(PROXY_URL)?;
-            store.delete_setting(PROXY_USER)?;
+            store.delete_setting(Key::ProxyUrl)?;
+            store.delete_setting(Key::ProxyUser)?;
         }
         self.reload_access()?;
         Ok(removed)
@@ -260,7 +260,7 @@ impl Agent {
     /// token from now on.
     pub fn set_token(&self, token: &Value) -> Result<()> {
         secrets::store(Secret::EndpointToken, token)?;
-        self.store().set_setting(Secret::EndpointToken.key(), IN_KEYRING)?;
+        self.store().set_setting(Key::SecretInKeyring(Secret::EndpointToken), IN_KEYRING)?;
         self.reload_access()
     }
 
@@ -274,9 +274,9 @@ impl Agent {
     fn clear_secret(&self, s: Secret) -> Result<bool> {
         // Only what callhome put in the keyring is asked for: a machine that never stored a
         // secret never wakes a keyring daemon.
-        let in_keyring = self.store().setting(s.key())?.as_deref() == Some(IN_KEYRING);
+        let in_keyring = self.store().setting(Key::SecretInKeyring(s))?.as_deref() == Some(IN_KEYRING);
         let removed = in_keyring && secrets::clear(s)?;
-        self.store().delete_setting(s.key())?;
+        self.store().delete_setting(Key::SecretInKeyring(s))?;
         Ok(removed)
     }
 
@@ -326,8 +326,8 @@ impl Agent {
 
     fn version_status(&self, now: Timestamp) -> Result<VersionStatus> {
         let store = self.store();
-        let latest = store.setting("version.latest")?;
-        let released = store.setting("version.released")?;
+        let latest = store.setting(Key::VersionLatest)?;
+        let released = store.setting(Key::VersionReleased)?;
         let running = env!("CARGO_PKG_VERSION");
         let newer = latest.as_deref().is_some_and(|l| version_parts(l) > version_parts(running));
         let old_enough = released
@@ -536,13 +536,13 @@ impl Agent {
             store.set_task(TELEMETRY_COLLECT_TASK, TaskState { due_at: now, last_run: Some(now), failures: 0 })?;
         }
         if matches!(p, Program::Telemetry | Program::Ceip) {
-            store.set_setting(&window_key(p), &window.1.to_string())?;
+            store.set_setting(Key::Window(p), &window.1.to_string())?;
         }
         if !pending_events.is_empty() {
             store.mark_events_uploaded(&pending_events.iter().map(|e| e.key.clone()).collect::<Vec<_>>())?;
         }
-        for (k, v) in &after_commit {
-            store.set_setting(k, v)?;
+        for (k, v) in after_commit {
+            store.set_setting(k, &v)?;
         }
         let quota = self.spool.enforce_quota(&mut store, self.cfg.spool.max_bytes, now)?;
         if !quota.evicted.is_empty() {
@@ -611,7 +611,7 @@ impl Agent {
             let r = self.upload_program(p).await?;
             // The cadence counts from uploads that happened, not from empty cycles.
             if r.failure.is_none() && !r.sent.is_empty() {
-                self.store().set_setting(&cadence_key(p), &now.to_string())?;
+                self.store().set_setting(Key::Cadence(p), &now.to_string())?;
             }
             report.programs.push(r);
         }
@@ -622,7 +622,7 @@ impl Agent {
     /// fine: the schedule only wakes on the hour's side), or its last attempt failed.
     fn program_due(&self, p: Program, now: Timestamp) -> Result<bool> {
         let store = self.store();
-        let last: Option<Timestamp> = store.setting_as(&cadence_key(p))?;
+        let last: Option<Timestamp> = store.setting_as(Key::Cadence(p))?;
         let failed = store.last_attempt(p)?.is_some_and(|a| a.code != Code::Success.as_str());
         drop(store);
         let interval = self.upload_interval(p).as_secs() as i64;
@@ -740,8 +740,8 @@ impl Agent {
                 self.store().record_sent(&attempt, &entry)?;
                 if let Some(l) = &receipt.latest_agent {
                     let store = self.store();
-                    store.set_setting("version.latest", &l.version)?;
-                    store.set_setting("version.released", &l.released)?;
+                    store.set_setting(Key::VersionLatest, &l.version)?;
+                    store.set_setting(Key::VersionReleased, &l.released)?;
                 }
                 self.spool.remove(b)?;
                 self.write_result(b.program, Code::Success, "", None, now);
@@ -825,7 +825,7 @@ impl Agent {
         for log in &self.cfg.licenses.debug_logs {
             let path = self.config_base().join(log);
             let key = path.display().to_string();
-            let cursor = self.store().log_cursor(&key)?;
+            let cursor = self.store().log_cursor(LogKey::DebugLog(&path))?;
             let p2 = path.clone();
             match tokio::task::spawn_blocking(move || licenses::debuglog::read_new(&p2, cursor))
                 .await
@@ -833,7 +833,7 @@ impl Agent {
             {
                 Ok(parser) => {
                     let cursor = serde_json::to_string(&parser.cursor).expect("cursors serialize");
-                    self.store().apply_usage(&key, &cursor, &parser.hours, &parser.names)?;
+                    self.store().apply_usage(&path, &cursor, &parser.hours, &parser.names)?;
                     if parser.stats.restarted {
                         info!(log = %key, "debug log rotated or truncated: read from its start");
                     }
@@ -879,8 +879,7 @@ impl Agent {
             warn!("collect.error_logs: {}: {}", p.file.display(), p.message);
         }
         for path in paths {
-            let key = format!("errors:{}", path.display());
-            let mut cursor: crate::tail::TailCursor = self.store().log_cursor(&key)?;
+            let mut cursor: crate::tail::TailCursor = self.store().log_cursor(LogKey::ErrorLog(&path))?;
             let patterns = self.cfg.collect.error_patterns.clone();
             let p2 = path.clone();
             let scanned = tokio::task::spawn_blocking(move || {
@@ -892,7 +891,7 @@ impl Agent {
                 Ok((found, cursor)) => {
                     let now = self.clock.now();
                     let json = serde_json::to_string(&cursor).expect("cursors serialize");
-                    self.store().add_errors(&key, &json, now - now.rem_euclid(3600), &found, now)?;
+                    self.store().add_errors(&path, &json, now - now.rem_euclid(3600), &found, now)?;
                 }
                 Err(e) => warn!("cannot read the product log {}: {e}; check collect.error_logs", path.display()),
             }
@@ -902,18 +901,18 @@ impl Agent {
 
     fn has_unsent_errors(&self, p: Program) -> Result<bool> {
         let store = self.store();
-        let after: i64 = store.setting_as(&errors_sent_key(p, "counts"))?.unwrap_or(0);
+        let after: i64 = store.setting_as(Key::ErrorsSent(p, ErrorsPart::Counts))?.unwrap_or(0);
         Ok(!store.errors_after(after, i64::MAX)?.0.is_empty())
     }
 
     /// `errors.json`: error counts (and, when `samples`, redacted sample lines) recorded since the
     /// program's last bundle. Returns the settings that mark them sent, to apply once the bundle
     /// is in the spool (a failed write loses nothing).
-    fn add_errors_file(&self, p: Program, c: &mut bundle::Contents, samples: bool) -> Result<Vec<(String, String)>> {
+    fn add_errors_file(&self, p: Program, c: &mut bundle::Contents, samples: bool) -> Result<Vec<(Key, String)>> {
         let store = self.store();
-        let key = |what: &str| errors_sent_key(p, what);
-        let after: i64 = store.setting_as(&key("counts"))?.unwrap_or(0);
-        let after_sample: i64 = store.setting_as(&key("samples"))?.unwrap_or(0);
+        let key = |part| Key::ErrorsSent(p, part);
+        let after: i64 = store.setting_as(key(ErrorsPart::Counts))?.unwrap_or(0);
+        let after_sample: i64 = store.setting_as(key(ErrorsPart::Samples))?.unwrap_or(0);
         let (counts, sample_rows, max, max_sample) = store.errors_after(after, after_sample)?;
         if counts.is_empty() {
             return Ok(Vec::new());
@@ -932,11 +931,11 @@ impl Agent {
             "error lines in the product's logs: counts per pattern and hour only"
         };
         c.add_json("errors.json", holds, &doc);
-        Ok(vec![(key("counts"), max.to_string()), (key("samples"), max_sample.to_string())])
+        Ok(vec![(key(ErrorsPart::Counts), max.to_string()), (key(ErrorsPart::Samples), max_sample.to_string())])
     }
 
     fn usage_window_start(&self, p: Program) -> Result<Timestamp> {
-        Ok(self.store().setting_as(&window_key(p))?.unwrap_or(0))
+        Ok(self.store().setting_as(Key::Window(p))?.unwrap_or(0))
     }
 
     /// Adds the license files a program's bundle carries.
@@ -946,7 +945,7 @@ impl Agent {
         c: &mut bundle::Contents,
         window: (Timestamp, Timestamp),
         events: &[crate::store::EventRow],
-    ) -> Result<Vec<(String, String)>> {
+    ) -> Result<Vec<(Key, String)>> {
         let mut after_commit = Vec::new();
         match p {
             Program::Telemetry => {
@@ -1128,19 +1127,6 @@ impl Agent {
             }
         })
     }
-}
-
-/// The setting that says up to which error rows `p`'s bundles carry (`counts` or `samples`).
-fn errors_sent_key(p: Program, what: &str) -> String {
-    format!("errors.sent.{}.{what}", p.name())
-}
-
-fn cadence_key(p: Program) -> String {
-    format!("upload.last_cycle.{}", p.name())
-}
-
-fn window_key(p: Program) -> String {
-    format!("usage.window.{}", p.name())
 }
 
 enum One {

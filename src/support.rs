@@ -136,7 +136,7 @@ async fn dry_run(agent: &Agent) -> Value {
     for log in &agent.config().licenses.debug_logs {
         let path = base.join(log);
         let key = path.display().to_string();
-        let cursor = agent.store().log_cursor(&key).unwrap_or_default();
+        let cursor = agent.store().log_cursor(crate::store::LogKey::DebugLog(&path)).unwrap_or_default();
         let t = Instant::now();
         let r = tokio::task::spawn_blocking(move || licenses::debuglog::read_new(&path, cursor))
             .await

@@ -1,10 +1,12 @@
 //! The errors collector's tables: error-line counts per pattern and hour, and the newest redacted
 //! samples. What a program's bundles already carry is kept in settings, not here.
 
+use std::path::Path;
+
 use rusqlite::params;
 
 use super::usage::save_cursor;
-use super::{Result, Store};
+use super::{LogKey, Result, Store};
 use crate::clock::Timestamp;
 
 impl Store {
@@ -12,7 +14,7 @@ impl Store {
     /// cursor, in one transaction.
     pub fn add_errors(
         &mut self,
-        cursor_key: &str,
+        error_log: &Path,
         cursor_json: &str,
         hour: Timestamp,
         found: &crate::collect::errors::Found,
@@ -36,7 +38,7 @@ impl Store {
             "DELETE FROM error_samples WHERE id NOT IN (SELECT id FROM error_samples ORDER BY id DESC LIMIT 100)",
             [],
         )?;
-        save_cursor(&tx, cursor_key, cursor_json)?;
+        save_cursor(&tx, LogKey::ErrorLog(error_log), cursor_json)?;
         tx.commit()?;
         Ok(())
     }

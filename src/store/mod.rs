@@ -8,13 +8,14 @@
 //!
 //! Layout: this file opens the database, migrates it and hands out write transactions;
 //! `migrations` holds every schema change; one file per family of tables adds its methods to
-//! [`Store`]: `settings` (settings, program choices, the schedule), `attempts`, `ledger`,
+//! [`Store`]: `settings` (settings, program choices, the schedule; `key` spells their keys), `attempts`, `ledger`,
 //! `usage` (samples, hourly license usage, log cursors), `errors`, `exports` and `licenses`
 //! (license events and the lines seen).
 
 mod attempts;
 mod errors;
 mod exports;
+mod key;
 mod ledger;
 mod licenses;
 mod migrations;
@@ -26,6 +27,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 pub use attempts::Attempt;
+pub use key::{ErrorsPart, Key, LogKey};
 pub use ledger::{GENESIS, LedgerBreak, LedgerEntry, LedgerEvent, LedgerRow, row_hash, verify_chain};
 pub use licenses::{EventRow, SeenLicense};
 pub use settings::TaskState;

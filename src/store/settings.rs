@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Result, Store};
+use super::{Key, Result, Store};
 use crate::clock::Timestamp;
 use crate::programs::{Choices, Program, TelemetryMode};
 
@@ -17,47 +17,48 @@ pub struct TaskState {
 }
 
 impl Store {
-    pub fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    /// A setting's stored text (None when unset).
+    pub fn setting(&self, key: impl Into<Key>) -> Result<Option<String>> {
+        let key = key.into();
+        Ok(self.conn.query_row("SELECT value FROM settings WHERE key = ?1", [key.as_str()], |r| r.get(0)).optional()?)
     }
 
     /// A setting parsed as `T` (None when unset or unreadable).
-    pub fn setting_as<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>> {
+    pub fn setting_as<T: std::str::FromStr>(&self, key: impl Into<Key>) -> Result<Option<T>> {
         Ok(self.setting(key)?.and_then(|v| v.parse().ok()))
     }
 
-    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+    pub fn set_setting(&self, key: impl Into<Key>, value: &str) -> Result<()> {
+        let key = key.into();
         self.conn.execute(
             "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [key, value],
+            [key.as_str().as_ref(), value],
         )?;
         Ok(())
     }
 
-    pub fn delete_setting(&self, key: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM settings WHERE key = ?1", [key])?;
+    pub fn delete_setting(&self, key: impl Into<Key>) -> Result<()> {
+        self.conn.execute("DELETE FROM settings WHERE key = ?1", [key.into().as_str()])?;
         Ok(())
     }
 
     /// The administrator's persisted program choices.
     pub fn choices(&self) -> Result<Choices> {
-        let flag = |p: Program| -> Result<Option<bool>> {
-            Ok(self.setting(&format!("program.{}", p.name()))?.map(|v| v == "on"))
-        };
+        let flag = |p: Program| -> Result<Option<bool>> { Ok(self.setting(Key::Choice(p))?.map(|v| v == "on")) };
         Ok(Choices {
             call_home: flag(Program::CallHome)?,
             ceip: flag(Program::Ceip)?,
             events: flag(Program::Events)?,
-            telemetry_mode: self.setting_as("program.telemetry_mode")?,
+            telemetry_mode: self.setting_as(Key::TelemetryMode)?,
         })
     }
 
     pub fn set_choice(&self, p: Program, on: bool) -> Result<()> {
-        self.set_setting(&format!("program.{}", p.name()), if on { "on" } else { "off" })
+        self.set_setting(Key::Choice(p), if on { "on" } else { "off" })
     }
 
     pub fn set_telemetry_mode(&self, mode: TelemetryMode) -> Result<()> {
-        self.set_setting("program.telemetry_mode", mode.name())
+        self.set_setting(Key::TelemetryMode, mode.name())
     }
 
     pub fn task(&self, task: &str) -> Result<Option<TaskState>> {

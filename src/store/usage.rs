@@ -1,9 +1,11 @@
 //! Samples (performance and usage readings waiting for a bundle), hourly license usage merged
 //! from the debug logs, and the logs' read cursors.
 
+use std::path::Path;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Result, Store};
+use super::{LogKey, Result, Store};
 use crate::clock::Timestamp;
 use crate::programs::Program;
 
@@ -50,9 +52,11 @@ impl Store {
     }
 
     /// A log's saved cursor; a file never read (or a damaged cursor) starts from the beginning.
-    pub fn log_cursor<T: serde::de::DeserializeOwned + Default>(&self, path: &str) -> Result<T> {
-        let json: Option<String> =
-            self.conn.query_row("SELECT cursor FROM log_cursors WHERE path = ?1", [path], |r| r.get(0)).optional()?;
+    pub fn log_cursor<T: serde::de::DeserializeOwned + Default>(&self, log: LogKey<'_>) -> Result<T> {
+        let json: Option<String> = self
+            .conn
+            .query_row("SELECT cursor FROM log_cursors WHERE path = ?1", [log.as_str()], |r| r.get(0))
+            .optional()?;
         Ok(json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default())
     }
 
@@ -60,7 +64,7 @@ impl Store {
     /// counts the same bytes twice.
     pub fn apply_usage(
         &mut self,
-        path: &str,
+        debug_log: &Path,
         cursor_json: &str,
         hours: &crate::licenses::debuglog::Hours,
         names: &crate::licenses::debuglog::Names,
@@ -123,7 +127,7 @@ impl Store {
                 ])?;
             }
         }
-        save_cursor(&tx, path, cursor_json)?;
+        save_cursor(&tx, LogKey::DebugLog(debug_log), cursor_json)?;
         tx.commit()?;
         Ok(())
     }
@@ -161,10 +165,10 @@ impl Store {
     }
 }
 
-pub(super) fn save_cursor(conn: &Connection, key: &str, cursor_json: &str) -> Result<()> {
+pub(super) fn save_cursor(conn: &Connection, log: LogKey<'_>, cursor_json: &str) -> Result<()> {
     conn.execute(
         "INSERT INTO log_cursors (path, cursor) VALUES (?1, ?2) ON CONFLICT(path) DO UPDATE SET cursor = excluded.cursor",
-        [key, cursor_json],
+        [log.as_str().as_ref(), cursor_json],
     )?;
     Ok(())
 }
