@@ -50,15 +50,7 @@ fn manual_err(e: callhome::manual::ManualError) -> CliError {
 
 /// The error's message, with what to do when the cause is a full disk.
 fn with_hint(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut full = e.to_string().contains("disk is full");
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cur {
-        if c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull) {
-            full = true;
-        }
-        cur = c.source();
-    }
-    if full {
+    if callhome::fsutil::is_disk_full(e) {
         format!(
             "{e}\nThe disk holding the data directory is full: nothing was lost (pending bundles stay in the spool); free some space and run the command again."
         )
