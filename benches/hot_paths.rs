@@ -68,7 +68,7 @@ fn spool_and_status(c: &mut Criterion) {
     let (_dir, agent) = agent_with_pending(10_000);
     let mut g = c.benchmark_group("pending_10000");
     g.sample_size(10);
-    g.bench_function("spool_listing", |b| b.iter(|| assert_eq!(agent.spool().all_pending().unwrap().len(), 10_000)));
+    g.bench_function("spool_listing", |b| b.iter(|| assert_eq!(agent.all_pending().unwrap().len(), 10_000)));
     g.bench_function("status", |b| b.iter(|| agent.status().unwrap()));
     g.finish();
 

@@ -25,9 +25,6 @@ use crate::programs::Program;
 /// How often the compliance clock is looked at when nothing else happens.
 const CLOCK_CHECK: Duration = Duration::from_secs(15 * 60);
 
-/// Settings-key prefix of what was shown when.
-const SHOWN: &str = "notified.";
-
 /// Something to tell the person at the desktop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct News {
@@ -200,7 +197,7 @@ pub async fn run(agent: Arc<Agent>, sink: Arc<dyn Deliver>, mut shutdown: tokio:
         return;
     }
     let mut notices = agent.subscribe();
-    let failing = agent.store().setting("notify.failing").ok().flatten();
+    let failing = agent.alert_failing().ok().flatten();
     let mut n = Notifier {
         agent: agent.clone(),
         decider: Decider::new(failing),
@@ -246,37 +243,28 @@ struct Notifier {
 
 impl Notifier {
     fn remember_failing(&self) {
-        let store = self.agent.store();
-        let r = match self.decider.failing() {
-            Some(code) => store.set_setting("notify.failing", code),
-            None => store.delete_setting("notify.failing"),
-        };
-        if let Err(e) = r {
+        if let Err(e) = self.agent.set_alert_failing(self.decider.failing()) {
             warn!("notifications: {e}");
         }
     }
 
     async fn check_clock(&mut self) {
-        let now = self.agent.now();
-        let last = match self.agent.store().last_success(Program::Telemetry) {
-            Ok(l) => l,
+        let c = match self.agent.compliance() {
+            Ok(c) => c,
             Err(e) => return warn!("notifications: {e}"),
         };
-        let cfg = &self.agent.config().compliance;
-        let c = compliance::evaluate(cfg, last, self.agent.install().created_at, now);
-        if let Some(news) = self.decider.compliance(&c, cfg.max_days) {
+        if let Some(news) = self.decider.compliance(&c, self.agent.config().compliance.max_days) {
             self.show(news).await;
         }
     }
 
     async fn show(&mut self, news: News) {
         let now = self.agent.now();
-        let key = format!("{SHOWN}{}", news.key);
-        let last = self.agent.store().setting_as::<Timestamp>(&key).ok().flatten();
+        let last = self.agent.last_told(&news.key).ok().flatten();
         if !may_show(&news, last, now, self.quiet) {
             return;
         }
-        if let Err(e) = self.agent.store().set_setting(&key, &now.to_string()) {
+        if let Err(e) = self.agent.mark_told(&news.key, now) {
             warn!("notifications: {e}");
         }
         match self.sink.deliver(&news).await {

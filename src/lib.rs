@@ -17,7 +17,6 @@
 //! No GUI library is linked here: the tray is the `callhome-tray` crate, a client of this one.
 
 pub mod agent;
-mod agent_bundles;
 pub mod alerts;
 pub mod api;
 pub mod bundle;

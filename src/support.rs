@@ -136,7 +136,7 @@ async fn dry_run(agent: &Agent) -> Value {
     for log in &agent.config().licenses.debug_logs {
         let path = base.join(log);
         let key = path.display().to_string();
-        let cursor = agent.store().log_cursor(&key).unwrap_or_default();
+        let cursor = agent.debug_log_cursor(&path);
         let t = Instant::now();
         let r = tokio::task::spawn_blocking(move || licenses::debuglog::read_new(&path, cursor))
             .await
@@ -168,8 +168,7 @@ pub async fn build(agent: &Agent, case: &Case, out: &Path) -> Result<PathBuf, Su
     c.add_file("case.json", "the support case: number, severity, impact, summary, contact", json_scrubbed(&case_doc));
     let status = serde_json::to_value(StatusDoc::from(&agent.status()?)).expect("serializes");
     c.add_file("status.json", "the agent's status (as callhome status --json)", json_scrubbed(&status));
-    let attempts: Vec<AttemptDoc> =
-        agent.store().attempts(200, 0).map_err(AgentError::Store)?.iter().map(AttemptDoc::from).collect();
+    let attempts: Vec<AttemptDoc> = agent.history(200, 0)?.iter().map(AttemptDoc::from).collect();
     c.add_file(
         "history.json",
         "the last 200 upload attempts",

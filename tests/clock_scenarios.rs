@@ -56,7 +56,7 @@ impl Scenario {
     }
 
     fn attempts(&self) -> usize {
-        self.agent.store().attempts(100_000, 0).unwrap().iter().filter(|a| a.program == Program::Telemetry).count()
+        self.agent.history(100_000, 0).unwrap().iter().filter(|a| a.program == Program::Telemetry).count()
     }
 
     fn compliance(&self) -> (i64, &'static str) {
@@ -74,7 +74,7 @@ fn ninety_days_of_hourly_ticks_upload_once_a_day() {
     assert_eq!(sc.attempts(), 90);
     assert_eq!(r.bundles().len(), 90, "one compliance bundle a day reached the receiver");
     assert_eq!(sc.compliance(), (0, "ok"));
-    assert_eq!(sc.agent.store().verify_ledger().unwrap(), Ok(90));
+    assert_eq!(sc.agent.verify_ledger_chain().unwrap(), Ok(90));
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn a_receiver_down_for_a_day_gets_a_few_retries_and_the_clock_warns_then_overdue
     sc.tick(Duration::from_secs(60), 24 * 60);
     let n = sc.attempts();
     assert!((2..=16).contains(&n), "{n} attempts in a day: backoff, not a storm");
-    assert_eq!(sc.agent.spool().pending(Program::Telemetry).unwrap().len(), 1, "retries reuse the kept bundle");
+    assert_eq!(sc.agent.pending(Program::Telemetry).unwrap().len(), 1, "retries reuse the kept bundle");
     sc.clock.set(START + 60 * 86_400);
     assert_eq!(sc.compliance(), (60, "warning"));
     sc.clock.set(START + 83 * 86_400);
@@ -139,7 +139,7 @@ fn each_program_keeps_its_own_upload_cadence() {
         clock.advance(HOUR);
         rt.block_on(agent.run_due()).unwrap();
     }
-    let attempts = agent.store().attempts(100_000, 0).unwrap();
+    let attempts = agent.history(100_000, 0).unwrap();
     let cycles = |p: Program| {
         let mut at: Vec<i64> = attempts.iter().filter(|a| a.program == p).map(|a| a.at).collect();
         at.dedup();
@@ -150,7 +150,7 @@ fn each_program_keeps_its_own_upload_cadence() {
     assert_eq!(cycles(Program::CallHome), 2, "Call Home weekly");
     let sent = attempts.iter().filter(|a| a.program == Program::CallHome && a.code == "CTX_UPLOADER_SUCCESS").count();
     assert!(sent >= 7, "a week of daily Call Home bundles went at once: {sent}");
-    assert!(!agent.spool().pending(Program::CallHome).unwrap().is_empty(), "this week's wait for their turn");
+    assert!(!agent.pending(Program::CallHome).unwrap().is_empty(), "this week's wait for their turn");
     let st = callhome::api::dto::StatusDoc::from(&agent.status().unwrap());
     assert_eq!((st.programs[0].upload_interval.as_str(), st.programs[1].upload_interval.as_str()), ("1day", "7days"));
 }

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod dashboard;
 pub mod dto;
+mod extract;
 mod routes;
 pub mod security;
 

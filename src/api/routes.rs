@@ -5,23 +5,22 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::ApiState;
 use super::dto::*;
+use super::extract::{Body_, P, Problem, Q, internal, job_outcome, json_bytes};
 use super::security::{guard, problem};
-use crate::agent::{AgentError, Notice};
-use crate::control::{self, ControlError};
+use crate::agent::Notice;
+use crate::control::{self};
 use crate::programs::{Program, TelemetryMode};
 
 type St = State<Arc<ApiState>>;
@@ -86,99 +85,6 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
 
 #[derive(Clone)]
 struct OpenApiJson(Arc<String>);
-
-/// An error answer: its status and what to say.
-struct Problem(StatusCode, String);
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        problem(self.0, self.1)
-    }
-}
-
-impl Problem {
-    fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
-        Problem(status, detail.into())
-    }
-}
-
-impl From<ControlError> for Problem {
-    fn from(e: ControlError) -> Problem {
-        let status = match &e {
-            ControlError::NotFound(_) => StatusCode::NOT_FOUND,
-            ControlError::Refused(_) => StatusCode::CONFLICT,
-            ControlError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ControlError::Agent(_) | ControlError::Failed(_) | ControlError::Api(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
-        Problem(status, e.to_string())
-    }
-}
-
-impl From<AgentError> for Problem {
-    fn from(e: AgentError) -> Problem {
-        Problem::from(ControlError::from(e))
-    }
-}
-
-/// A job's outcome as its document holds it: the result, or the error.
-fn job_outcome<T: serde::Serialize>(r: control::Result<T>, ok: impl FnOnce(&T) -> bool) -> (bool, serde_json::Value) {
-    match r {
-        Ok(doc) => (ok(&doc), serde_json::to_value(&doc).expect("wire documents serialize")),
-        Err(e) => (false, serde_json::json!({ "error": e.to_string() })),
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> Problem {
-    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
-
-/// `Json` whose rejections are problem documents.
-struct Body_<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body_<T> {
-    type Rejection = Problem;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        Json::<T>::from_request(req, state)
-            .await
-            .map(|Json(v)| Body_(v))
-            .map_err(|r: JsonRejection| Problem::new(r.status(), r.body_text()))
-    }
-}
-
-/// `Query` whose rejections are problem documents.
-struct Q<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
-    type Rejection = Problem;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(v)| Q(v))
-            .map_err(|r: QueryRejection| Problem::new(StatusCode::BAD_REQUEST, r.body_text()))
-    }
-}
-
-/// `Path` whose rejections are problem documents.
-struct P<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for P<T> {
-    type Rejection = Problem;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
-        Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Path(v)| P(v))
-            .map_err(|r: PathRejection| Problem::new(StatusCode::BAD_REQUEST, r.body_text()))
-    }
-}
-
-fn json_bytes(bytes: bytes::Bytes) -> Response {
-    let mut r = Response::new(Body::from(bytes));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
 
 /// Liveness: no token, no data.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the agent runs", body = String)))]

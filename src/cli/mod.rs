@@ -2,8 +2,11 @@
 //! (or as JSON with `--json`). Errors become a message and an exit code here, nowhere else.
 
 mod dashboard;
+mod error;
+mod preview;
 mod print;
 mod session;
+mod settings;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -16,72 +19,11 @@ use callhome::datadir::{DataDir, DataDirError};
 use callhome::programs::{Program, TelemetryMode};
 
 use crate::{Cli, Command, ConfigAction, ExportAction, LedgerAction, ProgramsAction, ProxyAction, exit};
+use error::manual_err;
+pub(crate) use error::{CliError, Result, fail};
+use preview::{Shown, preview};
 use session::Session;
-
-/// An error for the user: the message to print and the exit code.
-pub struct CliError {
-    pub code: u8,
-    pub message: String,
-}
-
-pub(crate) type Result<T> = std::result::Result<T, CliError>;
-
-pub(crate) fn fail(code: u8, message: impl Into<String>) -> CliError {
-    CliError { code, message: message.into() }
-}
-
-impl From<AgentError> for CliError {
-    fn from(e: AgentError) -> CliError {
-        match e {
-            AgentError::DataDir(DataDirError::Busy { .. }) => fail(exit::BUSY, e.to_string()),
-            AgentError::Refused(m) => fail(exit::REFUSED, m),
-            other => fail(exit::FAILURE, with_hint(&other)),
-        }
-    }
-}
-
-fn manual_err(e: callhome::manual::ManualError) -> CliError {
-    use callhome::manual::ManualError;
-    match e {
-        ManualError::Receipt(_) => fail(exit::LEDGER, e.to_string()),
-        ManualError::Agent(a) => CliError::from(a),
-        other => fail(exit::FAILURE, with_hint(&other)),
-    }
-}
-
-/// The error's message, with what to do when the cause is a full disk.
-fn with_hint(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut full = e.to_string().contains("disk is full");
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cur {
-        if c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull) {
-            full = true;
-        }
-        cur = c.source();
-    }
-    if full {
-        format!(
-            "{e}\nThe disk holding the data directory is full: nothing was lost (pending bundles stay in the spool); free some space and run the command again."
-        )
-    } else {
-        e.to_string()
-    }
-}
-
-impl From<DaemonError> for CliError {
-    fn from(e: DaemonError) -> CliError {
-        match e {
-            DaemonError::Agent(a) => CliError::from(a),
-            other => fail(exit::FAILURE, other.to_string()),
-        }
-    }
-}
-
-impl From<ConfigError> for CliError {
-    fn from(e: ConfigError) -> CliError {
-        fail(exit::CONFIG, e.to_string())
-    }
-}
+use settings::{programs, proxy, read_secret_line};
 
 fn init_logging(default: &str) {
     daemon::init_stderr_logging(default);
@@ -419,109 +361,6 @@ fn run_until(cli: &Cli, stop: Option<Stop>) -> Result<u8> {
     Ok(0)
 }
 
-/// What `preview` prints.
-#[derive(Clone, Copy)]
-enum Shown<'a> {
-    /// Every file, as it is.
-    All,
-    /// One file, byte for byte.
-    File(&'a str),
-    /// The summary as JSON.
-    Json,
-}
-
-fn preview(src: &Session, bundle: Option<&str>, latest: bool, program: Option<Program>, file: Shown<'_>) -> Result<u8> {
-    let name = if latest {
-        let names = src.bundle_names()?;
-        let newest = names
-            .into_iter()
-            .filter(|(p, _)| program.is_none_or(|pr| pr.name() == p))
-            .max_by(|a, b| a.1.split('_').nth(2).cmp(&b.1.split('_').nth(2)));
-        match newest {
-            Some((_, n)) => n,
-            None => return Err(fail(exit::FAILURE, "no pending bundle to preview; `callhome collect` makes one")),
-        }
-    } else {
-        let wanted = bundle.expect("clap requires BUNDLE without --latest");
-        let as_path = std::path::Path::new(wanted);
-        if src.is_direct() && as_path.is_file() && !as_path.starts_with("upload_") {
-            // A bundle file outside the spool (an export, a quarantined one): read it as is.
-            return preview_bytes(
-                &std::fs::read(as_path).map_err(|e| fail(exit::FAILURE, format!("{wanted}: {e}")))?,
-                wanted,
-                file,
-            );
-        }
-        callhome::api::client::bundle_id(wanted)
-    };
-    let bytes = src.bundle_bytes(&name)?;
-    preview_bytes(&bytes, &name, file)
-}
-
-/// Prints a bundle's files exactly as they are (or one of them, byte for byte).
-fn preview_bytes(bytes: &[u8], name: &str, shown: Shown<'_>) -> Result<u8> {
-    let tmp = tempfile_for(bytes)?;
-    let mut reader =
-        callhome::bundle::Reader::open(tmp.path()).map_err(|e| fail(exit::FAILURE, format!("{name}: {e}")))?;
-    let mut out = std::io::stdout().lock();
-    if let Shown::Json = shown {
-        let manifest = reader.manifest().map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-        let mut files = Vec::new();
-        for n in reader.names().map_err(|e| fail(exit::FAILURE, e.to_string()))? {
-            let content = reader.read(&n).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-            files.push(serde_json::json!({ "name": n, "size": content.len(), "sha256": callhome::fsutil::sha256_hex(&content) }));
-        }
-        print::json(&serde_json::json!({
-            "bundle": name, "size": bytes.len(), "sha256": callhome::fsutil::sha256_hex(bytes), "manifest": manifest, "files": files,
-        }));
-        return Ok(0);
-    }
-    if let Shown::File(f) = shown {
-        let content = reader
-            .read(f)
-            .map_err(|e| fail(exit::FAILURE, e.to_string().replace(&tmp.path().display().to_string(), name)))?;
-        out.write_all(&content).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-        return Ok(0);
-    }
-    let sha = callhome::fsutil::sha256_hex(bytes);
-    let _ = writeln!(
-        out,
-        "bundle {name}\n  size {} bytes, sha256 {sha} (the Idempotency-Key and ledger entry)",
-        bytes.len()
-    );
-    for n in reader.names().map_err(|e| fail(exit::FAILURE, e.to_string()))? {
-        let content = reader.read(&n).map_err(|e| fail(exit::FAILURE, e.to_string()))?;
-        let _ =
-            writeln!(out, "\n=== {n} ({} bytes, sha256 {}) ===", content.len(), callhome::fsutil::sha256_hex(&content));
-        let _ = out.write_all(&content);
-        let _ = writeln!(out);
-    }
-    Ok(0)
-}
-
-/// A private temporary copy of a bundle, removed on drop.
-struct TempBundle(std::path::PathBuf);
-
-impl TempBundle {
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempBundle {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn tempfile_for(bytes: &[u8]) -> Result<TempBundle> {
-    let path =
-        std::env::temp_dir().join(format!("callhome-preview-{}-{:08x}.zip", std::process::id(), fastrand::u32(..)));
-    callhome::fsutil::write_new_private(&path, bytes)
-        .map_err(|e| fail(exit::FAILURE, format!("{}: {e}", path.display())))?;
-    Ok(TempBundle(path))
-}
-
 fn ledger_verify(local: &callhome::control::Local) -> Result<u8> {
     match local.check_ledger()? {
         Ok(check) => {
@@ -530,133 +369,5 @@ fn ledger_verify(local: &callhome::control::Local) -> Result<u8> {
         }
         Err(e) if e.is_tampering() => Err(fail(exit::LEDGER, e.to_string())),
         Err(e) => Err(fail(exit::CONFIG, e.to_string())),
-    }
-}
-
-fn programs(cli: &Cli, action: Option<&ProgramsAction>) -> Result<u8> {
-    let src = Session::open(cli)?;
-    let changes = !matches!(action, None | Some(ProgramsAction::List { .. }));
-    let (program, value) = match action {
-        None | Some(ProgramsAction::List { json: false }) => {
-            print::programs(&src.programs()?);
-            return Ok(0);
-        }
-        Some(ProgramsAction::List { json: true }) => {
-            print::json(&src.programs()?);
-            return Ok(0);
-        }
-        Some(ProgramsAction::Enable { program }) => (*program, "on"),
-        Some(ProgramsAction::Disable { program }) => (*program, "off"),
-        Some(ProgramsAction::Manual) => (Program::Telemetry, "manual"),
-        Some(ProgramsAction::Automatic) => (Program::Telemetry, "automatic"),
-        Some(ProgramsAction::Set { program, value }) => (*program, value.as_str()),
-    };
-    match (program, value) {
-        (Program::Telemetry, "automatic" | "manual") => {
-            let mode: TelemetryMode = value.parse().map_err(|e: String| fail(exit::USAGE, e))?;
-            src.set_mode(mode)?;
-            println!("telemetry: {}", mode.name());
-        }
-        (Program::Telemetry, _) => {
-            return Err(fail(
-                exit::REFUSED,
-                "license telemetry is mandatory; it can be set to automatic or manual, not turned off",
-            ));
-        }
-        (p, "on" | "off") => {
-            let withdrawn = src.set_enabled(p, value == "on")?;
-            println!("{}: {value}", p.name());
-            if !withdrawn.is_empty() {
-                println!("withdrew {} pending bundle(s); the ledger records each", withdrawn.len());
-            }
-        }
-        (p, other) => return Err(fail(exit::USAGE, format!("{}: use on or off, not {other:?}", p.name()))),
-    }
-    if changes {
-        src.note_direct(cli);
-    }
-    Ok(0)
-}
-
-/// One line from standard input: a secret passed without a terminal, never as an argument.
-fn read_secret_line(what: &str) -> Result<callhome::secrets::Value> {
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| fail(exit::FAILURE, format!("cannot read {what} from standard input: {e}")))?;
-    let v = line.trim_end_matches(['\n', '\r']);
-    if v.is_empty() {
-        return Err(fail(exit::USAGE, format!("{what} read from standard input is empty")));
-    }
-    Ok(callhome::secrets::Value::new(v))
-}
-
-fn proxy(cli: &Cli, action: &ProxyAction) -> Result<u8> {
-    match action {
-        ProxyAction::Set { url, username, password_stdin } => {
-            let password = match (username, password_stdin) {
-                (None, _) => None,
-                (Some(_), true) => Some(read_secret_line("the proxy password")?),
-                (Some(user), false) => {
-                    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                        return Err(fail(
-                            exit::USAGE,
-                            "no terminal to ask for the proxy password on: pass it on standard input with --password-stdin",
-                        ));
-                    }
-                    let p = rpassword::prompt_password(format!("Password for {user} at {url}: "))
-                        .map_err(|e| fail(exit::FAILURE, format!("cannot read the password: {e}")))?;
-                    Some(callhome::secrets::Value::new(p))
-                }
-            };
-            let src = Session::open(cli)?;
-            let doc = src.set_proxy(url, username.as_deref(), password.as_ref())?;
-            src.note_direct(cli);
-            println!("uploads go through {url}{}", username.as_ref().map(|u| format!(" as {u}")).unwrap_or_default());
-            if password.is_some() {
-                println!(
-                    "the password is in the OS keyring (service \"callhome\", user \"proxy-password\"), nowhere else"
-                );
-            }
-            if let Some(from) = doc.password_source.as_deref().filter(|f| *f != "keyring") {
-                println!("note: the password in the {from} takes precedence over the keyring's");
-            }
-            Ok(0)
-        }
-        ProxyAction::Show { json } => {
-            let doc = Session::open(cli)?.proxy()?;
-            if *json {
-                print::json(&doc);
-            } else {
-                match &doc.url {
-                    Some(u) => println!("proxy: {u} (from the {})", doc.origin),
-                    None => println!("proxy: none configured (the HTTPS_PROXY/NO_PROXY environment applies)"),
-                }
-                if let Some(u) = &doc.username {
-                    println!("user: {u}");
-                    match doc.password_source.as_deref() {
-                        Some(s) => println!("password: set (from the {s})"),
-                        None => println!("password: not set — run `callhome proxy set --url URL --username {u}`"),
-                    }
-                }
-                if let Some(n) = &doc.no_proxy {
-                    println!("no proxy for: {n}");
-                }
-                println!(
-                    "endpoint token: {}",
-                    doc.token_source.as_deref().map(|s| format!("set (from the {s})")).unwrap_or("not set".into())
-                );
-            }
-            Ok(0)
-        }
-        ProxyAction::Clear => {
-            let src = Session::open(cli)?;
-            let doc = src.clear_proxy()?;
-            match &doc.url {
-                Some(u) => println!("stored proxy forgotten; the configuration's proxy {u} applies"),
-                None => println!("stored proxy forgotten; uploads go direct (or through HTTPS_PROXY)"),
-            }
-            Ok(0)
-        }
     }
 }

@@ -6,10 +6,10 @@
 //! [`Disposition`] that tells the caller whether to keep, retry or quarantine the bundle. It does
 //! not touch the spool or the ledger; the agent does.
 
+mod cause;
 pub mod diagnose;
 pub mod result;
 
-use std::error::Error as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,6 +18,8 @@ use reqwest::{StatusCode, Url, header};
 use tokio_util::io::ReaderStream;
 
 pub use result::Code;
+
+use cause::Cause;
 
 use crate::config::Config;
 use crate::receipt::{Receipt, load_public_key};
@@ -205,11 +207,14 @@ impl Uploader {
             .header("X-Callhome-Install-Id", &self.install_id)
             .body(body)
             .send()
-            .await
-            .map_err(|e| self.classify(&e));
+            .await;
         let resp = match resp {
             Ok(r) => r,
-            Err(f) => return Err(self.refine(f).await),
+            Err(e) => {
+                let cause = Cause::of(&e);
+                let f = self.failure(cause, &e);
+                return Err(if cause == Cause::TunnelRefused { self.refine(f).await } else { f });
+            }
         };
         let status = resp.status();
         let retry_after =
@@ -227,12 +232,10 @@ impl Uploader {
         Err(classify_status(status, retry_after, &self.endpoint))
     }
 
-    /// A refused tunnel: asks the proxy once more to learn whether it refused the login.
+    /// A refused tunnel ([`Cause::TunnelRefused`]): asks the proxy once more to learn whether
+    /// it refused the login.
     async fn refine(&self, f: Failure) -> Failure {
         let Some((url, user, password)) = &self.proxy else { return f };
-        if f.code != Code::Proxy || !f.message.contains("refused to open a tunnel") {
-            return f;
-        }
         match diagnose::connect_status(url, &self.host_port(), user.as_deref(), password.expose()).await {
             Some(status @ (401 | 403 | 407)) => Failure::retry(
                 Code::ProxyAuth,
@@ -247,62 +250,55 @@ impl Uploader {
     }
 
     fn classify(&self, e: &reqwest::Error) -> Failure {
+        self.failure(Cause::of(e), e)
+    }
+
+    /// The failure a cause makes, with what to do about it.
+    fn failure(&self, cause: Cause, e: &reqwest::Error) -> Failure {
         let detail = chain(e);
-        // Match on the causes only: the top-level message holds the URL, whose digits and
-        // words must not be mistaken for a status or a TLS term.
-        let lower = e.source().map(chain).unwrap_or_default().to_ascii_lowercase();
         let arg = Some(self.host_port());
-        let tls = has_source::<rustls::Error>(e)
-            || lower.contains("certificate")
-            || lower.contains("handshake")
-            || lower.contains("invalid peer");
-        if lower.contains("proxy authentication") || lower.contains("proxy authorization") {
-            Failure::retry(
+        match cause {
+            Cause::ProxyAuth => Failure::retry(
                 Code::ProxyAuth,
                 format!("the proxy refused the credentials ({detail}); check the proxy user and {PASSWORD_HINT}"),
                 arg,
-            )
-        } else if lower.contains("tunnel error") && lower.contains("underlying connection") {
-            Failure::retry(
+            ),
+            Cause::ProxyDown => Failure::retry(
                 Code::Proxy,
                 format!(
                     "cannot reach the proxy ({detail}); check upload.proxy (or HTTPS_PROXY) and that the proxy runs"
                 ),
                 arg,
-            )
-        } else if lower.contains("tunnel error") || lower.contains("tunnel unsuccessful") {
-            Failure::retry(
+            ),
+            Cause::TunnelRefused => Failure::retry(
                 Code::Proxy,
                 format!(
                     "the proxy refused to open a tunnel to {} ({detail}); check the proxy URL, user and {PASSWORD_HINT}, and that the proxy may reach the endpoint",
                     self.host_port()
                 ),
                 arg,
-            )
-        } else if e.is_timeout() {
-            Failure::retry(
+            ),
+            Cause::Timeout => Failure::retry(
                 Code::Timeout,
                 format!("no answer from {} in time ({detail}); the bundle is kept and retried", self.host_port()),
                 arg,
-            )
-        } else if tls {
-            Failure::retry(
+            ),
+            Cause::Tls => Failure::retry(
                 Code::Tls,
                 format!(
                     "TLS with {} failed ({detail}); check upload.ca_file and the receiver's certificate",
                     self.host_port()
                 ),
                 arg,
-            )
-        } else {
-            Failure::retry(
+            ),
+            Cause::Network => Failure::retry(
                 Code::NetworkOpen,
                 format!(
                     "cannot reach {} ({detail}); check the network, DNS and proxy; the bundle is kept and retried",
                     self.host_port()
                 ),
                 arg,
-            )
+            ),
         }
     }
 }
@@ -366,22 +362,6 @@ async fn read_capped(mut resp: reqwest::Response) -> Result<Option<Vec<u8>>, req
         }
     }
     Ok(Some(out))
-}
-
-fn has_source<T: std::error::Error + 'static>(e: &reqwest::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.source();
-    while let Some(s) = cur {
-        if s.is::<T>() {
-            return true;
-        }
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(|inner| inner.is::<T>())
-        {
-            return true;
-        }
-        cur = s.source();
-    }
-    false
 }
 
 /// An error and its causes on one line.

@@ -1,0 +1,312 @@
+//! Collection: which collectors feed a program (with the license state they need), its bundle
+//! built and committed to the spool, samples taken between bundles, and the license and product-log
+//! state refreshed from the files.
+
+use super::*;
+
+impl Agent {
+    /// Collects bundles now: one program, or every enabled one.
+    pub async fn collect(&self, only: Option<Program>) -> Result<Vec<Collected>> {
+        let _w = self.work_lock().await?;
+        let consent = self.consent()?;
+        let mut out = Vec::new();
+        for p in Program::ALL.into_iter().filter(|p| only.is_none_or(|o| o == *p)) {
+            out.push(self.collect_program(p, consent).await?);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn collect_program(&self, p: Program, consent: Consent) -> Result<Collected> {
+        let skipped = |reason: &str| Ok(Collected::Skipped { program: p, reason: reason.into() });
+        if !consent.enabled(p) {
+            return skipped("the program is off");
+        }
+        let (samples, max_sample) = self.store().samples(p)?;
+        let now = self.clock.now();
+        // License usage goes up to the last full hour; the window's start is remembered.
+        let window = (self.usage_window_start(p)?, now - now.rem_euclid(3600));
+        if matches!(p, Program::CallHome | Program::Ceip) {
+            self.scan_errors().await?;
+        }
+        if p == Program::Ceip
+            && samples.is_empty()
+            && self.store().usage(None, window.0, window.1)?.is_empty()
+            && !self.has_unsent_errors(p)?
+        {
+            return skipped("no usage samples yet");
+        }
+        let pending_events = if p == Program::Events {
+            self.refresh_licenses().await?;
+            self.store().events_to_upload()?
+        } else {
+            Vec::new()
+        };
+        if p == Program::Events && pending_events.is_empty() {
+            return skipped("no new license events");
+        }
+        let ctx = Context {
+            config: &self.cfg,
+            consent,
+            install_id: &self.install.install_id,
+            install_created_at: self.install.created_at,
+            now,
+        };
+        let mut contents = collect::gather(p, &ctx, &samples).await;
+        let after_commit = self.add_license_files(p, &mut contents, window, &pending_events).await?;
+        if contents.is_empty() {
+            return skipped("nothing to collect");
+        }
+        let errors = contents.errors().len();
+        let name = bundle::bundle_name(p, now);
+        let tmp = self.dir.tmp_dir();
+        let install_id = self.install.install_id.clone();
+        let name2 = name.clone();
+        let path =
+            tokio::task::spawn_blocking(move || bundle::write(&tmp, &name2, &Stamp::of(p, &install_id, now), contents))
+                .await
+                .expect("bundle writer does not panic")?;
+        let pending = self.spool.commit(p, &path)?;
+        let mut store = self.store();
+        if max_sample > 0 {
+            store.drop_samples(p, max_sample)?;
+        }
+        if p == Program::Telemetry {
+            store.set_task(TELEMETRY_COLLECT_TASK, TaskState { due_at: now, last_run: Some(now), failures: 0 })?;
+        }
+        if matches!(p, Program::Telemetry | Program::Ceip) {
+            store.set_setting(Key::Window(p), &window.1.to_string())?;
+        }
+        if !pending_events.is_empty() {
+            store.mark_events_uploaded(&pending_events.iter().map(|e| e.key.clone()).collect::<Vec<_>>())?;
+        }
+        for (k, v) in after_commit {
+            store.set_setting(k, &v)?;
+        }
+        let quota = self.spool.enforce_quota(&mut store, self.cfg.spool.max_bytes, now)?;
+        if !quota.evicted.is_empty() {
+            warn!(evicted = ?quota.evicted, "spool over spool.max_bytes: evicted the oldest optional-program bundles");
+        }
+        if quota.over_quota_bytes > 0 {
+            warn!(
+                over_bytes = quota.over_quota_bytes,
+                "compliance bundles alone exceed spool.max_bytes; they are kept: raise spool.max_bytes or let uploads catch up"
+            );
+        }
+        drop(store);
+        self.notify(Notice::StateChanged { what: format!("collected {name}") });
+        info!(program = %p, bundle = %name, size = pending.size, errors, "bundle collected");
+        Ok(Collected::Bundle { program: p, name, size: pending.size, errors })
+    }
+
+    /// Takes one performance (Call Home) or usage (CEIP) sample when the program is on.
+    pub async fn sample(&self, p: Program) -> Result<bool> {
+        if !self.consent()?.enabled(p) {
+            return Ok(false);
+        }
+        let names = self.cfg.product.processes.clone();
+        let sample = tokio::task::spawn_blocking(move || collect::performance::sample(&names))
+            .await
+            .expect("sampler does not panic");
+        let data = match sample {
+            Ok(v) => v.to_string(),
+            Err(e) => serde_json::json!({ "error": e }).to_string(),
+        };
+        self.store().add_sample(p, self.clock.now(), &data)?;
+        Ok(true)
+    }
+
+    /// Reads the configured license files now (changes no state).
+    pub fn scan_licenses(&self) -> Inventory {
+        licenses::scan(&self.cfg.licenses, &self.config_base(), self.today())
+    }
+
+    /// The events a scan calls for, with the last day's peaks of use.
+    pub fn license_events(&self, inv: &Inventory) -> Result<Vec<LicenseEvent>> {
+        let peaks = self.store().peaks_since(self.clock.now() - 86_400)?;
+        Ok(licenses::events(inv, &peaks, &self.cfg.licenses.expiry_warn_days, self.today()))
+    }
+
+    /// Reads what is new in the debug logs, records the inventory, and updates the events.
+    /// Returns the inventory, the time of the scan and the keys of events that are new.
+    pub async fn refresh_licenses(&self) -> Result<(Inventory, Timestamp, Vec<String>)> {
+        for log in &self.cfg.licenses.debug_logs {
+            let path = self.config_base().join(log);
+            let key = path.display().to_string();
+            let cursor = self.store().log_cursor(LogKey::DebugLog(&path))?;
+            let p2 = path.clone();
+            match tokio::task::spawn_blocking(move || licenses::debuglog::read_new(&p2, cursor))
+                .await
+                .expect("reader does not panic")
+            {
+                Ok(parser) => {
+                    let cursor = serde_json::to_string(&parser.cursor).expect("cursors serialize");
+                    self.store().apply_usage(&path, &cursor, &parser.hours, &parser.names)?;
+                    if parser.stats.restarted {
+                        info!(log = %key, "debug log rotated or truncated: read from its start");
+                    }
+                }
+                Err(e) => warn!("cannot read the debug log {key}: {e}; check licenses.debug_logs"),
+            }
+        }
+        let (cfg, base, today) = (self.cfg.licenses.clone(), self.config_base(), self.today());
+        let inv =
+            tokio::task::spawn_blocking(move || licenses::scan(&cfg, &base, today)).await.expect("scan does not panic");
+        let now = self.clock.now();
+        self.store().record_seen(&inv.licenses.iter().map(seen).collect::<Vec<_>>(), now)?;
+        let events = self.license_events(&inv)?;
+        let new = self.store().sync_events(&events, now)?;
+        for e in events.iter().filter(|e| new.contains(&e.key)) {
+            info!(kind = e.kind.name(), feature = %e.feature, "license event: {}", e.message);
+            self.notify(Notice::LicenseEvent {
+                kind: e.kind.name(),
+                feature: e.feature.clone(),
+                message: e.message.clone(),
+            });
+        }
+        Ok((inv, now, new))
+    }
+
+    /// [`Agent::refresh_licenses`] and [`Agent::scan_errors`] under the work lock, so two
+    /// processes never read the same new log bytes at once (and count them twice).
+    pub async fn refresh_licenses_locked(&self) -> Result<()> {
+        let _w = self.work_lock().await?;
+        self.refresh_licenses().await?;
+        self.scan_errors().await
+    }
+
+    /// Reads what is new in the product logs (`collect.error_logs`) and counts error lines —
+    /// only while Call Home or CEIP may collect.
+    pub async fn scan_errors(&self) -> Result<()> {
+        let consent = self.consent()?;
+        if !consent.enabled(Program::CallHome) && !consent.enabled(Program::Ceip) {
+            return Ok(());
+        }
+        let (paths, problems) = licenses::license_paths(&self.cfg.collect.error_logs, &self.config_base());
+        for p in problems {
+            warn!("collect.error_logs: {}: {}", p.file.display(), p.message);
+        }
+        for path in paths {
+            let mut cursor: crate::tail::TailCursor = self.store().log_cursor(LogKey::ErrorLog(&path))?;
+            let patterns = self.cfg.collect.error_patterns.clone();
+            let p2 = path.clone();
+            let scanned = tokio::task::spawn_blocking(move || {
+                collect::errors::scan(&p2, &mut cursor, &patterns).map(|f| (f, cursor))
+            })
+            .await
+            .expect("the scanner does not panic");
+            match scanned {
+                Ok((found, cursor)) => {
+                    let now = self.clock.now();
+                    let json = serde_json::to_string(&cursor).expect("cursors serialize");
+                    self.store().add_errors(&path, &json, now - now.rem_euclid(3600), &found, now)?;
+                }
+                Err(e) => warn!("cannot read the product log {}: {e}; check collect.error_logs", path.display()),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn has_unsent_errors(&self, p: Program) -> Result<bool> {
+        let store = self.store();
+        let after: i64 = store.setting_as(Key::ErrorsSent(p, ErrorsPart::Counts))?.unwrap_or(0);
+        Ok(!store.errors_after(after, i64::MAX)?.0.is_empty())
+    }
+
+    /// `errors.json`: error counts (and, when `samples`, redacted sample lines) recorded since the
+    /// program's last bundle. Returns the settings that mark them sent, to apply once the bundle
+    /// is in the spool (a failed write loses nothing).
+    pub(super) fn add_errors_file(
+        &self,
+        p: Program,
+        c: &mut bundle::Contents,
+        samples: bool,
+    ) -> Result<Vec<(Key, String)>> {
+        let store = self.store();
+        let key = |part| Key::ErrorsSent(p, part);
+        let after: i64 = store.setting_as(key(ErrorsPart::Counts))?.unwrap_or(0);
+        let after_sample: i64 = store.setting_as(key(ErrorsPart::Samples))?.unwrap_or(0);
+        let (counts, sample_rows, max, max_sample) = store.errors_after(after, after_sample)?;
+        if counts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut doc = serde_json::json!({
+            "patterns": self.cfg.collect.error_patterns,
+            "counts": counts.iter().map(|(pat, hour, n)| serde_json::json!({ "pattern": pat, "hour": crate::clock::rfc3339(*hour), "count": n })).collect::<Vec<_>>(),
+        });
+        let holds = if samples {
+            doc["samples"] = sample_rows
+                .iter()
+                .map(|(pat, at, text)| serde_json::json!({ "pattern": pat, "at": crate::clock::rfc3339(*at), "line": text }))
+                .collect();
+            "error lines in the product's logs: counts per pattern and hour, and a few samples with numbers, addresses and e-mail addresses blanked"
+        } else {
+            "error lines in the product's logs: counts per pattern and hour only"
+        };
+        c.add_json("errors.json", holds, &doc);
+        Ok(vec![(key(ErrorsPart::Counts), max.to_string()), (key(ErrorsPart::Samples), max_sample.to_string())])
+    }
+
+    pub(super) fn usage_window_start(&self, p: Program) -> Result<Timestamp> {
+        Ok(self.store().setting_as(Key::Window(p))?.unwrap_or(0))
+    }
+
+    /// Adds the license files a program's bundle carries.
+    pub(super) async fn add_license_files(
+        &self,
+        p: Program,
+        c: &mut bundle::Contents,
+        window: (Timestamp, Timestamp),
+        events: &[crate::store::EventRow],
+    ) -> Result<Vec<(Key, String)>> {
+        let mut after_commit = Vec::new();
+        match p {
+            Program::Telemetry => {
+                let (inv, scanned_at, _) = self.refresh_licenses().await?;
+                let history = self.store().license_history(scanned_at)?;
+                let events = self.license_events(&inv)?;
+                let rows = self.store().usage(None, window.0, window.1)?;
+                c.add_json(
+                    "licenses.json",
+                    "the license inventory: every FEATURE/INCREMENT/UPGRADE line with expiry, quantity, type and days to expiry; lines only in history; problems found; license events",
+                    &inventory_json(&inv, &history, &events, scanned_at),
+                );
+                c.add_json(
+                    "usage.json",
+                    "license usage in the window: per feature the most in use at once, installed count, checkouts, denials, users and devices, by hour",
+                    &usage_json(&rows, &inv, window, Identity::Names),
+                );
+            }
+            Program::CallHome => after_commit = self.add_errors_file(p, c, true)?,
+            Program::Ceip => {
+                after_commit = self.add_errors_file(p, c, false)?;
+                let rows = self.store().usage(None, window.0, window.1)?;
+                if !rows.is_empty() {
+                    let inv = self.scan_licenses();
+                    c.add_json(
+                        "license_usage.json",
+                        "license usage counts by feature and hour: no user or device names",
+                        &usage_json(&rows, &inv, window, Identity::CountsOnly),
+                    );
+                }
+            }
+            Program::Events if !events.is_empty() => {
+                let list: Vec<serde_json::Value> = events
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!({
+                            "kind": e.kind, "feature": e.feature, "message": e.message, "days": e.days,
+                            "first_seen": crate::clock::rfc3339(e.first_seen),
+                        })
+                    })
+                    .collect();
+                c.add_json(
+                    "events.json",
+                    "license events: expiry, renewal, use above quantity",
+                    &serde_json::json!({ "events": list }),
+                );
+            }
+            _ => {}
+        }
+        Ok(after_commit)
+    }
+}

@@ -1,0 +1,93 @@
+//! The agent's state as every front end shows it: compliance clock, programs, pending bundles, last
+//! results, license events, the agent's version against the newest one advertised.
+
+use super::*;
+
+/// The agent's state, as every front end shows it.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub install: Install,
+    pub now: Timestamp,
+    pub compliance: compliance::Status,
+    pub consent: Consent,
+    pub pending: Vec<Pending>,
+    pub quarantined: usize,
+    pub last_attempts: Vec<(Program, Option<Attempt>)>,
+    pub next_upload: Option<Timestamp>,
+    pub agent: Option<String>,
+    pub max_days: u32,
+    pub spool_max_bytes: u64,
+    /// License events as of now (expiry, renewal, use above quantity).
+    pub license_events: Vec<LicenseEvent>,
+    /// Programs locked on, and why.
+    pub locks: Vec<(Program, String)>,
+    pub version: VersionStatus,
+    /// Each program's upload cadence, in `Program::ALL` order.
+    pub intervals: [Duration; 4],
+}
+
+/// The running agent's version against the newest release receivers advertise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionStatus {
+    pub running: &'static str,
+    pub latest: Option<String>,
+    pub released: Option<String>,
+    /// A newer release came out more than `upload.version_window` ago.
+    pub outdated: bool,
+}
+
+/// Numeric parts of a version (`1.10.2-rc1` → [1, 10, 2]).
+pub(super) fn version_parts(v: &str) -> Vec<u64> {
+    v.split(['.', '-', '+']).map_while(|p| p.parse().ok()).collect()
+}
+
+impl Agent {
+    pub(super) fn version_status(&self, now: Timestamp) -> Result<VersionStatus> {
+        let store = self.store();
+        let latest = store.setting(Key::VersionLatest)?;
+        let released = store.setting(Key::VersionReleased)?;
+        let running = env!("CARGO_PKG_VERSION");
+        let newer = latest.as_deref().is_some_and(|l| version_parts(l) > version_parts(running));
+        let old_enough = released
+            .as_deref()
+            .and_then(Date::parse_iso_or_version)
+            .is_some_and(|d| now - d.timestamp() > self.cfg.upload.version_window.as_secs() as i64);
+        Ok(VersionStatus { running, latest, released, outdated: newer && old_enough })
+    }
+
+    /// The state every front end shows.
+    pub fn status(&self) -> Result<Status> {
+        let now = self.clock.now();
+        // One scan of the license files serves the events, the locks and the cadences.
+        let inv = self.scan_licenses();
+        let rules = self.matched_rules(Some(&inv));
+        let consent = self.consent()?;
+        let store = self.store();
+        let last_success = store.last_success(Program::Telemetry)?;
+        let compliance = compliance::evaluate(&self.cfg.compliance, last_success, self.install.created_at, now);
+        let last_attempts =
+            Program::ALL.iter().map(|p| Ok((*p, store.last_attempt(*p)?))).collect::<Result<Vec<_>>>()?;
+        let next_upload = store.task(Task::Upload.name())?.map(|t| t.due_at);
+        drop(store);
+        let quarantined = std::fs::read_dir(self.dir.quarantine_dir())
+            .map(|d| d.filter_map(|e| e.ok()).filter(|e| !e.file_name().to_string_lossy().ends_with(".reason")).count())
+            .unwrap_or(0);
+        Ok(Status {
+            install: self.install.clone(),
+            now,
+            compliance,
+            consent,
+            pending: self.spool.all_pending()?,
+            quarantined,
+            last_attempts,
+            next_upload,
+            agent: self.dir.agent_running(),
+            max_days: self.cfg.compliance.max_days,
+            spool_max_bytes: self.cfg.spool.max_bytes,
+            license_events: self.license_events(&inv)?,
+            locks: self.locks_with(&rules),
+            version: self.version_status(now)?,
+            intervals: Program::ALL.map(|p| self.interval_with(p, &rules)),
+        })
+    }
+}

@@ -1,0 +1,12 @@
+//! JSON documents (wire types), built from the agent's domain types; one file per family of
+//! routes. Domain types never derive `Serialize`: these do.
+
+mod records;
+mod settings;
+mod status;
+mod work;
+
+pub use records::*;
+pub use settings::*;
+pub use status::*;
+pub use work::*;

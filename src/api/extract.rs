@@ -1,0 +1,110 @@
+//! What the routes share: problem documents (RFC 9457) from the control layer's errors, the
+//! extractors whose rejections are problem documents too, a job's outcome, raw JSON answers.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use super::security::problem;
+use crate::agent::AgentError;
+use crate::control::{self, ControlError};
+
+/// An error answer: its status and what to say.
+pub(super) struct Problem(pub(super) StatusCode, pub(super) String);
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        problem(self.0, self.1)
+    }
+}
+
+impl Problem {
+    pub(super) fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
+        Problem(status, detail.into())
+    }
+}
+
+impl From<ControlError> for Problem {
+    fn from(e: ControlError) -> Problem {
+        let status = match &e {
+            ControlError::NotFound(_) => StatusCode::NOT_FOUND,
+            ControlError::Refused(_) => StatusCode::CONFLICT,
+            ControlError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ControlError::Agent(_) | ControlError::Failed(_) | ControlError::Api(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        Problem(status, e.to_string())
+    }
+}
+
+impl From<AgentError> for Problem {
+    fn from(e: AgentError) -> Problem {
+        Problem::from(ControlError::from(e))
+    }
+}
+
+/// A job's outcome as its document holds it: the result, or the error.
+pub(super) fn job_outcome<T: serde::Serialize>(
+    r: control::Result<T>,
+    ok: impl FnOnce(&T) -> bool,
+) -> (bool, serde_json::Value) {
+    match r {
+        Ok(doc) => (ok(&doc), serde_json::to_value(&doc).expect("wire documents serialize")),
+        Err(e) => (false, serde_json::json!({ "error": e.to_string() })),
+    }
+}
+
+pub(super) fn internal(e: impl std::fmt::Display) -> Problem {
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// `Json` whose rejections are problem documents.
+pub(super) struct Body_<T>(pub(super) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body_<T> {
+    type Rejection = Problem;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| Body_(v))
+            .map_err(|r: JsonRejection| Problem::new(r.status(), r.body_text()))
+    }
+}
+
+/// `Query` whose rejections are problem documents.
+pub(super) struct Q<T>(pub(super) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Q(v))
+            .map_err(|r: QueryRejection| Problem::new(StatusCode::BAD_REQUEST, r.body_text()))
+    }
+}
+
+/// `Path` whose rejections are problem documents.
+pub(super) struct P<T>(pub(super) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for P<T> {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| P(v))
+            .map_err(|r: PathRejection| Problem::new(StatusCode::BAD_REQUEST, r.body_text()))
+    }
+}
+
+pub(super) fn json_bytes(bytes: bytes::Bytes) -> Response {
+    let mut r = Response::new(Body::from(bytes));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
