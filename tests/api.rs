@@ -11,98 +11,24 @@ use common::http::*;
 use common::*;
 use serde_json::Value;
 
-/// A running agent and what is needed to talk to its API.
-struct Api {
-    s: Setup,
-    _agent: AgentProcess,
-    _receiver: Option<Receiver>,
-    port: u16,
-    token: String,
-    read_token: String,
-}
-
-impl Api {
-    fn start(extra: &str, with_receiver: bool) -> Api {
-        let s = Setup::new();
-        let receiver = with_receiver.then(|| Receiver::start(s.path(), &[]));
-        match &receiver {
-            Some(r) => s.configure_for(r, extra),
-            None => {
-                std::fs::write(&s.config, format!("[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n{extra}"))
-                    .unwrap()
-            }
-        }
-        let agent = s.start_agent();
-        let api_json = s.data.join("api.json");
-        wait_until(Duration::from_secs(15), "the agent to publish api.json", || api_json.exists());
-        let loc: Value = serde_json::from_slice(&std::fs::read(&api_json).unwrap()).unwrap();
-        let port = loc["port"].as_u64().unwrap() as u16;
-        let token = std::fs::read_to_string(s.data.join("api-token")).unwrap();
-        let read_token = std::fs::read_to_string(s.data.join("api-token-read")).unwrap();
-        Api { s, _agent: agent, _receiver: receiver, port, token, read_token }
-    }
-
-    /// Sends one request as written: `headers` are sent as given (Host included).
-    fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-        raw_request(self.port, method, path, headers, body)
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// A request with the right Host and the write token.
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
-        let host = self.host();
-        let auth = format!("Bearer {}", self.token);
-        let mut h = vec![("Host", host.as_str()), ("Authorization", auth.as_str())];
-        if body.is_some() {
-            h.push(("Content-Type", "application/json"));
-        }
-        self.raw(method, path, &h, body.unwrap_or("").as_bytes())
-    }
-
-    fn get(&self, path: &str) -> Answer {
-        self.call("GET", path, None)
-    }
-
-    /// Follows a job to its end.
-    fn job(&self, started: &Answer) -> Value {
-        assert_eq!(started.status, 202, "{}", String::from_utf8_lossy(&started.body));
-        let href = started.json()["href"].as_str().unwrap().to_string();
-        assert_eq!(started.header("location"), Some(href.as_str()));
-        let mut doc = Value::Null;
-        wait_until(Duration::from_secs(30), "the job to finish", || {
-            doc = self.get(&href).json();
-            doc["state"] != "running"
-        });
-        doc
-    }
-}
-
 #[test]
 fn the_done_when_requests_are_answered_and_refused_as_they_should() {
-    let api = Api::start("", false);
+    let api = RunningAgent::offline("");
     let st = api.get("/api/v1/status");
     assert_eq!(st.status, 200);
     assert_eq!(st.json()["compliance"]["state"], "ok");
-    let host = api.host();
     let auth = format!("Bearer {}", api.token);
     let evil_host = api.raw("GET", "/api/v1/status", &[("Host", "evil.test"), ("Authorization", &auth)], b"");
-    let evil_origin = api.raw(
-        "GET",
-        "/api/v1/status",
-        &[("Host", &host), ("Authorization", &auth), ("Origin", "https://evil.test")],
-        b"",
-    );
-    let no_token = api.raw("GET", "/api/v1/status", &[("Host", &host)], b"");
+    let evil_origin =
+        api.send("GET", "/api/v1/status", &[("Authorization", &auth), ("Origin", "https://evil.test")], None);
+    let no_token = api.send("GET", "/api/v1/status", &[], None);
     assert_eq!((evil_host.status, evil_origin.status, no_token.status), (403, 403, 401));
     assert!(is_problem(&evil_host) && is_problem(&evil_origin) && is_problem(&no_token));
     assert_eq!(no_token.header("www-authenticate"), Some("Bearer"));
 
     for on in [false, true] {
         let r = api.call("PUT", "/api/v1/programs/ceip", Some(&format!("{{\"enabled\": {on}}}")));
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(api.s.status()["programs"][2]["enabled"], on, "callhome status --json agrees at once");
         assert_eq!(api.get("/api/v1/status").json()["programs"][2]["enabled"], on);
     }
@@ -124,30 +50,19 @@ fn the_done_when_requests_are_answered_and_refused_as_they_should() {
 
 #[test]
 fn each_security_rule_holds() {
-    let api = Api::start("", false);
+    let api = RunningAgent::offline("");
     let host = api.host();
     let w = format!("Bearer {}", api.token);
-    let r = format!("Bearer {}", api.read_token);
-    let json = ("Content-Type", "application/json");
     let cases: Vec<(&str, Answer, u16)> = vec![
-        ("bad token", api.raw("GET", "/api/v1/status", &[("Host", &host), ("Authorization", "Bearer 00")], b""), 401),
-        (
-            "token in the query",
-            api.raw("GET", &format!("/api/v1/status?token={}", api.token), &[("Host", &host)], b""),
-            400,
-        ),
-        ("basic auth", api.raw("GET", "/api/v1/status", &[("Host", &host), ("Authorization", "Basic YTpi")], b""), 401),
+        ("bad token", api.call_with("00", "GET", "/api/v1/status", None), 401),
+        ("token in the query", api.send("GET", &format!("/api/v1/status?token={}", api.token), &[], None), 400),
+        ("basic auth", api.send("GET", "/api/v1/status", &[("Authorization", "Basic YTpi")], None), 401),
         (
             "read token on a mutation",
-            api.raw(
-                "PUT",
-                "/api/v1/programs/ceip",
-                &[("Host", &host), ("Authorization", &r), json],
-                b"{\"enabled\":false}",
-            ),
+            api.call_with(&api.read_token, "PUT", "/api/v1/programs/ceip", Some("{\"enabled\":false}")),
             403,
         ),
-        ("read token may read", api.raw("GET", "/api/v1/status", &[("Host", &host), ("Authorization", &r)], b""), 200),
+        ("read token may read", api.call_with(&api.read_token, "GET", "/api/v1/status", None), 200),
         ("empty Host", api.raw("GET", "/api/v1/status", &[("Host", ""), ("Authorization", &w)], b""), 403),
         (
             "Host with another port",
@@ -166,22 +81,12 @@ fn each_security_rule_holds() {
         ),
         (
             "foreign Origin on a mutation",
-            api.raw(
-                "POST",
-                "/api/v1/collect",
-                &[("Host", &host), ("Authorization", &w), ("Origin", "http://evil.test"), json],
-                b"{}",
-            ),
+            api.send("POST", "/api/v1/collect", &[("Authorization", &w), ("Origin", "http://evil.test")], Some("{}")),
             403,
         ),
         (
             "own Origin",
-            api.raw(
-                "GET",
-                "/api/v1/status",
-                &[("Host", &host), ("Authorization", &w), ("Origin", &format!("http://127.0.0.1:{}", api.port))],
-                b"",
-            ),
+            api.send("GET", "/api/v1/status", &[("Authorization", &w), ("Origin", &api.origin())], None),
             200,
         ),
         (
@@ -204,24 +109,15 @@ fn each_security_rule_holds() {
             ),
             415,
         ),
-        (
-            "oversized body",
-            api.raw(
-                "PUT",
-                "/api/v1/programs/ceip",
-                &[("Host", &host), ("Authorization", &w), json],
-                &vec![b' '; 1_200_000],
-            ),
-            413,
-        ),
-        ("healthz needs no token", api.raw("GET", "/healthz", &[("Host", &host)], b""), 200),
+        ("oversized body", api.call("PUT", "/api/v1/programs/ceip", Some(&" ".repeat(1_200_000))), 413),
+        ("healthz needs no token", api.send("GET", "/healthz", &[], None), 200),
         ("healthz still checks Host", api.raw("GET", "/healthz", &[("Host", "evil.test")], b""), 403),
-        ("metrics need a token", api.raw("GET", "/metrics", &[("Host", &host)], b""), 401),
+        ("metrics need a token", api.send("GET", "/metrics", &[], None), 401),
         ("an unknown route still checks Host", api.raw("GET", "/nosuch", &[("Host", "evil.test")], b""), 403),
-        ("an unknown route needs a token", api.raw("GET", "/nosuch", &[("Host", &host)], b""), 401),
+        ("an unknown route needs a token", api.send("GET", "/nosuch", &[], None), 401),
     ];
     for (what, a, want) in &cases {
-        assert_eq!(a.status, *want, "{what}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.status, *want, "{what}: {}", a.text());
         assert!(
             a.headers.iter().all(|(k, _)| !k.to_ascii_lowercase().starts_with("access-control-")),
             "{what}: CORS header sent"
@@ -241,7 +137,7 @@ fn each_security_rule_holds() {
 
 #[test]
 fn bad_input_gets_4xx_never_5xx() {
-    let api = Api::start("", false);
+    let api = RunningAgent::offline("");
     for (method, path, body, want) in [
         ("PUT", "/api/v1/programs/ceip", "{\"enabled\": ", 400),
         ("PUT", "/api/v1/programs/ceip", "{\"enabled\": \"yes\"}", 422),
@@ -264,8 +160,8 @@ fn bad_input_gets_4xx_never_5xx() {
         ("DELETE", "/api/v1/status", "", 405),
     ] {
         let a = api.call(method, path, (!body.is_empty()).then_some(body));
-        assert_eq!(a.status, want, "{method} {path} {body}: {}", String::from_utf8_lossy(&a.body));
-        assert!(is_problem(&a), "{method} {path}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.status, want, "{method} {path} {body}: {}", a.text());
+        assert!(is_problem(&a), "{method} {path}: {}", a.text());
     }
     let a = api.call("PUT", "/api/v1/programs/telemetry", Some("{\"enabled\": false}"));
     assert!(a.json()["detail"].as_str().unwrap().contains("mandatory"));
@@ -273,7 +169,7 @@ fn bad_input_gets_4xx_never_5xx() {
 
 #[test]
 fn every_endpoint_answers_and_the_openapi_document_lists_them_all() {
-    let api = Api::start("", true);
+    let api = RunningAgent::with_receiver("");
     // Collect, then upload, as jobs.
     let done = api.job(&api.call("POST", "/api/v1/collect", Some("{\"program\": \"telemetry\"}")));
     assert_eq!(done["state"], "succeeded", "{done}");
@@ -315,7 +211,7 @@ fn every_endpoint_answers_and_the_openapi_document_lists_them_all() {
     assert_eq!(api.get("/healthz").body, b"ok\n");
     // The proxy: chosen without a password (no keyring needed), shown, forgotten.
     let set = api.call("PUT", "/api/v1/proxy", Some(r#"{"url": "http://proxy.example:3128", "username": "agent"}"#));
-    assert_eq!(set.status, 200, "{}", String::from_utf8_lossy(&set.body));
+    assert_eq!(set.status, 200, "{}", set.text());
     assert_eq!(set.json()["origin"], "settings");
     assert_eq!(api.get("/api/v1/proxy").json()["url"], "http://proxy.example:3128");
     let bad = api.call("PUT", "/api/v1/proxy", Some(r#"{"url": "http://u:p@proxy.example:3128"}"#));
@@ -326,7 +222,7 @@ fn every_endpoint_answers_and_the_openapi_document_lists_them_all() {
     let unregistered = api.call("DELETE", "/api/v1/registration", None);
     assert_eq!((unregistered.status, unregistered.json()["token_set"].clone()), (200, Value::Bool(false)));
 
-    let doc = api.raw("GET", "/api/openapi.json", &[("Host", &api.host())], b"").json();
+    let doc = api.send("GET", "/api/openapi.json", &[], None).json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let mut documented: Vec<String> = doc["paths"]
         .as_object()
@@ -391,7 +287,7 @@ fn every_endpoint_answers_and_the_openapi_document_lists_them_all() {
 
 #[test]
 fn the_event_stream_reports_a_change() {
-    let api = Api::start("", false);
+    let api = RunningAgent::offline("");
     let mut stream = TcpStream::connect(("127.0.0.1", api.port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(
@@ -423,7 +319,7 @@ fn the_event_stream_reports_a_change() {
 
 #[test]
 fn a_hundred_concurrent_toggles_leave_a_consistent_state() {
-    let api = Api::start("", false);
+    let api = RunningAgent::offline("");
     std::thread::scope(|scope| {
         for i in 0..100 {
             let api = &api;
@@ -433,7 +329,7 @@ fn a_hundred_concurrent_toggles_leave_a_consistent_state() {
                     "/api/v1/programs/call_home",
                     Some(if i % 2 == 0 { "{\"enabled\": false}" } else { "{\"enabled\": true}" }),
                 );
-                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                assert_eq!(r.status, 200, "{}", r.text());
             });
         }
     });
@@ -448,7 +344,7 @@ fn a_hundred_concurrent_toggles_leave_a_consistent_state() {
 
 #[test]
 fn the_cli_works_through_the_running_agent() {
-    let api = Api::start("", true);
+    let api = RunningAgent::with_receiver("");
     let out = api.s.cli(&["programs", "disable", "ceip"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(api.get("/api/v1/programs").json()[2]["enabled"], false);
@@ -473,8 +369,7 @@ fn the_cli_works_through_the_running_agent() {
 #[test]
 fn check_is_critical_when_the_compliance_clock_is_past_its_limit() {
     let s = Setup::new();
-    std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\nfirst_upload_delay = \"1h\"\n")
-        .unwrap();
+    s.configure_offline("first_upload_delay = \"1h\"\n");
     // An install that has never uploaded, made 100 days ago.
     assert!(s.cli(&["status"]).status.success());
     let path = s.data.join("install.json");
@@ -482,7 +377,7 @@ fn check_is_critical_when_the_compliance_clock_is_past_its_limit() {
     install["created_at"] = Value::from(install["created_at"].as_i64().unwrap() - 100 * 86_400);
     std::fs::write(&path, install.to_string()).unwrap();
     let _agent = s.start_agent();
-    wait_until(Duration::from_secs(15), "the API", || s.data.join("api.json").exists());
+    AgentApi::wait_for(&s);
     let out = s.cli(&["check"]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(stdout(&out).starts_with("CALLHOME CRITICAL - compliance overdue: 100 days"), "{}", stdout(&out));
@@ -491,13 +386,9 @@ fn check_is_critical_when_the_compliance_clock_is_past_its_limit() {
 #[test]
 fn ipv6_loopback_when_asked_and_api_json_removed_at_shutdown() {
     let s = Setup::new();
-    std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n[api]\nipv6 = true\n").unwrap();
+    s.configure_offline("[api]\nipv6 = true\n");
     let agent = s.start_agent();
-    let api_json = s.data.join("api.json");
-    wait_until(Duration::from_secs(15), "api.json", || api_json.exists());
-    let port =
-        serde_json::from_slice::<Value>(&std::fs::read(&api_json).unwrap()).unwrap()["port"].as_u64().unwrap() as u16;
-    let token = std::fs::read_to_string(s.data.join("api-token")).unwrap();
+    let AgentApi { port, token, .. } = AgentApi::wait_for(&s);
     let mut stream = TcpStream::connect(("::1", port)).expect("the API listens on [::1]");
     write!(stream, "GET /api/v1/status HTTP/1.1\r\nHost: [::1]:{port}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
     let mut buf = Vec::new();
@@ -514,12 +405,12 @@ fn ipv6_loopback_when_asked_and_api_json_removed_at_shutdown() {
         .collect();
     assert_eq!(listening, vec![format!("0100007F{hex_port}")]);
     assert!(agent.terminate().success());
-    assert!(!api_json.exists(), "api.json goes away with the agent");
+    assert!(!s.data.join("api.json").exists(), "api.json goes away with the agent");
 }
 
 #[test]
 fn manual_reporting_and_support_bundles_through_the_api() {
-    let api = Api::start("[programs]\ntelemetry_mode = \"manual\"\ncall_home = false\nceip = false\n", true);
+    let api = RunningAgent::with_receiver("[programs]\ntelemetry_mode = \"manual\"\ncall_home = false\nceip = false\n");
     // The agent trusts the receiver started beside it; its key signs the manual receipt too.
     assert_eq!(
         api.job(&api.call("POST", "/api/v1/collect", Some("{\"program\": \"telemetry\"}")))["state"],
@@ -533,27 +424,16 @@ fn manual_reporting_and_support_bundles_through_the_api() {
     let export = api.s.path().join("export.zip");
     std::fs::write(&export, &zip.body).unwrap();
     let receipt = api.s.path().join("receipt.json");
-    let out = std::process::Command::new(&*RECEIVER)
-        .arg("ingest")
-        .arg(&export)
-        .args(["--store"])
-        .arg(api.s.path().join("vendor-store"))
-        .arg("--signing-key")
-        .arg(api.s.path().join("receiver-signing.pem"))
-        .arg("--receipt-out")
-        .arg(&receipt)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    receiver_ingest(&export, &api.s.path().join("vendor-store"), &api.s.path().join("receiver-signing.pem"), &receipt);
     let text = std::fs::read_to_string(&receipt).unwrap();
     let tampered = text.replacen("\"received_at\": \"", "\"received_at\": \"1", 1);
     assert_ne!(tampered, text);
     let refused = api.call("POST", "/api/v1/import-receipt", Some(&tampered));
-    assert_eq!(refused.status, 422, "{}", String::from_utf8_lossy(&refused.body));
+    assert_eq!(refused.status, 422, "{}", refused.text());
     assert!(refused.json()["detail"].as_str().unwrap().contains("nothing was changed"));
     assert_eq!(api.s.spool("compliance").len(), 1);
     let ok = api.call("POST", "/api/v1/import-receipt", Some(&text));
-    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.json()["acknowledged"].as_array().unwrap().len(), 1);
     assert!(api.s.spool("compliance").is_empty());
     assert_eq!(api.get("/api/v1/status").json()["compliance"]["days_since_last_upload"], 0);
@@ -578,11 +458,9 @@ fn a_csp_license_locks_call_home_on() {
         "FEATURE csp_seat acme 1.0 permanent 5 VENDOR_STRING=\"LT=CSP;TYPE=SUBSCRIPTION\" SIGN=\"AB12\"\n",
     )
     .unwrap();
-    std::fs::write(
-        &s.config,
-        "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n[programs]\ncall_home = false\n[programs.ceip]\nlocked = true\n[licenses]\nfiles = [\"*.lic\"]\n[[policy.rules]]\nvendor_string = \"LT=CSP\"\nrequire = \"call_home\"\nreason = \"CSP licenses require Call Home\"\nupload_interval = \"24h\"\n",
-    )
-    .unwrap();
+    s.configure_offline(
+        "[programs]\ncall_home = false\n[programs.ceip]\nlocked = true\n[licenses]\nfiles = [\"*.lic\"]\n[[policy.rules]]\nvendor_string = \"LT=CSP\"\nrequire = \"call_home\"\nreason = \"CSP licenses require Call Home\"\nupload_interval = \"24h\"\n",
+    );
     let st = s.status();
     assert_eq!(
         (st["programs"][1]["enabled"].as_bool(), st["programs"][1]["locked"].as_bool()),
@@ -598,22 +476,7 @@ fn a_csp_license_locks_call_home_on() {
     assert!(stderr(&out).contains("CSP licenses require Call Home"), "{}", stderr(&out));
 
     let agent = s.start_agent();
-    wait_until(Duration::from_secs(15), "the API", || s.data.join("api.json").exists());
-    let port = serde_json::from_slice::<Value>(&std::fs::read(s.data.join("api.json")).unwrap()).unwrap()["port"]
-        .as_u64()
-        .unwrap();
-    let token = std::fs::read_to_string(s.data.join("api-token")).unwrap();
-    let mut stream = TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
-    let body = "{\"enabled\": false}";
-    write!(
-        stream,
-        "PUT /api/v1/programs/call_home HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).unwrap();
-    let a = parse_answer(&buf);
+    let a = AgentApi::wait_for(&s).call("PUT", "/api/v1/programs/call_home", Some("{\"enabled\": false}"));
     assert_eq!(a.status, 409);
     assert!(a.json()["detail"].as_str().unwrap().contains("CSP licenses require Call Home"));
     assert!(agent.terminate().success());

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-const OFFLINE: &str = "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n";
-
 /// Runs `script` (sh) in a private mount namespace, where it may mount a small tmpfs on `$FS`;
 /// `$OUT` is a folder for what it finds, `$AGENT` the binary, `$CFG` the configuration. Returns
 /// its exit status and a reader of the files it left in `$OUT` (empty when absent).
@@ -33,13 +31,9 @@ fn on_a_small_disk(s: &Setup, script: &str) -> (std::process::ExitStatus, impl F
 fn a_full_disk_fails_clearly_leaves_no_partial_bundle_and_recovers() {
     let s = Setup::new();
     // A Call Home command whose output (random, so incompressible) cannot fit on the small disk.
-    std::fs::write(
-        &s.config,
-        format!(
-            "{OFFLINE}[[collect.commands]]\nname = \"big\"\nprogram = \"call_home\"\nmax_output = 4000000\nargv = [\"sh\", \"-c\", \"printf '\\\"'; head -c 1500000 /dev/urandom | base64 -w0; printf '\\\"'\"]\n"
-        ),
-    )
-    .unwrap();
+    s.configure_offline(
+        "[[collect.commands]]\nname = \"big\"\nprogram = \"call_home\"\nmax_output = 4000000\nargv = [\"sh\", \"-c\", \"printf '\\\"'; head -c 1500000 /dev/urandom | base64 -w0; printf '\\\"'\"]\n",
+    );
     // A 1 MiB tmpfs in a private mount namespace stands in for a full disk.
     let script = r#"
         set -u
@@ -81,7 +75,7 @@ fn a_full_disk_fails_clearly_leaves_no_partial_bundle_and_recovers() {
 #[test]
 fn over_quota_evicts_optional_bundles_first_and_reports_what_compliance_keeps() {
     let s = Setup::new();
-    std::fs::write(&s.config, format!("{OFFLINE}[spool]\nmax_bytes = 2000\n")).unwrap();
+    s.configure_offline("[spool]\nmax_bytes = 2000\n");
     assert!(s.cli(&["collect", "--program", "call_home"]).status.success());
     assert!(s.cli(&["collect", "--program", "telemetry"]).status.success());
     assert!(s.cli(&["collect", "--program", "telemetry"]).status.success());
@@ -120,17 +114,19 @@ fn a_damaged_bundle_found_at_start_is_quarantined_not_uploaded() {
 
 /// A zip whose `manifest.json` is the one of a real bundle, plus `extra` entries.
 fn hostile_bundle(extra: &[(&str, &[u8])]) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let seed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz/corpus/bundle/compliance.zip")).unwrap();
-    let mut real = zip::ZipArchive::new(std::io::Cursor::new(seed)).unwrap();
-    let mut manifest = Vec::new();
-    real.by_name("manifest.json").unwrap().read_to_end(&mut manifest).unwrap();
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz/corpus/bundle/compliance.zip");
+    let real = ZipEntries::read(std::path::Path::new(seed));
+    let entries = std::iter::once(("manifest.json".to_string(), real.get("manifest.json")));
+    zip_of(entries.chain(extra.iter().map(|(n, b)| (n.to_string(), *b))), zip::CompressionMethod::Deflated)
+}
+
+/// A zip of `entries`, in order, each packed with `method`.
+fn zip_of<'a>(entries: impl IntoIterator<Item = (String, &'a [u8])>, method: zip::CompressionMethod) -> Vec<u8> {
+    use std::io::Write;
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    w.start_file("manifest.json", opts).unwrap();
-    w.write_all(&manifest).unwrap();
-    for (name, bytes) in extra {
-        w.start_file(*name, opts).unwrap();
+    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+    for (name, bytes) in entries {
+        w.start_file(name, opts).unwrap();
         w.write_all(bytes).unwrap();
     }
     w.finish().unwrap().into_inner()
@@ -138,7 +134,6 @@ fn hostile_bundle(extra: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// Puts `bundles` into an export zip the way `callhome export` lays one out.
 fn hostile_export(bundles: &[(&str, &[u8])]) -> Vec<u8> {
-    use std::io::Write;
     let list: Vec<serde_json::Value> = bundles
         .iter()
         .map(|(name, b)| {
@@ -149,15 +144,10 @@ fn hostile_export(bundles: &[(&str, &[u8])]) -> Vec<u8> {
         "format": callhome::manual::format::EXPORT_FORMAT, "export_id": "e-hostile", "install_id": "i-hostile",
         "created_at": "2026-11-23T00:00:00Z", "agent_version": "0", "bundles": list,
     });
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    w.start_file("export.json", opts).unwrap();
-    w.write_all(manifest.to_string().as_bytes()).unwrap();
-    for (name, b) in bundles {
-        w.start_file(format!("{}{name}", callhome::manual::format::BUNDLES_DIR), opts).unwrap();
-        w.write_all(b).unwrap();
-    }
-    w.finish().unwrap().into_inner()
+    let manifest = manifest.to_string();
+    let entries = std::iter::once(("export.json".to_string(), manifest.as_bytes()));
+    let bundles = bundles.iter().map(|(name, b)| (format!("{}{name}", callhome::manual::format::BUNDLES_DIR), *b));
+    zip_of(entries.chain(bundles), zip::CompressionMethod::Stored)
 }
 
 #[test]
@@ -207,14 +197,7 @@ fn a_zip_bomb_and_a_path_traversal_are_refused_by_the_receiver_and_by_its_ingest
     std::fs::write(&path, export).unwrap();
     let store = s.path().join("ingest-store");
     let receipt_out = s.path().join("receipt.json");
-    let out = Command::new(&*RECEIVER)
-        .args(["ingest", path.to_str().unwrap(), "--store", store.to_str().unwrap(), "--signing-key"])
-        .arg(s.path().join("ingest.key"))
-        .arg("--receipt-out")
-        .arg(&receipt_out)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    receiver_ingest(&path, &store, &s.path().join("ingest.key"), &receipt_out);
     let receipt: serde_json::Value = serde_json::from_slice(&std::fs::read(&receipt_out).unwrap()).unwrap();
     assert_eq!(receipt["accepted"].as_array().unwrap().len(), 1, "{receipt:#}");
     let reasons: Vec<String> =
@@ -230,13 +213,9 @@ fn a_zip_bomb_and_a_path_traversal_are_refused_by_the_receiver_and_by_its_ingest
 fn a_running_agent_keeps_serving_its_api_on_a_full_disk_and_recovers() {
     let s = Setup::new();
     // Performance samples every second: scheduled work keeps hitting the full disk.
-    std::fs::write(
-        &s.config,
-        format!(
-            "{OFFLINE}first_upload_delay = \"1h\"\n[schedule]\nperformance_interval = \"1s\"\nclock_check = \"1s\"\n"
-        ),
-    )
-    .unwrap();
+    s.configure_offline(
+        "first_upload_delay = \"1h\"\n[schedule]\nperformance_interval = \"1s\"\nclock_check = \"1s\"\n",
+    );
     // The agent and the CLI both live in the private mount namespace of the small disk; the CLI
     // reaches the agent through its API. Waits poll for a condition with a deadline.
     let script = r#"

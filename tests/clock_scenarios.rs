@@ -33,11 +33,7 @@ impl Scenario {
         let s = Setup::new();
         match endpoint {
             Some(r) => s.configure_for(r, SCENARIO),
-            None => std::fs::write(
-                &s.config,
-                format!("[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n{SCENARIO}"),
-            )
-            .unwrap(),
+            None => s.configure_offline(SCENARIO),
         }
         let clock = ManualClock::at(START);
         let cfg = Config::load(&s.config).unwrap();

@@ -155,7 +155,7 @@ fn an_agent_killed_mid_upload_gets_the_bundle_acknowledged_once() {
 #[test]
 fn turning_an_optional_program_off_withdraws_its_bundles() {
     let s = Setup::new();
-    std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
+    s.configure_offline("");
     let out = s.cli(&["collect", "--program", "call_home"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -244,7 +244,7 @@ fn config_errors_name_every_key_and_line() {
 #[test]
 fn a_second_agent_on_the_same_data_directory_refuses_naming_the_first() {
     let s = Setup::new();
-    std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
+    s.configure_offline("");
     let first = s.start_agent();
     wait_until(Duration::from_secs(10), "the first agent to hold the directory", || {
         s.status()["agent"]["running"] == true
@@ -263,7 +263,7 @@ fn processes_opening_a_new_data_directory_at_once_all_succeed() {
     // different install id.
     for round in 0..3 {
         let s = Setup::new();
-        std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
+        s.configure_offline("");
         let spawn = |args: &[&str]| {
             std::process::Command::new(&*AGENT)
                 .args(args)
@@ -316,11 +316,9 @@ fn an_unusable_data_directory_is_a_clear_error() {
 #[test]
 fn preview_shows_the_exact_bytes_that_will_be_sent() {
     let s = Setup::new();
-    std::fs::write(
-        &s.config,
-        "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n[[collect.commands]]\nname = \"status\"\nargv = [\"echo\", \"{\\\"licenses\\\": 3}\"]\n[[collect.commands]]\nname = \"broken\"\nargv = [\"false\"]\n",
-    )
-    .unwrap();
+    s.configure_offline(
+        "[[collect.commands]]\nname = \"status\"\nargv = [\"echo\", \"{\\\"licenses\\\": 3}\"]\n[[collect.commands]]\nname = \"broken\"\nargv = [\"false\"]\n",
+    );
     assert!(s.cli(&["collect", "--program", "telemetry"]).status.success());
     let out = s.cli(&["preview", "--latest", "--file", "commands/status.json"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -10,114 +10,34 @@ use std::time::Duration;
 
 use common::http::*;
 use common::*;
-use serde_json::Value;
 
-/// A running agent, its port and tokens.
-struct Agent {
-    s: Setup,
-    agent: Option<AgentProcess>,
-    _receiver: Option<Receiver>,
-    port: u16,
-    token: String,
-    read_token: String,
+/// A fresh one-time link, as `POST /api/v1/dashboard/link` gives it.
+fn link(a: &AgentApi) -> String {
+    let r = a.call("POST", "/api/v1/dashboard/link", Some("{}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["url"].as_str().unwrap().to_string()
 }
 
-impl Agent {
-    fn start(with_receiver: bool) -> Agent {
-        let s = Setup::new();
-        let receiver = with_receiver.then(|| Receiver::start(s.path(), &[]));
-        match &receiver {
-            Some(r) => s.configure_for(r, "first_upload_delay = \"1h\""),
-            None => std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap(),
-        }
-        let mut a =
-            Agent { s, agent: None, _receiver: receiver, port: 0, token: String::new(), read_token: String::new() };
-        a.run();
-        a
-    }
-
-    /// (Re)starts the agent process and reads where it listens.
-    fn run(&mut self) {
-        let agent = self.s.start_agent();
-        let api_json = self.s.data.join("api.json");
-        wait_until(Duration::from_secs(15), "the agent to publish api.json", || {
-            std::fs::read(&api_json).is_ok_and(|b| serde_json::from_slice::<Value>(&b).is_ok())
-        });
-        let loc: Value = serde_json::from_slice(&std::fs::read(&api_json).unwrap()).unwrap();
-        self.port = loc["port"].as_u64().unwrap() as u16;
-        self.token = std::fs::read_to_string(self.s.data.join("api-token")).unwrap();
-        self.read_token = std::fs::read_to_string(self.s.data.join("api-token-read")).unwrap();
-        self.agent = Some(agent);
-    }
-
-    fn stop(&mut self) {
-        assert!(self.agent.take().expect("running").terminate().success());
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn origin(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// A request with the right Host and the given extra headers (no token unless given).
-    fn send(&self, method: &str, path: &str, extra: &[(&str, &str)], body: Option<&str>) -> Answer {
-        let host = self.host();
-        let mut h = vec![("Host", host.as_str())];
-        h.extend_from_slice(extra);
-        if body.is_some() {
-            h.push(("Content-Type", "application/json"));
-        }
-        raw_request(self.port, method, path, &h, body.unwrap_or("").as_bytes())
-    }
-
-    fn bearer(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
-        let auth = format!("Bearer {}", self.token);
-        self.send(method, path, &[("Authorization", &auth)], body)
-    }
-
-    /// A fresh one-time link, as `POST /api/v1/dashboard/link` gives it.
-    fn link(&self) -> String {
-        let a = self.bearer("POST", "/api/v1/dashboard/link", Some("{}"));
-        assert_eq!(a.status, 200, "{}", a.text());
-        a.json()["url"].as_str().unwrap().to_string()
-    }
-
-    /// Signs in with a fresh link; returns the `Cookie` header value to send.
-    fn sign_in(&self) -> String {
-        let url = self.link();
-        let a = self.send("GET", url.strip_prefix(&self.origin()).unwrap(), &[], None);
-        assert_eq!(a.status, 303, "{}", a.text());
-        let set = a.header("set-cookie").expect("a session cookie").to_string();
-        set.split(';').next().unwrap().to_string()
-    }
-
-    fn job(&self, started: &Answer) -> Value {
-        assert_eq!(started.status, 202, "{}", started.text());
-        let href = started.json()["href"].as_str().unwrap().to_string();
-        let mut doc = Value::Null;
-        wait_until(Duration::from_secs(60), "the job to finish", || {
-            doc = self.bearer("GET", &href, None).json();
-            doc["state"] != "running"
-        });
-        doc
-    }
+/// Signs in with a fresh link; returns the `Cookie` header value to send.
+fn sign_in(a: &AgentApi) -> String {
+    let url = link(a);
+    let r = a.send("GET", url.strip_prefix(&a.origin()).unwrap(), &[], None);
+    assert_eq!(r.status, 303, "{}", r.text());
+    let set = r.header("set-cookie").expect("a session cookie").to_string();
+    set.split(';').next().unwrap().to_string()
 }
 
 #[test]
 fn a_link_signs_in_once_to_a_clean_url_and_the_session_is_memory_only() {
-    let mut a = Agent::start(false);
-    let url = a.link();
+    let mut a = RunningAgent::offline("");
+    let url = link(&a);
     let code = url.strip_prefix(&format!("{}/login?code=", a.origin())).expect("a link to this agent's /login");
     assert!(code.len() == 64 && code.bytes().all(|b| b.is_ascii_hexdigit()), "256 random bits: {code}");
-    let read = format!("Bearer {}", a.read_token);
-    assert_eq!(a.send("POST", "/api/v1/dashboard/link", &[("Authorization", &read)], Some("{}")).status, 403);
+    assert_eq!(a.call_with(&a.read_token, "POST", "/api/v1/dashboard/link", Some("{}")).status, 403);
     assert_eq!(a.send("POST", "/api/v1/dashboard/link", &[], Some("{}")).status, 401);
 
     let path = format!("/login?code={code}");
-    let evil = raw_request(a.port, "GET", &path, &[("Host", "evil.test")], b"");
+    let evil = a.raw("GET", &path, &[("Host", "evil.test")], b"");
     assert_eq!(evil.status, 403, "the Host rule holds for /login, and the code is not used up by it");
     let first = a.send("GET", &path, &[], None);
     assert_eq!((first.status, first.header("location")), (303, Some("/")), "{}", first.text());
@@ -149,41 +69,27 @@ fn a_link_signs_in_once_to_a_clean_url_and_the_session_is_memory_only() {
     }
     assert!(!csp.contains("unsafe"), "{csp}");
     assert_eq!((app.header("x-frame-options"), app.header("x-content-type-options")), (Some("DENY"), Some("nosniff")));
-    assert_eq!(raw_request(a.port, "GET", "/", &[("Host", "evil.test"), ("Cookie", &cookie)], b"").status, 403);
+    assert_eq!(a.raw("GET", "/", &[("Host", "evil.test"), ("Cookie", &cookie)], b"").status, 403);
     assert_eq!(a.send("GET", "/api/v1/status", &[("Cookie", &cookie)], None).status, 200);
 
     // The agent restarts: sessions were in memory only. (The port may change; send the old
     // session under the new port's cookie name.)
     a.stop();
-    a.run();
+    a.restart();
     let value = cookie.split_once('=').unwrap().1;
     let stale = format!("callhome_session_{}={value}", a.port);
     let r = a.send("GET", "/api/v1/status", &[("Cookie", &stale)], None);
     assert_eq!(r.status, 401);
     assert!(is_problem(&r) && r.json()["detail"].as_str().unwrap().contains("callhome dashboard"), "{}", r.text());
     assert_eq!(a.send("GET", "/", &[("Cookie", &stale)], None).status, 401, "the sign-in page again");
-    let session_file_mentions = walk_text(&a.s.data).into_iter().filter(|t| t.contains(value)).count();
-    assert_eq!(session_file_mentions, 0, "the session never reached the data directory");
-}
-
-/// Every readable file under `dir`, as text.
-fn walk_text(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk_text(&p));
-        } else if let Ok(b) = std::fs::read(&p) {
-            out.push(String::from_utf8_lossy(&b).into_owned());
-        }
-    }
-    out
+    let mentions = files_containing(&a.s.data, value);
+    assert!(mentions.is_empty(), "the session never reached the data directory: {mentions:?}");
 }
 
 #[test]
 fn the_session_cookie_counts_only_from_the_dashboards_own_origin() {
-    let a = Agent::start(false);
-    let cookie = a.sign_in();
+    let a = RunningAgent::offline("");
+    let cookie = sign_in(&a);
     let own = a.origin();
     let put = |extra: &[(&str, &str)]| {
         let mut h = vec![("Cookie", cookie.as_str())];
@@ -224,7 +130,7 @@ fn the_session_cookie_counts_only_from_the_dashboards_own_origin() {
         ),
         (
             "the token still works without Origin",
-            a.bearer("PUT", "/api/v1/programs/ceip", Some("{\"enabled\": true}")).status,
+            a.call("PUT", "/api/v1/programs/ceip", Some("{\"enabled\": true}")).status,
             200,
         ),
     ];
@@ -244,7 +150,7 @@ fn the_session_cookie_counts_only_from_the_dashboards_own_origin() {
 
 #[test]
 fn the_pages_and_assets_are_served_with_their_types() {
-    let a = Agent::start(false);
+    let a = RunningAgent::offline("");
     for (path, ctype, status) in [
         ("/ui/app.js", "text/javascript; charset=utf-8", 200),
         ("/ui/style.css", "text/css; charset=utf-8", 200),
@@ -259,7 +165,7 @@ fn the_pages_and_assets_are_served_with_their_types() {
     }
     let js = a.send("GET", "/ui/app.js", &[], None);
     assert_eq!(js.body, std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/ui/app.js")).unwrap(), "compiled in as is");
-    assert_eq!(raw_request(a.port, "GET", "/ui/app.js", &[("Host", "evil.test")], b"").status, 403);
+    assert_eq!(a.raw("GET", "/ui/app.js", &[("Host", "evil.test")], b"").status, 403);
     // No inline script anywhere: the CSP would refuse it.
     for page in ["index.html", "signin.html", "link-refused.html"] {
         let html = std::fs::read_to_string(format!("{}/ui/{page}", env!("CARGO_MANIFEST_DIR"))).unwrap();
@@ -279,13 +185,12 @@ fn has_event_attribute(html: &str) -> bool {
 #[test]
 fn callhome_dashboard_prints_a_link_and_opens_it_with_browser() {
     let s = Setup::new();
-    std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n").unwrap();
+    s.configure_offline("");
     let out = s.cli(&["dashboard", "--no-open"]);
     assert_eq!(out.status.code(), Some(1), "no agent: {}", stdout(&out));
     assert!(stderr(&out).contains("no agent runs") && stderr(&out).contains("callhome run"), "{}", stderr(&out));
 
-    let mut a = Agent { s, agent: None, _receiver: None, port: 0, token: String::new(), read_token: String::new() };
-    a.run();
+    let a = RunningAgent::start(s, None);
     let out = a.s.cli(&["dashboard", "--no-open"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let url = stdout(&out).trim().to_string();
@@ -309,31 +214,30 @@ fn callhome_dashboard_prints_a_link_and_opens_it_with_browser() {
 
 #[test]
 fn one_bundle_is_withdrawn_through_the_api_and_the_ledger_verifies() {
-    let a = Agent::start(true);
-    assert_eq!(a.job(&a.bearer("POST", "/api/v1/collect", Some("{}")))["state"], "succeeded");
-    let bundles = a.bearer("GET", "/api/v1/bundles", None).json();
+    let a = RunningAgent::with_receiver("first_upload_delay = \"1h\"");
+    assert_eq!(a.job(&a.call("POST", "/api/v1/collect", Some("{}")))["state"], "succeeded");
+    let bundles = a.get("/api/v1/bundles").json();
     let of = |p: &str| {
         bundles.as_array().unwrap().iter().find(|b| b["program"] == p).unwrap()["id"].as_str().unwrap().to_string()
     };
     let (call_home, telemetry) = (of("call_home"), of("telemetry"));
-    let read = format!("Bearer {}", a.read_token);
     let path = format!("/api/v1/bundles/{call_home}");
-    assert_eq!(a.send("DELETE", &path, &[("Authorization", &read)], None).status, 403);
-    let mandatory = a.bearer("DELETE", &format!("/api/v1/bundles/{telemetry}"), None);
+    assert_eq!(a.call_with(&a.read_token, "DELETE", &path, None).status, 403);
+    let mandatory = a.call("DELETE", &format!("/api/v1/bundles/{telemetry}"), None);
     assert_eq!(mandatory.status, 409);
     assert!(mandatory.text().contains("mandatory"), "{}", mandatory.text());
-    assert_eq!(a.bearer("DELETE", "/api/v1/bundles/upload_usage_nosuch.zip", None).status, 404);
-    let done = a.bearer("DELETE", &path, None);
+    assert_eq!(a.call("DELETE", "/api/v1/bundles/upload_usage_nosuch.zip", None).status, 404);
+    let done = a.call("DELETE", &path, None);
     assert_eq!(done.status, 200, "{}", done.text());
     assert_eq!(done.json()["program"], "call_home");
     assert!(!a.s.spool("callhome").contains(&call_home), "the file is gone");
     assert_eq!(a.s.spool("compliance"), vec![telemetry.clone()], "nothing else was touched");
     let row = a.s.ledger().into_iter().find(|r| r["bundle"] == call_home.as_str()).expect("a ledger row");
     assert_eq!(row["event"], "withdrawn");
-    assert_eq!(a.bearer("DELETE", &path, None).status, 404, "withdrawn once");
+    assert_eq!(a.call("DELETE", &path, None).status, 404, "withdrawn once");
 
-    assert_eq!(a.job(&a.bearer("POST", "/api/v1/upload", Some("{}")))["result"]["ok"], true);
-    let v = a.bearer("GET", "/api/v1/ledger/verify", None).json();
+    assert_eq!(a.job(&a.call("POST", "/api/v1/upload", Some("{}")))["result"]["ok"], true);
+    let v = a.get("/api/v1/ledger/verify").json();
     assert_eq!((v["ok"].as_bool(), v["signatures_checked"].as_bool()), (Some(true), Some(true)), "{v}");
     assert!(v["receipts"].as_u64().unwrap() >= 1, "{v}");
     let cli = a.s.cli(&["ledger", "verify"]);
@@ -342,8 +246,8 @@ fn one_bundle_is_withdrawn_through_the_api_and_the_ledger_verifies() {
 
 #[test]
 fn the_ledger_check_over_the_api_reports_a_receipt_that_does_not_verify() {
-    let mut a = Agent::start(true);
-    assert_eq!(a.job(&a.bearer("POST", "/api/v1/upload", Some("{\"program\": \"telemetry\"}")))["result"]["ok"], true);
+    let mut a = RunningAgent::with_receiver("first_upload_delay = \"1h\"");
+    assert_eq!(a.job(&a.call("POST", "/api/v1/upload", Some("{\"program\": \"telemetry\"}")))["result"]["ok"], true);
     a.stop();
     // Another receiver's key: the stored receipt's signature no longer verifies with it.
     let other = a.s.path().join("other");
@@ -352,8 +256,8 @@ fn the_ledger_check_over_the_api_reports_a_receipt_that_does_not_verify() {
     let text = std::fs::read_to_string(&a.s.config).unwrap();
     let key = a.s.path().join("receiver-public.pem").display().to_string();
     std::fs::write(&a.s.config, text.replace(&key, &stranger.public_key.display().to_string())).unwrap();
-    a.run();
-    let v = a.bearer("GET", "/api/v1/ledger/verify", None).json();
+    a.restart();
+    let v = a.get("/api/v1/ledger/verify").json();
     assert_eq!(v["ok"], false, "{v}");
     assert!(v["problem"].as_str().unwrap().contains("signature does not verify"), "{v}");
     assert_eq!(a.s.cli(&["ledger", "verify"]).status.code(), Some(6), "the CLI agrees");

@@ -12,9 +12,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use callhome::config::Config;
 use callhome::licenses::{debuglog, licfile};
@@ -228,45 +226,21 @@ fn export_zips_at_the_receivers_ingest() {
         Ok(())
     });
     // Nothing was written outside the store.
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    assert_eq!(names, ["export.zip", "store"]);
-}
-
-/// One HTTP/1.1 request over a fresh connection: (status, content type).
-fn http(addr: &str, token: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer).unwrap();
-    let text = String::from_utf8_lossy(&answer);
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let ctype = text
-        .lines()
-        .take_while(|l| !l.is_empty())
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_string()))
-        .unwrap_or_default();
-    (status, ctype)
+    assert_eq!(list(dir.path(), ""), ["export.zip", "store"]);
 }
 
 #[test]
 fn api_request_bodies_against_a_running_agent() {
     let s = Setup::new();
-    std::fs::write(&s.config, "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\nfirst_upload_delay = \"1h\"\n")
-        .unwrap();
+    s.configure_offline("first_upload_delay = \"1h\"\n");
     // No keyring here: setting a proxy password answers 503, fast, whatever the machine has.
     let agent = s.start_agent_with(&["--headless"], &[("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")]);
-    wait_until(Duration::from_secs(10), "the agent's API", || s.data.join("api.json").exists());
-    let api: serde_json::Value = serde_json::from_slice(&std::fs::read(s.data.join("api.json")).unwrap()).unwrap();
-    let addr = api["url"].as_str().unwrap().trim_start_matches("http://").to_string();
-    let token = std::fs::read_to_string(s.data.join("api-token")).unwrap().trim().to_string();
+    let api = AgentApi::wait_for(&s);
+    let (host, auth) = (api.host(), format!("Bearer {}", api.token));
+    // Every request is JSON, whatever its bytes (and even when empty).
+    let http = |method: &str, path: &str, body: &[u8]| {
+        api.raw(method, path, &[("Host", &host), ("Authorization", &auth), ("Content-Type", "application/json")], body)
+    };
     let routes = [
         ("PUT", "/api/v1/programs/ceip"),
         ("PUT", "/api/v1/programs/telemetry"),
@@ -278,7 +252,8 @@ fn api_request_bodies_against_a_running_agent() {
     let mut seen = std::collections::BTreeMap::<u16, u32>::new();
     fuzz("api", |_, input| {
         for (method, path) in routes {
-            let (status, ctype) = http(&addr, &token, method, path, input);
+            let answer = http(method, path, input);
+            let (status, ctype) = (answer.status, answer.header("content-type").unwrap_or_default());
             *seen.entry(status).or_default() += 1;
             let keyring = path == "/api/v1/proxy" || path == "/api/v1/registration";
             prop_assert!(
@@ -287,13 +262,13 @@ fn api_request_bodies_against_a_running_agent() {
                 String::from_utf8_lossy(input)
             );
             if status >= 400 {
-                prop_assert_eq!(ctype.as_str(), "application/problem+json", "{} {}", method, path);
+                prop_assert_eq!(ctype, "application/problem+json", "{} {}", method, path);
             }
         }
         Ok(())
     });
     println!("fuzz api: answers by status {seen:?}");
-    assert_eq!(http(&addr, &token, "GET", "/healthz", b"").0, 200, "the agent still answers");
+    assert_eq!(http("GET", "/healthz", b"").status, 200, "the agent still answers");
     assert!(agent.terminate().success());
 }
 

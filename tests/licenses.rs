@@ -35,13 +35,7 @@ fn with_fixtures(extra: &str) -> Setup {
     for f in ["acme.lic", "globex.lic", "acme-debug.log"] {
         std::fs::copy(Path::new(FIXTURES).join(f), s.path().join(f)).unwrap();
     }
-    std::fs::write(
-        &s.config,
-        format!(
-            "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n[licenses]\nfiles = [\"*.lic\"]\ndebug_logs = [\"acme-debug.log\"]\n{extra}"
-        ),
-    )
-    .unwrap();
+    s.configure_offline(&format!("[licenses]\nfiles = [\"*.lic\"]\ndebug_logs = [\"acme-debug.log\"]\n{extra}"));
     s
 }
 
@@ -196,11 +190,6 @@ fn usage_is_read_incrementally_across_appends_rotation_and_truncation() {
     );
 }
 
-fn bundle_entries(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut r = callhome::bundle::Reader::open(path).unwrap();
-    r.names().unwrap().into_iter().map(|n| (n.clone(), r.read(&n).unwrap())).collect()
-}
-
 fn only_bundle(s: &Setup, folder: &str) -> PathBuf {
     let list = s.spool(folder);
     assert_eq!(list.len(), 1, "{folder}: {list:?}");
@@ -212,9 +201,8 @@ fn the_compliance_bundle_holds_inventory_usage_and_the_hardware_id() {
     let s = with_fixtures("");
     let out = s.cli(&["collect", "--program", "telemetry"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let entries = bundle_entries(&only_bundle(&s, "compliance"));
-    let get =
-        |name: &str| -> Value { serde_json::from_slice(&entries.iter().find(|(n, _)| n == name).unwrap().1).unwrap() };
+    let entries = ZipEntries::read(&only_bundle(&s, "compliance"));
+    let get = |name: &str| entries.json(name);
     let lic = get("licenses.json");
     assert_eq!(lic["licenses"].as_array().unwrap().len(), 7);
     let usage = get("usage.json");
@@ -240,15 +228,11 @@ fn a_ceip_bundle_holds_no_user_or_host_name() {
     json_of(&s, &["usage", "--json"]); // reads the log into the state
     let out = s.cli(&["collect", "--program", "ceip"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let entries = bundle_entries(&only_bundle(&s, "usage"));
-    let usage =
-        entries.iter().find(|(n, _)| n == "license_usage.json").expect("the CEIP bundle carries license usage counts");
-    let v: Value = serde_json::from_slice(&usage.1).unwrap();
+    let entries = ZipEntries::read(&only_bundle(&s, "usage"));
+    let v = entries.json("license_usage.json");
     let cad = v["features"].as_array().unwrap().iter().find(|f| f["feature"] == "cad_pro").unwrap();
     assert_eq!((cad["count_used_max"].as_u64(), cad["licensees"]["users"].as_u64()), (Some(4), Some(4)));
-    let whole = std::fs::read(only_bundle(&s, "usage")).unwrap();
-    for (name, bytes) in entries.iter().chain(std::iter::once(&("(the zip itself)".to_string(), whole))) {
-        let text = String::from_utf8_lossy(bytes);
+    for (name, text) in entries.texts() {
         for n in NAMES {
             assert!(!text.contains(n), "{n:?} appears in {name} of the CEIP bundle");
         }
@@ -274,8 +258,7 @@ fn a_license_expiring_in_20_days_is_an_event_in_status_and_in_an_event_bundle() 
 
     let out = s.cli(&["collect", "--program", "events"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let entries = bundle_entries(&only_bundle(&s, "events"));
-    let events: Value = serde_json::from_slice(&entries.iter().find(|(n, _)| n == "events.json").unwrap().1).unwrap();
+    let events = ZipEntries::read(&only_bundle(&s, "events")).json("events.json");
     assert!(events["events"].as_array().unwrap().iter().any(|e| e["feature"] == "trial_addon"));
     let again = s.cli(&["collect", "--program", "events"]);
     assert!(stdout(&again).contains("skipped (no new license events)"), "{}", stdout(&again));
@@ -290,17 +273,11 @@ fn product_log_errors_go_to_call_home_with_redacted_samples_and_to_ceip_as_count
         "10:00:01 INFO started\n10:00:02 ERROR license checkout failed for annika@corp.example from 10.20.30.40 (code 4711)\n10:00:03 FATAL out of memory\n10:00:04 ERROR retry 2 of 5\n",
     )
     .unwrap();
-    std::fs::write(
-        &s.config,
-        "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n[programs]\nceip = true\n[collect]\nerror_logs = [\"*.log\"]\n",
-    )
-    .unwrap();
+    s.configure_offline("[programs]\nceip = true\n[collect]\nerror_logs = [\"*.log\"]\n");
     assert!(s.cli(&["collect", "--program", "call_home"]).status.success());
     assert!(s.cli(&["collect", "--program", "ceip"]).status.success());
-    let ch = bundle_entries(&only_bundle(&s, "callhome"));
-    let errors: Value =
-        serde_json::from_slice(&ch.iter().find(|(n, _)| n == "errors.json").expect("errors.json in Call Home").1)
-            .unwrap();
+    let ch = ZipEntries::read(&only_bundle(&s, "callhome"));
+    let errors = ch.json("errors.json");
     let count = |doc: &Value, pat: &str| {
         doc["counts"]
             .as_array()
@@ -313,12 +290,11 @@ fn product_log_errors_go_to_call_home_with_redacted_samples_and_to_ceip_as_count
     assert_eq!((count(&errors, "ERROR"), count(&errors, "FATAL")), (2, 1));
     let samples = errors["samples"].to_string();
     assert!(samples.contains("license checkout failed for [email] from [ip] (code #)"), "{samples}");
-    let ceip = bundle_entries(&only_bundle(&s, "usage"));
-    let counts: Value =
-        serde_json::from_slice(&ceip.iter().find(|(n, _)| n == "errors.json").expect("errors.json in CEIP").1).unwrap();
+    let ceip = ZipEntries::read(&only_bundle(&s, "usage"));
+    let counts = ceip.json("errors.json");
     assert_eq!(count(&counts, "ERROR"), 2);
     assert!(counts.get("samples").is_none(), "CEIP gets counts only");
-    for (_, bytes) in ch.iter().chain(ceip.iter()) {
+    for (_, bytes) in ch.entries.iter().chain(&ceip.entries) {
         let text = String::from_utf8_lossy(bytes);
         assert!(!text.contains("annika") && !text.contains("10.20.30.40"), "the e-mail and the address never leave");
     }
@@ -331,7 +307,6 @@ fn product_log_errors_go_to_call_home_with_redacted_samples_and_to_ceip_as_count
         .unwrap();
     std::fs::remove_file(only_bundle(&s, "callhome")).unwrap();
     assert!(s.cli(&["collect", "--program", "call_home"]).status.success());
-    let again = bundle_entries(&only_bundle(&s, "callhome"));
-    let errors: Value = serde_json::from_slice(&again.iter().find(|(n, _)| n == "errors.json").unwrap().1).unwrap();
+    let errors = ZipEntries::read(&only_bundle(&s, "callhome")).json("errors.json");
     assert_eq!((count(&errors, "ERROR"), count(&errors, "panic")), (0, 1));
 }

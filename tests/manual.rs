@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -16,11 +15,10 @@ fn isolated() -> Setup {
     let r = Receiver::start(s.path(), &[]);
     let key = r.public_key.clone();
     r.stop();
-    std::fs::write(
-        &s.config,
-        format!("[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\nreceipt_public_key = \"{}\"\n[programs]\ntelemetry_mode = \"manual\"\ncall_home = false\nceip = false\n", key.display()),
-    )
-    .unwrap();
+    s.configure_offline(&format!(
+        "receipt_public_key = \"{}\"\n[programs]\ntelemetry_mode = \"manual\"\ncall_home = false\nceip = false\n",
+        key.display()
+    ));
     s
 }
 
@@ -41,18 +39,7 @@ fn export(s: &Setup, out: &Path) -> String {
 /// `callhome-receiver ingest` with the signing key `key`; returns the receipt's path.
 fn ingest(s: &Setup, export: &Path, key: &Path, name: &str) -> PathBuf {
     let receipt = s.path().join(name);
-    let o = Command::new(&*RECEIVER)
-        .arg("ingest")
-        .arg(export)
-        .arg("--store")
-        .arg(s.path().join("vendor-store"))
-        .arg("--signing-key")
-        .arg(key)
-        .arg("--receipt-out")
-        .arg(&receipt)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    receiver_ingest(export, &s.path().join("vendor-store"), key, &receipt);
     receipt
 }
 
@@ -174,28 +161,17 @@ fn an_export_confirmed_without_a_receipt_is_recorded_as_unverified() {
     assert_eq!(out.status.code(), Some(6));
 }
 
-fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut r = callhome::bundle::Reader::open(path).unwrap();
-    r.names().unwrap().into_iter().map(|n| (n.clone(), r.read(&n).unwrap())).collect()
-}
-
 #[test]
 fn a_support_bundle_has_the_case_and_no_secret() {
     const PASSWORD: &str = "Sup3r-S3cret-Proxy-Pw";
     let s = Setup::new();
-    std::fs::write(
-        &s.config,
-        "[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\nproxy = \"http://127.0.0.1:1\"\nproxy_user = \"agent\"\n[[collect.commands]]\nname = \"status\"\nargv = [\"echo\", \"{}\"]\n",
-    )
-    .unwrap();
+    s.configure_offline(
+        "proxy = \"http://127.0.0.1:1\"\nproxy_user = \"agent\"\n[[collect.commands]]\nname = \"status\"\nargv = [\"echo\", \"{}\"]\n",
+    );
     // An agent has run: API tokens exist and the log has lines.
     let agent = s.start_agent();
-    wait_until(std::time::Duration::from_secs(15), "the API tokens", || s.data.join("api.json").exists());
+    let api = AgentApi::wait_for(&s);
     assert!(agent.terminate().success());
-    let tokens: Vec<String> = ["api-token", "api-token-read"]
-        .iter()
-        .map(|f| std::fs::read_to_string(s.data.join(f)).unwrap().trim().to_string())
-        .collect();
 
     let out_path = s.path().join("support.zip");
     let out = s.cli_env(
@@ -215,8 +191,8 @@ fn a_support_bundle_has_the_case_and_no_secret() {
         &[("CALLHOME_PROXY_PASSWORD", PASSWORD)],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let e = entries(&out_path);
-    let names: Vec<&str> = e.iter().map(|(n, _)| n.as_str()).collect();
+    let e = ZipEntries::read(&out_path);
+    let names = e.names();
     for want in [
         "case.json",
         "status.json",
@@ -229,18 +205,16 @@ fn a_support_bundle_has_the_case_and_no_secret() {
     ] {
         assert!(names.contains(&want), "{want} missing: {names:?}");
     }
-    let case: Value = serde_json::from_slice(&e.iter().find(|(n, _)| n == "case.json").unwrap().1).unwrap();
+    let case = e.json("case.json");
     assert_eq!((case["case"].as_str(), case["severity"].as_u64()), (Some("4711"), Some(2)));
-    let log = String::from_utf8_lossy(&e.iter().find(|(n, _)| n == "logs/agent.log").unwrap().1).into_owned();
+    let log = String::from_utf8_lossy(e.get("logs/agent.log"));
     assert!(log.contains("agent running"), "the agent's recent log: {log}");
-    let dry: Value = serde_json::from_slice(&e.iter().find(|(n, _)| n == "collectors.json").unwrap().1).unwrap();
+    let dry = e.json("collectors.json");
     let ran: Vec<&str> =
         dry["collectors"].as_array().unwrap().iter().map(|c| c["collector"].as_str().unwrap()).collect();
     assert_eq!(&ran[..4], ["system", "performance", "command:status", "licenses"]);
-    let whole = std::fs::read(&out_path).unwrap();
-    for (name, bytes) in e.iter().chain(std::iter::once(&("(the zip)".to_string(), whole))) {
-        let text = String::from_utf8_lossy(bytes);
-        for secret in tokens.iter().map(String::as_str).chain([PASSWORD]) {
+    for (name, text) in e.texts() {
+        for secret in [api.token.as_str(), &api.read_token, PASSWORD] {
             assert!(!text.contains(secret), "a secret is in {name}");
         }
     }
@@ -259,10 +233,7 @@ fn a_support_bundle_can_be_sent_as_its_own_upload_type() {
     assert!(stdout(&out).contains("sent; receipt"), "{}", stdout(&out));
     let held = r.bundles();
     assert_eq!(held.len(), 1);
-    let m: Value = serde_json::from_slice(
-        &entries(&r.store.join(&held[0])).into_iter().find(|(n, _)| n == "manifest.json").unwrap().1,
-    )
-    .unwrap();
+    let m = ZipEntries::read(&r.store.join(&held[0])).json("manifest.json");
     assert_eq!(m["upload_type"], "support");
 }
 

@@ -32,10 +32,8 @@ fn uploads_go_through_an_authenticating_proxy() {
     );
     assert_eq!(s.spool("compliance").len(), 1, "the bundle is kept");
     // The password never reaches the data directory.
-    for entry in walk(&s.data) {
-        let bytes = std::fs::read(&entry).unwrap();
-        assert!(!bytes.windows(11).any(|w| w == b"s3cret-pass"), "{} holds the proxy password", entry.display());
-    }
+    let found = files_containing(&s.data, "s3cret-pass");
+    assert!(found.is_empty(), "{found:?} hold the proxy password");
 }
 
 #[test]
@@ -81,19 +79,6 @@ fn the_receiver_serves_given_certificate_files() {
     let _ = child.wait();
     assert!(out.status.success(), "{}", stdout(&out));
     assert_eq!(list(&store, ".zip").len(), 1);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]
@@ -314,44 +299,29 @@ fn after_a_run_no_secret_is_in_any_file_of_the_data_directory() {
         &format!("proxy = \"http://127.0.0.1:{}\"\nproxy_user = \"agent\"\nfirst_upload_delay = \"1s\"", proxy.port),
     );
     // The agent runs with the password in its environment, uploads through the proxy, and logs.
-    let mut cmd = Command::new(&*AGENT);
-    cmd.args(["run", "--headless", "--config"]).arg(&s.config).arg("--data-dir").arg(&s.data);
-    cmd.env("CALLHOME_PROXY_PASSWORD", PASSWORD)
-        .env("CALLHOME_ENDPOINT_TOKEN", ENDPOINT_TOKEN)
-        .env("CALLHOME_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut agent = cmd.spawn().unwrap();
+    let secrets = [("CALLHOME_PROXY_PASSWORD", PASSWORD), ("CALLHOME_ENDPOINT_TOKEN", ENDPOINT_TOKEN)];
+    let agent = s.start_agent_with(&["--headless"], &[secrets[0], secrets[1], ("CALLHOME_LOG", "debug")]);
     wait_until(Duration::from_secs(30), "an upload through the proxy", || {
         s.result_file("compliance").contains("SUCCESS")
     });
-    let token = std::fs::read_to_string(s.data.join("api-token")).unwrap().trim().to_string();
-    let read_token = std::fs::read_to_string(s.data.join("api-token-read")).unwrap().trim().to_string();
+    let AgentApi { token, read_token, .. } = AgentApi::wait_for(&s);
     // An export and a support bundle too.
     std::fs::create_dir_all(s.data.join("exports")).unwrap();
     let ex = s.cli(&["export", "--out", s.data.join("exports/sweep.zip").to_str().unwrap()]);
     assert!(ex.status.success(), "{}", stderr(&ex));
-    let sb = s.cli_env(
-        &["support-bundle", "--case", "1", "--out", s.data.join("support.zip").to_str().unwrap()],
-        &[("CALLHOME_PROXY_PASSWORD", PASSWORD), ("CALLHOME_ENDPOINT_TOKEN", ENDPOINT_TOKEN)],
-    );
+    let sb =
+        s.cli_env(&["support-bundle", "--case", "1", "--out", s.data.join("support.zip").to_str().unwrap()], &secrets);
     assert!(sb.status.success(), "{}", stderr(&sb));
-    let _ = Command::new("kill").arg("-TERM").arg(agent.id().to_string()).status();
-    let _ = agent.wait();
+    agent.terminate();
     let mut files = 0;
-    for f in walk(&s.data) {
+    for f in files_under(&s.data) {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        let bytes = std::fs::read(&f).unwrap();
-        let mut texts = vec![bytes.clone()];
-        if name.ends_with(".zip")
-            && let Ok(mut z) = callhome::bundle::Reader::open(&f)
-        {
-            for n in z.names().unwrap_or_default() {
-                texts.push(z.read(&n).unwrap_or_default());
-            }
-        }
-        for t in &texts {
-            let text = String::from_utf8_lossy(t);
+        let texts = if name.ends_with(".zip") {
+            ZipEntries::read(&f).texts().into_iter().map(|(_, t)| t).collect()
+        } else {
+            vec![String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned()]
+        };
+        for text in &texts {
             assert!(!text.contains(PASSWORD), "the proxy password is in {}", f.display());
             assert!(!text.contains(ENDPOINT_TOKEN), "the endpoint token is in {}", f.display());
             if name != "api-token" {

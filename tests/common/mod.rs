@@ -1,9 +1,17 @@
 //! Helpers for tests that drive the real binaries: the reference receiver over real TLS, the
 //! agent, and the CLI. Every wait is a condition with a deadline, never a bare sleep.
+//! `agent_api` talks to a running agent's API (port, tokens, calls, jobs), `http` is the raw
+//! HTTP under it, `files` reads folders and zips back.
 
 #![allow(dead_code)]
 
+pub mod agent_api;
+pub mod files;
 pub mod http;
+
+#[allow(unused_imports)] // not every test binary runs an agent with its API
+pub use agent_api::{AgentApi, RunningAgent};
+pub use files::*;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -115,6 +123,23 @@ impl Drop for Receiver {
     }
 }
 
+/// `callhome-receiver ingest`: takes the export zip `export` into `store`, signing with the key
+/// at `signing_key` (made when missing), and writes the receipt to `receipt_out`.
+pub fn receiver_ingest(export: &Path, store: &Path, signing_key: &Path, receipt_out: &Path) {
+    let out = Command::new(&*RECEIVER)
+        .arg("ingest")
+        .arg(export)
+        .arg("--store")
+        .arg(store)
+        .arg("--signing-key")
+        .arg(signing_key)
+        .arg("--receipt-out")
+        .arg(receipt_out)
+        .output()
+        .expect("the receiver runs");
+    assert!(out.status.success(), "ingest {}: {}", export.display(), stderr(&out));
+}
+
 /// The address a receiver prints on its first line of output.
 pub fn read_url(child: &mut Child) -> String {
     let mut line = String::new();
@@ -125,20 +150,6 @@ pub fn read_url(child: &mut Child) -> String {
         .find(|w| w.starts_with("https://"))
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_string()
-}
-
-/// File names in `dir` ending with `suffix`, sorted.
-pub fn list(dir: &Path, suffix: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(suffix))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 /// A test's folder: a data directory and a configuration file pointing at a receiver.
@@ -173,6 +184,13 @@ impl Setup {
 
     pub fn configure_for(&self, r: &Receiver, extra: &str) {
         self.configure(&r.url, &r.ca, &r.public_key, extra);
+    }
+
+    /// Writes a configuration whose endpoint nothing listens on (port 9), plus `extra` TOML lines
+    /// (which may add keys to the [upload] table when they come first).
+    pub fn configure_offline(&self, extra: &str) {
+        std::fs::write(&self.config, format!("[upload]\nendpoint = \"https://127.0.0.1:9/v1/bundles\"\n{extra}"))
+            .unwrap();
     }
 
     /// Runs a CLI command against this setup.

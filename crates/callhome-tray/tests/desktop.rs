@@ -118,7 +118,7 @@ fn the_tray_menu_and_the_api_show_one_state() {
     let agent = s.start_program(&TRAY, &[], &env);
     let name = format!("org.kde.StatusNotifierItem-{}-1", agent.pid());
     wait_until(Duration::from_secs(20), "the tray item on the session bus", || bus.names().contains(&name));
-    wait_until(Duration::from_secs(10), "the agent's API", || s.data.join("api.json").exists());
+    AgentApi::wait_for(&s);
     wait_until(Duration::from_secs(10), "the menu to show the status", || {
         menu(&bus, &name).first().is_some_and(|i| i.label.contains("days left"))
     });
@@ -190,7 +190,7 @@ fn the_agent_never_shows_a_tray_and_the_tray_needs_a_display() {
     // `callhome run` in a desktop session: a display is there, and still no tray (the server
     // binary links no GUI library).
     let agent = s.start_agent_with(&[], &[("DBUS_SESSION_BUS_ADDRESS", &addr)]);
-    wait_until(Duration::from_secs(10), "the agent's API", || s.data.join("api.json").exists());
+    AgentApi::wait_for(&s);
     assert!(!bus.names().iter().any(|n| n.starts_with("org.kde.StatusNotifierItem")), "{:?}", bus.names());
     assert!(agent.terminate().success());
     // The tray without a display refuses, saying what to run instead, and takes nothing.
@@ -263,7 +263,7 @@ fn a_failed_upload_notifies_once_inside_the_quiet_period_and_recovery_is_told() 
     let notifyd = Notifyd::start(&bus, s.path());
     let addr = bus.address.clone();
     let agent = s.start_program(&TRAY, &[], &[("DBUS_SESSION_BUS_ADDRESS", &addr)]);
-    wait_until(Duration::from_secs(10), "the agent's API", || s.data.join("api.json").exists());
+    AgentApi::wait_for(&s);
 
     for _ in 0..2 {
         let out = s.cli(&["upload", "--program", "telemetry"]);
@@ -302,7 +302,7 @@ fn notifications_off_means_none_are_sent() {
     let notifyd = Notifyd::start(&bus, s.path());
     let addr = bus.address.clone();
     let agent = s.start_program(&TRAY, &[], &[("DBUS_SESSION_BUS_ADDRESS", &addr)]);
-    wait_until(Duration::from_secs(10), "the agent's API", || s.data.join("api.json").exists());
+    AgentApi::wait_for(&s);
     let out = s.cli(&["upload", "--program", "telemetry"]);
     assert_eq!(out.status.code(), Some(4));
     assert!(agent.terminate().success());
@@ -321,7 +321,7 @@ fn the_headless_agent_writes_its_alerts_to_the_log_and_sends_no_desktop_notifica
     let notifyd = Notifyd::start(&bus, s.path());
     let addr = bus.address.clone();
     let agent = s.start_agent_with(&[], &[("DBUS_SESSION_BUS_ADDRESS", &addr)]);
-    wait_until(Duration::from_secs(10), "the agent's API", || s.data.join("api.json").exists());
+    AgentApi::wait_for(&s);
     let out = s.cli(&["upload", "--program", "telemetry"]);
     assert_eq!(out.status.code(), Some(4), "{}{}", stdout(&out), stderr(&out));
     let log_path = s.data.join("logs").join("agent.log");
@@ -378,23 +378,6 @@ fn cli_in(s: &Setup, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -
     child.wait_with_output().unwrap()
 }
 
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
-                found.push(p);
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn the_proxy_password_lives_in_the_keyring_and_uploads_go_through_the_proxy() {
     let s = Setup::new();
@@ -427,7 +410,7 @@ fn the_proxy_password_lives_in_the_keyring_and_uploads_go_through_the_proxy() {
 
     // Through the running agent's API: the agent's process stores it; GET never returns it.
     let agent = s.start_agent_with(&["--headless"], &env);
-    wait_until(Duration::from_secs(10), "the agent's API", || s.data.join("api.json").exists());
+    AgentApi::wait_for(&s);
     let out = cli_in(
         &s,
         &["proxy", "set", "--url", &url, "--username", "agent", "--password-stdin"],
