@@ -223,7 +223,12 @@ async fn refresh_loop(st: Arc<ApiState>, mut shutdown: tokio::sync::watch::Recei
                 while notices.try_recv().is_ok() {}
                 st.refresh();
             }
-            _ = tick.tick() => st.refresh(),
+            _ = tick.tick() => {
+                st.refresh();
+                // The periodic refresh is the idle agent's only burst of work: hand back the pages
+                // it touched (the scheduler does the same when it goes idle).
+                tokio::task::spawn_blocking(crate::memory::release_idle).await.ok();
+            }
             _ = shutdown.changed() => break,
         }
     }
