@@ -27,8 +27,8 @@ pub static RECEIVER: LazyLock<PathBuf> = LazyLock::new(|| workspace_bin("callhom
 pub static TRAY: LazyLock<PathBuf> = LazyLock::new(|| workspace_bin("callhome-tray"));
 
 /// A binary of this workspace, built beside the running test (`target/<profile>/`): the tests of
-/// every package drive the real binaries of the others, which `cargo test` at the workspace's
-/// root builds first.
+/// every package drive the real binaries of the others, which `cargo build --workspace --bins`
+/// builds (scripts/test runs it before the tests).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let test = std::env::current_exe().expect("the test binary's path");
     // target/<profile>/deps/<test>-<hash>
@@ -36,7 +36,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.is_file(),
-        "{} is missing: run the tests from the workspace's root (`cargo test`), which builds every binary, or `cargo build --bins` first",
+        "{} is missing: build the workspace's binaries first (`cargo build --workspace --bins`, as scripts/test does)",
         bin.display()
     );
     bin
