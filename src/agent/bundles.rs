@@ -91,13 +91,15 @@ impl Agent {
         Ok(self.store().set_setting(Key::NotifyShown(news_key.into()), &at.to_string())?)
     }
 
-    /// Records one attempt of an alert channel; a database that cannot record it is logged, never
-    /// a reason to stop delivering.
+    /// Records one attempt of an alert channel and tells live views; a database that cannot
+    /// record it is logged, never a reason to stop delivering.
     pub fn record_delivery(&self, channel: &str, news_key: &str, outcome: DeliveryOutcome<'_>) {
         let now = self.now();
         if let Err(e) = self.store().record_delivery(channel, news_key, now, outcome) {
             tracing::warn!("cannot record the {channel} channel's delivery: {e}");
         }
+        // Live views (the API's status snapshot, the event stream) show it at once.
+        self.notify(super::Notice::StateChanged { what: format!("alerts.{channel}") });
     }
 
     /// What the state database knows of a channel's deliveries.

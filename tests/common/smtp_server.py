@@ -14,6 +14,10 @@ import socket
 import ssl
 import sys
 import threading
+import warnings
+
+# aiosmtpd 1.4 warns about its own deprecated Session.login_data on every AUTH.
+warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
