@@ -233,6 +233,32 @@ impl Parser<'_> {
         self.push(&l.key, l.span.clone(), format!("unknown key (a misspelling?); this table has {known}"));
     }
 
+    /// A secret written into the file: refused, saying where it goes instead.
+    fn secret_in_file(&mut self, l: &Loc, secret: crate::secrets::Secret, channel: &str) {
+        self.push(
+            &l.key,
+            l.span.clone(),
+            format!(
+                "secrets never go into the configuration file: give it as {}, the systemd credential {}, or store it \
+                 with `callhome alerts set-password --channel {channel}`",
+                secret.env(),
+                secret.key()
+            ),
+        );
+    }
+
+    /// A string that `check` accepts; otherwise the problem is recorded.
+    fn checked(&mut self, item: &Item, l: &Loc, check: fn(&str) -> Result<(), String>) -> Option<String> {
+        let s = self.string(item, l)?;
+        match check(&s) {
+            Ok(()) => Some(s),
+            Err(m) => {
+                self.push(&l.key, l.span.clone(), m);
+                None
+            }
+        }
+    }
+
     fn email(&mut self, fields: &[(String, Loc, Item)], loc: &Loc) -> Option<EmailConfig> {
         let before = self.problem_count();
         let (mut host, mut port, mut security, mut from, mut user, mut ca_file) =
@@ -252,22 +278,10 @@ impl Parser<'_> {
                     Some(other) => self.push(&l.key, l.span.clone(), format!("{other:?}: use starttls, tls or none")),
                     None => {}
                 },
-                "from" => {
-                    if let Some(s) = self.string(item, l) {
-                        match check_address(&s) {
-                            Ok(()) => from = Some(s),
-                            Err(m) => self.push(&l.key, l.span.clone(), m),
-                        }
-                    }
-                }
+                "from" => from = self.checked(item, l, check_address),
                 "user" => user = self.string(item, l).filter(|u| !u.is_empty()),
                 "ca_file" => ca_file = self.string(item, l).map(PathBuf::from),
-                "password" => self.push(
-                    &l.key,
-                    l.span.clone(),
-                    "secrets never go into the configuration file: give the SMTP password as CALLHOME_SMTP_PASSWORD, \
-                     the systemd credential smtp-password, or store it with `callhome alerts set-password --channel email`",
-                ),
+                "password" => self.secret_in_file(l, crate::secrets::Secret::SmtpPassword, "email"),
                 _ => self.unknown(l, "host, port, security, from, user, ca_file"),
             }
         }
@@ -301,14 +315,7 @@ impl Parser<'_> {
         let (mut url, mut format) = (None, WebhookFormat::Json);
         for (key, l, item) in fields {
             match key.as_str() {
-                "url" => {
-                    if let Some(s) = self.string(item, l) {
-                        match check_webhook_url(&s) {
-                            Ok(()) => url = Some(s),
-                            Err(m) => self.push(&l.key, l.span.clone(), m),
-                        }
-                    }
-                }
+                "url" => url = self.checked(item, l, check_webhook_url),
                 "format" => match self.string(item, l).as_deref() {
                     Some("json") => format = WebhookFormat::Json,
                     Some("slack") => format = WebhookFormat::Slack,
@@ -316,12 +323,7 @@ impl Parser<'_> {
                     Some(other) => self.push(&l.key, l.span.clone(), format!("{other:?}: use json, slack or teams")),
                     None => {}
                 },
-                "secret" => self.push(
-                    &l.key,
-                    l.span.clone(),
-                    "secrets never go into the configuration file: give the signing secret as CALLHOME_WEBHOOK_SECRET, \
-                     the systemd credential webhook-secret, or store it with `callhome alerts set-password --channel webhook`",
-                ),
+                "secret" => self.secret_in_file(l, crate::secrets::Secret::WebhookSecret, "webhook"),
                 _ => self.unknown(l, "url, format"),
             }
         }
@@ -338,11 +340,8 @@ impl Parser<'_> {
             "renewal" => &mut c.renewal,
             _ => return false,
         };
-        if let Some(s) = self.string(v, loc) {
-            match check_address(&s) {
-                Ok(()) => *slot = Some(s),
-                Err(m) => self.push(&loc.key, loc.span.clone(), m),
-            }
+        if let Some(s) = self.checked(v, loc, check_address) {
+            *slot = Some(s);
         }
         true
     }
