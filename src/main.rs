@@ -175,6 +175,11 @@ enum Command {
         #[command(subcommand)]
         action: ProxyAction,
     },
+    /// The alert channels (`[alerts]` in the configuration): their secrets.
+    Alerts {
+        #[command(subcommand)]
+        action: AlertsAction,
+    },
     /// Store the endpoint (registration) token in the OS keyring; uploads present it.
     Register {
         /// Read the token from standard input (one line).
@@ -213,6 +218,27 @@ enum ProxyAction {
     },
     /// Forget the stored proxy and remove its password from the keyring.
     Clear,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum AlertsAction {
+    /// Store a channel's secret in the OS keyring, nowhere else: the SMTP password of
+    /// `alerts.email.user` (--channel email) or the webhook's signing secret (--channel webhook).
+    /// It is asked for without echo, or read from standard input with --password-stdin.
+    SetPassword {
+        #[arg(long, value_enum)]
+        channel: SecretChannel,
+        /// Read the secret from standard input (one line) instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// An alert channel that has a secret.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SecretChannel {
+    Email,
+    Webhook,
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -1,12 +1,15 @@
-//! Secrets: the proxy password and the endpoint (registration) token.
+//! Secrets: the proxy password, the endpoint (registration) token, and the alert channels' SMTP
+//! password and webhook signing secret.
 //!
 //! callhome never writes a secret to a file of its own. A secret is looked up, in order, in:
-//! 1. the environment (`CALLHOME_PROXY_PASSWORD`, `CALLHOME_ENDPOINT_TOKEN`) — for a service
-//!    manager's environment file or a one-off run;
-//! 2. a systemd credential, `$CREDENTIALS_DIRECTORY/proxy-password` or `…/endpoint-token`
-//!    (`LoadCredential=` / `SetCredentialEncrypted=` in the unit);
+//! 1. the environment (`CALLHOME_PROXY_PASSWORD`, `CALLHOME_ENDPOINT_TOKEN`,
+//!    `CALLHOME_SMTP_PASSWORD`, `CALLHOME_WEBHOOK_SECRET`) — for a service manager's environment
+//!    file or a one-off run;
+//! 2. a systemd credential, `$CREDENTIALS_DIRECTORY/proxy-password`, `…/endpoint-token`,
+//!    `…/smtp-password` or `…/webhook-secret` (`LoadCredential=` / `SetCredentialEncrypted=` in
+//!    the unit);
 //! 3. the operating system's keyring (keyring-core; on Linux the Secret Service over D-Bus), where
-//!    `callhome proxy set` and `callhome register` put them.
+//!    `callhome proxy set`, `callhome register` and `callhome alerts set-password` put them.
 //!
 //! Storing goes to the keyring only; with no keyring service the error names the alternatives.
 
@@ -21,14 +24,24 @@ pub const SERVICE: &str = "callhome";
 pub enum Secret {
     ProxyPassword,
     EndpointToken,
+    /// The `[alerts.email]` user's SMTP password.
+    SmtpPassword,
+    /// The key that signs `[alerts.webhook]` bodies (HMAC-SHA256).
+    WebhookSecret,
 }
 
 impl Secret {
+    /// Every secret callhome knows.
+    pub const ALL: [Secret; 4] =
+        [Secret::ProxyPassword, Secret::EndpointToken, Secret::SmtpPassword, Secret::WebhookSecret];
+
     /// The keyring entry's user name, and the systemd credential's file name.
     pub fn key(self) -> &'static str {
         match self {
             Secret::ProxyPassword => "proxy-password",
             Secret::EndpointToken => "endpoint-token",
+            Secret::SmtpPassword => "smtp-password",
+            Secret::WebhookSecret => "webhook-secret",
         }
     }
 
@@ -37,6 +50,8 @@ impl Secret {
         match self {
             Secret::ProxyPassword => "CALLHOME_PROXY_PASSWORD",
             Secret::EndpointToken => "CALLHOME_ENDPOINT_TOKEN",
+            Secret::SmtpPassword => "CALLHOME_SMTP_PASSWORD",
+            Secret::WebhookSecret => "CALLHOME_WEBHOOK_SECRET",
         }
     }
 
@@ -44,6 +59,8 @@ impl Secret {
         match self {
             Secret::ProxyPassword => "the proxy password",
             Secret::EndpointToken => "the endpoint token",
+            Secret::SmtpPassword => "the SMTP password",
+            Secret::WebhookSecret => "the webhook signing secret",
         }
     }
 }
@@ -234,5 +251,7 @@ mod tests {
         assert!(e.contains("CALLHOME_PROXY_PASSWORD"), "{e}");
         assert!(e.contains("$CREDENTIALS_DIRECTORY"), "{e}");
         assert!(e.contains("LoadCredential=proxy-password"), "{e}");
+        let e = no_keyring(Secret::SmtpPassword, "none".into()).to_string();
+        assert!(e.contains("CALLHOME_SMTP_PASSWORD") && e.contains("LoadCredential=smtp-password"), "{e}");
     }
 }

@@ -3,8 +3,11 @@
 //! The bundle holds `case.json` (the case's fields), the status, recent attempts, the system
 //! information, the configuration as written (secret-looking values redacted), the agent's recent
 //! log, and a timed dry run of every collector (nothing is spooled, no log cursor moves). Every
-//! text is scrubbed of the secrets the agent knows (the proxy password, the API tokens) before it
+//! text is scrubbed of the secrets the agent knows (the proxy password, the endpoint token, the
+//! alert channels' SMTP password and webhook secret, the API tokens) before it
 //! is written. It is a bundle like the others (manifest, SHA-256s), of upload type `support`.
+//! `case.json`'s contact is the technical contact (`[contacts] technical`) unless the case names
+//! one.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,6 +20,7 @@ use crate::bundle::{self, Contents, Stamp};
 use crate::clock::{file_stamp, rfc3339};
 use crate::collect;
 use crate::licenses;
+use crate::secrets::Secret;
 use crate::upload::{Outgoing, PROXY_PASSWORD_ENV};
 
 /// The case a support bundle is for.
@@ -53,6 +57,14 @@ fn secrets(agent: &Agent) -> Vec<String> {
     let access = agent.access();
     for (v, _) in [access.password, access.token].into_iter().flatten() {
         if !v.expose().is_empty() {
+            out.push(v.expose().to_string());
+        }
+    }
+    // The alert channels' SMTP password and webhook signing secret.
+    for s in [Secret::SmtpPassword, Secret::WebhookSecret] {
+        if let Ok(Some(v)) = agent.channel_secret(s)
+            && !v.expose().is_empty()
+        {
             out.push(v.expose().to_string());
         }
     }
@@ -161,8 +173,10 @@ pub async fn build(agent: &Agent, case: &Case, out: &Path) -> Result<PathBuf, Su
     let mut c = Contents::default();
     let json_scrubbed =
         |v: &Value| -> Vec<u8> { scrub(&serde_json::to_string_pretty(v).expect("serializes"), &secrets).into_bytes() };
+    // The technical contact (`[contacts] technical`) unless the case names one.
+    let contact = case.contact.clone().or_else(|| agent.config().contacts.technical.clone());
     let case_doc = json!({
-        "case": case.number, "severity": case.severity, "impact": case.impact, "summary": case.summary, "contact": case.contact,
+        "case": case.number, "severity": case.severity, "impact": case.impact, "summary": case.summary, "contact": contact,
         "created_at": rfc3339(now), "install_id": agent.install().install_id, "agent_version": env!("CARGO_PKG_VERSION"),
     });
     c.add_file("case.json", "the support case: number, severity, impact, summary, contact", json_scrubbed(&case_doc));

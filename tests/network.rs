@@ -2,6 +2,8 @@
 //! whose certificate the agent does not trust, and a receiver run with certificate files.
 
 mod common;
+#[path = "common/alerts.rs"]
+mod servers;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -291,18 +293,41 @@ fn the_fault_matrix_loses_no_bundle() {
 fn after_a_run_no_secret_is_in_any_file_of_the_data_directory() {
     const PASSWORD: &str = "Seeded-Proxy-Pw-7781";
     const ENDPOINT_TOKEN: &str = "Seeded-Endpoint-Token-4242";
+    const SMTP_PASSWORD: &str = "Seeded-Smtp-Pw-6120";
+    const WEBHOOK_SECRET: &str = "Seeded-Webhook-Secret-3307";
     let s = Setup::new();
     let r = Receiver::start(s.path(), &[]);
     let proxy = Proxy::start(s.path(), "agent", PASSWORD);
+    // The alert channels use their secrets too: a license near expiry is an alert, mailed with
+    // AUTH and posted signed (through the uploads' proxy).
+    let smtp = servers::SmtpServer::start(s.path(), "callhome", SMTP_PASSWORD);
+    let hook = servers::WebhookServer::start(WEBHOOK_SECRET);
+    servers::write_license_expiring_in(s.path(), 20);
     s.configure_for(
         &r,
-        &format!("proxy = \"http://127.0.0.1:{}\"\nproxy_user = \"agent\"\nfirst_upload_delay = \"1s\"", proxy.port),
+        &format!(
+            "proxy = \"http://127.0.0.1:{}\"\nproxy_user = \"agent\"\nfirst_upload_delay = \"1s\"\n[licenses]\nfiles = [\"soon.lic\"]\n\
+             [contacts]\nrenewal = \"licensing@example.com\"\n{}[alerts.webhook]\nurl = \"{}\"\n",
+            proxy.port,
+            smtp.config("callhome"),
+            hook.url
+        ),
     );
-    // The agent runs with the password in its environment, uploads through the proxy, and logs.
-    let secrets = [("CALLHOME_PROXY_PASSWORD", PASSWORD), ("CALLHOME_ENDPOINT_TOKEN", ENDPOINT_TOKEN)];
-    let agent = s.start_agent_with(&["--headless"], &[secrets[0], secrets[1], ("CALLHOME_LOG", "debug")]);
+    // The agent runs with the secrets in its environment, uploads through the proxy, and logs.
+    let secrets = [
+        ("CALLHOME_PROXY_PASSWORD", PASSWORD),
+        ("CALLHOME_ENDPOINT_TOKEN", ENDPOINT_TOKEN),
+        ("CALLHOME_SMTP_PASSWORD", SMTP_PASSWORD),
+        ("CALLHOME_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ];
+    let mut env = secrets.to_vec();
+    env.push(("CALLHOME_LOG", "debug"));
+    let agent = s.start_agent_with(&["--headless"], &env);
     wait_until(Duration::from_secs(30), "an upload through the proxy", || {
         s.result_file("compliance").contains("SUCCESS")
+    });
+    wait_until(Duration::from_secs(30), "the alert mailed and posted", || {
+        !smtp.messages().is_empty() && hook.hits().iter().any(|h| h.signature_ok)
     });
     let AgentApi { token, read_token, .. } = AgentApi::wait_for(&s);
     // An export and a support bundle too.
@@ -324,6 +349,8 @@ fn after_a_run_no_secret_is_in_any_file_of_the_data_directory() {
         for text in &texts {
             assert!(!text.contains(PASSWORD), "the proxy password is in {}", f.display());
             assert!(!text.contains(ENDPOINT_TOKEN), "the endpoint token is in {}", f.display());
+            assert!(!text.contains(SMTP_PASSWORD), "the SMTP password is in {}", f.display());
+            assert!(!text.contains(WEBHOOK_SECRET), "the webhook secret is in {}", f.display());
             if name != "api-token" {
                 assert!(!text.contains(&token), "the API token is in {}", f.display());
             }

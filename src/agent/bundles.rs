@@ -6,8 +6,9 @@
 use super::{Agent, AgentError};
 use crate::clock::Timestamp;
 use crate::programs::Program;
+use crate::secrets::{self, Secret, SecretError, Value};
 use crate::spool::{Fate, Pending};
-use crate::store::{Attempt, Key, LedgerEntry};
+use crate::store::{Attempt, Delivery, DeliveryOutcome, Key, LedgerEntry};
 
 type Result<T> = std::result::Result<T, AgentError>;
 
@@ -88,6 +89,42 @@ impl Agent {
 
     pub fn mark_told(&self, news_key: &str, at: Timestamp) -> Result<()> {
         Ok(self.store().set_setting(Key::NotifyShown(news_key.into()), &at.to_string())?)
+    }
+
+    /// Records one attempt of an alert channel and tells live views; a database that cannot
+    /// record it is logged, never a reason to stop delivering.
+    pub fn record_delivery(&self, channel: &str, news_key: &str, outcome: DeliveryOutcome<'_>) {
+        let now = self.now();
+        if let Err(e) = self.store().record_delivery(channel, news_key, now, outcome) {
+            tracing::warn!("cannot record the {channel} channel's delivery: {e}");
+        }
+        // Live views (the API's status snapshot, the event stream) show it at once.
+        self.notify(super::Notice::StateChanged { what: format!("alerts.{channel}") });
+    }
+
+    /// What the state database knows of a channel's deliveries.
+    pub fn delivery(&self, channel: &str) -> Result<Option<Delivery>> {
+        Ok(self.store().delivery(channel)?)
+    }
+
+    /// An alert channel's secret (the SMTP password, the webhook secret): the environment, a
+    /// systemd credential, then the keyring when `callhome alerts set-password` stored it there.
+    pub fn channel_secret(&self, s: Secret) -> std::result::Result<Option<Value>, SecretError> {
+        let in_keyring = self
+            .store()
+            .setting(Key::SecretInKeyring(s))
+            .ok()
+            .flatten()
+            .is_some_and(|v| v == super::access::IN_KEYRING);
+        Ok(secrets::lookup(s, in_keyring)?.map(|(v, _)| v))
+    }
+
+    /// Stores an alert channel's secret in the OS keyring (nowhere else) and remembers that it
+    /// is there; the channels read it at their next delivery.
+    pub fn set_channel_secret(&self, s: Secret, value: &Value) -> Result<()> {
+        secrets::store(s, value)?;
+        self.store().set_setting(Key::SecretInKeyring(s), super::access::IN_KEYRING)?;
+        Ok(())
     }
 
     /// The 90-day clock as of now.

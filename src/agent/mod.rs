@@ -18,7 +18,7 @@ mod status;
 mod upload;
 
 use access::stored_access;
-pub use status::{Status, VersionStatus};
+pub use status::{ChannelStatus, Status, VersionStatus};
 pub use upload::{ProgramUpload, UploadReport};
 
 use std::future::Future;

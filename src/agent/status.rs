@@ -24,6 +24,19 @@ pub struct Status {
     pub version: VersionStatus,
     /// Each program's upload cadence, in `Program::ALL` order.
     pub intervals: [Duration; 4],
+    /// The configured alert channels and their last deliveries.
+    pub alert_channels: Vec<ChannelStatus>,
+}
+
+/// One configured alert channel as status shows it.
+#[derive(Debug, Clone)]
+pub struct ChannelStatus {
+    /// `email`, `webhook`, `journal`.
+    pub name: &'static str,
+    /// Where it delivers (no secret).
+    pub target: String,
+    /// Its record in the state database; `None` until it was first used.
+    pub delivery: Option<crate::store::Delivery>,
 }
 
 /// The running agent's version against the newest release receivers advertise.
@@ -88,6 +101,26 @@ impl Agent {
             locks: self.locks_with(&rules),
             version: self.version_status(now)?,
             intervals: Program::ALL.map(|p| self.interval_with(p, &rules)),
+            alert_channels: self.alert_channels()?,
         })
+    }
+
+    /// The configured alert channels, each with its last deliveries.
+    fn alert_channels(&self) -> Result<Vec<ChannelStatus>> {
+        let cfg = &self.cfg;
+        let mut out = Vec::new();
+        if let Some(e) = &cfg.alerts.email {
+            out.push(("email", e.target()));
+        }
+        if let Some(w) = &cfg.alerts.webhook {
+            out.push(("webhook", w.target()));
+        }
+        if cfg.alerts.journal.enabled {
+            out.push(("journal", cfg.alerts.journal.target()));
+        }
+        let store = self.store();
+        out.into_iter()
+            .map(|(name, target)| Ok(ChannelStatus { name, target, delivery: store.delivery(name)? }))
+            .collect()
     }
 }

@@ -18,12 +18,15 @@ use callhome::daemon::{self, DaemonError, Stop};
 use callhome::datadir::{DataDir, DataDirError};
 use callhome::programs::{Program, TelemetryMode};
 
-use crate::{Cli, Command, ConfigAction, ExportAction, LedgerAction, ProgramsAction, ProxyAction, exit};
+use crate::{
+    AlertsAction, Cli, Command, ConfigAction, ExportAction, LedgerAction, ProgramsAction, ProxyAction, SecretChannel,
+    exit,
+};
 use error::manual_err;
 pub(crate) use error::{CliError, Result, fail};
 use preview::{Shown, preview};
 use session::Session;
-use settings::{programs, proxy, read_secret_line};
+use settings::{alerts, programs, proxy, read_secret_line};
 
 fn init_logging(default: &str) {
     daemon::init_stderr_logging(default);
@@ -147,6 +150,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         },
         Command::Programs { action } => programs(&cli, action.as_ref()),
         Command::Proxy { action } => proxy(&cli, action),
+        Command::Alerts { action } => alerts(&cli, action),
         Command::Register { clear, .. } => {
             let token = if *clear { None } else { Some(read_secret_line("the endpoint token")?) };
             let src = Session::open(&cli)?;

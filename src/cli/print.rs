@@ -68,6 +68,20 @@ pub fn status(d: &StatusDoc) {
             println!("  {:<13} {}", e.kind, e.message);
         }
     }
+    if !d.alert_channels.is_empty() {
+        println!("alert channels:");
+        for c in &d.alert_channels {
+            let last = match (&c.last_delivery, &c.last_attempt) {
+                (Some(at), _) => format!("last delivered {at}"),
+                (None, Some(_)) => "nothing delivered yet".into(),
+                (None, None) => "not used yet".into(),
+            };
+            println!("  {:<8} {} · {last} · {} delivered", c.name, c.target, c.delivered);
+            if let (Some(e), Some(at)) = (&c.last_error, &c.last_error_at) {
+                println!("           last error at {at}: {e}");
+            }
+        }
+    }
 }
 
 pub fn programs(list: &[ProgramDoc]) {

@@ -1,5 +1,6 @@
-//! `callhome programs` and `callhome proxy`: consent per program, telemetry's mode, the proxy and
-//! its password (from a terminal without echo, or standard input; never an argument).
+//! `callhome programs`, `callhome proxy` and `callhome alerts`: consent per program, telemetry's
+//! mode, the proxy and its password, the alert channels' secrets (each from a terminal without
+//! echo, or standard input; never an argument).
 
 use super::*;
 
@@ -61,22 +62,55 @@ pub(super) fn read_secret_line(what: &str) -> Result<callhome::secrets::Value> {
     Ok(callhome::secrets::Value::new(v))
 }
 
+/// A secret from standard input (`--password-stdin`) or asked for on the terminal without echo.
+fn ask_secret(what: &str, from_stdin: bool, prompt: &str) -> Result<callhome::secrets::Value> {
+    if from_stdin {
+        return read_secret_line(what);
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(fail(
+            exit::USAGE,
+            format!("no terminal to ask for {what} on: pass it on standard input with --password-stdin"),
+        ));
+    }
+    let p = rpassword::prompt_password(prompt).map_err(|e| fail(exit::FAILURE, format!("cannot read {what}: {e}")))?;
+    if p.is_empty() {
+        return Err(fail(exit::USAGE, format!("{what} is empty")));
+    }
+    Ok(callhome::secrets::Value::new(p))
+}
+
+pub(super) fn alerts(cli: &Cli, action: &AlertsAction) -> Result<u8> {
+    match action {
+        AlertsAction::SetPassword { channel, password_stdin } => {
+            use callhome::secrets::Secret;
+            let (secret, what) = match channel {
+                SecretChannel::Email => (Secret::SmtpPassword, "the SMTP password"),
+                SecretChannel::Webhook => (Secret::WebhookSecret, "the webhook signing secret"),
+            };
+            let value = ask_secret(what, *password_stdin, &format!("{what}: "))?;
+            // The keyring is the user's, not the agent's: storing needs no running agent, and a
+            // running one reads it at its next delivery.
+            let agent = open_agent(cli)?;
+            agent.set_channel_secret(secret, &value)?;
+            println!("{what} is in the OS keyring (service \"callhome\", user \"{}\"), nowhere else", secret.key());
+            if let Ok(v) = std::env::var(secret.env())
+                && !v.is_empty()
+            {
+                println!("note: {} in the environment takes precedence over the keyring's", secret.env());
+            }
+            Ok(0)
+        }
+    }
+}
+
 pub(super) fn proxy(cli: &Cli, action: &ProxyAction) -> Result<u8> {
     match action {
         ProxyAction::Set { url, username, password_stdin } => {
-            let password = match (username, password_stdin) {
-                (None, _) => None,
-                (Some(_), true) => Some(read_secret_line("the proxy password")?),
-                (Some(user), false) => {
-                    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                        return Err(fail(
-                            exit::USAGE,
-                            "no terminal to ask for the proxy password on: pass it on standard input with --password-stdin",
-                        ));
-                    }
-                    let p = rpassword::prompt_password(format!("Password for {user} at {url}: "))
-                        .map_err(|e| fail(exit::FAILURE, format!("cannot read the password: {e}")))?;
-                    Some(callhome::secrets::Value::new(p))
+            let password = match username {
+                None => None,
+                Some(user) => {
+                    Some(ask_secret("the proxy password", *password_stdin, &format!("Password for {user} at {url}: "))?)
                 }
             };
             let src = Session::open(cli)?;

@@ -1,6 +1,7 @@
 //! The checks of values that need more than their own type: endpoint and proxy URLs (https, no
 //! credentials), the rules between keys (retry bounds, warning thresholds below the limit, a
-//! proxy user only with a proxy), and the files a configuration names.
+//! proxy user only with a proxy, an e-mail channel only with a contact), and the files a
+//! configuration names. The alert channels' own values are checked in `alerts`.
 //!
 //! Reads the files it checks; writes nothing.
 
@@ -19,6 +20,16 @@ impl Config {
                 Ok(bytes) if bytes.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {}
                 Ok(_) => out.push(problem("upload.ca_file", format!("{} holds no PEM certificate", path.display()))),
                 Err(e) => out.push(problem("upload.ca_file", format!("cannot read {}: {e}", path.display()))),
+            }
+        }
+        if let Some(ca) = self.alerts.email.as_ref().and_then(|e| e.ca_file.as_ref()) {
+            let path = self.resolve(ca);
+            match std::fs::read(&path) {
+                Ok(bytes) if bytes.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {}
+                Ok(_) => {
+                    out.push(problem("alerts.email.ca_file", format!("{} holds no PEM certificate", path.display())))
+                }
+                Err(e) => out.push(problem("alerts.email.ca_file", format!("cannot read {}: {e}", path.display()))),
             }
         }
         if let Some(key) = &self.upload.receipt_public_key {
@@ -51,6 +62,13 @@ impl Parser<'_> {
                 "compliance.warn_days",
                 span_of("compliance", "warn_days"),
                 format!("every threshold must be below compliance.max_days ({})", cfg.compliance.max_days),
+            );
+        }
+        if cfg.alerts.email.is_some() && cfg.contacts.technical.is_none() && cfg.contacts.renewal.is_none() {
+            self.push(
+                "alerts.email",
+                root.get("alerts").and_then(|a| a.as_table()).and_then(|t| t.key("email")).and_then(|k| k.span()),
+                "is set but nobody receives the mail: name contacts.technical and/or contacts.renewal in [contacts]",
             );
         }
         if cfg.upload.proxy_user.is_some() && cfg.upload.proxy.is_none() {

@@ -7,9 +7,11 @@
 //! only to read the file it is given and, in [`Config::check_files`], the files it names.
 //!
 //! Layout: this file holds the types and [`Config`]'s entry points; `parser` walks the TOML
-//! document (`toml_edit`, for spans), `values` reads one value of a type, and `checks` holds the
-//! checks that need more than a value's type (URLs, rules between keys, named files).
+//! document (`toml_edit`, for spans), `values` reads one value of a type, `alerts` the alert
+//! channels and contacts, and `checks` holds the checks that need more than a value's type
+//! (URLs, rules between keys, named files).
 
+mod alerts;
 mod checks;
 mod parser;
 #[cfg(test)]
@@ -23,6 +25,10 @@ use std::time::Duration;
 use crate::licenses::LicenseConfig;
 use crate::programs::{Program, TelemetryMode};
 
+pub use alerts::{
+    AlertsConfig, ContactsConfig, EmailConfig, JournalConfig, Security, WebhookConfig, WebhookFormat, check_address,
+    is_loopback_host,
+};
 pub use checks::check_proxy;
 
 /// The configuration that ships inside the binary; it works as is.
@@ -41,6 +47,10 @@ pub struct Config {
     pub licenses: LicenseConfig,
     pub api: ApiConfig,
     pub notifications: NotificationsConfig,
+    /// The alert channels (e-mail, webhook, journal); each off unless configured.
+    pub alerts: AlertsConfig,
+    /// Who receives which alerts by e-mail.
+    pub contacts: ContactsConfig,
     /// Vendor rules that lock programs on from license data.
     pub policy: Vec<PolicyRule>,
     /// The file read on top of the default, if any (relative paths in it resolve against its folder).
@@ -305,6 +315,8 @@ impl Config {
             licenses: LicenseConfig::default(),
             api: ApiConfig::default(),
             notifications: NotificationsConfig::default(),
+            alerts: AlertsConfig::default(),
+            contacts: ContactsConfig::default(),
             policy: Vec::new(),
             source: None,
         }

@@ -57,6 +57,11 @@ pub(super) struct Loc {
 type RawTable = (Option<Range<usize>>, Vec<(String, Item)>);
 
 impl Parser<'_> {
+    /// How many problems were found so far (a table's reader compares before and after).
+    pub(super) fn problem_count(&self) -> usize {
+        self.problems.len()
+    }
+
     fn line(&self, span: Option<Range<usize>>) -> Option<usize> {
         span.map(|s| line_of(self.text, s.start))
     }
@@ -124,6 +129,8 @@ impl Parser<'_> {
                     }
                     true
                 }),
+                "alerts" => self.section(name, table, |p, k, v, key| p.alerts(k, v, key, cfg)),
+                "contacts" => self.section(name, table, |p, k, v, key| p.contacts(k, v, key, &mut cfg.contacts)),
                 "api" => self.section(name, table, |p, k, v, key| {
                     match k {
                         "enabled" => cfg.api.enabled = p.bool(v, key).unwrap_or(cfg.api.enabled),
@@ -140,7 +147,7 @@ impl Parser<'_> {
                 _ => self.push(
                     name,
                     span,
-                    "unknown section; known sections are upload, schedule, compliance, spool, programs, product, collect, licenses, policy, api",
+                    "unknown section; known sections are upload, schedule, compliance, spool, programs, product, collect, licenses, policy, api, notifications, alerts, contacts",
                 ),
             }
         }

@@ -23,7 +23,8 @@ pub enum Key {
     ProxyUrl,
     /// `proxy.user`: its user name.
     ProxyUser,
-    /// The secret's keyring name (`proxy-password`, `endpoint-token`): holds `keyring` while the
+    /// The secret's keyring name (`proxy-password`, `endpoint-token`, `smtp-password`,
+    /// `webhook-secret`): holds `keyring` while the
     /// keyring has the secret, so the keyring is only asked then.
     SecretInKeyring(Secret),
     /// `version.latest`: the newest agent release the receiver announced.
@@ -89,8 +90,9 @@ impl Key {
             "version.latest" => Key::VersionLatest,
             "version.released" => Key::VersionReleased,
             "notify.failing" => Key::NotifyFailing,
-            _ if s == Secret::ProxyPassword.key() => Key::SecretInKeyring(Secret::ProxyPassword),
-            _ if s == Secret::EndpointToken.key() => Key::SecretInKeyring(Secret::EndpointToken),
+            _ if Secret::ALL.iter().any(|x| x.key() == s) => {
+                Key::SecretInKeyring(Secret::ALL.into_iter().find(|x| x.key() == s).expect("found above"))
+            }
             _ => {
                 let (family, rest) = s.split_once('.')?;
                 match family {
@@ -152,6 +154,8 @@ mod tests {
             (Key::ProxyUser, "proxy.user"),
             (Key::SecretInKeyring(Secret::ProxyPassword), "proxy-password"),
             (Key::SecretInKeyring(Secret::EndpointToken), "endpoint-token"),
+            (Key::SecretInKeyring(Secret::SmtpPassword), "smtp-password"),
+            (Key::SecretInKeyring(Secret::WebhookSecret), "webhook-secret"),
             (Key::VersionLatest, "version.latest"),
             (Key::VersionReleased, "version.released"),
             (Key::Window(Program::Telemetry), "usage.window.telemetry"),

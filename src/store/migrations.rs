@@ -33,4 +33,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 4: the errors collector.
     "CREATE TABLE error_counts (id INTEGER PRIMARY KEY, pattern TEXT NOT NULL, hour INTEGER NOT NULL, count INTEGER NOT NULL);
      CREATE TABLE error_samples (id INTEGER PRIMARY KEY, pattern TEXT NOT NULL, at INTEGER NOT NULL, text TEXT NOT NULL);",
+    // 5: the alert channels' deliveries: one row per channel, the outcome of its last attempts.
+    "CREATE TABLE alert_deliveries (channel TEXT PRIMARY KEY, last_attempt INTEGER NOT NULL, last_key TEXT NOT NULL,
+        last_success INTEGER, last_error TEXT, last_error_at INTEGER, delivered INTEGER NOT NULL DEFAULT 0,
+        failed_attempts INTEGER NOT NULL DEFAULT 0, given_up INTEGER NOT NULL DEFAULT 0);",
 ];

@@ -9,10 +9,11 @@
 //! Layout: this file opens the database, migrates it and hands out write transactions;
 //! `migrations` holds every schema change; one file per family of tables adds its methods to
 //! [`Store`]: `settings` (settings, program choices, the schedule; `key` spells their keys), `attempts`, `ledger`,
-//! `usage` (samples, hourly license usage, log cursors), `errors`, `exports` and `licenses`
-//! (license events and the lines seen).
+//! `usage` (samples, hourly license usage, log cursors), `errors`, `exports`, `licenses`
+//! (license events and the lines seen) and `deliveries` (the alert channels' outcomes).
 
 mod attempts;
+mod deliveries;
 mod errors;
 mod exports;
 mod key;
@@ -27,6 +28,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 pub use attempts::Attempt;
+pub use deliveries::{Delivery, DeliveryOutcome};
 pub use key::{ErrorsPart, Key, LogKey};
 pub use ledger::{GENESIS, LedgerBreak, LedgerEntry, LedgerEvent, LedgerRow, row_hash, verify_chain};
 pub use licenses::{EventRow, SeenLicense};

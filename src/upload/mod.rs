@@ -85,6 +85,21 @@ impl Access {
     }
 }
 
+/// `b` with the uploads' proxy (its user and password, and the hosts that bypass it); the alert
+/// webhook goes the same way out.
+pub fn proxied(b: reqwest::ClientBuilder, proxy: &Access) -> Result<reqwest::ClientBuilder, String> {
+    let Some(url) = &proxy.url else { return Ok(b) };
+    let mut p = reqwest::Proxy::all(url.as_str()).map_err(|e| format!("upload.proxy: {e}"))?;
+    if let Some(user) = &proxy.user {
+        p = p.basic_auth(user, proxy.password_text());
+    }
+    p = p.no_proxy(match &proxy.no_proxy {
+        Some(list) => reqwest::NoProxy::from_string(list),
+        None => reqwest::NoProxy::from_env(),
+    });
+    Ok(b.proxy(p))
+}
+
 /// What the caller should do with a bundle after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
@@ -155,19 +170,11 @@ impl Uploader {
                 .map_err(|e| config_err(format!("upload.ca_file {}: not PEM certificates ({e})", path.display())))?;
             b = b.tls_certs_merge(certs);
         }
-        if let Some(url) = &proxy.url {
-            let mut p = reqwest::Proxy::all(url.as_str()).map_err(|e| config_err(format!("upload.proxy: {e}")))?;
-            if let Some(user) = &proxy.user {
-                p = p.basic_auth(user, proxy.password_text());
-            }
-            p = p.no_proxy(match &proxy.no_proxy {
-                Some(list) => reqwest::NoProxy::from_string(list),
-                None => reqwest::NoProxy::from_env(),
-            });
-            b = b.proxy(p);
-            if let Ok(u) = Url::parse(url) {
-                probe = Some((u, proxy.user.clone(), Value::new(proxy.password_text())));
-            }
+        b = proxied(b, proxy).map_err(config_err)?;
+        if let Some(url) = &proxy.url
+            && let Ok(u) = Url::parse(url)
+        {
+            probe = Some((u, proxy.user.clone(), Value::new(proxy.password_text())));
         }
         if let Some((token, _)) = &proxy.token {
             let mut v = header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
@@ -365,7 +372,7 @@ async fn read_capped(mut resp: reqwest::Response) -> Result<Option<Vec<u8>>, req
 }
 
 /// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -267,6 +267,7 @@ mod tests {
             locks: vec![(Program::Events, "policy acme".into())],
             version: VersionStatus { running: "0", latest: None, released: None, outdated: false },
             intervals: [std::time::Duration::ZERO; 4],
+            alert_channels: Vec::new(),
         }
     }
 

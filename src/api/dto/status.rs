@@ -1,12 +1,12 @@
 //! The agent's state as documents: `GET /api/v1/status` (and `callhome status --json`), its
-//! programs, compliance clock, spool, last results, license events and version.
+//! programs, compliance clock, spool, last results, license events, version and alert channels.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::agent::Status;
+use crate::agent::{ChannelStatus, Status};
 use crate::clock::rfc3339;
 use crate::programs::Program;
 use crate::store::Attempt;
@@ -29,6 +29,31 @@ pub struct StatusDoc {
     /// License events as of now: expiry, renewal, use above quantity.
     pub license_events: Vec<LicenseEventDoc>,
     pub version: VersionDoc,
+    /// The configured alert channels (`[alerts]`), each with its last delivery and last error.
+    #[serde(default)]
+    pub alert_channels: Vec<AlertChannelDoc>,
+}
+
+/// One alert channel: where it delivers and how its deliveries went.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AlertChannelDoc {
+    /// `email`, `webhook`, `journal`.
+    pub name: String,
+    /// Where it delivers: `smtp.example.com:587 (starttls)`, `hooks.example.com (json)`,
+    /// `journald (…)` or `syslog (…)`.
+    pub target: String,
+    /// The last attempt (delivered or not), and the alert it was for.
+    pub last_attempt: Option<String>,
+    pub last_alert: Option<String>,
+    /// The last successful delivery.
+    pub last_delivery: Option<String>,
+    /// The last error, and when it happened (it may be older than the last delivery).
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// Alerts delivered; attempts that failed (each retry counts); alerts given up on.
+    pub delivered: u64,
+    pub failed_attempts: u64,
+    pub given_up: u64,
 }
 
 /// The running version against the newest release a receiver advertised.
@@ -173,6 +198,7 @@ impl From<&Status> for StatusDoc {
                 latest_released: s.version.released.clone(),
                 outdated: s.version.outdated,
             },
+            alert_channels: s.alert_channels.iter().map(AlertChannelDoc::from).collect(),
             license_events: s
                 .license_events
                 .iter()
@@ -183,6 +209,24 @@ impl From<&Status> for StatusDoc {
                     days: e.days,
                 })
                 .collect(),
+        }
+    }
+}
+
+impl From<&ChannelStatus> for AlertChannelDoc {
+    fn from(c: &ChannelStatus) -> AlertChannelDoc {
+        let d = c.delivery.as_ref();
+        AlertChannelDoc {
+            name: c.name.into(),
+            target: c.target.clone(),
+            last_attempt: d.map(|d| rfc3339(d.last_attempt)),
+            last_alert: d.map(|d| d.last_key.clone()),
+            last_delivery: d.and_then(|d| d.last_success).map(rfc3339),
+            last_error: d.and_then(|d| d.last_error.clone()),
+            last_error_at: d.and_then(|d| d.last_error_at).map(rfc3339),
+            delivered: d.map_or(0, |d| d.delivered),
+            failed_attempts: d.map_or(0, |d| d.failed_attempts),
+            given_up: d.map_or(0, |d| d.given_up),
         }
     }
 }

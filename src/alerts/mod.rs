@@ -9,6 +9,16 @@
 //! kept in the state database, so a restart does not repeat it. Delivery is a [`Deliver`]: the
 //! headless agent writes news to its log ([`LogOnly`]); the tray binary (`callhome-tray`) shows
 //! desktop notifications. This module links no notification library.
+//!
+//! Besides that local delivery, every piece of news goes to the configured channels
+//! (`[alerts]`): `channels` fans it out, one queue and task per channel, to `email`, `webhook`
+//! and `journal`. Invariant: a channel never delays uploads, the local delivery or another
+//! channel — [`channels::Channels::send`] only queues.
+
+pub mod channels;
+mod email;
+pub mod journal;
+pub mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +31,7 @@ use crate::agent::{Agent, Notice};
 use crate::clock::Timestamp;
 use crate::compliance;
 use crate::programs::Program;
+use channels::{Audience, Channels, RetryPolicy};
 
 /// How often the compliance clock is looked at when nothing else happens.
 const CLOCK_CHECK: Duration = Duration::from_secs(15 * 60);
@@ -35,6 +46,42 @@ pub struct News {
     pub urgent: bool,
     /// Shown once per key, whatever the quiet period (compliance thresholds).
     pub once: bool,
+}
+
+impl News {
+    /// The alert's kind, from its key: `upload-failed`, `uploads-work`, `proxy-auth`,
+    /// `compliance-threshold`, `compliance-overdue`, `license-expiring`, … (a journal
+    /// `MESSAGE_ID` per kind).
+    pub fn kind(&self) -> String {
+        let mut parts = self.key.split(':');
+        match (parts.next().unwrap_or(""), parts.next()) {
+            ("compliance", Some("limit")) => "compliance-overdue".into(),
+            ("compliance", _) => "compliance-threshold".into(),
+            ("license", Some(k)) => format!("license-{}", k.replace('_', "-")),
+            (first, _) => first.into(),
+        }
+    }
+
+    /// Who it is for: license matters to the renewal contact, overdue reporting to both,
+    /// everything else (uploads, the compliance clock, the proxy) to the technical contact.
+    pub fn audience(&self) -> Audience {
+        match self.kind().as_str() {
+            "compliance-overdue" => Audience::Both,
+            k if k.starts_with("license-") => Audience::Renewal,
+            _ => Audience::Technical,
+        }
+    }
+
+    /// `CRITICAL`, `WARNING`, or `OK` (a recovery): what a subject line starts with.
+    pub fn state(&self) -> &'static str {
+        if self.urgent {
+            "CRITICAL"
+        } else if self.key == "uploads-work" {
+            "OK"
+        } else {
+            "WARNING"
+        }
+    }
 }
 
 /// `CTX_UPLOADER_ERROR_TLS` → `TLS`, `CTX_UPLOADER_SUCCESS` → `SUCCESS`.
@@ -189,47 +236,64 @@ impl Deliver for LogOnly {
     }
 }
 
-/// Runs until `shutdown` turns true: listens to the agent and shows news.
-pub async fn run(agent: Arc<Agent>, sink: Arc<dyn Deliver>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+/// Runs until `shutdown` turns true: listens to the agent and tells news, locally through `sink`
+/// and to every configured channel.
+pub async fn run(agent: Arc<Agent>, sink: Arc<dyn Deliver>, shutdown: tokio::sync::watch::Receiver<bool>) {
     let cfg = agent.config().notifications.clone();
-    if !cfg.enabled {
+    let channels =
+        Channels::start(agent.clone(), channels::configured(&agent), RetryPolicy::default(), shutdown.clone());
+    if !cfg.enabled && channels.is_empty() {
         info!("notifications are off (notifications.enabled = false)");
         return;
     }
-    let mut notices = agent.subscribe();
-    let failing = agent.alert_failing().ok().flatten();
+    // With desktop notifications off, the channels still get the news; locally it is logged.
+    let sink: Arc<dyn Deliver> = if cfg.enabled { sink } else { Arc::new(LogOnly) };
     let mut n = Notifier {
-        agent: agent.clone(),
-        decider: Decider::new(failing),
+        decider: Decider::new(agent.alert_failing().ok().flatten()),
+        agent,
         quiet: cfg.quiet_period,
         sink,
+        channels,
         service_missing: false,
     };
-    n.check_clock().await;
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + CLOCK_CHECK, CLOCK_CHECK);
-    loop {
-        tokio::select! {
-            r = notices.recv() => match r {
-                Ok(Notice::UploadResult { program, code, message }) => {
-                    let news = n.decider.upload(program, &code, &message);
-                    n.remember_failing();
-                    if let Some(news) = news {
-                        n.show(news).await;
+    n.listen(shutdown).await;
+    n.channels.join().await;
+}
+
+impl Notifier {
+    async fn listen(&mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut notices = self.agent.subscribe();
+        self.check_clock().await;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + CLOCK_CHECK, CLOCK_CHECK);
+        loop {
+            tokio::select! {
+                r = notices.recv() => match r {
+                    Ok(Notice::UploadResult { program, code, message }) => {
+                        let news = self.decider.upload(program, &code, &message);
+                        self.remember_failing();
+                        if let Some(news) = news {
+                            self.show(news).await;
+                        }
+                        self.check_clock().await;
                     }
-                    n.check_clock().await;
-                }
-                Ok(Notice::LicenseEvent { kind, feature, message }) => {
-                    let news = n.decider.license(kind, &feature, &message);
-                    n.show(news).await;
-                }
-                Ok(Notice::StateChanged { .. }) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => n.check_clock().await,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            },
-            _ = tick.tick() => n.check_clock().await,
-            _ = shutdown.changed() => break,
+                    Ok(Notice::LicenseEvent { kind, feature, message }) => {
+                        let news = self.decider.license(kind, &feature, &message);
+                        self.show(news).await;
+                    }
+                    Ok(Notice::StateChanged { .. }) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.check_clock().await,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                _ = tick.tick() => self.check_clock().await,
+                _ = stopped(&mut shutdown) => break,
+            }
         }
     }
+}
+
+/// Completes when `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 struct Notifier {
@@ -237,6 +301,8 @@ struct Notifier {
     decider: Decider,
     quiet: Duration,
     sink: Arc<dyn Deliver>,
+    /// The configured channels (e-mail, webhook, journal); sending only queues.
+    channels: Channels,
     /// The notification service was missing last time (said once in the log).
     service_missing: bool,
 }
@@ -267,6 +333,7 @@ impl Notifier {
         if let Err(e) = self.agent.mark_told(&news.key, now) {
             warn!("notifications: {e}");
         }
+        self.channels.send(&news);
         match self.sink.deliver(&news).await {
             Ok(()) => {
                 self.service_missing = false;
@@ -343,6 +410,26 @@ mod tests {
         assert_eq!(at(60).unwrap().summary, "30 days left to report license usage");
         assert!(at(90).unwrap().body.contains("today is the limit"));
         assert!(at(95).unwrap().body.contains("95 days ago"));
+    }
+
+    #[test]
+    fn each_kind_of_news_has_its_audience_and_state() {
+        let mut d = Decider::default();
+        let failed = d.upload(Program::Telemetry, "TIMEOUT", "no answer").unwrap();
+        assert_eq!(
+            (failed.kind().as_str(), failed.audience(), failed.state()),
+            ("upload-failed", Audience::Technical, "WARNING")
+        );
+        let ok = d.upload(Program::Telemetry, "SUCCESS", "r").unwrap();
+        assert_eq!((ok.kind().as_str(), ok.state()), ("uploads-work", "OK"));
+        let proxy = d.upload(Program::Telemetry, "PROXY_AUTH", "refused").unwrap();
+        assert_eq!((proxy.audience(), proxy.state()), (Audience::Technical, "CRITICAL"));
+        let lic = d.license("over_quantity", "cad", "m");
+        assert_eq!((lic.kind().as_str(), lic.audience()), ("license-over-quantity", Audience::Renewal));
+        let cfg = ComplianceConfig { max_days: 90, warn_days: vec![30, 14, 7] };
+        let at = |day: i64| d.compliance(&compliance::evaluate(&cfg, Some(0), 0, day * DAY), 90).unwrap();
+        assert_eq!((at(60).kind().as_str(), at(60).audience()), ("compliance-threshold", Audience::Technical));
+        assert_eq!((at(95).kind().as_str(), at(95).audience()), ("compliance-overdue", Audience::Both));
     }
 
     #[test]
