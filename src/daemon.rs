@@ -70,34 +70,32 @@ pub async fn open(cfg: Config, dir: DataDir) -> Result<Opened, DaemonError> {
 /// The agent logs to stderr and to `logs/agent.log` in the data directory (`CALLHOME_LOG` sets
 /// the filter, `info` by default).
 pub fn init_logging(dir: &DataDir) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
     let file = crate::logfile::LogFile::open(&dir.root().join("logs"))
         .map_err(|e| {
             eprintln!("callhome: cannot write logs/agent.log in the data directory ({e}); logging to stderr only")
         })
-        .ok()
-        .map(|f| tracing_subscriber::fmt::layer().with_writer(f).with_ansi(false).with_target(false));
-    let _ = tracing_subscriber::registry().with(filter).with(stderr).with(file).try_init();
+        .ok();
+    init_subscriber("info", file);
 }
 
 /// Logging for a command that is not the agent: stderr only, `CALLHOME_LOG` or `default` as the
 /// filter.
 pub fn init_stderr_logging(default: &str) {
+    init_subscriber(default, None);
+}
+
+/// The one subscriber both set up: stderr (coloured on a terminal) and, when given, the log file.
+fn init_subscriber(default: &str, file: Option<crate::logfile::LogFile>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let file = file.map(|f| tracing_subscriber::fmt::layer().with_writer(f).with_ansi(false).with_target(false));
+    let _ = tracing_subscriber::registry().with(filter).with(stderr).with(file).try_init();
 }
 
 /// Registers SIGTERM and SIGINT now (Ctrl-C elsewhere); the returned future completes when either

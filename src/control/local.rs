@@ -95,7 +95,7 @@ impl Local {
     }
 
     pub async fn bundles(&self) -> Result<Vec<BundleDoc>> {
-        let list = self.agent.spool().all_pending().map_err(crate::agent::AgentError::from)?;
+        let list = self.agent.all_pending()?;
         Ok(list.iter().map(BundleDoc::from).collect())
     }
 
@@ -141,7 +141,7 @@ impl Local {
     }
 
     pub async fn history(&self, limit: u32, offset: u32) -> Result<HistoryPage> {
-        let rows = self.agent.store().attempts(limit, offset).map_err(crate::agent::AgentError::from)?;
+        let rows = self.agent.history(limit, offset)?;
         let items: Vec<AttemptDoc> = rows.iter().map(AttemptDoc::from).collect();
         let next_offset = (items.len() as u32 == limit).then_some(offset + limit);
         Ok(HistoryPage { items, limit, offset, next_offset })
