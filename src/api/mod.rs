@@ -212,7 +212,10 @@ pub async fn serve(
 /// Refreshes the snapshot on every change the agent reports, and every 30 seconds.
 async fn refresh_loop(st: Arc<ApiState>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut notices = st.agent.subscribe();
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    // The first refresh is serve()'s, before the API listens: the tick starts 30 s later (an
+    // immediate first tick would recompute the status and page out start-up's code at once).
+    let every = Duration::from_secs(30);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
             n = notices.recv() => {
