@@ -175,7 +175,7 @@ enum Command {
         #[command(subcommand)]
         action: ProxyAction,
     },
-    /// The alert channels (`[alerts]` in the configuration): their secrets.
+    /// Open alerts (list, acknowledge, take back), test alerts, the alert channels' secrets.
     Alerts {
         #[command(subcommand)]
         action: AlertsAction,
@@ -222,6 +222,38 @@ enum ProxyAction {
 
 #[derive(Debug, Clone, Subcommand)]
 enum AlertsAction {
+    /// The open alerts: id, kind, severity, title, first and last seen, acknowledged until.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an open alert: `callhome check` and /metrics leave it out through --until
+    /// (UTC), or without it until it clears, as long as it does not get worse.
+    Ack {
+        /// The alert's id (`callhome alerts list`).
+        id: String,
+        /// The last day it stays acknowledged, as YYYY-MM-DD.
+        #[arg(long)]
+        until: Option<String>,
+        /// Why (shown with the alert).
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take an acknowledgement back.
+    Unack {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a test alert on a channel now.
+    Test {
+        #[arg(long, value_enum)]
+        channel: AlertChannel,
+        #[arg(long)]
+        json: bool,
+    },
     /// Store a channel's secret in the OS keyring, nowhere else: the SMTP password of
     /// `alerts.email.user` (--channel email) or the webhook's signing secret (--channel webhook).
     /// It is asked for without echo, or read from standard input with --password-stdin.
@@ -232,6 +264,24 @@ enum AlertsAction {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+/// An alert channel.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AlertChannel {
+    Email,
+    Webhook,
+    Journal,
+}
+
+impl AlertChannel {
+    fn name(self) -> &'static str {
+        match self {
+            AlertChannel::Email => "email",
+            AlertChannel::Webhook => "webhook",
+            AlertChannel::Journal => "journal",
+        }
+    }
 }
 
 /// An alert channel that has a secret.

@@ -2,6 +2,8 @@
 //! the test's hands, so 90 days, a 100-day jump or a jump backwards run in moments.
 
 mod common;
+#[path = "common/alerts.rs"]
+mod servers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,4 +224,55 @@ fn the_running_binary_takes_a_hundred_day_jump_forward_and_back() {
     assert_eq!((days, state.as_str()), (0, "ok"));
     assert_eq!(telemetry_attempts(&s), 2);
     assert!(agent.terminate().success());
+}
+
+#[test]
+fn the_clock_moved_past_each_threshold_sends_one_alert_per_threshold_on_the_channels() {
+    let hook = servers::WebhookServer::start("Clock-Secret-7781");
+    let s = Setup::new();
+    s.configure_offline(&format!("{SCENARIO}[alerts.webhook]\nurl = \"{}\"\nformat = \"json\"\n", hook.url));
+    let clock = ManualClock::at(START);
+    let agent =
+        Arc::new(Agent::open(Config::load(&s.config).unwrap(), DataDir::at(&s.data), Arc::new(clock.clone())).unwrap());
+    agent.start_schedule().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let notifier = rt.spawn(callhome::alerts::run(agent.clone(), Arc::new(callhome::alerts::LogOnly), stop));
+    let kinds = |kind: &str| -> Vec<serde_json::Value> {
+        hook.hits().into_iter().filter(|h| h.body["kind"] == kind).map(|h| h.body).collect()
+    };
+    let failed = || sc_attempts(&agent);
+    wait_until(Duration::from_secs(10), "the notifier to listen", || agent.listeners() > 0);
+    // Day by day to day 95, the receiver down: each day's failed upload wakes the notifier, which
+    // looks at the clock. After each day, wait until that day's failure reached the webhook (so
+    // what the day decided is out before the clock moves on).
+    for day in 1..=95 {
+        let (attempts, told) = (failed(), kinds("upload-failed").len());
+        clock.set(START + day * 86_400);
+        rt.block_on(agent.run_due()).unwrap();
+        if failed() > attempts {
+            // A day is longer than the quiet period (12h): each day's failure is told.
+            wait_until(Duration::from_secs(30), &format!("day {day}'s failure on the webhook"), || {
+                kinds("upload-failed").len() > told
+            });
+        }
+    }
+    let compliance: Vec<String> = hook
+        .hits()
+        .into_iter()
+        .filter(|h| h.body["kind"].as_str().is_some_and(|k| k.starts_with("compliance")))
+        .map(|h| h.body["summary"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(compliance.len(), 4, "30, 14 and 7 days left, then the limit, once each: {compliance:?}");
+    for (i, days) in ["30 days left", "14 days left", "7 days left", "overdue"].iter().enumerate() {
+        assert!(compliance[i].contains(days), "{days} in {compliance:?}");
+    }
+    assert_eq!(kinds("compliance-overdue")[0]["audience"], "technical,renewal");
+    stop_tx.send(true).unwrap();
+    rt.block_on(notifier).unwrap();
+}
+
+/// License-telemetry upload attempts so far.
+fn sc_attempts(agent: &Agent) -> usize {
+    agent.history(100_000, 0).unwrap().iter().filter(|a| a.program == Program::Telemetry).count()
 }

@@ -10,6 +10,7 @@
 //! state happen under the data directory's work lock. No HTTP server, no GUI toolkit.
 
 mod access;
+mod alerts;
 mod bundles;
 mod collection;
 mod consent;
@@ -56,6 +57,9 @@ pub enum AgentError {
     /// A request the rules forbid (such as turning mandatory telemetry off).
     #[error("{0}")]
     Refused(String),
+    /// What the request names does not exist (an alert that is not open).
+    #[error("{0}")]
+    NotFound(String),
     #[error(transparent)]
     Secret(#[from] secrets::SecretError),
 }
@@ -152,6 +156,11 @@ impl Agent {
     /// Subscribes to state changes.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Notice> {
         self.notices.subscribe()
+    }
+
+    /// How many subscribers listen to the notices now (the notifier, live views).
+    pub fn listeners(&self) -> usize {
+        self.notices.receiver_count()
     }
 
     pub(crate) fn notify(&self, n: Notice) {

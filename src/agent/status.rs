@@ -26,6 +26,12 @@ pub struct Status {
     pub intervals: [Duration; 4],
     /// The configured alert channels and their last deliveries.
     pub alert_channels: Vec<ChannelStatus>,
+    /// Supplemental grace periods running (or ended with the feature still over capacity).
+    pub grace_periods: Vec<crate::licenses::GracePeriod>,
+    /// The open alerts, acknowledged or not (filled from the rest of the status).
+    pub alerts: Vec<crate::store::AlertRow>,
+    /// Desktop notifications on (the API's switch, else the configuration).
+    pub notifications_enabled: bool,
 }
 
 /// One configured alert channel as status shows it.
@@ -85,7 +91,8 @@ impl Agent {
         let quarantined = std::fs::read_dir(self.dir.quarantine_dir())
             .map(|d| d.filter_map(|e| e.ok()).filter(|e| !e.file_name().to_string_lossy().ends_with(".reason")).count())
             .unwrap_or(0);
-        Ok(Status {
+        let grace_periods = self.grace_periods(&inv)?;
+        let mut status = Status {
             install: self.install.clone(),
             now,
             compliance,
@@ -102,11 +109,16 @@ impl Agent {
             version: self.version_status(now)?,
             intervals: Program::ALL.map(|p| self.interval_with(p, &rules)),
             alert_channels: self.alert_channels()?,
-        })
+            grace_periods,
+            alerts: Vec::new(),
+            notifications_enabled: self.notification_settings()?.enabled,
+        };
+        status.alerts = self.sync_alerts(&status)?;
+        Ok(status)
     }
 
     /// The configured alert channels, each with its last deliveries.
-    fn alert_channels(&self) -> Result<Vec<ChannelStatus>> {
+    pub fn alert_channels(&self) -> Result<Vec<ChannelStatus>> {
         let cfg = &self.cfg;
         let mut out = Vec::new();
         if let Some(e) = &cfg.alerts.email {

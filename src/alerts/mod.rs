@@ -18,6 +18,7 @@
 pub mod channels;
 mod email;
 pub mod journal;
+pub mod open;
 pub mod webhook;
 
 use std::future::Future;
@@ -58,6 +59,8 @@ impl News {
             ("compliance", Some("limit")) => "compliance-overdue".into(),
             ("compliance", _) => "compliance-threshold".into(),
             ("license", Some(k)) => format!("license-{}", k.replace('_', "-")),
+            ("grace", _) => "license-grace-period".into(),
+            ("test", _) => "test".into(),
             (first, _) => first.into(),
         }
     }
@@ -76,7 +79,7 @@ impl News {
     pub fn state(&self) -> &'static str {
         if self.urgent {
             "CRITICAL"
-        } else if self.key == "uploads-work" {
+        } else if self.key == "uploads-work" || self.key.starts_with("test:") {
             "OK"
         } else {
             "WARNING"
@@ -209,6 +212,84 @@ impl Decider {
     }
 }
 
+/// News for a supplemental grace period as it stands at `now`: when it starts, 7 days and 1 day
+/// before its end, and once it has ended (each told once).
+pub fn grace_news(g: &crate::licenses::GracePeriod, now: Timestamp) -> News {
+    use crate::licenses::date::Date;
+    let left = g.days_left(now);
+    let (start, end) = (Date::of_timestamp(g.start), Date::of_timestamp(g.end));
+    let (mark, summary, urgent) = if left <= 0 {
+        ("ended", format!("The grace period for {} has ended", g.feature), true)
+    } else if left <= 1 {
+        ("1", format!("The grace period for {} ends tomorrow", g.feature), true)
+    } else if left <= 7 {
+        ("7", format!("The grace period for {} ends in {left} days", g.feature), false)
+    } else {
+        ("start", format!("License {} is in its {}-day grace period", g.feature, g.days), false)
+    };
+    News {
+        key: format!("grace:{}:{}:{mark}", g.feature, g.start),
+        summary,
+        body: format!(
+            "More {f} licenses are in use than installed (with the overdraft): the {d}-day supplemental grace period started on {start} and ends on {end}. Install more {f} licenses or reduce use before then.",
+            f = g.feature,
+            d = g.days
+        ),
+        urgent,
+        once: true,
+    }
+}
+
+/// The news a test alert carries (`callhome alerts test`, the dashboard's button).
+pub fn test_news(now: Timestamp) -> News {
+    News {
+        key: format!("test:{now}"),
+        summary: "Test alert".into(),
+        body: "This is a test alert from callhome: this channel works.".into(),
+        urgent: false,
+        once: false,
+    }
+}
+
+/// Sends a test alert on the configured channel `name` now (no retries, no quiet period) and
+/// records the attempt; `Ok(target)` once it was delivered.
+pub async fn send_test(agent: &Arc<Agent>, name: &str) -> Result<String, TestError> {
+    let ch = channels::configured(agent).into_iter().find(|c| c.name() == name).ok_or_else(|| {
+        TestError::NotConfigured(format!(
+            "the {name} channel is not configured: add [alerts.{name}] to the configuration (see the README)"
+        ))
+    })?;
+    let news = test_news(agent.now());
+    let alert = channels::Alert {
+        news: news.clone(),
+        at: agent.now(),
+        install_id: agent.install().install_id.clone(),
+        host: sysinfo::System::host_name().unwrap_or_default(),
+    };
+    match ch.send(&alert).await {
+        Ok(()) => {
+            agent.record_delivery(name, &news.key, crate::store::DeliveryOutcome::Delivered);
+            Ok(ch.target())
+        }
+        Err(e) => {
+            let why = e.to_string();
+            agent.record_delivery(name, &news.key, crate::store::DeliveryOutcome::GaveUp(&why));
+            Err(TestError::Failed { target: ch.target(), detail: why })
+        }
+    }
+}
+
+/// Why a test alert did not go out.
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    /// No such channel is configured (or the name is not a channel's).
+    #[error("{0}")]
+    NotConfigured(String),
+    /// The channel failed; `detail` says how.
+    #[error("the test alert to {target} failed: {detail}")]
+    Failed { target: String, detail: String },
+}
+
 /// Whether news with this key may be shown now, given when it was last shown.
 pub fn may_show(news: &News, last: Option<Timestamp>, now: Timestamp, quiet: Duration) -> bool {
     match last {
@@ -239,19 +320,13 @@ impl Deliver for LogOnly {
 /// Runs until `shutdown` turns true: listens to the agent and tells news, locally through `sink`
 /// and to every configured channel.
 pub async fn run(agent: Arc<Agent>, sink: Arc<dyn Deliver>, shutdown: tokio::sync::watch::Receiver<bool>) {
-    let cfg = agent.config().notifications.clone();
     let channels =
         Channels::start(agent.clone(), channels::configured(&agent), RetryPolicy::default(), shutdown.clone());
-    if !cfg.enabled && channels.is_empty() {
-        info!("notifications are off (notifications.enabled = false)");
-        return;
-    }
-    // With desktop notifications off, the channels still get the news; locally it is logged.
-    let sink: Arc<dyn Deliver> = if cfg.enabled { sink } else { Arc::new(LogOnly) };
+    // Desktop notifications on or off and the quiet period are read at each piece of news: the
+    // API (the dashboard's switch, the tray's item) changes them while the agent runs.
     let mut n = Notifier {
         decider: Decider::new(agent.alert_failing().ok().flatten()),
         agent,
-        quiet: cfg.quiet_period,
         sink,
         channels,
         service_missing: false,
@@ -299,7 +374,6 @@ async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 struct Notifier {
     agent: Arc<Agent>,
     decider: Decider,
-    quiet: Duration,
     sink: Arc<dyn Deliver>,
     /// The configured channels (e-mail, webhook, journal); sending only queues.
     channels: Channels,
@@ -322,18 +396,36 @@ impl Notifier {
         if let Some(news) = self.decider.compliance(&c, self.agent.config().compliance.max_days) {
             self.show(news).await;
         }
+        let inv = self.agent.scan_licenses();
+        match self.agent.grace_periods(&inv) {
+            Ok(periods) => {
+                for g in periods {
+                    self.show(grace_news(&g, self.agent.now())).await;
+                }
+            }
+            Err(e) => warn!("notifications: {e}"),
+        }
     }
 
     async fn show(&mut self, news: News) {
         let now = self.agent.now();
+        let settings = self.agent.notification_settings().unwrap_or_else(|e| {
+            warn!("notifications: {e}");
+            self.agent.config().notifications.clone()
+        });
         let last = self.agent.last_told(&news.key).ok().flatten();
-        if !may_show(&news, last, now, self.quiet) {
+        if !may_show(&news, last, now, settings.quiet_period) {
             return;
         }
         if let Err(e) = self.agent.mark_told(&news.key, now) {
             warn!("notifications: {e}");
         }
         self.channels.send(&news);
+        // With desktop notifications off, the channels still get the news; locally it is logged.
+        if !settings.enabled {
+            let _ = LogOnly.deliver(&news).await;
+            return;
+        }
         match self.sink.deliver(&news).await {
             Ok(()) => {
                 self.service_missing = false;

@@ -68,6 +68,20 @@ pub fn status(d: &StatusDoc) {
             println!("  {:<13} {}", e.kind, e.message);
         }
     }
+    for g in &d.grace_periods {
+        println!("{}", grace_line(&g.feature, g.days, &g.start, &g.end, g.days_left));
+    }
+    if !d.alerts.is_empty() {
+        println!("open alerts:");
+        for a in &d.alerts {
+            let ack = if a.acknowledged {
+                format!(" [acknowledged until {}]", a.acked_until.as_deref().unwrap_or("it clears"))
+            } else {
+                String::new()
+            };
+            println!("  {} {:<8} {}{ack}", a.id, a.severity, a.title);
+        }
+    }
     if !d.alert_channels.is_empty() {
         println!("alert channels:");
         for c in &d.alert_channels {
@@ -190,8 +204,24 @@ pub fn licenses(doc: &Value) {
     for e in doc["events"].as_array().into_iter().flatten() {
         println!("event: {:<13} {}", s(&e["kind"]), s(&e["message"]));
     }
+    for g in doc["grace_periods"].as_array().into_iter().flatten() {
+        let days = g["days"].as_u64().unwrap_or(0) as u32;
+        println!(
+            "{}",
+            grace_line(&s(&g["feature"]), days, &s(&g["start"]), &s(&g["end"]), g["days_left"].as_i64().unwrap_or(0))
+        );
+    }
     for p in doc["problems"].as_array().into_iter().flatten() {
         println!("problem: {}:{}: {}", s(&p["file"]), p["line"], s(&p["message"]));
+    }
+}
+
+/// One supplemental grace period in words.
+fn grace_line(feature: &str, days: u32, start: &str, end: &str, left: i64) -> String {
+    if left <= 0 {
+        format!("grace period: {feature}: the {days}-day grace period ({start} to {end}) has ended")
+    } else {
+        format!("grace period: {feature}: {days}-day grace period from {start} to {end}, {left} day(s) left")
     }
 }
 
@@ -218,32 +248,46 @@ pub fn usage(rows: &[Value]) {
     }
 }
 
+/// `callhome alerts list`: one line per open alert.
+pub fn alerts(list: &[callhome::api::dto::AlertDoc]) {
+    if list.is_empty() {
+        println!("no open alerts");
+        return;
+    }
+    println!("{:<12}  {:<8}  {:<22}  {:<20}  TITLE", "ID", "SEVERITY", "KIND", "FIRST SEEN");
+    for a in list {
+        let ack = match (a.acknowledged, &a.acked_until) {
+            (false, _) => String::new(),
+            (true, Some(u)) => format!(" [acknowledged until {u}]"),
+            (true, None) => " [acknowledged]".into(),
+        };
+        println!("{:<12}  {:<8}  {:<22}  {:<20}  {}{ack}", a.id, a.severity, a.kind, a.first_seen, a.title);
+    }
+}
+
 /// `callhome check`'s verdict: the exit code and its one line.
 pub fn check_line(d: &StatusDoc) -> (u8, String) {
     let c = &d.compliance;
     let last = d.last_result.get("compliance").cloned().flatten();
-    let mut code = match c.state.as_str() {
-        "ok" => 0,
-        "warning" => 1,
-        _ => 2,
-    };
-    if last.as_ref().is_some_and(|r| r.code != "CTX_UPLOADER_SUCCESS") {
-        code = code.max(1);
-    }
-    for e in &d.license_events {
-        code = code.max(if e.kind == "expired" { 2 } else { 1 });
-    }
+    // The open alerts decide, less the acknowledged ones (an acknowledgement ends when its
+    // date passes or the alert gets worse: the agent clears it then).
+    let code = d
+        .alerts
+        .iter()
+        .filter(|a| !a.acknowledged)
+        .map(|a| if a.severity == "critical" { 2 } else { 1 })
+        .max()
+        .unwrap_or(0u8);
+    let acked = d.alerts.iter().filter(|a| a.acknowledged).count();
     let version = match (&d.version.latest, d.version.outdated) {
-        (Some(latest), true) => {
-            code = code.max(1);
-            format!(
-                "; agent {} is out of date: install {latest} (released {})",
-                d.version.running,
-                d.version.latest_released.as_deref().unwrap_or("?")
-            )
-        }
+        (Some(latest), true) => format!(
+            "; agent {} is out of date: install {latest} (released {})",
+            d.version.running,
+            d.version.latest_released.as_deref().unwrap_or("?")
+        ),
         _ => String::new(),
     };
+    let version = if acked > 0 { format!("{version}; {acked} alert(s) acknowledged") } else { version };
     let word = ["OK", "WARNING", "CRITICAL"][code as usize];
     let last_text = match &last {
         Some(r) => format!("last compliance upload {} at {}", r.code, r.at),

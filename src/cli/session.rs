@@ -3,7 +3,9 @@
 //! directory itself — blocks on its answer, and maps its errors to exit codes. Nothing here
 //! decides where an answer comes from twice: [`Control`] does.
 
-use callhome::api::dto::{AttemptDoc, CollectedDoc, ProgramDoc, ProxyDoc, StatusDoc, UploadReportDoc};
+use callhome::api::dto::{
+    AckRequest, AlertDoc, AttemptDoc, CollectedDoc, ProgramDoc, ProxyDoc, StatusDoc, TestAlertDoc, UploadReportDoc,
+};
 use callhome::config::Config;
 use callhome::control::{Control, ControlError, OpenError, ProgramChange};
 use callhome::datadir::DataDir;
@@ -121,6 +123,23 @@ impl Session {
     /// Stores (`Some`) or removes (`None`) the endpoint token.
     pub fn register(&self, token: Option<&Secret>) -> Result<ProxyDoc> {
         self.run(self.control.register(token))
+    }
+
+    pub fn alerts(&self) -> Result<Vec<AlertDoc>> {
+        self.run(self.control.alerts())
+    }
+
+    pub fn ack_alert(&self, id: &str, until: Option<&str>, reason: Option<&str>) -> Result<AlertDoc> {
+        let req = AckRequest { until: until.map(str::to_string), reason: reason.map(str::to_string) };
+        self.run(self.control.ack_alert(id, &req))
+    }
+
+    pub fn unack_alert(&self, id: &str) -> Result<AlertDoc> {
+        self.run(self.control.unack_alert(id))
+    }
+
+    pub fn test_alert(&self, channel: &str) -> Result<Vec<TestAlertDoc>> {
+        self.run(self.control.test_alert(Some(channel)))
     }
 
     /// The pending bundles' (program, name).

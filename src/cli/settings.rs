@@ -82,6 +82,56 @@ fn ask_secret(what: &str, from_stdin: bool, prompt: &str) -> Result<callhome::se
 
 pub(super) fn alerts(cli: &Cli, action: &AlertsAction) -> Result<u8> {
     match action {
+        AlertsAction::List { json } => {
+            let list = Session::open(cli)?.alerts()?;
+            if *json {
+                print::json(&list);
+            } else {
+                print::alerts(&list);
+            }
+            Ok(0)
+        }
+        AlertsAction::Ack { id, until, reason, json } => {
+            let a = Session::open(cli)?.ack_alert(id, until.as_deref(), reason.as_deref())?;
+            if *json {
+                print::json(&a);
+            } else {
+                let until = a.acked_until.as_deref().map_or("it clears".to_string(), |u| u.to_string());
+                println!(
+                    "alert {} ({}) acknowledged until {until}, unless it gets worse: {}",
+                    a.id, a.severity, a.title
+                );
+            }
+            Ok(0)
+        }
+        AlertsAction::Unack { id, json } => {
+            let a = Session::open(cli)?.unack_alert(id)?;
+            if *json {
+                print::json(&a);
+            } else {
+                println!("alert {} ({}) is no longer acknowledged: {}", a.id, a.severity, a.title);
+            }
+            Ok(0)
+        }
+        AlertsAction::Test { channel, json } => {
+            let results = Session::open(cli)?.test_alert(channel.name())?;
+            if *json {
+                print::json(&results);
+            }
+            let mut ok = true;
+            for r in &results {
+                ok &= r.delivered;
+                if !*json {
+                    match &r.error {
+                        None => {
+                            println!("test alert delivered on {} ({})", r.channel, r.target.as_deref().unwrap_or(""))
+                        }
+                        Some(e) => println!("test alert NOT delivered on {}: {e}", r.channel),
+                    }
+                }
+            }
+            Ok(if ok { 0 } else { crate::exit::FAILURE })
+        }
         AlertsAction::SetPassword { channel, password_stdin } => {
             use callhome::secrets::Secret;
             let (secret, what) = match channel {

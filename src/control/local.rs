@@ -8,8 +8,9 @@ use std::sync::Arc;
 use super::{ControlError, ProgramChange, Result};
 use crate::agent::Agent;
 use crate::api::dto::{
-    AttemptDoc, BundleDoc, CollectedDoc, ExportDoc, HistoryPage, ImportDoc, LedgerCheckDoc, LedgerDoc, ProgramChanged,
-    ProxyDoc, StatusDoc, StepDoc, UploadReportDoc, WithdrawnDoc,
+    AckRequest, AlertChannelDoc, AlertDoc, AttemptDoc, BundleDoc, CollectedDoc, ExportDoc, HistoryPage, ImportDoc,
+    LedgerCheckDoc, LedgerDoc, NotificationsDoc, NotificationsRequest, ProgramChanged, ProxyDoc, StatusDoc, StepDoc,
+    TestAlertDoc, UploadReportDoc, WithdrawnDoc,
 };
 use crate::bundle::{BundleError, Reader};
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -28,6 +29,20 @@ fn bundle_err(e: BundleError) -> ControlError {
         e @ BundleError::NoSuchFile { .. } => ControlError::NotFound(e.to_string()),
         other => ControlError::Agent(other.into()),
     }
+}
+
+/// The end of an acknowledgement through `date` (`YYYY-MM-DD`, UTC): the start of the next day.
+fn ack_until(date: &str, now: Timestamp) -> Result<Timestamp> {
+    let d = date.trim();
+    let shaped = d.len() == 10 && d.as_bytes()[4] == b'-' && d.as_bytes()[7] == b'-';
+    let day = shaped.then(|| crate::licenses::date::Date::parse_iso_or_version(d)).flatten().ok_or_else(|| {
+        ControlError::Invalid(format!("until {date:?}: give a date as YYYY-MM-DD, such as 2026-12-31"))
+    })?;
+    let end = crate::licenses::date::Date::from_days(day.days() + 1).timestamp();
+    if end <= now {
+        return Err(ControlError::Invalid(format!("until {d}: that day is over; give today or a later date")));
+    }
+    Ok(end)
 }
 
 /// A pending bundle's file, for a front end that streams it (the API's raw download).
@@ -193,7 +208,12 @@ impl Local {
     pub async fn licenses(&self) -> Result<serde_json::Value> {
         let inv = self.agent.scan_licenses();
         let events = self.agent.license_events(&inv)?;
-        Ok(inventory_json(&inv, &[], &events, SystemClock.now()))
+        let now = self.agent.now();
+        let mut doc = inventory_json(&inv, &[], &events, SystemClock.now());
+        let grace: Vec<crate::api::dto::GracePeriodDoc> =
+            self.agent.grace_periods(&inv)?.iter().map(|g| crate::api::dto::GracePeriodDoc::new(g, now)).collect();
+        doc["grace_periods"] = serde_json::to_value(grace).expect("wire documents serialize");
+        Ok(doc)
     }
 
     /// Usage by feature and hour, after reading what is new in the debug logs.
@@ -313,6 +333,90 @@ impl Local {
     /// The Prometheus text.
     pub fn metrics(&self) -> Result<String> {
         Ok(super::metrics::text(&self.agent)?)
+    }
+
+    /// The open alerts, acknowledged or not, oldest first.
+    pub async fn alerts(&self) -> Result<Vec<AlertDoc>> {
+        Ok(self.agent.open_alerts()?.iter().map(AlertDoc::from).collect())
+    }
+
+    /// Acknowledges the open alert `id`: through `until` (a date, UTC) when given, else until it
+    /// clears or gets worse.
+    pub async fn ack_alert(&self, id: &str, req: &AckRequest) -> Result<AlertDoc> {
+        let until = req.until.as_deref().map(|d| ack_until(d, self.agent.now())).transpose()?;
+        let reason = req.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        Ok(AlertDoc::from(&self.agent.ack_alert(id, until, reason)?))
+    }
+
+    /// Takes back the acknowledgement of the open alert `id`.
+    pub async fn unack_alert(&self, id: &str) -> Result<AlertDoc> {
+        Ok(AlertDoc::from(&self.agent.unack_alert(id)?))
+    }
+
+    /// Sends a test alert on `channel`, or on every configured channel, now; a channel that
+    /// fails is an answer (`delivered: false`), not an error.
+    pub async fn test_alert(&self, channel: Option<&str>) -> Result<Vec<TestAlertDoc>> {
+        const NAMES: [&str; 3] = ["email", "webhook", "journal"];
+        let names: Vec<&str> = match channel {
+            Some(c) if NAMES.contains(&c) => vec![c],
+            Some(c) => {
+                return Err(ControlError::Invalid(format!(
+                    "{c:?} is not an alert channel: use email, webhook or journal"
+                )));
+            }
+            None => {
+                let on: Vec<&str> = self.agent.alert_channels()?.iter().map(|c| c.name).collect();
+                if on.is_empty() {
+                    return Err(ControlError::Invalid(
+                        "no alert channel is configured: add [alerts.email], [alerts.webhook] or [alerts.journal] to the configuration".into(),
+                    ));
+                }
+                on
+            }
+        };
+        let mut out = Vec::new();
+        for name in names {
+            out.push(match crate::alerts::send_test(&self.agent, name).await {
+                Ok(target) => TestAlertDoc { channel: name.into(), target: Some(target), delivered: true, error: None },
+                Err(e @ crate::alerts::TestError::NotConfigured(_)) => {
+                    return Err(ControlError::Invalid(e.to_string()));
+                }
+                Err(e @ crate::alerts::TestError::Failed { .. }) => {
+                    let target = match &e {
+                        crate::alerts::TestError::Failed { target, .. } => Some(target.clone()),
+                        _ => None,
+                    };
+                    TestAlertDoc { channel: name.into(), target, delivered: false, error: Some(e.to_string()) }
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Desktop notifications, the quiet period and the channels' state.
+    pub async fn notifications(&self) -> Result<NotificationsDoc> {
+        let n = self.agent.notification_settings()?;
+        Ok(NotificationsDoc {
+            enabled: n.enabled,
+            quiet_period: humantime::format_duration(n.quiet_period).to_string(),
+            quiet_period_seconds: n.quiet_period.as_secs(),
+            channels: self.agent.alert_channels()?.iter().map(AlertChannelDoc::from).collect(),
+        })
+    }
+
+    /// Changes desktop notifications and the quiet period (what the request omits stays).
+    pub async fn set_notifications(&self, req: &NotificationsRequest) -> Result<NotificationsDoc> {
+        let quiet = req
+            .quiet_period
+            .as_deref()
+            .map(|q| {
+                humantime::parse_duration(q.trim()).map_err(|e| {
+                    ControlError::Invalid(format!("quiet_period {q:?}: {e}; use a duration such as 30m, 12h or 0s"))
+                })
+            })
+            .transpose()?;
+        self.agent.set_notification_settings(req.enabled, quiet)?;
+        self.notifications().await
     }
 
     /// The agent's notices (state changes, upload results, license events), as they happen.

@@ -1,5 +1,6 @@
 //! The Prometheus text of `GET /metrics`: the compliance clock, the spool, the last successes,
-//! upload attempts by result code, and license events, from the agent's status and state.
+//! upload attempts by result code, license events and open alerts (acknowledged ones left out),
+//! grace periods, from the agent's status and state.
 
 use crate::agent::{Agent, AgentError};
 use crate::programs::Program;
@@ -30,6 +31,9 @@ pub(super) fn text(agent: &Agent) -> Result<String, AgentError> {
     let state_lines: Vec<_> =
         states.iter().map(|st| (format!("{{state=\"{st}\"}}"), f64::from(u8::from(c.state.name() == *st)))).collect();
     gauge("callhome_compliance_state", "The compliance clock's state (1 for the current one).", &state_lines);
+    let grace: Vec<_> =
+        s.grace_periods.iter().map(|g| (format!("{{feature=\"{}\"}}", g.feature), g.days_left(s.now) as f64)).collect();
+    gauge("callhome_grace_period_days_left", "Days left in a feature's supplemental grace period.", &grace);
     gauge(
         "callhome_spool_pending_bundles",
         "Bundles waiting to be uploaded.",
@@ -61,8 +65,24 @@ pub(super) fn text(agent: &Agent) -> Result<String, AgentError> {
     for (program, code, n) in counts {
         let _ = writeln!(out, "callhome_uploads_total{{program=\"{program}\",code=\"{code}\"}} {n}");
     }
+    // Acknowledged alerts are left out until their date passes or they get worse.
+    let acked: std::collections::HashSet<&str> =
+        s.alerts.iter().filter(|a| a.acknowledged()).map(|a| a.key.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "# HELP callhome_alerts Open alerts that are not acknowledged, by severity.\n# TYPE callhome_alerts gauge"
+    );
+    for sev in ["warning", "critical"] {
+        let n = s.alerts.iter().filter(|a| !a.acknowledged() && a.severity.name() == sev).count();
+        let _ = writeln!(out, "callhome_alerts{{severity=\"{sev}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP callhome_alerts_acknowledged Open alerts an administrator acknowledged.\n# TYPE callhome_alerts_acknowledged gauge\ncallhome_alerts_acknowledged {}",
+        acked.len()
+    );
     let mut kinds = std::collections::BTreeMap::new();
-    for e in &s.license_events {
+    for e in s.license_events.iter().filter(|e| !acked.contains(format!("license:{}", e.key).as_str())) {
         *kinds.entry(e.kind.name()).or_insert(0u32) += 1;
     }
     let _ = writeln!(

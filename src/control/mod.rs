@@ -18,8 +18,8 @@ pub use remote::Remote;
 use crate::agent::{Agent, AgentError};
 use crate::api::client::{Client, ClientError};
 use crate::api::dto::{
-    BundleDoc, CollectedDoc, ExportDoc, HistoryPage, LedgerCheckDoc, LedgerDoc, ProgramChanged, ProgramDoc, ProxyDoc,
-    StatusDoc, UploadReportDoc, WithdrawnDoc,
+    AckRequest, AlertDoc, BundleDoc, CollectedDoc, ExportDoc, HistoryPage, LedgerCheckDoc, LedgerDoc, NotificationsDoc,
+    NotificationsRequest, ProgramChanged, ProgramDoc, ProxyDoc, StatusDoc, TestAlertDoc, UploadReportDoc, WithdrawnDoc,
 };
 use crate::clock::Timestamp;
 use crate::config::Config;
@@ -58,6 +58,7 @@ impl From<AgentError> for ControlError {
     fn from(e: AgentError) -> ControlError {
         match e {
             AgentError::Refused(m) => ControlError::Refused(m),
+            AgentError::NotFound(m) => ControlError::NotFound(m),
             AgentError::Secret(e @ crate::secrets::SecretError::NoKeyring { .. }) => {
                 ControlError::Unavailable(e.to_string())
             }
@@ -207,6 +208,34 @@ impl Control {
             })?,
         };
         Ok(client.dashboard_link().await?)
+    }
+
+    /// The open alerts, acknowledged or not.
+    pub async fn alerts(&self) -> Result<Vec<AlertDoc>> {
+        both!(self, alerts())
+    }
+
+    /// Acknowledges an open alert (through `until`, when the request gives one).
+    pub async fn ack_alert(&self, id: &str, req: &AckRequest) -> Result<AlertDoc> {
+        both!(self, ack_alert(id, req))
+    }
+
+    pub async fn unack_alert(&self, id: &str) -> Result<AlertDoc> {
+        both!(self, unack_alert(id))
+    }
+
+    /// Sends a test alert on one channel, or on every configured one.
+    pub async fn test_alert(&self, channel: Option<&str>) -> Result<Vec<TestAlertDoc>> {
+        both!(self, test_alert(channel))
+    }
+
+    /// Desktop notifications on or off, the quiet period, the channels' state.
+    pub async fn notifications(&self) -> Result<NotificationsDoc> {
+        both!(self, notifications())
+    }
+
+    pub async fn set_notifications(&self, req: &NotificationsRequest) -> Result<NotificationsDoc> {
+        both!(self, set_notifications(req))
     }
 
     /// Exports the pending bundles into the data directory's `exports/` for manual reporting.

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::{ControlError, ProgramChange, Result};
 use crate::api::client::Client;
 use crate::api::dto::{
-    BundleDoc, CollectedDoc, ExportDoc, HistoryPage, LedgerCheckDoc, LedgerDoc, ProgramChanged, ProgramDoc, ProxyDoc,
-    StatusDoc, UploadReportDoc, WithdrawnDoc,
+    AckRequest, AlertDoc, BundleDoc, CollectedDoc, ExportDoc, HistoryPage, LedgerCheckDoc, LedgerDoc, NotificationsDoc,
+    NotificationsRequest, ProgramChanged, ProgramDoc, ProxyDoc, StatusDoc, TestAlertDoc, UploadReportDoc, WithdrawnDoc,
 };
 use crate::clock::{Timestamp, rfc3339};
 use crate::programs::Program;
@@ -140,6 +140,32 @@ impl Remote {
             Some(t) => self.send(reqwest::Method::PUT, "/api/v1/registration", json!({ "token": t.expose() })).await,
             None => self.send(reqwest::Method::DELETE, "/api/v1/registration", json!({})).await,
         }
+    }
+
+    pub async fn alerts(&self) -> Result<Vec<AlertDoc>> {
+        self.get("/api/v1/alerts").await
+    }
+
+    pub async fn ack_alert(&self, id: &str, req: &AckRequest) -> Result<AlertDoc> {
+        let body = serde_json::to_value(req).expect("wire documents serialize");
+        self.send(reqwest::Method::POST, &format!("/api/v1/alerts/{}/ack", encode(id)), body).await
+    }
+
+    pub async fn unack_alert(&self, id: &str) -> Result<AlertDoc> {
+        self.send(reqwest::Method::DELETE, &format!("/api/v1/alerts/{}/ack", encode(id)), json!({})).await
+    }
+
+    pub async fn test_alert(&self, channel: Option<&str>) -> Result<Vec<TestAlertDoc>> {
+        self.send(reqwest::Method::POST, "/api/v1/alerts/test", json!({ "channel": channel })).await
+    }
+
+    pub async fn notifications(&self) -> Result<NotificationsDoc> {
+        self.get("/api/v1/notifications").await
+    }
+
+    pub async fn set_notifications(&self, req: &NotificationsRequest) -> Result<NotificationsDoc> {
+        let body = serde_json::to_value(req).expect("wire documents serialize");
+        self.send(reqwest::Method::PUT, "/api/v1/notifications", body).await
     }
 
     pub async fn export(&self, program: Option<Program>) -> Result<ExportDoc> {

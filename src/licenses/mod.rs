@@ -208,6 +208,56 @@ fn interpret(cfg: &LicenseConfig, file: &Path, line: FeatureLine, today: Date) -
     License { file: file.to_path_buf(), line, license_type, grace_period_days, subscription_end, days_to_expiry }
 }
 
+/// A supplemental grace period: use of `feature` above its installed quantity and overdraft,
+/// allowed for `days` days (the line's mapped `grace_period_days`, `GRACE=14` in its
+/// `VENDOR_STRING`). It starts in the first hour the vendor-daemon debug log shows more in use
+/// than that, and ends `days` days later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GracePeriod {
+    pub feature: String,
+    pub days: u32,
+    /// UTC seconds.
+    pub start: i64,
+    pub end: i64,
+}
+
+impl GracePeriod {
+    /// Whole days left until the end at `now` (rounded up; 0 or less once ended).
+    pub fn days_left(&self, now: i64) -> i64 {
+        (self.end - now + 86_399).div_euclid(86_400)
+    }
+}
+
+/// The features that have a grace period: (feature, its days, what may be in use before it
+/// starts: the unexpired lines' counted quantities plus their overdraft).
+pub fn grace_capacity(inv: &Inventory) -> Vec<(String, u32, u32)> {
+    let mut out: Vec<(String, u32, u32)> = Vec::new();
+    for (feature, installed) in inv.installed() {
+        let Some(n) = installed else { continue };
+        let lines: Vec<&License> = inv.licenses.iter().filter(|l| l.line.feature == feature && !l.expired()).collect();
+        let Some(days) = lines.iter().find_map(|l| l.grace_period_days) else { continue };
+        let overdraft: u32 = lines.iter().map(|l| l.line.overdraft).sum();
+        out.push((feature.to_string(), days, n + overdraft));
+    }
+    out.sort();
+    out
+}
+
+/// Whether a newer line for the same feature supersedes the expired line `l`: one that has not
+/// expired, or expires later, or names it in its `SUPERSEDE` list.
+fn superseded(inv: &Inventory, l: &License) -> bool {
+    let f = &l.line.feature;
+    let later = |o: &License| match (o.line.expiry, l.line.expiry) {
+        (Expiry::Never, _) => true,
+        (Expiry::On(a), Expiry::On(b)) => a > b,
+        (Expiry::On(_), Expiry::Never) => false,
+    };
+    inv.licenses.iter().filter(|o| !std::ptr::eq(*o, l)).any(|o| {
+        (o.line.feature == *f && (!o.expired() || later(o)))
+            || o.line.supersede.as_ref().is_some_and(|names| names.iter().any(|n| n == f))
+    })
+}
+
 /// What a license event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -258,8 +308,7 @@ pub fn events(inv: &Inventory, peaks: &HashMap<String, u32>, thresholds: &[u32],
         let qty = l.counted().map(|n| format!("{n} licenses")).unwrap_or_else(|| "uncounted".into());
         if let (Some(days), Expiry::On(d)) = (l.days_to_expiry, l.line.expiry) {
             if days < 0 {
-                let renewed = inv.licenses.iter().any(|o| o.line.feature == *f && !o.expired());
-                if !renewed {
+                if !superseded(inv, l) {
                     out.push(LicenseEvent {
                         key: format!("expired:{}", id(l)),
                         kind: EventKind::Expired,
@@ -359,6 +408,33 @@ mod tests {
         );
         assert!(ev[0].key.ends_with(":30"), "20 days left crossed the 30-day threshold: {}", ev[0].key);
         assert!(ev[3].message.contains("overdraft"), "{}", ev[3].message);
+    }
+
+    #[test]
+    fn an_expired_line_that_a_newer_line_supersedes_is_no_event() {
+        let today = Date::new(2026, 11, 23).unwrap();
+        let i = inv(
+            "FEATURE cad acme 1.0 1-jan-2025 5 SIGN=B1\nFEATURE cad acme 2.0 1-jun-2025 5 SIGN=B2\nFEATURE old acme 1.0 1-jan-2025 2 SIGN=B3\nFEATURE new acme 1.0 1-jan-2027 2 SUPERSEDE=\"old\" SIGN=B4\nFEATURE gone acme 1.0 1-jan-2025 2 SIGN=B5\n",
+            today,
+        );
+        let expired: Vec<(String, String)> = events(&i, &HashMap::new(), &[7], today)
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Expired)
+            .map(|e| (e.feature, e.message.split(' ').nth(1).unwrap().to_string()))
+            .collect();
+        assert_eq!(expired, vec![("cad".into(), "2.0".into()), ("gone".into(), "1.0".into())]);
+    }
+
+    #[test]
+    fn a_grace_period_needs_a_grace_length_and_counts_the_overdraft() {
+        let today = Date::new(2026, 11, 23).unwrap();
+        let i = inv(
+            "FEATURE planner globex 3.2 permanent 40 OVERDRAFT=2 VENDOR_STRING=\"GRACE=14\" SIGN=C1\nFEATURE other globex 1.0 permanent 4 SIGN=C2\n",
+            today,
+        );
+        assert_eq!(grace_capacity(&i), vec![("planner".to_string(), 14, 42)]);
+        let g = GracePeriod { feature: "planner".into(), days: 14, start: 0, end: 14 * 86_400 };
+        assert_eq!((g.days_left(0), g.days_left(13 * 86_400 + 1), g.days_left(14 * 86_400)), (14, 1, 0));
     }
 
     #[test]

@@ -41,6 +41,14 @@ pub enum Key {
     NotifyFailing,
     /// `notified.<news key>`: when that news was last shown (UTC seconds).
     NotifyShown(String),
+    /// `notify.enabled`: desktop notifications on or off as set over the API (`on`/`off`); beats
+    /// `notifications.enabled` of the configuration.
+    NotifyEnabled,
+    /// `notify.quiet_period`: the quiet period set over the API (seconds); beats
+    /// `notifications.quiet_period`.
+    NotifyQuiet,
+    /// `grace.start.<feature>`: when the feature's supplemental grace period started (UTC seconds).
+    GraceStart(String),
 }
 
 /// Which of the errors collector's tables an [`Key::ErrorsSent`] mark is for.
@@ -77,6 +85,9 @@ impl Key {
             Key::ErrorsSent(p, part) => format!("errors.sent.{}.{}", p.name(), part.name()).into(),
             Key::NotifyFailing => "notify.failing".into(),
             Key::NotifyShown(news) => format!("notified.{news}").into(),
+            Key::NotifyEnabled => "notify.enabled".into(),
+            Key::NotifyQuiet => "notify.quiet_period".into(),
+            Key::GraceStart(feature) => format!("grace.start.{feature}").into(),
         }
     }
 
@@ -90,6 +101,8 @@ impl Key {
             "version.latest" => Key::VersionLatest,
             "version.released" => Key::VersionReleased,
             "notify.failing" => Key::NotifyFailing,
+            "notify.enabled" => Key::NotifyEnabled,
+            "notify.quiet_period" => Key::NotifyQuiet,
             _ if Secret::ALL.iter().any(|x| x.key() == s) => {
                 Key::SecretInKeyring(Secret::ALL.into_iter().find(|x| x.key() == s).expect("found above"))
             }
@@ -105,6 +118,7 @@ impl Key {
                         Key::ErrorsSent(program(p)?, part)
                     }
                     "notified" => Key::NotifyShown(rest.to_string()),
+                    "grace" => Key::GraceStart(rest.strip_prefix("start.")?.to_string()),
                     _ => return None,
                 }
             }
@@ -166,6 +180,9 @@ mod tests {
             (Key::NotifyFailing, "notify.failing"),
             (Key::NotifyShown("compliance:30:1700000000".into()), "notified.compliance:30:1700000000"),
             (Key::NotifyShown(String::new()), "notified."),
+            (Key::NotifyEnabled, "notify.enabled"),
+            (Key::NotifyQuiet, "notify.quiet_period"),
+            (Key::GraceStart("planner".into()), "grace.start.planner"),
         ]
     }
 

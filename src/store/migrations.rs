@@ -37,4 +37,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "CREATE TABLE alert_deliveries (channel TEXT PRIMARY KEY, last_attempt INTEGER NOT NULL, last_key TEXT NOT NULL,
         last_success INTEGER, last_error TEXT, last_error_at INTEGER, delivered INTEGER NOT NULL DEFAULT 0,
         failed_attempts INTEGER NOT NULL DEFAULT 0, given_up INTEGER NOT NULL DEFAULT 0);",
+    // 6: alerts as objects: each open condition (and each that was open once), its times and its
+    // acknowledgement.
+    "CREATE TABLE alerts (id TEXT PRIMARY KEY, key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, severity TEXT NOT NULL,
+        title TEXT NOT NULL, text TEXT NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+        open INTEGER NOT NULL, acked_at INTEGER, acked_until INTEGER, acked_severity TEXT, ack_reason TEXT);
+     CREATE INDEX alerts_open ON alerts (open);",
 ];

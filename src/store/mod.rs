@@ -10,8 +10,10 @@
 //! `migrations` holds every schema change; one file per family of tables adds its methods to
 //! [`Store`]: `settings` (settings, program choices, the schedule; `key` spells their keys), `attempts`, `ledger`,
 //! `usage` (samples, hourly license usage, log cursors), `errors`, `exports`, `licenses`
-//! (license events and the lines seen) and `deliveries` (the alert channels' outcomes).
+//! (license events and the lines seen), `deliveries` (the alert channels' outcomes) and `alerts`
+//! (open alerts and their acknowledgements).
 
+mod alerts;
 mod attempts;
 mod deliveries;
 mod errors;
@@ -27,6 +29,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+pub use alerts::{AckError, AlertRow};
 pub use attempts::Attempt;
 pub use deliveries::{Delivery, DeliveryOutcome};
 pub use key::{ErrorsPart, Key, LogKey};

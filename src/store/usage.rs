@@ -165,6 +165,17 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The first hour since `since` in which more of `feature` were in use at once than
+    /// `capacity`.
+    pub fn first_over(&self, feature: &str, capacity: u32, since: Timestamp) -> Result<Option<Timestamp>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT MIN(hour) FROM usage_hourly WHERE feature = ?1 AND peak > ?2 AND hour >= ?3")?;
+        Ok(stmt.query_row(rusqlite::params![feature, capacity, since], |r| r.get(0))?)
+    }
+}
+
 pub(super) fn save_cursor(conn: &Connection, log: LogKey<'_>, cursor_json: &str) -> Result<()> {
     conn.execute(
         "INSERT INTO log_cursors (path, cursor) VALUES (?1, ?2) ON CONFLICT(path) DO UPDATE SET cursor = excluded.cursor",

@@ -164,6 +164,8 @@ struct Tray {
     preview: MenuItem,
     dashboard: MenuItem,
     export: MenuItem,
+    alerts: MenuItem,
+    notifications: CheckMenuItem,
     look: std::cell::Cell<Option<Look>>,
 }
 
@@ -185,10 +187,13 @@ impl Tray {
         let preview = item(Action::Preview, "Preview data…");
         let dashboard = item(Action::Dashboard, "Open dashboard");
         let export = item(Action::Export, "Export for manual upload…");
+        let alerts = MenuItem::with_id(Action::Alerts.id(), "No open alerts", false, None);
+        let notifications = CheckMenuItem::with_id(Action::ToggleNotifications.id(), "Notifications", true, true, None);
         let quit = item(Action::Quit, "Quit");
         let menu = Menu::new();
         let e = |r: Result<(), tray_icon::menu::Error>| r.map_err(|e| e.to_string());
         e(menu.append(&status))?;
+        e(menu.append(&alerts))?;
         e(menu.append(&PredefinedMenuItem::separator()))?;
         e(menu.append(&telemetry))?;
         e(menu.append(&manual))?;
@@ -199,6 +204,7 @@ impl Tray {
         for i in [&upload, &collect, &preview, &dashboard, &export] {
             e(menu.append(i))?;
         }
+        e(menu.append(&notifications))?;
         e(menu.append(&PredefinedMenuItem::separator()))?;
         e(menu.append(&quit))?;
         let icon = TrayIconBuilder::new()
@@ -220,6 +226,8 @@ impl Tray {
             preview,
             dashboard,
             export,
+            alerts,
+            notifications,
             look: std::cell::Cell::new(None),
         })
     }
@@ -240,6 +248,8 @@ impl Tray {
         set(&self.preview, &v.preview);
         set(&self.dashboard, &v.dashboard);
         set(&self.export, &v.export);
+        set(&self.alerts, &v.alerts);
+        self.notifications.set_checked(v.notifications);
         if let Err(e) = self.icon.set_tooltip(Some(&v.tooltip)) {
             warn!("tray tooltip: {e}");
         }
@@ -396,6 +406,12 @@ async fn act(c: &Control, a: Action) -> Result<(), String> {
             )
             .await;
             Ok(())
+        }
+        Action::Alerts => open_dashboard(c, "").await,
+        Action::ToggleNotifications => {
+            let on = c.notifications().await.map_err(|e| e.to_string())?.enabled;
+            let req = callhome::api::dto::NotificationsRequest { enabled: Some(!on), quiet_period: None };
+            c.set_notifications(&req).await.map(drop).map_err(|e| e.to_string())
         }
         Action::Quit => Ok(()),
     }

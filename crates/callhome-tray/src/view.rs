@@ -56,6 +56,10 @@ pub struct TrayView {
     pub preview: Entry,
     pub dashboard: Entry,
     pub export: Entry,
+    /// `3 open alerts (1 acknowledged)`; opens the dashboard.
+    pub alerts: Entry,
+    /// Desktop notifications on: the "Notifications" check item.
+    pub notifications: bool,
 }
 
 /// The optional programs, in menu order.
@@ -91,11 +95,25 @@ impl TrayView {
             "warning" | "critical" => Look::Warning,
             _ => Look::Ok,
         };
+        let open = s.alerts.iter().filter(|a| !a.acknowledged).count();
+        let acked = s.alerts.len() - open;
+        let count = match (open, acked) {
+            (0, 0) => "No open alerts".to_string(),
+            (1, 0) => "1 open alert".to_string(),
+            (n, 0) => format!("{n} open alerts"),
+            (n, a) => format!("{n} open alert{} ({a} acknowledged)", if n == 1 { "" } else { "s" }),
+        };
         let tooltip = match look {
             Look::Ok => format!("callhome: all is well. {status_line}"),
             Look::Warning => format!("callhome: report license usage soon. {status_line}"),
             Look::Failing => format!("callhome: uploads are failing. {status_line}"),
             Look::Overdue => format!("callhome: license reporting is overdue. {status_line}"),
+        };
+        let tooltip = if open > 0 { format!("{tooltip} · {count}") } else { tooltip };
+        let alerts = match (api, s.alerts.is_empty()) {
+            (true, false) => Entry::on(&count),
+            (false, false) => Entry::off(&count, "the API is off: api.enabled"),
+            (_, true) => Entry { text: count.clone(), enabled: false },
         };
         let doc = |p: Program| s.programs.iter().find(|d| d.name == p.name());
         let manual = doc(Program::Telemetry).is_some_and(|d| d.mode == "manual");
@@ -139,6 +157,8 @@ impl TrayView {
             preview,
             dashboard,
             export,
+            alerts,
+            notifications: s.notifications_enabled,
         }
     }
 }
@@ -163,6 +183,8 @@ impl TrayView {
             preview: off("Preview data…"),
             dashboard: off("Open dashboard"),
             export: off("Export for manual upload…"),
+            alerts: off("Open alerts"),
+            notifications: false,
         }
     }
 }
@@ -177,6 +199,10 @@ pub enum Action {
     Preview,
     Dashboard,
     Export,
+    /// The open-alert count: opens the dashboard's overview.
+    Alerts,
+    /// Desktop notifications on or off.
+    ToggleNotifications,
     Quit,
 }
 
@@ -194,6 +220,8 @@ impl Action {
             Action::Preview => "preview",
             Action::Dashboard => "dashboard",
             Action::Export => "export",
+            Action::Alerts => "alerts",
+            Action::ToggleNotifications => "notifications",
             Action::Quit => "quit",
         }
     }
@@ -209,6 +237,8 @@ impl Action {
             Action::Preview,
             Action::Dashboard,
             Action::Export,
+            Action::Alerts,
+            Action::ToggleNotifications,
             Action::Quit,
         ]
         .into_iter()
@@ -268,6 +298,9 @@ mod tests {
             version: VersionStatus { running: "0", latest: None, released: None, outdated: false },
             intervals: [std::time::Duration::ZERO; 4],
             alert_channels: Vec::new(),
+            grace_periods: Vec::new(),
+            alerts: Vec::new(),
+            notifications_enabled: true,
         }
     }
 
@@ -327,6 +360,30 @@ mod tests {
     }
 
     #[test]
+    fn the_menu_counts_open_alerts_and_shows_the_notification_switch() {
+        let mut s = status(95, Some(0), vec![]);
+        assert_eq!(TrayView::from_doc(&s, true).alerts, Entry { text: "No open alerts".into(), enabled: false });
+        let alert = |acknowledged| callhome::api::dto::AlertDoc {
+            id: "a".into(),
+            kind: "compliance-overdue".into(),
+            severity: "critical".into(),
+            title: "t".into(),
+            text: "x".into(),
+            first_seen: "f".into(),
+            last_seen: "l".into(),
+            acknowledged,
+            acked_until: None,
+            ack_reason: None,
+        };
+        s.alerts = vec![alert(false), alert(false), alert(true)];
+        s.notifications_enabled = false;
+        let v = TrayView::from_doc(&s, true);
+        assert_eq!(v.alerts, Entry { text: "2 open alerts (1 acknowledged)".into(), enabled: true });
+        assert!(v.tooltip.ends_with("· 2 open alerts (1 acknowledged)"), "{}", v.tooltip);
+        assert!(!v.notifications);
+    }
+
+    #[test]
     fn every_action_round_trips_through_its_id() {
         for id in [
             "program.call_home",
@@ -338,6 +395,8 @@ mod tests {
             "preview",
             "dashboard",
             "export",
+            "alerts",
+            "notifications",
             "quit",
         ] {
             assert_eq!(Action::from_id(id).map(|a| a.id()), Some(id));

@@ -32,6 +32,19 @@ pub struct StatusDoc {
     /// The configured alert channels (`[alerts]`), each with its last delivery and last error.
     #[serde(default)]
     pub alert_channels: Vec<AlertChannelDoc>,
+    /// The open alerts, acknowledged or not.
+    #[serde(default)]
+    pub alerts: Vec<super::AlertDoc>,
+    /// Supplemental grace periods running (or ended with the feature still over capacity).
+    #[serde(default)]
+    pub grace_periods: Vec<super::GracePeriodDoc>,
+    /// Desktop notifications on or off (`GET /api/v1/notifications` has the details).
+    #[serde(default = "yes")]
+    pub notifications_enabled: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One alert channel: where it delivers and how its deliveries went.
@@ -199,6 +212,9 @@ impl From<&Status> for StatusDoc {
                 outdated: s.version.outdated,
             },
             alert_channels: s.alert_channels.iter().map(AlertChannelDoc::from).collect(),
+            alerts: s.alerts.iter().map(super::AlertDoc::from).collect(),
+            grace_periods: s.grace_periods.iter().map(|g| super::GracePeriodDoc::new(g, s.now)).collect(),
+            notifications_enabled: s.notifications_enabled,
             license_events: s
                 .license_events
                 .iter()
