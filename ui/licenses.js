@@ -2,7 +2,7 @@
 // usage chart per feature (the most in use at once per hour against the licensed quantity).
 
 import { api } from "./api.js";
-import { h, fill, table } from "./dom.js";
+import { h, fill, table, when } from "./dom.js";
 import { usageChart } from "./chart.js";
 
 export const title = "Licenses";
@@ -45,6 +45,14 @@ export async function render(main) {
         h("ul", { class: "plain" }, inv.events.map((e) =>
           h("li", {}, h("span", { class: `badge ${e.kind === "expired" || e.kind === "over_quantity" ? "state-critical" : "state-warning"}` }, e.kind.replace("_", " ")), " ",
             h("strong", {}, e.feature), `: ${e.message}`))))
+      : null,
+    (inv.grace_periods || []).length
+      ? h("section", { class: "card", "aria-labelledby": "h-grace", id: "grace-periods" },
+        h("h2", { id: "h-grace" }, "Grace periods"),
+        h("ul", { class: "plain" }, inv.grace_periods.map((g) =>
+          h("li", { "data-feature": g.feature },
+            h("span", { class: `badge ${g.ended || g.days_left <= 1 ? "state-critical" : "state-warning"}` }, g.ended ? "ended" : `${g.days_left} ${g.days_left === 1 ? "day" : "days"} left`), " ",
+            h("strong", {}, g.feature), `: more in use than installed; the ${g.days}-day supplemental grace period runs from `, when(g.start), " to ", when(g.end), "."))))
       : null,
     h("section", { class: "stack", "aria-labelledby": "h-inventory" },
       h("h2", { id: "h-inventory" }, "Inventory"),

@@ -1,7 +1,7 @@
 // Overview: the compliance clock, the last result per upload type, what runs next, pending
 // bundles, open alerts, and "Upload now" / "Collect now". Repainted on every live event.
 
-import { runJob } from "./api.js";
+import { api, runJob } from "./api.js";
 import { h, s, fill, when, relative, bytes, plural, action, message, codeWords, cadence, STATE_WORDS } from "./dom.js";
 
 export const title = "Overview";
@@ -92,21 +92,38 @@ function pending(st) {
   ];
 }
 
-function alerts(st) {
-  const list = [];
-  const c = st.compliance;
-  if (c.state !== "ok") list.push([c.state, `Compliance: ${c.days_remaining} days left of ${c.max_days}. Upload license telemetry now.`]);
-  for (const [type, r] of Object.entries(st.last_result)) {
-    if (r && r.code !== "CTX_UPLOADER_SUCCESS") list.push(["critical", `Upload failed (${TYPE_WORDS[type] || type}): ${codeWords(r.code)}${r.message ? ` — ${r.message}` : ""}`]);
-  }
-  for (const e of st.license_events) list.push([e.kind === "expired" || e.kind === "over_quantity" ? "critical" : "warning", `License ${e.feature}: ${e.message}`]);
-  if (st.spool.over_quota_bytes > 0) list.push(["warning", `The spool is ${bytes(st.spool.over_quota_bytes)} over its quota.`]);
-  if (st.version.outdated) list.push(["warning", `A newer agent (${st.version.latest}) is available.`]);
+/** The open alerts as the agent keeps them, each with Acknowledge (or Undo once acknowledged). */
+function alerts(st, done) {
+  const msg = h("div", { class: "message", id: "alerts-message" });
+  const act = (a, method, said) => async () => {
+    try {
+      await api(`/api/v1/alerts/${encodeURIComponent(a.id)}/ack`, { method, body: method === "POST" ? {} : undefined });
+      await done();
+      message(document.getElementById("alerts-message"), said, "good");
+    } catch (err) {
+      message(msg, err.message, "bad");
+    }
+  };
+  const item = (a) => h("li", { "data-alert": a.id, class: a.acknowledged ? "acknowledged" : null },
+    h("span", { class: `badge state-${a.severity}` }, a.severity === "critical" ? "Act" : "Note"), " ",
+    h("strong", {}, a.title), a.text && a.text !== a.title ? ` — ${a.text}` : "",
+    a.acknowledged
+      ? h("span", { class: "muted" }, ` Acknowledged${a.acked_until ? ` until ${when(a.acked_until)}` : " until it clears"}.`)
+      : null,
+    " ",
+    a.acknowledged
+      ? action("Undo", act(a, "DELETE", `“${a.title}” is no longer acknowledged.`), { cls: "secondary small", attrs: { id: `unack-${a.id}`, "aria-label": `Undo the acknowledgement of: ${a.title}` } })
+      : action("Acknowledge", act(a, "POST", `“${a.title}” acknowledged: callhome check leaves it out until it clears or gets worse.`), { cls: "secondary small", attrs: { id: `ack-${a.id}`, "aria-label": `Acknowledge: ${a.title}` } }));
+  const list = st.alerts || [];
+  const open = list.filter((a) => !a.acknowledged).length;
   return [
     h("h2", {}, "Open alerts"),
     list.length
-      ? h("ul", { class: "plain", id: "alerts" }, list.map(([state, text]) => h("li", {}, h("span", { class: `badge state-${state}` }, state === "critical" ? "Act" : "Note"), " ", text)))
+      ? [h("p", { class: "muted", id: "alerts-count" }, `${open} open, ${list.length - open} acknowledged.`),
+        h("ul", { class: "plain", id: "alerts" }, list.map(item))]
       : h("p", { class: "muted", id: "alerts" }, "No open alerts."),
+    st.spool.over_quota_bytes > 0 ? h("p", { class: "note" }, `The spool is ${bytes(st.spool.over_quota_bytes)} over its quota.`) : null,
+    msg,
   ];
 }
 
@@ -155,7 +172,7 @@ export async function render(main, ctx) {
     fill(cards.results, lastResults(st));
     fill(cards.next, nextRuns(st));
     fill(cards.pending, pending(st));
-    fill(cards.alerts, alerts(st));
+    fill(cards.alerts, alerts(st, async () => paint(await ctx.refresh())));
   };
   paint(ctx.status);
   // The snapshot is at most 30 s old; read a fresh one once the page is up.

@@ -3,7 +3,7 @@
 // connection test.
 
 import { api, runJob } from "./api.js";
-import { h, fill, message, action, plural } from "./dom.js";
+import { h, fill, message, action, plural, when } from "./dom.js";
 
 export const title = "Settings";
 
@@ -124,31 +124,58 @@ function registrationSection() {
     h("h2", { id: "h-registration" }, "Registration"), form), load];
 }
 
-const NOTIFICATIONS_IN_CONFIG =
-  "Desktop notifications are turned on or off in the configuration file (notifications.enabled); this agent's API does not change them.";
+/** The alert channels' state: where each delivers, its last delivery and last error. */
+function channelList(channels) {
+  if (!channels.length) {
+    return h("p", { class: "muted", id: "alert-channels" }, "No alert channel is configured ([alerts.email], [alerts.webhook] or [alerts.journal] in the configuration file).");
+  }
+  return h("ul", { class: "plain", id: "alert-channels" }, channels.map((c) => h("li", { "data-channel": c.name },
+    h("strong", {}, c.name), ` to ${c.target}: `,
+    c.last_delivery ? ["last delivered ", when(c.last_delivery)] : "nothing delivered yet",
+    ` (${plural(c.delivered, "alert")} delivered)`,
+    c.last_error ? h("span", { class: "note bad" }, [" Last error", c.last_error_at ? [" ", when(c.last_error_at)] : null, `: ${c.last_error}`]) : null)));
+}
 
 function notificationsSection() {
   const msg = h("div", { class: "message", id: "notifications-message" });
   const box = h("input", { type: "checkbox", role: "switch", id: "notifications", disabled: true });
+  const quiet = h("span", { id: "quiet-period" });
+  const channels = h("div", {});
+  const show = (n) => {
+    box.checked = !!n.enabled;
+    box.disabled = false;
+    fill(quiet, n.quiet_period);
+    fill(channels, channelList(n.channels));
+  };
   box.addEventListener("change", async () => {
     try {
-      await api("/api/v1/notifications", { method: "PUT", body: { enabled: box.checked } });
+      show(await api("/api/v1/notifications", { method: "PUT", body: { enabled: box.checked } }));
       message(msg, `Desktop notifications ${box.checked ? "on" : "off"}.`, "good");
     } catch (err) {
       box.checked = !box.checked;
-      message(msg, err.status === 404 ? NOTIFICATIONS_IN_CONFIG : err.message, "bad");
+      message(msg, err.message, "bad");
     }
   });
-  const load = api("/api/v1/notifications").then((n) => {
-    box.checked = !!n.enabled;
-    box.disabled = false;
-  }).catch((err) => {
-    message(msg, err.status === 404 ? NOTIFICATIONS_IN_CONFIG : err.message, "bad");
-  });
-  return [h("section", { class: "card", "aria-labelledby": "h-notifications" },
+  const test = action("Send a test alert", async () => {
+    try {
+      const results = await api("/api/v1/alerts/test", { method: "POST", body: {} });
+      const bad = results.filter((r) => !r.delivered);
+      message(msg, bad.length
+        ? `Not delivered: ${bad.map((r) => `${r.channel} (${r.error})`).join("; ")}`
+        : `Test alert delivered on ${results.map((r) => r.channel).join(", ")}.`, bad.length ? "bad" : "good");
+      show(await api("/api/v1/notifications"));
+    } catch (err) {
+      message(msg, err.message, "bad");
+    }
+  }, { cls: "secondary", busyLabel: "Sending…", attrs: { id: "test-alert" } });
+  const load = api("/api/v1/notifications").then(show).catch((err) => message(msg, err.message, "bad"));
+  return [h("section", { class: "card stack", "aria-labelledby": "h-notifications" },
     h("h2", { id: "h-notifications" }, "Notifications"),
-    h("p", { class: "muted" }, "Desktop notifications for failed uploads, the approaching compliance limit and expiring licenses."),
+    h("p", { class: "muted" }, "Desktop notifications for failed uploads, the approaching compliance limit, expiring licenses and grace periods. The alert channels below get every alert either way; the same alert is not repeated within ", quiet, "."),
     h("label", { class: "choice", for: "notifications" }, box, "Show desktop notifications"),
+    h("h3", {}, "Alert channels"),
+    channels,
+    h("div", { class: "row" }, test),
     msg), load];
 }
 

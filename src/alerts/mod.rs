@@ -324,6 +324,18 @@ pub async fn run(agent: Arc<Agent>, sink: Arc<dyn Deliver>, shutdown: tokio::syn
         Channels::start(agent.clone(), channels::configured(&agent), RetryPolicy::default(), shutdown.clone());
     // Desktop notifications on or off and the quiet period are read at each piece of news: the
     // API (the dashboard's switch, the tray's item) changes them while the agent runs.
+    match agent.notification_settings() {
+        Ok(n) if !n.enabled && !agent.config().notifications.enabled => {
+            info!("notifications are off (notifications.enabled = false); alerts go to the log and the channels")
+        }
+        Ok(n) if !n.enabled => {
+            info!(
+                "notifications are off (turned off with PUT /api/v1/notifications); alerts go to the log and the channels"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => warn!("notifications: {e}"),
+    }
     let mut n = Notifier {
         decider: Decider::new(agent.alert_failing().ok().flatten()),
         agent,

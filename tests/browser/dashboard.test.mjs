@@ -27,10 +27,13 @@ const PAGES = {
   licenses: "Licenses",
   settings: "Settings",
 };
-/** Routes this agent does not offer yet; the Settings page says so (404 is expected there). */
-const OPTIONAL_ROUTES = ["/api/v1/notifications"];
+/** Routes this agent does not offer yet (a 404 from them is expected); none at the moment. */
+const OPTIONAL_ROUTES = [];
 
 const world = new World();
+/** What the webhook channel delivered: the JSON bodies, in order. */
+const hooks = [];
+let hookServer;
 let browser;
 let context;
 let page;
@@ -90,7 +93,22 @@ describe("the dashboard in Chromium against a real agent and receiver", { timeou
     rmSync(ARTIFACTS, { recursive: true, force: true });
     mkdirSync(ARTIFACTS, { recursive: true });
     await world.startReceiver();
-    await world.startAgent("[programs]\nceip = false\n");
+    // A real HTTP server for the webhook alert channel.
+    hookServer = createServer((req, res) => {
+      const chunks = [];
+      req.on("data", (c) => chunks.push(c));
+      req.on("end", () => {
+        try {
+          hooks.push(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+        } catch {
+          hooks.push({ unreadable: true });
+        }
+        res.end();
+      });
+    });
+    await new Promise((r) => hookServer.listen(0, "127.0.0.1", r));
+    const hookUrl = `http://127.0.0.1:${hookServer.address().port}/hook`;
+    await world.startAgent(`[programs]\nceip = false\n[alerts.webhook]\nurl = "${hookUrl}"\nformat = "json"\n`);
     origin = world.agent.origin;
     browser = await chromium.launch({ executablePath: chromiumPath(), args: CHROMIUM_ARGS });
     context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
@@ -99,6 +117,7 @@ describe("the dashboard in Chromium against a real agent and receiver", { timeou
 
   after(async () => {
     await browser?.close();
+    hookServer?.close();
     world.cleanup();
   });
 
@@ -236,6 +255,57 @@ describe("the dashboard in Chromium against a real agent and receiver", { timeou
     assert.equal(await chart.locator("line.limit").getAttribute("data-quantity"), "25", "acme.lic installs 25 cad_pro");
     const days = await page.locator("tr", { hasText: "cad_legacy" }).first().textContent();
     assert.match(days, /expired/);
+  });
+
+  test("Acknowledge on the overview turns callhome check from CRITICAL to OK", async () => {
+    const before = world.cli(["check"]);
+    assert.equal(before.status, 2, `the expired cad_legacy line makes check CRITICAL: ${before.stdout}`);
+    const open_ = (await world.api("/api/v1/alerts")).filter((a) => !a.acknowledged);
+    assert.ok(open_.some((a) => a.kind === "license-expired" && a.title.includes("cad_legacy")), JSON.stringify(open_));
+    await open("#/overview");
+    for (const a of open_) {
+      await page.click(`#ack-${a.id}`);
+      await page.locator(`#unack-${a.id}`).waitFor();
+    }
+    await page.locator("#alerts-message", { hasText: "acknowledged" }).waitFor();
+    assert.ok((await world.api("/api/v1/alerts")).every((a) => a.acknowledged), "the API says so too");
+    const after_ = world.cli(["check"]);
+    assert.equal(after_.status, 0, after_.stdout);
+    assert.match(after_.stdout, /^CALLHOME OK - .*alert\(s\) acknowledged/);
+    // Undo brings it back.
+    const expired = open_.find((a) => a.kind === "license-expired");
+    await page.click(`#unack-${expired.id}`);
+    await page.locator(`#ack-${expired.id}`).waitFor();
+    assert.equal(world.cli(["check"]).status, 2);
+    await page.click(`#ack-${expired.id}`);
+    await page.locator(`#unack-${expired.id}`).waitFor();
+    assert.equal(world.cli(["check"]).status, 0);
+  });
+
+  test("the notification switch turns desktop notifications off and on, and a test alert reaches the webhook", async () => {
+    const enabled = async () => (await world.api("/api/v1/notifications")).enabled;
+    assert.equal(await enabled(), true, "on by default");
+    await open("#/settings");
+    const sw = page.locator("#notifications");
+    await waitFor("the switch to be usable", async () => !(await sw.isDisabled()));
+    assert.equal(await sw.isChecked(), true);
+    assert.equal(await page.locator("#notifications-message .bad").count(), 0, "no error box");
+    await sw.click();
+    await page.locator("#notifications-message", { hasText: "Desktop notifications off." }).waitFor();
+    assert.equal(await enabled(), false, "the API's answer changed");
+    assert.equal((await world.api("/api/v1/status")).notifications_enabled, false);
+    await open("#/overview");
+    await open("#/settings");
+    await waitFor("the switch to load", async () => !(await sw.isDisabled()));
+    assert.equal(await sw.isChecked(), false, "the page shows the agent's state");
+    await sw.click();
+    await waitFor("notifications on again", enabled);
+
+    const tests = () => hooks.filter((b) => b.kind === "test").length;
+    await page.click("#test-alert");
+    await page.locator("#notifications-message", { hasText: "Test alert delivered on webhook." }).waitFor();
+    assert.equal(tests(), 1, "the webhook server got one test alert");
+    await page.locator('#alert-channels li[data-channel="webhook"]', { hasText: "last delivered" }).waitFor();
   });
 
   test("the overview follows changes made elsewhere, live", async () => {

@@ -180,6 +180,50 @@ fn the_tray_menu_and_the_api_show_one_state() {
 }
 
 #[test]
+fn the_notifications_item_toggles_desktop_notifications_and_the_menu_counts_open_alerts() {
+    display_present();
+    let s = Setup::new();
+    std::fs::write(s.path().join("old.lic"), "FEATURE old_tool acme 1.0 1-jan-2020 2 SIGN=\"AB12\"\n").unwrap();
+    s.configure_offline("first_upload_delay = \"1h\"\n[licenses]\nfiles = [\"old.lic\"]\n");
+    let bus = Bus::start();
+    let env = bus.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let agent = s.start_program(&TRAY, &[], &env);
+    let name = format!("org.kde.StatusNotifierItem-{}-1", agent.pid());
+    wait_until(Duration::from_secs(20), "the tray item on the session bus", || bus.names().contains(&name));
+    let api = AgentApi::wait_for(&s);
+    wait_until(Duration::from_secs(10), "the menu to count the expired license's alert", || {
+        menu(&bus, &name).iter().any(|i| i.label == "1 open alert" && i.enabled)
+    });
+    let item = find(&menu(&bus, &name), "Notifications").clone();
+    assert_eq!((item.toggle.as_str(), item.checked, item.enabled), ("checkmark", true, true));
+    let enabled = || api.get("/api/v1/notifications").json()["enabled"].as_bool().unwrap();
+    assert!(enabled());
+
+    // Clicked in the menu: the API says notifications are off, and the item is unchecked.
+    click(&bus, &name, "Notifications");
+    wait_until(Duration::from_secs(10), "the API to report the click", || !enabled());
+    wait_until(Duration::from_secs(10), "the item to follow", || !find(&menu(&bus, &name), "Notifications").checked);
+    click(&bus, &name, "Notifications");
+    wait_until(Duration::from_secs(10), "notifications on again", enabled);
+
+    // Changed through the API (the dashboard's switch): the menu follows.
+    let r = api.call("PUT", "/api/v1/notifications", Some("{\"enabled\": false}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_until(Duration::from_secs(10), "the item to follow the API", || {
+        !find(&menu(&bus, &name), "Notifications").checked
+    });
+
+    // Acknowledged with the CLI: the count says so.
+    let id = api.get("/api/v1/alerts").json()[0]["id"].as_str().unwrap().to_string();
+    assert!(s.cli(&["alerts", "ack", &id]).status.success());
+    wait_until(Duration::from_secs(10), "the count to follow the acknowledgement", || {
+        menu(&bus, &name).iter().any(|i| i.label == "0 open alerts (1 acknowledged)")
+    });
+    assert!(agent.terminate().success());
+}
+
+#[test]
 fn the_agent_never_shows_a_tray_and_the_tray_needs_a_display() {
     display_present();
     let s = Setup::new();
