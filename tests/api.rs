@@ -271,6 +271,8 @@ fn every_endpoint_answers_and_the_openapi_document_lists_them_all() {
         "POST /api/v1/dashboard/link",
         "GET /",
         "GET /login",
+        "POST /login",
+        "POST /logout",
         "GET /ui/{file}",
     ];
     served.sort();

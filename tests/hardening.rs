@@ -1,0 +1,176 @@
+//! A local attacker's view of the agent, against the real binaries: what a child process
+//! inherits, who can read the data directory, what another process can see of the dashboard's
+//! sign-in, and the API under a flood of idle connections.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::*;
+
+/// A vendor command that prints its whole environment as JSON.
+const DUMP_ENV: &str = "[[collect.commands]]\nname = \"env\"\nenv = [\"VENDOR_HOME\", \"https_proxy\", \"http_proxy\"]\nargv = [\"python3\", \"-c\", \"import json, os; print(json.dumps(dict(os.environ)))\"]\n";
+
+#[test]
+fn a_vendor_command_that_dumps_its_environment_finds_no_secret() {
+    let s = Setup::new();
+    s.configure_offline(DUMP_ENV);
+    let creds = s.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    let out = s.cli_env(
+        &["collect", "--program", "telemetry"],
+        &[
+            ("CALLHOME_PROXY_PASSWORD", "proxy-secret-1"),
+            ("CALLHOME_ENDPOINT_TOKEN", "endpoint-secret-2"),
+            ("CREDENTIALS_DIRECTORY", creds.to_str().unwrap()),
+            ("https_proxy", "http://bob:proxy-secret-3@proxy.example:3128"),
+            ("http_proxy", "http://proxy.example:3128"),
+            ("SOME_OTHER_SECRET", "other-secret-4"),
+            ("VENDOR_HOME", "/opt/vendor"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.cli(&["preview", "--latest", "--file", "commands/env.json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let env: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let text = serde_json::to_string(&env).unwrap();
+    for secret in ["proxy-secret-1", "endpoint-secret-2", "proxy-secret-3", "other-secret-4"] {
+        assert!(!text.contains(secret), "{secret} reached the command: {text}");
+    }
+    assert!(!env.keys().any(|k| k.starts_with("CALLHOME_") || k == "CREDENTIALS_DIRECTORY"), "{text}");
+    assert_eq!(env["VENDOR_HOME"], "/opt/vendor", "what the configuration names passes");
+    assert_eq!(env["http_proxy"], "http://proxy.example:3128", "a proxy without credentials passes");
+    assert!(env.contains_key("PATH"));
+}
+
+#[test]
+fn a_command_may_not_ask_for_the_agents_own_variables() {
+    let s = Setup::new();
+    s.configure_offline(
+        "[[collect.commands]]\nname = \"x\"\nenv = [\"CALLHOME_PROXY_PASSWORD\"]\nargv = [\"true\"]\n",
+    );
+    let out = s.cli(&["config", "check"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out) + &stdout(&out);
+    assert!(err.contains("collect.commands[0].env") && err.contains("CALLHOME_PROXY_PASSWORD"), "{err}");
+}
+
+/// Runs `cmd` under umask 022 (the common default that made the data directory world-readable).
+fn with_umask_022(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask is async-signal-safe and touches nothing but the child's own mask.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o022);
+            Ok(())
+        })
+    }
+}
+
+/// Every file and folder under `root` with any permission bit for others (and, when `group` is
+/// false, for the group), as "path mode".
+fn too_open(root: &std::path::Path, group: bool) -> Vec<String> {
+    let mask = if group { 0o007 } else { 0o077 };
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.permissions().mode() & mask != 0 {
+            out.push(format!("{} {:o}", p.display(), m.permissions().mode() & 0o777));
+        }
+        if m.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn under_umask_022_nothing_in_the_data_directory_is_readable_by_others() {
+    let s = Setup::new();
+    s.configure_offline("[[collect.commands]]\nname = \"s\"\nargv = [\"echo\", \"{}\"]\n");
+    let mut cmd = Command::new(&*AGENT);
+    cmd.args(["run", "--headless", "--config"]).arg(&s.config).arg("--data-dir").arg(&s.data);
+    let log = std::fs::File::create(s.path().join("agent.log")).unwrap();
+    let mut child = with_umask_022(&mut cmd).env_remove("DO_NOT_TRACK").stderr(log).spawn().unwrap();
+    let api = AgentApi::wait_for(&s);
+    for (path, body) in [
+        ("/api/v1/collect", r#"{"program":"telemetry"}"#),
+        ("/api/v1/export", "{}"),
+        ("/api/v1/support-bundle", r#"{"case":"42"}"#),
+    ] {
+        let doc = api.job(&api.call("POST", path, Some(body)));
+        assert_eq!(doc["ok"], true, "{path}: {doc}");
+    }
+    // The one-shot CLI under the same umask writes into the directory too.
+    let out = with_umask_022(Command::new(&*AGENT).args(["collect", "--program", "call_home", "--config"]))
+        .arg(&s.config)
+        .arg("--data-dir")
+        .arg(&s.data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for must in ["state.sqlite", "logs/agent.log", "exports", "api-token", "install.json"] {
+        assert!(s.data.join(must).exists(), "{must} was written");
+    }
+    assert!(!list(&s.data.join("exports"), ".zip").is_empty(), "an export and a support bundle were written");
+    assert_eq!(std::fs::metadata(&s.data).unwrap().permissions().mode() & 0o777, 0o700);
+    let open = too_open(&s.data, false);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(open.is_empty(), "readable by others: {open:#?}");
+}
+
+#[test]
+fn a_data_directory_open_to_its_group_keeps_group_modes_and_nothing_for_others() {
+    let s = Setup::new();
+    s.configure_offline("");
+    std::fs::create_dir(&s.data).unwrap();
+    std::fs::set_permissions(&s.data, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let out = with_umask_022(Command::new(&*AGENT).args(["collect", "--program", "telemetry", "--config"]))
+        .arg(&s.config)
+        .arg("--data-dir")
+        .arg(&s.data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::metadata(&s.data).unwrap().permissions().mode() & 0o777, 0o750);
+    let db = std::fs::metadata(s.data.join("state.sqlite")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(db, 0o640, "the group reads, as the token files let it");
+    let open = too_open(&s.data, true);
+    assert!(open.is_empty(), "readable by others: {open:#?}");
+}
+
+#[test]
+fn an_old_world_readable_data_directory_is_closed_at_start() {
+    let s = Setup::new();
+    s.configure_offline("");
+    std::fs::create_dir(&s.data).unwrap();
+    std::fs::set_permissions(&s.data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(s.cli(&["collect", "--program", "telemetry"]).status.success());
+    assert_eq!(std::fs::metadata(&s.data).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn the_receivers_store_is_closed_to_others_under_umask_022() {
+    let s = Setup::new();
+    // The receiver started by the harness inherits this test's umask: make it the loose one.
+    // SAFETY: umask only sets this process's file-creation mask.
+    let old = unsafe { libc::umask(0o022) };
+    let r = Receiver::start(s.path(), &[]);
+    unsafe { libc::umask(old) };
+    s.configure_for(&r, "");
+    let out = s.cli(&["upload", "--program", "telemetry"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(r.bundles().len(), 1);
+    assert_eq!(std::fs::metadata(&r.store).unwrap().permissions().mode() & 0o777, 0o700);
+    let stored: Vec<String> = std::fs::read_dir(&r.store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .filter(|p| std::fs::metadata(p).unwrap().permissions().mode() & 0o077 != 0)
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(stored.iter().all(|p| !p.ends_with(".zip") && !p.ends_with(".receipt.json")), "{stored:?}");
+}
