@@ -21,7 +21,8 @@ fn link(a: &AgentApi) -> String {
 /// The session a sign-in page hands to its tab (`<meta name="callhome-session">`).
 fn session_in(page: &Answer) -> String {
     let html = page.text();
-    let at = html.find("name=\"callhome-session\" content=\"").expect("the session in the page") + 34;
+    let needle = "name=\"callhome-session\" content=\"";
+    let at = html.find(needle).expect("the session in the page") + needle.len();
     html[at..at + 64].to_string()
 }
 
@@ -271,7 +272,8 @@ fn callhome_dashboard_prints_a_link_and_opens_a_private_sign_in_page_with_browse
     assert_eq!(std::fs::metadata(page.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains(&format!("action=\"{}/login\"", a.origin())) && html.contains("method=\"post\""), "{html}");
-    let at = html.find("name=\"code\" value=\"").unwrap() + 20;
+    let needle = "name=\"code\" value=\"";
+    let at = html.find(needle).unwrap() + needle.len();
     let code = &html[at..at + 64];
     assert!(!url.contains(code), "a new code each time");
     let form = format!("code={code}");

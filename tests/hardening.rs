@@ -174,3 +174,73 @@ fn the_receivers_store_is_closed_to_others_under_umask_022() {
         .collect();
     assert!(stored.iter().all(|p| !p.ends_with(".zip") && !p.ends_with(".receipt.json")), "{stored:?}");
 }
+
+/// Every command line and environment of every process readable in /proc, read over and over
+/// on a thread until `stop` is set.
+fn scan_proc(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<(usize, Vec<Vec<u8>>)> {
+    std::thread::spawn(move || {
+        let mut seen = std::collections::HashSet::new();
+        let mut rounds = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            rounds += 1;
+            for e in std::fs::read_dir("/proc").unwrap().flatten() {
+                if e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                    for what in ["cmdline", "environ"] {
+                        if let Ok(b) = std::fs::read(e.path().join(what)) {
+                            seen.insert(b);
+                        }
+                    }
+                }
+            }
+        }
+        (rounds, seen.into_iter().collect())
+    })
+}
+
+#[test]
+fn a_process_scanning_proc_during_callhome_dashboard_never_sees_the_code() {
+    let s = Setup::new();
+    s.configure_offline("");
+    let agent = s.start_agent();
+    let api = AgentApi::wait_for(&s);
+    let runtime = s.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // The browser: alive long enough to be scanned, and it records what it was given.
+    let opened = s.path().join("opened.txt");
+    let browser = s.path().join("browser.sh");
+    std::fs::write(&browser, format!("#!/bin/sh\nprintf '%s' \"$1\" > {0}.tmp && mv {0}.tmp {0}\nsleep 1\n", opened.display()))
+        .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scanner = scan_proc(stop.clone());
+    let out = s.cli_env(
+        &["dashboard"],
+        &[("BROWSER", browser.to_str().unwrap()), ("XDG_RUNTIME_DIR", runtime.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until(std::time::Duration::from_secs(10), "the browser to be started", || opened.exists());
+    // Let the browser run out its life under the scanner's eyes.
+    let page_url = std::fs::read_to_string(&opened).unwrap();
+    wait_until(std::time::Duration::from_secs(10), "the browser to exit", || {
+        !std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&page_url))
+        })
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (rounds, seen) = scanner.join().unwrap();
+    let page = page_url.strip_prefix("file://").expect("a file is opened");
+    let html = std::fs::read_to_string(page).unwrap();
+    let needle = "name=\"code\" value=\"";
+    let at = html.find(needle).expect("the page holds the code") + needle.len();
+    let code = &html[at..at + 64];
+    assert!(rounds > 1 && seen.iter().any(|b| String::from_utf8_lossy(b).contains(&page_url)), "the scanner saw the browser");
+    let leaks = seen.iter().filter(|b| String::from_utf8_lossy(b).contains(code)).count();
+    assert_eq!(leaks, 0, "the code was in a command line or environment");
+    // And the code is still unused: nobody redeemed it before the browser.
+    let host = api.host();
+    let form = format!("code={code}");
+    let h = [("Host", host.as_str()), ("Origin", "null"), ("Content-Type", "application/x-www-form-urlencoded")];
+    assert_eq!(api.raw("POST", "/login", &h, form.as_bytes()).status, 200);
+    drop(agent);
+}
