@@ -93,7 +93,7 @@ fn under_umask_022_nothing_in_the_data_directory_is_readable_by_others() {
     let mut cmd = Command::new(&*AGENT);
     cmd.args(["run", "--headless", "--config"]).arg(&s.config).arg("--data-dir").arg(&s.data);
     let log = std::fs::File::create(s.path().join("agent.log")).unwrap();
-    let mut child = with_umask_022(&mut cmd).env_remove("DO_NOT_TRACK").stderr(log).spawn().unwrap();
+    let child = Killed(with_umask_022(&mut cmd).env_remove("DO_NOT_TRACK").stdout(std::process::Stdio::null()).stderr(log).spawn().unwrap());
     let api = AgentApi::wait_for(&s);
     for (path, body) in [
         ("/api/v1/collect", r#"{"program":"telemetry"}"#),
@@ -117,8 +117,7 @@ fn under_umask_022_nothing_in_the_data_directory_is_readable_by_others() {
     assert!(!list(&s.data.join("exports"), ".zip").is_empty(), "an export and a support bundle were written");
     assert_eq!(std::fs::metadata(&s.data).unwrap().permissions().mode() & 0o777, 0o700);
     let open = too_open(&s.data, false);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(open.is_empty(), "readable by others: {open:#?}");
 }
 
@@ -243,4 +242,112 @@ fn a_process_scanning_proc_during_callhome_dashboard_never_sees_the_code() {
     let h = [("Host", host.as_str()), ("Origin", "null"), ("Content-Type", "application/x-www-form-urlencoded")];
     assert_eq!(api.raw("POST", "/login", &h, form.as_bytes()).status, 200);
     drop(agent);
+}
+
+/// A child process killed (and reaped) when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Raises this test process's soft open-file limit to its hard limit; returns the new limit.
+fn raise_own_descriptor_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain get/set of this process's limits.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    lim.rlim_cur
+}
+
+#[test]
+fn three_thousand_idle_connections_at_1024_descriptors_starve_nothing_and_are_closed_in_time() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+    const FLOOD: usize = 3000;
+    assert!(raise_own_descriptor_limit() > FLOOD as u64 + 100, "this test needs more than {FLOOD} descriptors");
+    let s = Setup::new();
+    // The first upload cycle (collect, then a failed upload to port 9) falls in the flood.
+    s.configure_offline("first_upload_delay = \"4s\"\nretry_base = \"1h\"\n[api]\nheader_timeout = \"3s\"\n");
+    let log_path = s.path().join("agent-stderr.log");
+    let mut cmd = Command::new(&*AGENT);
+    cmd.args(["run", "--headless", "--config"]).arg(&s.config).arg("--data-dir").arg(&s.data);
+    cmd.env_remove("DO_NOT_TRACK").env("CALLHOME_LOG", "info").stderr(std::fs::File::create(&log_path).unwrap());
+    // The service's default: 1,024 descriptors, soft and hard (so the agent cannot raise it).
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 1024, rlim_max: 1024 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = Killed(cmd.stdout(std::process::Stdio::null()).spawn().unwrap());
+    let api = AgentApi::wait_for(&s);
+    assert_eq!(api.get("/api/v1/status").status, 200);
+
+    // 3,000 connections at once, from a few threads, then left idle.
+    let started = Instant::now();
+    let port = api.port;
+    let openers: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..FLOOD / 8)
+                    .map(|_| {
+                        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(10))
+                            .expect("the kernel takes the connection")
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut conns: Vec<TcpStream> = openers.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert_eq!(conns.len(), FLOOD);
+    let opened = started.elapsed();
+
+    // The scheduler works meanwhile: its first upload cycle collects a bundle and records the
+    // failed attempt in the result file.
+    let result = s.data.join("cache").join("upload_compliance_result.xml");
+    wait_until(Duration::from_secs(20), "the scheduler's upload cycle during the flood", || result.exists());
+    assert_eq!(s.spool("compliance").len(), 1, "the cycle collected a bundle");
+
+    // Every idle connection is closed within the header timeout (from when the last opened).
+    let deadline = started + opened + HEADER_TIMEOUT + Duration::from_secs(1);
+    let mut open_late = 0;
+    for c in &mut conns {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        c.set_read_timeout(Some(left)).unwrap();
+        let mut b = [0u8; 64];
+        match c.read(&mut b) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(_) => open_late += 1,
+        }
+    }
+    assert_eq!(open_late, 0, "connections still open after the header timeout");
+    drop(conns);
+
+    // And the API answers within a second once they are gone, with the snapshot refreshed.
+    let t = Instant::now();
+    let status = api.get("/api/v1/status");
+    assert_eq!(status.status, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "GET /status took {:?}", t.elapsed());
+    let doc = status.json();
+    assert_eq!(doc["spool"]["pending"], s.all_pending(), "the snapshot followed the scheduler: {doc}");
+    assert!(!doc["last_result"]["compliance"].is_null(), "the snapshot has the attempt: {doc}");
+
+    drop(child);
+    let log = std::fs::read_to_string(&log_path).unwrap() + &std::fs::read_to_string(s.data.join("logs/agent.log")).unwrap_or_default();
+    assert!(!log.contains("Too many open files") && !log.contains("os error 24"), "{log}");
 }
