@@ -57,12 +57,17 @@ impl DataDir {
         DataDir { root: root.into() }
     }
 
-    /// Creates the layout (idempotent).
+    /// Creates the layout (idempotent), private whatever the umask: see [`private`].
     pub fn create(&self) -> Result<(), DataDirError> {
-        let mut dirs = vec![self.root.clone(), self.tmp_dir(), self.quarantine_dir(), self.cache_dir()];
+        let unusable = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DataDirError::Unusable { path, source }
+        };
+        let mode = private::prepare(&self.root).map_err(unusable(&self.root))?;
+        let mut dirs = vec![self.tmp_dir(), self.quarantine_dir(), self.cache_dir(), self.exports_dir()];
         dirs.extend(Program::ALL.iter().map(|p| self.spool_dir(*p)));
         for d in dirs {
-            fs::create_dir_all(&d).map_err(|source| DataDirError::Unusable { path: d.clone(), source })?;
+            private::create_dir(&d, mode).map_err(unusable(&d))?;
         }
         // Prove it is writable now rather than at the first bundle.
         // Named per process: two processes opening the directory at once must not race on it.
@@ -204,6 +209,91 @@ pub struct WorkLock {
 }
 
 /// A random (version 4) UUID in its usual text form.
+/// The data directory holds host names, hardware ids, the state database, logs and support
+/// bundles: it is closed to others whatever the umask the agent was started with. A fresh one is
+/// made 0700; one the system service's installer opened to the `callhome` group (0750, others
+/// shut out) keeps that, and its files are 0640 so the group's members read them. An existing
+/// directory open to others (an older agent under umask 022) is closed at once.
+///
+/// The process's umask is narrowed too (077, or 027 for a group directory), so every file the
+/// agent, SQLite (its WAL and journal), the log or the exports create afterwards is private
+/// without each writer having to remember it.
+pub mod private {
+    use std::io;
+    use std::path::Path;
+
+    /// The modes of the directory's folders and files.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Modes {
+        pub dir: u32,
+        pub file: u32,
+    }
+
+    pub const PRIVATE: Modes = Modes { dir: 0o700, file: 0o600 };
+    pub const GROUP: Modes = Modes { dir: 0o750, file: 0o640 };
+
+    /// Creates or closes `root`, narrows the umask, and returns the modes its contents take.
+    pub fn prepare(root: &Path) -> io::Result<Modes> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let modes = match std::fs::metadata(root) {
+                Ok(m) if m.permissions().mode() & 0o057 == 0o050 => GROUP,
+                Ok(m) => {
+                    if m.permissions().mode() & 0o777 != 0o700 && m.permissions().mode() & 0o007 != 0 {
+                        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
+                    }
+                    PRIVATE
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    create_dir(root, PRIVATE)?;
+                    PRIVATE
+                }
+                Err(e) => return Err(e),
+            };
+            // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+            unsafe { libc::umask(0o777 & !modes.dir) };
+            Ok(modes)
+        }
+        #[cfg(not(unix))]
+        {
+            std::fs::create_dir_all(root)?;
+            Ok(PRIVATE)
+        }
+    }
+
+    /// Creates `dir` with `modes.dir` (whatever the umask), or narrows an existing one to it.
+    pub fn create_dir(dir: &Path, modes: Modes) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            match std::fs::DirBuilder::new().mode(modes.dir).create(dir) {
+                Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(modes.dir)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && dir.parent().is_some_and(|p| p != dir) => {
+                    create_dir(dir.parent().expect("checked"), modes)?;
+                    create_dir(dir, modes)
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let m = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+                    if m & !modes.dir != 0 {
+                        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(m & modes.dir))?;
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = modes;
+            std::fs::create_dir_all(dir)
+        }
+    }
+}
+
 fn uuid_like(b: &[u8; 16]) -> String {
     let mut b = *b;
     b[6] = (b[6] & 0x0f) | 0x40;

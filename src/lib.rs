@@ -20,6 +20,7 @@ pub mod agent;
 pub mod alerts;
 pub mod api;
 pub mod bundle;
+pub mod childenv;
 pub mod clock;
 pub mod collect;
 pub mod compliance;

@@ -277,6 +277,8 @@ fn every_endpoint_answers_and_the_openapi_document_lists_them_all() {
         "PUT /api/v1/notifications",
         "GET /",
         "GET /login",
+        "POST /login",
+        "POST /logout",
         "GET /ui/{file}",
     ];
     served.sort();

@@ -1,7 +1,7 @@
 // The dashboard's frame: the page router (#/overview, #/preview/<bundle>, …), the agent's
 // status shared by the pages, and live updates from the API's event stream.
 
-import { api, events, onSignedOut } from "./api.js";
+import { api, events, onSignedOut, session, signOut } from "./api.js";
 import { fill, h, announce } from "./dom.js";
 import * as overview from "./overview.js";
 import * as programs from "./programs.js";
@@ -119,6 +119,12 @@ onSignedOut(() => {
     " on this machine to sign in again.");
 });
 
-window.addEventListener("hashchange", route);
-closeEvents = events(onEvent, setLive);
-route();
+if (!session()) {
+  // This tab never signed in: the way to sign in, not a page of errors.
+  location.replace("/ui/signin.html");
+} else {
+  document.getElementById("sign-out").addEventListener("click", signOut);
+  window.addEventListener("hashchange", route);
+  closeEvents = events(onEvent, setLive);
+  route();
+}

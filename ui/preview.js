@@ -3,8 +3,8 @@
 // manifest states; the exact zip to download, with the SHA-256 the ledger will record; and
 // "withdraw" for optional programs' bundles.
 
-import { api, seg } from "./api.js";
-import { h, fill, bytes, when, plural, message, announce, table, TITLES } from "./dom.js";
+import { api, download, seg } from "./api.js";
+import { h, fill, bytes, when, plural, message, announce, table, action, TITLES } from "./dom.js";
 
 export const title = "Data preview";
 
@@ -198,7 +198,7 @@ async function one(main, ctx, id) {
           h("ul", {}, manifest.errors.map((e) => h("li", {}, h("strong", {}, e.collector), `: ${e.message}`))))
         : null,
       h("div", { class: "row" },
-        h("a", { class: "button", id: "download-zip", href: `${base}/raw`, download: id }, "Download the exact zip"),
+        action("Download the exact zip", () => download(`${base}/raw`, id), { attrs: { id: "download-zip" } }),
         optional ? withdraw : h("span", { class: "muted" }, "License-telemetry bundles are mandatory and cannot be withdrawn.")),
       confirmBox,
       feedback),

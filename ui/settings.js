@@ -2,7 +2,7 @@
 // them in the OS keyring), notifications, manual reporting with export and receipt import, and a
 // connection test.
 
-import { api, runJob } from "./api.js";
+import { api, download, runJob } from "./api.js";
 import { h, fill, message, action, plural, when } from "./dom.js";
 
 export const title = "Settings";
@@ -201,7 +201,7 @@ function manualSection(ctx) {
       if (!job.ok) throw new Error(job.result?.error || "the export failed");
       const r = job.result;
       message(msg, `Export ${r.export_id}: ${plural(r.bundles, "bundle")}, ${r.bytes} bytes.`, "good");
-      fill(exportLink, h("a", { class: "button secondary", href: r.href, download: r.file, id: "export-download" }, `Download ${r.file}`));
+      fill(exportLink, action(`Download ${r.file}`, () => download(r.href, r.file), { cls: "secondary", attrs: { id: "export-download" } }));
     } catch (err) {
       message(msg, err.message, "bad");
     }

@@ -1,12 +1,18 @@
 //! The web dashboard's server side: its assets (the files of `ui/`, compiled into the binary),
-//! the one-time sign-in link, the session cookie that link is traded for, and the opener of the
-//! user's browser (for `callhome dashboard` and the tray).
+//! the one-time sign-in code, the session secret that code is traded for, the sign-in page
+//! `callhome dashboard` writes for the browser, and the opener of the user's browser (for
+//! `callhome dashboard` and the tray).
+//!
+//! A session is a secret the page keeps in its tab's `sessionStorage` and sends in the
+//! `X-Callhome-Session` header on every call: never a cookie, because browsers send a host's
+//! cookies to every port of it, so any other local server the browser visits would receive one.
+//! The code reaches the agent in a form POSTed from a private file (or from a link printed for a
+//! browser started elsewhere), never on a command line.
 //!
 //! The page itself is plain HTML, CSS and JavaScript that reads and changes the agent only
 //! through the REST API, so it holds no state of its own. This module does not decide what a
-//! session may do: `security` accepts the cookie as write access only with its same-origin
-//! checks. Codes and sessions live in memory only (never on disk, never in a log): an agent
-//! restart signs everyone out.
+//! session may do: `security` does. Codes and sessions live in memory only (never on disk,
+//! never in a log): an agent restart signs everyone out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +54,8 @@ pub const ASSETS: &[(&str, &str, &[u8])] = assets! {
     "index.html" => HTML,
     "signin.html" => HTML,
     "link-refused.html" => HTML,
+    "signed-in.html" => HTML,
+    "signed-in.js" => JS,
     "style.css" => CSS,
     "favicon.svg" => SVG,
     "app.js" => JS,
@@ -76,9 +84,11 @@ fn page(status: StatusCode, name: &str) -> Response {
 /// The one-time codes and the sessions, in memory only. Both are 256 random bits; only their
 /// SHA-256 is kept as the map key, so looking one up leaks nothing through timing.
 pub struct Sessions {
-    cookie_name: String,
     inner: Mutex<Inner>,
 }
+
+/// The header that carries a dashboard session.
+pub const SESSION_HEADER: &str = "x-callhome-session";
 
 #[derive(Default)]
 struct Inner {
@@ -108,17 +118,12 @@ fn prune(map: &mut HashMap<[u8; 32], Instant>, now: Instant) {
 }
 
 impl Sessions {
-    /// The cookie is named after the port: browsers share cookies between the ports of one host.
-    pub fn new(port: u16) -> Sessions {
-        Sessions { cookie_name: format!("callhome_session_{port}"), inner: Mutex::new(Inner::default()) }
+    pub fn new() -> Sessions {
+        Sessions { inner: Mutex::new(Inner::default()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn cookie_name(&self) -> &str {
-        &self.cookie_name
     }
 
     /// A new single-use sign-in code, valid for [`LINK_LIFETIME`] from `now`.
@@ -130,7 +135,7 @@ impl Sessions {
         code
     }
 
-    /// Trades a valid code (used up by this) for a new session's cookie value.
+    /// Trades a valid code (used up by this) for a new session's secret.
     pub fn redeem(&self, code: &str, now: Instant) -> Option<String> {
         let mut inner = self.lock();
         let until = inner.codes.remove(&key(code))?;
@@ -148,53 +153,84 @@ impl Sessions {
         self.lock().sessions.get(&key(value)).is_some_and(|until| *until > now)
     }
 
-    /// This agent's session cookie in a `Cookie` header, if any.
-    pub fn cookie_in<'a>(&self, cookie_header: &'a str) -> Option<&'a str> {
-        cookie_header
-            .split(';')
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, _)| *k == self.cookie_name)
-            .map(|(_, v)| v.trim())
+    /// Ends a session; whether it was live.
+    pub fn end(&self, value: &str) -> bool {
+        self.lock().sessions.remove(&key(value)).is_some()
     }
 }
 
-/// The dashboard: the app for a signed-in browser (or a valid token), else the sign-in page.
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions::new()
+    }
+}
+
+/// The dashboard. The page itself holds no data and asks for nothing: it reads its session
+/// from its tab and shows the way to sign in when there is none.
 #[utoipa::path(get, path = "/", responses(
-    (status = 200, description = "the dashboard (text/html)"),
-    (status = 401, description = "the sign-in page: run `callhome dashboard`")))]
-pub(super) async fn index(auth: Option<Extension<Auth>>) -> Response {
-    match auth {
-        Some(_) => page(StatusCode::OK, "index.html"),
-        None => page(StatusCode::UNAUTHORIZED, "signin.html"),
-    }
+    (status = 200, description = "the dashboard (text/html)", content_type = "text/html")))]
+pub(super) async fn index() -> Response {
+    page(StatusCode::OK, "index.html")
 }
 
-/// `/login`'s query (documentation only: the handler reads the raw query).
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[allow(dead_code)]
-pub(super) struct LoginQuery {
-    /// The one-time code from `POST /api/v1/dashboard/link`.
+/// `/login`'s query or form: the one-time code.
+#[derive(Debug, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only: the handlers read the raw query or form
+pub(super) struct LoginForm {
+    /// The one-time code from `POST /api/v1/dashboard/link` (64 hexadecimal digits).
+    #[param(pattern = "^[0-9a-f]{64}$")]
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     code: String,
 }
 
-/// Trades a one-time sign-in code for a session cookie and redirects to the clean URL `/`. A
-/// used or expired code answers 403 with a page saying to run `callhome dashboard` again.
-#[utoipa::path(get, path = "/login", params(LoginQuery), responses(
-    (status = 303, description = "signed in: Set-Cookie, Location: /"),
-    (status = 403, description = "the link was used already or expired (text/html)")))]
+/// Trades a one-time sign-in code (from a link printed by `callhome dashboard --no-open`) for a
+/// session: the page that answers hands the session to the tab and goes on to `/` (keeping the
+/// link's `#fragment`). A used or expired code answers 403 with a page saying to run
+/// `callhome dashboard` again.
+#[utoipa::path(get, path = "/login", params(LoginForm), responses(
+    (status = 200, description = "signed in: a page that keeps the session in this tab and opens /", content_type = "text/html"),
+    (status = 403, description = "the link was used already or expired", content_type = "text/html")))]
 pub(super) async fn login(State(st): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Response {
-    // Codes are hex: no decoding needed, and anything else simply does not match.
-    let query = query.unwrap_or_default();
-    let code = query.split('&').find_map(|kv| kv.strip_prefix("code=")).unwrap_or("");
+    signed_in(&st, &code_in(query.as_deref().unwrap_or("")))
+}
+
+/// The same for the sign-in page `callhome dashboard` writes: it POSTs the code as a form, so
+/// the code is on no command line and in no address bar.
+#[utoipa::path(post, path = "/login", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses(
+    (status = 200, description = "signed in: a page that keeps the session in this tab and opens /", content_type = "text/html"),
+    (status = 403, description = "the code was used already or expired", content_type = "text/html")))]
+pub(super) async fn login_form(State(st): State<Arc<ApiState>>, body: axum::body::Bytes) -> Response {
+    signed_in(&st, &code_in(&String::from_utf8_lossy(&body)))
+}
+
+/// The code in `code=…` of a query or form (codes are hex: no decoding needed, and anything
+/// else simply does not match).
+fn code_in(pairs: &str) -> String {
+    pairs.split('&').find_map(|kv| kv.strip_prefix("code=")).unwrap_or("").trim().to_string()
+}
+
+fn signed_in(st: &ApiState, code: &str) -> Response {
     let Some(session) = st.sessions.redeem(code, Instant::now()) else {
         return page(StatusCode::FORBIDDEN, "link-refused.html");
     };
-    let cookie = format!("{}={session}; HttpOnly; SameSite=Strict; Path=/", st.sessions.cookie_name());
-    let mut r = StatusCode::SEE_OTHER.into_response();
-    let h = r.headers_mut();
-    h.insert(header::LOCATION, HeaderValue::from_static("/"));
-    h.insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("hex is a header value"));
+    let (ctype, bytes) = asset("signed-in.html").expect("an asset");
+    let html = String::from_utf8_lossy(bytes).replace("{{session}}", &session);
+    let mut r = (StatusCode::OK, html).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     r
+}
+
+/// Ends the session that sends it (`X-Callhome-Session`); the page forgets it too.
+#[utoipa::path(post, path = "/logout", request_body(content = Object, description = "{}"), responses(
+    (status = 204, description = "the session has ended")))]
+pub(super) async fn logout(State(st): State<Arc<ApiState>>, headers: axum::http::HeaderMap) -> Response {
+    // The guard let only a credential through; a bearer token has no session to end.
+    for v in headers.get_all(SESSION_HEADER).iter().filter_map(|v| v.to_str().ok()) {
+        for s in v.split(',') {
+            st.sessions.end(s.trim());
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// The dashboard's static files (HTML, CSS, JavaScript, icon); they hold no data.
@@ -211,17 +247,93 @@ pub(super) async fn ui_file(Path(file): Path<String>) -> Response {
     }
 }
 
-/// A one-time sign-in link to the dashboard, valid for two minutes (write token). `callhome
-/// dashboard` and the tray open it in the browser; the body is `{}`.
+/// A one-time sign-in link to the dashboard, valid for two minutes (write token only: a
+/// dashboard session cannot make links). `callhome dashboard` and the tray write the sign-in
+/// page for it ([`write_signin_page`]); `--no-open` prints the link. The body is `{}`.
 #[utoipa::path(post, path = "/api/v1/dashboard/link", request_body(content = Object, description = "{}"),
     responses((status = 200, body = DashboardLinkDoc)))]
-pub(super) async fn dashboard_link(State(st): State<Arc<ApiState>>) -> Json<DashboardLinkDoc> {
+pub(super) async fn dashboard_link(
+    State(st): State<Arc<ApiState>>,
+    Extension(auth): Extension<Auth>,
+) -> Result<Json<DashboardLinkDoc>, super::extract::Problem> {
+    if auth.via != super::security::Via::Bearer {
+        return Err(super::extract::Problem::new(
+            StatusCode::FORBIDDEN,
+            "a dashboard session cannot make sign-in links; run `callhome dashboard` on this machine",
+        ));
+    }
     let code = st.sessions.mint_code(Instant::now());
-    Json(DashboardLinkDoc {
-        url: format!("http://127.0.0.1:{}/login?code={code}", st.port),
+    let login = format!("http://127.0.0.1:{}/login", st.port);
+    Ok(Json(DashboardLinkDoc {
+        url: format!("{login}?code={code}"),
+        login,
+        code,
         expires_at: rfc3339(SystemClock.now() + LINK_LIFETIME.as_secs() as i64),
         expires_in_seconds: LINK_LIFETIME.as_secs(),
-    })
+    }))
+}
+
+/// Writes the page that signs the browser in with `link`'s code: a form POSTed to the agent as
+/// soon as it opens (to `fragment`, such as `#/preview`, once signed in). It goes to the user's
+/// runtime directory (`$XDG_RUNTIME_DIR/callhome/`, else a private folder of the temporary
+/// directory), mode 0600, replacing the previous one; its path holds no secret, so it can be
+/// handed to a browser on its command line. The approach is Jupyter's.
+pub fn write_signin_page(link: &DashboardLinkDoc, fragment: &str) -> std::io::Result<std::path::PathBuf> {
+    let dir = private_runtime_dir()?;
+    let port = link.login.rsplit(':').next().and_then(|p| p.split('/').next()).unwrap_or("0");
+    let path = dir.join(format!("dashboard-{port}.html"));
+    let code: String = link.code.chars().filter(char::is_ascii_hexdigit).collect();
+    let action = format!("{}{}", link.login, fragment.chars().filter(|c| !matches!(c, '"' | '<' | '>' | '&')).collect::<String>());
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing in · callhome dashboard</title></head>\n\
+<body><form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"code\" value=\"{code}\">\n\
+<p>Signing in to the callhome dashboard… <button type=\"submit\">Continue</button></p></form>\n\
+<script>document.forms[0].submit();</script></body></html>\n"
+    );
+    crate::fsutil::write_atomic_with_mode(&path, html.as_bytes(), 0o600)?;
+    Ok(path)
+}
+
+/// `$XDG_RUNTIME_DIR/callhome` (the user's own, 0700 by the system), else
+/// `<temp>/callhome-<user>`: created 0700, and refused when it is not a folder of this user's
+/// that only they can enter.
+fn private_runtime_dir() -> std::io::Result<std::path::PathBuf> {
+    let dir = match directories::BaseDirs::new().and_then(|b| b.runtime_dir().map(|d| d.join("callhome"))) {
+        Some(d) => d,
+        None => {
+            let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "user".into());
+            std::env::temp_dir().join(format!("callhome-{user}"))
+        }
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
+        }
+        let m = std::fs::symlink_metadata(&dir)?;
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if !m.is_dir() || m.uid() != me || m.permissions().mode() & 0o077 != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} is not a private folder of this user's; remove it and run `callhome dashboard` again",
+                dir.display()
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Opens the dashboard in the browser: writes the sign-in page for `link` and opens that file
+/// (`fragment`: the page to land on, such as `#/licenses`). The code is on no command line.
+pub fn open_signin_page(link: &DashboardLinkDoc, fragment: &str) -> std::io::Result<()> {
+    let page = write_signin_page(link, fragment)?;
+    let url = format!("file://{}", page.display());
+    open_in_browser(&url)
 }
 
 /// Opens `url` in the user's browser: each command of `$BROWSER` in turn (`:`-separated, `;` on
@@ -263,7 +375,11 @@ pub fn open_in_browser(url: &str) -> std::io::Result<()> {
 
 fn spawn_reaped(argv: &[String]) -> std::io::Result<()> {
     use std::process::{Command, Stdio};
-    let mut child = Command::new(&argv[0])
+    let mut cmd = Command::new(&argv[0]);
+    // The opener gets the desktop's variables and none of the agent's secrets.
+    let desktop: Vec<String> = crate::childenv::DESKTOP.iter().map(|s| s.to_string()).collect();
+    crate::childenv::apply(&mut cmd, &desktop);
+    let mut child = cmd
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -279,7 +395,7 @@ mod tests {
 
     #[test]
     fn a_code_works_once_and_only_in_time() {
-        let s = Sessions::new(8080);
+        let s = Sessions::new();
         let t0 = Instant::now();
         let code = s.mint_code(t0);
         let session = s.redeem(&code, t0 + Duration::from_secs(5)).expect("a fresh code signs in");
@@ -293,16 +409,18 @@ mod tests {
     }
 
     #[test]
-    fn the_cookie_is_found_among_others_and_by_its_port() {
-        let s = Sessions::new(4242);
-        assert_eq!(s.cookie_in("a=1; callhome_session_4242=abc ; b=2"), Some("abc"));
-        assert_eq!(s.cookie_in("callhome_session_4243=abc"), None);
-        assert_eq!(s.cookie_in(""), None);
+    fn an_ended_session_is_gone() {
+        let s = Sessions::new();
+        let t0 = Instant::now();
+        let session = s.redeem(&s.mint_code(t0), t0).unwrap();
+        assert!(s.end(&session));
+        assert!(!s.is_valid(&session, t0));
+        assert!(!s.end(&session));
     }
 
     #[test]
     fn links_and_sessions_are_bounded() {
-        let s = Sessions::new(1);
+        let s = Sessions::new();
         let t0 = Instant::now();
         let codes: Vec<String> = (0..100).map(|i| s.mint_code(t0 + Duration::from_millis(i))).collect();
         assert!(s.lock().codes.len() <= MAX_KEPT);

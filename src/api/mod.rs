@@ -13,6 +13,7 @@ pub mod dto;
 mod extract;
 mod routes;
 pub mod security;
+mod server;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -160,7 +161,7 @@ pub async fn serve(
         port,
         allowed_origins: hosts.iter().map(|h| format!("http://{h}")).collect(),
         allowed_hosts: hosts.to_vec(),
-        sessions: dashboard::Sessions::new(port),
+        sessions: dashboard::Sessions::new(),
         snapshot: RwLock::new(Bytes::new()),
         jobs: Mutex::new(HashMap::new()),
         job_tasks: Mutex::new(tokio::task::JoinSet::new()),
@@ -180,23 +181,12 @@ pub async fn serve(
     info!(url = %location.url, "API listening");
 
     let refresher = tokio::spawn(refresh_loop(st.clone(), shutdown.clone()));
-    let stop = {
-        let mut s = shutdown.clone();
-        async move {
-            let _ = s.wait_for(|v| *v).await;
-        }
-    };
-    let v4 = axum::serve(listener, router.clone()).with_graceful_shutdown(stop);
+    let limits = server::Limits::from_config(&cfg);
+    let v4 = server::serve(listener, router.clone(), limits, shutdown.clone());
     let served = match listener6 {
         Some(l6) => {
-            let stop6 = {
-                let mut s = shutdown.clone();
-                async move {
-                    let _ = s.wait_for(|v| *v).await;
-                }
-            };
-            let v6 = axum::serve(l6, router).with_graceful_shutdown(stop6);
-            tokio::try_join!(v4.into_future(), v6.into_future()).map(|_| ())
+            let v6 = server::serve(l6, router, limits, shutdown.clone());
+            tokio::try_join!(v4, v6).map(|_| ())
         }
         None => v4.await,
     };

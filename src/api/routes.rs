@@ -31,7 +31,7 @@ pub const BODY_LIMIT: usize = 1 << 20;
 #[derive(OpenApi)]
 #[openapi(info(
     title = "callhome agent API",
-    description = "Control and observe the callhome agent on this machine. Every route but /healthz, /api/openapi.json and the dashboard's pages (/, /login, /ui/…) needs Authorization: Bearer <token> (api-token, or api-token-read for GET), or the dashboard's session cookie from a same-origin page."
+    description = "Control and observe the callhome agent on this machine. Every route but /healthz, /api/openapi.json and the dashboard's pages (/, /login, /ui/…) needs Authorization: Bearer <token> (api-token, or api-token-read for GET), or the dashboard's session (X-Callhome-Session, sent by the dashboard's own pages)."
 ))]
 struct ApiDoc;
 
@@ -68,7 +68,8 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         .routes(routes!(test_alert))
         .routes(routes!(notifications, set_notifications))
         .routes(routes!(super::dashboard::index))
-        .routes(routes!(super::dashboard::login))
+        .routes(routes!(super::dashboard::login, super::dashboard::login_form))
+        .routes(routes!(super::dashboard::logout))
         .routes(routes!(super::dashboard::ui_file))
         .routes(routes!(super::dashboard::dashboard_link))
         .split_for_parts();

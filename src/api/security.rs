@@ -1,11 +1,12 @@
-//! What stands between the browser and the agent: API tokens, the dashboard's session cookie
+//! What stands between the browser and the agent: API tokens, the dashboard's session header
 //! and its same-origin rule, the exact Host allowlist, the Origin check, the content-type rule
 //! for mutations, time limits and security headers.
 //!
 //! DNS rebinding and cross-site requests have handed local control APIs to strangers; here a
 //! request must name this very address in `Host`, carry no foreign `Origin`, and present a token
-//! in `Authorization: Bearer` (never in a URL) or the dashboard's session cookie, which counts
-//! only for requests from the dashboard's own origin. No CORS headers are ever sent.
+//! in `Authorization: Bearer` (never in a URL) or the dashboard's session in `X-Callhome-Session`
+//! (set by the page's own script, so a browser never sends it anywhere else; cookies are not
+//! used, because browsers send them to every port of a host). No CORS headers are ever sent.
 
 use std::io;
 use std::path::Path;
@@ -110,7 +111,7 @@ pub fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
     r
 }
 
-/// Paths that need no token (and give no data). `/` answers the sign-in page without one.
+/// Paths that need no token (and give no data). `/login` takes a one-time code instead.
 fn public(path: &str) -> bool {
     matches!(path, "/healthz" | "/api/openapi.json" | "/" | "/login") || path.starts_with("/ui/")
 }
@@ -126,8 +127,8 @@ pub struct Auth {
 pub enum Via {
     /// `Authorization: Bearer` with a token from the data directory.
     Bearer,
-    /// The dashboard's session cookie (write scope, same-origin requests only).
-    Cookie,
+    /// The dashboard's session header (write scope, same-origin requests only).
+    Session,
 }
 
 /// The CSP of the dashboard's pages: their own scripts, styles and API, nothing else, no inline
@@ -162,7 +163,12 @@ async fn check_and_run(st: &ApiState, mut req: Request<Body>, next: Next) -> Res
             format!("Host {host:?} is not this agent's address; use http://127.0.0.1:{}/", st.port),
         );
     }
+    let path = req.uri().path().to_string();
     let own_origin = match req.headers().get(header::ORIGIN) {
+        // The sign-in page `callhome dashboard` writes is a file: its form comes from the opaque
+        // origin "null". The one-time code is the credential there, and /login changes nothing
+        // else.
+        Some(_) if path == "/login" => false,
         Some(origin) => {
             let origin = origin.to_str().unwrap_or("");
             if !st.allowed_origins.iter().any(|o| o == origin) {
@@ -172,15 +178,9 @@ async fn check_and_run(st: &ApiState, mut req: Request<Body>, next: Next) -> Res
         }
         None => false,
     };
-    let path = req.uri().path().to_string();
     let mutation = !matches!(*req.method(), Method::GET | Method::HEAD);
     if public(&path) {
-        // Only `/` looks at who is asking (app or sign-in page); the rest are the same for all.
-        if let Some(auth) = bearer(&req).and_then(|t| st.scope_of(t)).map(|scope| Auth { scope, via: Via::Bearer }) {
-            req.extensions_mut().insert(auth);
-        } else if session_cookie(st, &req) == Some(true) {
-            req.extensions_mut().insert(Auth { scope: Scope::Write, via: Via::Cookie });
-        }
+        // The public pages are the same for everyone: no credential is looked at.
     } else {
         let query = req.uri().query().unwrap_or("");
         if query.split('&').any(|kv| {
@@ -195,7 +195,7 @@ async fn check_and_run(st: &ApiState, mut req: Request<Body>, next: Next) -> Res
         let auth = match bearer(&req).map(|t| st.scope_of(t)) {
             Some(Some(scope)) => Auth { scope, via: Via::Bearer },
             Some(None) => return problem(StatusCode::UNAUTHORIZED, "the token is not valid for this agent"),
-            None => match session_cookie(st, &req) {
+            None => match session_header(st, &req) {
                 Some(true) => {
                     if !same_origin(&req, mutation, own_origin) {
                         return problem(
@@ -203,7 +203,7 @@ async fn check_and_run(st: &ApiState, mut req: Request<Body>, next: Next) -> Res
                             "the dashboard's session is accepted only from the dashboard's own pages (same origin); scripts use Authorization: Bearer",
                         );
                     }
-                    Auth { scope: Scope::Write, via: Via::Cookie }
+                    Auth { scope: Scope::Write, via: Via::Session }
                 }
                 Some(false) => {
                     return problem(
@@ -214,7 +214,7 @@ async fn check_and_run(st: &ApiState, mut req: Request<Body>, next: Next) -> Res
                 None => {
                     let mut r = problem(
                         StatusCode::UNAUTHORIZED,
-                        "send Authorization: Bearer <token>; the token is in api-token in the agent's data directory",
+                        "send Authorization: Bearer <token> (the token is in the file api-token in the agent's data directory), or sign in to the dashboard with `callhome dashboard`",
                     );
                     r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                     return r;
@@ -245,18 +245,23 @@ async fn check_and_run(st: &ApiState, mut req: Request<Body>, next: Next) -> Res
     }
 }
 
-/// `Some(valid)` when the request carries this agent's session cookie.
-fn session_cookie(st: &ApiState, req: &Request<Body>) -> Option<bool> {
-    let value = req
+/// `Some(valid)` when the request carries a dashboard session (`X-Callhome-Session`); with
+/// several such headers, any live one counts.
+fn session_header(st: &ApiState, req: &Request<Body>) -> Option<bool> {
+    let mut values = req
         .headers()
-        .get_all(header::COOKIE)
+        .get_all(super::dashboard::SESSION_HEADER)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|h| st.sessions.cookie_in(h))?;
-    Some(st.sessions.is_valid(value, std::time::Instant::now()))
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .peekable();
+    values.peek()?;
+    let now = std::time::Instant::now();
+    Some(values.any(|v| st.sessions.is_valid(v, now)))
 }
 
-/// The rule for requests authenticated by the session cookie: they must come from the
+/// The rule for requests authenticated by the session: they must come from the
 /// dashboard's own pages. A browser says where a request comes from in `Sec-Fetch-Site`; a
 /// change must also name this agent in `Origin` (a foreign one was refused already) or be
 /// `same-origin`. Reading is also allowed to the user typing an API address (`none`).

@@ -1,6 +1,7 @@
-//! `callhome dashboard`: asks the running agent for a one-time sign-in link, prints it, and
-//! opens it in the browser. The dashboard is served by the agent, so without one there is
-//! nothing to open: the error says how to start it.
+//! `callhome dashboard`: asks the running agent for a one-time sign-in code and opens the
+//! browser on a private sign-in page that POSTs it (the code is on no command line); with
+//! `--no-open`, prints a one-time link for a browser started elsewhere. The dashboard is served
+//! by the agent, so without one there is nothing to open: the error says how to start it.
 
 use callhome::api::client::Client;
 use callhome::datadir::DataDir;
@@ -25,10 +26,17 @@ pub fn dashboard(cli: &Cli, no_open: bool) -> Result<u8> {
         return Err(fail(exit::FAILURE, format!("the dashboard is served by the running agent: {why}")));
     };
     let link = runtime()?.block_on(client.dashboard_link())?;
-    println!("{}", link.url);
-    eprintln!("a one-time sign-in link: it works once, within {} seconds", link.expires_in_seconds);
-    if !no_open && let Err(e) = callhome::api::dashboard::open_in_browser(&link.url) {
-        eprintln!("could not open a browser ({e}); open the link above by hand");
+    if no_open {
+        println!("{}", link.url);
+        eprintln!("a one-time sign-in link: it works once, within {} seconds", link.expires_in_seconds);
+        return Ok(0);
+    }
+    match callhome::api::dashboard::open_signin_page(&link, "") {
+        Ok(()) => eprintln!("opened the dashboard in the browser (the sign-in works once, within {} seconds)", link.expires_in_seconds),
+        Err(e) => {
+            println!("{}", link.url);
+            eprintln!("could not open a browser ({e}); open the link above by hand, within {} seconds", link.expires_in_seconds);
+        }
     }
     Ok(0)
 }

@@ -2,7 +2,8 @@
 //!
 //! The command runs without a shell, with a timeout (it is killed when it passes it) and an
 //! output cap; a command that fails, times out, prints too much or prints no JSON is an error in
-//! the manifest, never an aborted bundle.
+//! the manifest, never an aborted bundle. Its environment is `childenv`'s allow-list, never the
+//! agent's own (which may hold its secrets).
 
 use std::process::Stdio;
 
@@ -29,7 +30,9 @@ pub enum CommandError {
 }
 
 pub async fn run(spec: &CommandSpec) -> Result<Value, CommandError> {
-    let mut child = Command::new(&spec.argv[0])
+    let mut cmd = Command::new(&spec.argv[0]);
+    crate::childenv::apply_tokio(&mut cmd, &spec.env);
+    let mut child = cmd
         .args(&spec.argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -79,6 +82,7 @@ mod tests {
             program: Program::Telemetry,
             timeout: Duration::from_millis(timeout_ms),
             max_output: cap,
+            env: Vec::new(),
         }
     }
 

@@ -159,6 +159,9 @@ pub struct CommandSpec {
     pub program: Program,
     pub timeout: Duration,
     pub max_output: u64,
+    /// Names of the agent's environment variables the command gets beside the allow-list
+    /// (`childenv`); `CALLHOME_*` and `CREDENTIALS_DIRECTORY` are refused when the file is read.
+    pub env: Vec<String>,
 }
 
 /// The localhost REST API.
@@ -169,6 +172,15 @@ pub struct ApiConfig {
     pub port: u16,
     /// Also listen on [::1].
     pub ipv6: bool,
+    /// A connection must send a whole request head within this time (from its opening, and
+    /// again between requests on a kept-alive connection), or it is closed.
+    pub header_timeout: Duration,
+    /// A connection on which nothing is read or written for this long is closed (a response
+    /// nobody reads, a body that stopped coming).
+    pub idle_timeout: Duration,
+    /// Connections served at once; more are closed as they come. Never more than a quarter of
+    /// the process's descriptor limit, so the scheduler and the store always have theirs.
+    pub max_connections: u64,
 }
 
 /// Desktop notifications.
@@ -229,9 +241,16 @@ impl Default for ProgramDefaults {
 }
 
 impl Default for ApiConfig {
-    /// On, on any free port, IPv4 only.
+    /// On, on any free port, IPv4 only; 10 s for a request head, 60 s idle, 256 connections.
     fn default() -> Self {
-        ApiConfig { enabled: true, port: 0, ipv6: false }
+        ApiConfig {
+            enabled: true,
+            port: 0,
+            ipv6: false,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 256,
+        }
     }
 }
 

@@ -135,6 +135,13 @@ impl Parser<'_> {
                     match k {
                         "enabled" => cfg.api.enabled = p.bool(v, key).unwrap_or(cfg.api.enabled),
                         "ipv6" => cfg.api.ipv6 = p.bool(v, key).unwrap_or(cfg.api.ipv6),
+                        "header_timeout" => p.duration_into(v, key, &mut cfg.api.header_timeout, false),
+                        "idle_timeout" => p.duration_into(v, key, &mut cfg.api.idle_timeout, false),
+                        "max_connections" => match p.uint(v, key) {
+                            Some(n) if n >= 1 => cfg.api.max_connections = n,
+                            Some(_) => p.push(&key.key, key.span.clone(), "at least 1 connection"),
+                            None => {}
+                        },
                         "listen" => match p.uint(v, key) {
                             Some(n) if n <= 65_535 => cfg.api.port = n as u16,
                             Some(_) => p.push(&key.key, key.span.clone(), "a port is at most 65535 (0: any free port)"),
@@ -432,6 +439,7 @@ impl Parser<'_> {
                 program: Program::Telemetry,
                 timeout: Duration::from_secs(30),
                 max_output: 1 << 20,
+                env: Vec::new(),
             };
             for (k, item) in &fields {
                 let l = Loc { key: format!("{base}.{k}"), span: item.span().or(span.clone()) };
@@ -448,10 +456,22 @@ impl Parser<'_> {
                     }
                     "timeout" => self.duration_into(item, &l, &mut cmd.timeout, false),
                     "max_output" => cmd.max_output = self.uint(item, &l).unwrap_or(cmd.max_output),
+                    "env" => {
+                        cmd.env = self.strings(item, &l).unwrap_or_default();
+                        for name in cmd.env.iter().filter(|n| crate::childenv::is_forbidden(n)) {
+                            self.push(
+                                &l.key,
+                                l.span.clone(),
+                                format!(
+                                    "{name} is the agent's own (CALLHOME_* and CREDENTIALS_DIRECTORY hold its secrets) and is never passed to a command; remove it"
+                                ),
+                            );
+                        }
+                    }
                     _ => self.push(
                         &l.key,
                         l.span.clone(),
-                        "unknown key; a command has name, argv, program, timeout, max_output",
+                        "unknown key; a command has name, argv, program, timeout, max_output, env",
                     ),
                 }
             }

@@ -3,8 +3,9 @@
 // through `callhome dashboard --no-open`'s one-time link and checks what the issue promises:
 // a reused link is refused, CEIP toggled in the page changes the API's answer, the previewed
 // zip is byte for byte the spooled file and what the ledger records after "Upload now", the
-// license chart draws the debug log's usage, the session cookie is refused from another
-// origin, and axe-core finds nothing serious on any page, light or dark. Screenshots go to
+// license chart draws the debug log's usage, the sign-in page `callhome dashboard` writes signs
+// in from its file, a server on another local port the signed-in browser visits receives
+// nothing the API accepts, and axe-core finds nothing serious on any page, light or dark. Screenshots go to
 // target/browser-artifacts/ (or $BROWSER_ARTIFACTS).
 //
 // Run: npm ci && npm test (in tests/browser), after `cargo build --bins`; scripts/test does both.
@@ -12,7 +13,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import axe from "axe-core";
@@ -125,32 +126,54 @@ describe("the dashboard in Chromium against a real agent and receiver", { timeou
     const url = link();
     const resp = await page.goto(url);
     assert.equal(resp.status(), 200);
-    assert.equal(page.url(), `${origin}/`, "redirected to the clean URL: no code left in the address bar");
+    await page.waitForURL(`${origin}/`);
     await page.waitForSelector('main[data-ready="overview"]');
-    const cookie = (await context.cookies(origin)).find((c) => c.name === `callhome_session_${world.agent.port}`);
-    assert.ok(cookie, "a session cookie was set");
-    assert.equal(cookie.httpOnly, true);
-    assert.equal(cookie.sameSite, "Strict");
-    assert.equal(cookie.path, "/");
-    assert.equal(cookie.expires, -1, "a session cookie: not kept after the browser closes");
-    assert.equal(await page.evaluate(() => document.cookie), "", "scripts cannot read it");
+    assert.deepEqual(await context.cookies(origin), [], "no cookie: the browser would send it to every local port");
+    const kept = await page.evaluate(() => sessionStorage.getItem("callhome.session"));
+    assert.match(kept ?? "", /^[0-9a-f]{64}$/, "the session is kept in this tab");
 
     const stranger = await browser.newContext();
     const other = await stranger.newPage();
     const again = await other.goto(url);
     assert.equal(again.status(), 403, "a used link is refused");
     assert.match(await other.textContent("main"), /callhome dashboard/);
-    const signIn = await other.goto(`${origin}/`);
-    assert.equal(signIn.status(), 401, "no session: the sign-in page");
+    await other.goto(`${origin}/`);
+    await other.waitForURL(`${origin}/ui/signin.html`);
     assert.match(await other.textContent("main"), /callhome dashboard/);
     await other.screenshot({ path: join(ARTIFACTS, "signin-light.png") });
     const refusedApi = await other.evaluate(async () => (await fetch("/api/v1/status")).status);
     assert.equal(refusedApi, 401, "the API too refuses a browser without a session");
-    // The tray opens a page directly: the fragment survives the sign-in's redirect.
+    // The tray opens a page directly: the fragment survives the sign-in.
     await other.goto(`${link()}#/licenses`);
-    assert.equal(other.url(), `${origin}/#/licenses`);
+    await other.waitForURL(`${origin}/#/licenses`);
     await other.waitForSelector('main[data-ready="licenses"]');
     await stranger.close();
+  });
+
+  test("callhome dashboard's private sign-in page posts the code from its file", async () => {
+    const runtime = join(world.dir, "runtime");
+    mkdirSync(runtime, { mode: 0o700, recursive: true });
+    const opened = join(world.dir, "opened.txt");
+    const script = join(world.dir, "browser.sh");
+    writeFileSync(script, `#!/bin/sh\nprintf '%s' "$1" > "${opened}"\n`);
+    chmodSync(script, 0o755);
+    const out = world.cli(["dashboard"], { BROWSER: script, XDG_RUNTIME_DIR: runtime });
+    assert.equal(out.status, 0, out.stderr);
+    await waitFor("the browser command to run", () => existsSync(opened));
+    const file = readFileSync(opened, "utf8");
+    assert.match(file, /^file:\/\/.*\/dashboard-\d+\.html$/, "the browser is given a file, not the code");
+    const ctx = await browser.newContext();
+    const tab = await ctx.newPage();
+    await tab.goto(file);
+    await tab.waitForURL(`${origin}/`);
+    await tab.waitForSelector('main[data-ready="overview"]');
+    // Signing out ends the session at the agent, and the tab is back at the way to sign in.
+    const session = await tab.evaluate(() => sessionStorage.getItem("callhome.session"));
+    await tab.click("#sign-out");
+    await tab.waitForURL(`${origin}/ui/signin.html`);
+    const after = await fetch(`${origin}/api/v1/status`, { headers: { "X-Callhome-Session": session } });
+    assert.equal(after.status, 401, "the session ended");
+    await ctx.close();
   });
 
   test("toggling CEIP in the page changes the API's answer", async () => {
@@ -320,16 +343,23 @@ describe("the dashboard in Chromium against a real agent and receiver", { timeou
     await waitFor("the overview to follow the new count without a reload", async () => (await shows()) !== before && agrees());
   });
 
-  test("a page of another origin cannot use the session", async () => {
-    // A local site on another port is "same-site" for the browser, so the SameSite=Strict cookie
-    // goes along: the agent must refuse it by its Origin.
+  test("a server on another local port that the signed-in browser visits captures nothing the API accepts", async () => {
+    const captured = [];
     const server = createServer((req, res) => {
+      captured.push({ url: req.url, headers: req.headers });
+      if (req.url !== "/") {
+        res.statusCode = 404;
+        res.end();
+        return;
+      }
       res.setHeader("content-type", "text/html");
-      res.end(`<!doctype html><title>elsewhere</title><form id="f" method="POST" enctype="text/plain"
-        action="${origin}/api/v1/collect"><input name="{}" value=""></form><script>f.submit()</script>`);
+      res.end(`<!doctype html><title>elsewhere</title><link rel="icon" href="/favicon.ico"><form id="f" method="POST"
+        enctype="text/plain" action="${origin}/api/v1/collect"><input name="{}" value=""></form><script>f.submit()</script>`);
     });
     await new Promise((r) => server.listen(0, "127.0.0.1", r));
     const pendingBefore = (await world.api("/api/v1/status")).spool.pending;
+    const session = await page.evaluate(() => sessionStorage.getItem("callhome.session"));
+    assert.ok(session, "the main tab is signed in");
     // A tab of its own in the signed-in browser (its refused request is expected, not watched).
     const tab = await context.newPage();
     try {
@@ -337,12 +367,24 @@ describe("the dashboard in Chromium against a real agent and receiver", { timeou
         tab.waitForResponse((r) => r.url() === `${origin}/api/v1/collect`),
         tab.goto(`http://127.0.0.1:${server.address().port}/`),
       ]);
-      assert.equal(resp.status(), 403, "refused by Origin");
-      const sent = await resp.request().allHeaders();
-      assert.ok(sent.cookie?.includes(`callhome_session_${world.agent.port}=`), "the browser did send the cookie");
+      assert.equal(resp.status(), 403, "the browser's own cross-site POST is refused by its Origin");
+      assert.ok(!JSON.stringify(await resp.request().allHeaders()).includes(session), "and carries no session");
     } finally {
       await tab.close();
       server.close();
+    }
+    assert.ok(captured.length >= 1, "the other server was visited");
+    for (const { url, headers } of captured) {
+      assert.ok(!JSON.stringify(headers).includes(session), `the session reached the other server on ${url}`);
+      // Replayed as a local attacker would, with every header it captured and same-origin ones.
+      const replay = { ...headers, host: `127.0.0.1:${world.agent.port}`, origin, "sec-fetch-site": "same-origin" };
+      for (const k of ["content-length", "connection", "transfer-encoding"]) delete replay[k];
+      const read = await fetch(`${origin}/api/v1/status`, { headers: replay });
+      assert.equal(read.status, 401, `a read replaying ${url}'s headers`);
+      const change = await fetch(`${origin}/api/v1/programs/ceip`, {
+        method: "PUT", headers: { ...replay, "content-type": "application/json" }, body: JSON.stringify({ enabled: true }),
+      });
+      assert.equal(change.status, 401, `a change replaying ${url}'s headers`);
     }
     assert.equal((await world.api("/api/v1/status")).spool.pending, pendingBefore, "nothing was collected");
   });
@@ -371,6 +413,7 @@ describe("the dashboard in Chromium against a real agent and receiver", { timeou
       const stranger = await browser.newContext({ colorScheme: scheme });
       const other = await stranger.newPage();
       await other.goto(`${origin}/`);
+      await other.waitForURL(`${origin}/ui/signin.html`);
       violations.push(...await axeCheck(other, `sign-in page (${scheme})`));
       await other.goto(`${origin}/login?code=${"0".repeat(64)}`);
       violations.push(...await axeCheck(other, `refused link page (${scheme})`));

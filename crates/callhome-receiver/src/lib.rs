@@ -83,7 +83,14 @@ pub struct BundleStore {
 
 impl BundleStore {
     pub fn open(dir: &Path, key: SigningKey) -> Result<BundleStore, ReceiverError> {
-        std::fs::create_dir_all(dir).map_err(|e| ReceiverError::Io(format!("store {}: {e}", dir.display())))?;
+        let io = |e: std::io::Error| ReceiverError::Io(format!("store {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        // The store holds customers' bundles: closed to everyone but the receiver's user.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
         Ok(BundleStore { dir: dir.to_path_buf(), key, lock: Mutex::new(()), latest: None })
     }
 
@@ -107,12 +114,12 @@ impl BundleStore {
         }
         check_zip(body).map_err(|reason| Refusal { status: 422, reason })?;
         let internal = |e: std::io::Error| Refusal { status: 500, reason: format!("cannot store the bundle: {e}") };
-        fsutil::write_atomic(&self.dir.join(format!("{sha}.zip")), body).map_err(internal)?;
+        fsutil::write_atomic_with_mode(&self.dir.join(format!("{sha}.zip")), body, 0o600).map_err(internal)?;
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| internal(std::io::Error::other(e.to_string())))?;
         let receipt = Receipt::sign(&self.key, hex::encode(id), sha.clone(), rfc3339(now()), self.latest.clone());
         let json = serde_json::to_vec(&receipt).expect("receipts serialize");
-        fsutil::write_atomic(&receipt_path, &json).map_err(internal)?;
+        fsutil::write_atomic_with_mode(&receipt_path, &json, 0o600).map_err(internal)?;
         Ok((receipt, true))
     }
 

@@ -247,11 +247,11 @@ impl Action {
 }
 
 /// Opens the dashboard in the default browser through a one-time sign-in link from the API
-/// (`fragment`: the page, such as `#/preview`; the sign-in's redirect keeps it).
+/// (`fragment`: the page, such as `#/preview`; the sign-in keeps it). The code goes into a
+/// private sign-in page, never onto the browser's command line.
 pub async fn open_dashboard(control: &callhome::control::Control, fragment: &str) -> Result<(), String> {
     let link = control.dashboard_link().await.map_err(|e| format!("cannot get a sign-in link: {e}"))?;
-    callhome::api::dashboard::open_in_browser(&format!("{}{fragment}", link.url))
-        .map_err(|e| format!("cannot start a browser: {e}"))
+    callhome::api::dashboard::open_signin_page(&link, fragment).map_err(|e| format!("cannot start a browser: {e}"))
 }
 
 /// Whether this process runs in a desktop session where a tray can live.

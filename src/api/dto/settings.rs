@@ -80,6 +80,10 @@ pub struct LedgerCheckDoc {
 pub struct DashboardLinkDoc {
     /// `http://127.0.0.1:PORT/login?code=…`: open it once, within `expires_in_seconds`.
     pub url: String,
+    /// Where the code is POSTed as a form (`code=…`): `http://127.0.0.1:PORT/login`.
+    pub login: String,
+    /// The one-time code itself (64 hexadecimal digits).
+    pub code: String,
     pub expires_at: String,
     pub expires_in_seconds: u64,
 }
