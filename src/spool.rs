@@ -53,6 +53,8 @@ pub struct Recovery {
 /// What the quota did to make room.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct QuotaOutcome {
+    /// Files removed from `exports/` (oldest first) to make room.
+    pub exports_removed: Vec<String>,
     pub evicted: Vec<String>,
     /// Still over the quota with compliance bundles alone: they are kept, and this is reported.
     pub over_quota_bytes: u64,
@@ -242,10 +244,23 @@ impl Spool {
 
     /// Keeps the spool under `max_bytes`: optional programs' oldest bundles go first (recorded);
     /// compliance bundles are never evicted, and what is still over is reported.
+    ///
+    /// The files in `exports/` count too, and go before any bundle: an export is a copy of
+    /// bundles that are still pending (or already reported), a support bundle can be made again.
     pub fn enforce_quota(&self, store: &mut Store, max_bytes: u64, now: Timestamp) -> Result<QuotaOutcome> {
         let all = self.all_pending()?;
-        let mut total: u64 = all.iter().map(|p| p.size).sum();
         let mut outcome = QuotaOutcome::default();
+        let mut exports = self.exports();
+        let mut total: u64 = all.iter().map(|p| p.size).sum::<u64>() + exports.iter().map(|e| e.2).sum::<u64>();
+        exports.sort();
+        for (_, path, size) in exports {
+            if total <= max_bytes {
+                break;
+            }
+            fs::remove_file(&path).map_err(io_at(&path))?;
+            total -= size;
+            outcome.exports_removed.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        }
         let mut optional: Vec<&Pending> = all.iter().filter(|p| !p.program.mandatory()).collect();
         // Oldest first across programs: the stamp follows the `upload_<type>_` prefix.
         optional.sort_by(|a, b| stamp_part(&a.name).cmp(stamp_part(&b.name)));
@@ -265,6 +280,35 @@ impl Spool {
         }
         outcome.over_quota_bytes = total.saturating_sub(max_bytes);
         Ok(outcome)
+    }
+
+    /// The files in `exports/`: (modified, path, bytes), in no order.
+    fn exports(&self) -> Vec<(i64, PathBuf, u64)> {
+        crate::manual::export_files(&self.dir.exports_dir())
+            .into_iter()
+            .filter_map(|path| {
+                let m = fs::metadata(&path).ok()?;
+                let modified = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
+                Some((modified, path, m.len()))
+            })
+            .collect()
+    }
+
+    /// The bytes the files in `exports/` take.
+    pub fn exports_bytes(&self) -> u64 {
+        self.exports().iter().map(|e| e.2).sum()
+    }
+
+    /// Removes the files in `exports/` older than `max_age`; returns their names.
+    pub fn expire_exports(&self, max_age: std::time::Duration, now: Timestamp) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for (modified, path, _) in self.exports() {
+            if now - modified >= max_age.as_secs() as i64 {
+                fs::remove_file(&path).map_err(io_at(&path))?;
+                removed.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            }
+        }
+        Ok(removed)
     }
 
     /// Start-up: clean `.tmp`, finish interrupted deletions, quarantine strangers.

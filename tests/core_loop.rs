@@ -76,6 +76,29 @@ fn a_503_with_retry_after_is_retried_after_the_wait() {
 }
 
 #[test]
+fn a_failed_upload_now_is_retried_within_retry_max_once_the_receiver_returns() {
+    let s = Setup::new();
+    // The receiver fails the first upload, then is back; the daily slot is an hour away.
+    let r = Receiver::start(s.path(), &["status=503,times=1"]);
+    s.configure_for(&r, "first_upload_delay = \"1h\"\nretry_base = \"1s\"\nretry_max = \"5s\"\n");
+    let _agent = s.start_agent();
+    AgentApi::wait_for(&s);
+    let out = s.cli(&["upload", "--program", "telemetry"]);
+    assert_eq!(out.status.code(), Some(4), "the on-demand upload failed: {}{}", stdout(&out), stderr(&out));
+    assert_eq!(s.spool("compliance").len(), 1, "the bundle is kept");
+    wait_until(Duration::from_secs(30), "the failed Upload now to be retried", || {
+        s.spool("compliance").is_empty() && s.result_file("compliance").contains("CTX_UPLOADER_SUCCESS")
+    });
+    let h = s.history();
+    let t = |a: &serde_json::Value| humantime::parse_rfc3339(a["at"].as_str().unwrap()).unwrap();
+    let failed = h.iter().find(|a| a["http_status"] == 503).expect("the 503 attempt is recorded");
+    let ok = h.iter().find(|a| a["program"] == "telemetry" && a["code"] == "CTX_UPLOADER_SUCCESS").unwrap();
+    let waited = t(ok).duration_since(t(failed)).unwrap();
+    // retry_max is 5 s; the rest is slack for a loaded machine (the daily slot was an hour away).
+    assert!(waited <= Duration::from_secs(15), "retried after {waited:?}, not within retry_max");
+}
+
+#[test]
 fn a_rejected_bundle_is_quarantined_with_its_reason() {
     let s = Setup::new();
     let r = Receiver::start(s.path(), &["status=400,times=1"]);
@@ -201,7 +224,39 @@ fn do_not_track_turns_the_optional_programs_off_by_default() {
         assert_eq!(st["programs"][i]["enabled"], false, "{}", st["programs"][i]);
     }
     assert_eq!(st["programs"][0]["enabled"], true);
-    assert_eq!(s.status()["programs"][3]["enabled"], true, "without DO_NOT_TRACK the config default holds");
+    let out = s.cli_env(&["status", "--json"], &[("CALLHOME_ENDPOINT_TOKEN", "registered")]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["programs"][3]["enabled"], true, "without DO_NOT_TRACK the config default holds");
+}
+
+#[test]
+fn event_data_needs_registration() {
+    let s = Setup::new();
+    s.configure_offline("first_upload_delay = \"1h\"\n[programs]\nevents = true\n");
+    // Without an endpoint token the program cannot be turned on, and is off whatever the default.
+    let out = s.cli(&["programs", "set", "events", "on"]);
+    assert_eq!(out.status.code(), Some(7), "{}{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("Event data needs registration"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("callhome register --token-stdin"), "says what to do: {}", stderr(&out));
+    assert_eq!(s.status()["programs"][3]["enabled"], false);
+    let out = s.cli(&["collect", "--program", "events"]);
+    assert!(stdout(&out).contains("needs registration"), "{}", stdout(&out));
+    assert!(s.spool("events").is_empty(), "collects nothing");
+    // The same over the API: 409 with the reason.
+    let _agent = s.start_agent();
+    let api = AgentApi::wait_for(&s);
+    let a = api.call("PUT", "/api/v1/programs/events", Some("{\"enabled\": true}"));
+    assert_eq!(a.status, 409, "{}", a.text());
+    assert!(a.text().contains("needs registration"), "{}", a.text());
+    assert_eq!(api.get("/api/v1/status").json()["programs"][3]["enabled"], false);
+    drop(_agent);
+    // A registered agent may turn it on.
+    let token = [("CALLHOME_ENDPOINT_TOKEN", "registered")];
+    let out = s.cli_env(&["programs", "set", "events", "on"], &token);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.cli_env(&["status", "--json"], &token);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["programs"][3]["enabled"], true);
 }
 
 #[test]

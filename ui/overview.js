@@ -95,7 +95,11 @@ function pending(st) {
 function alerts(st) {
   const list = [];
   const c = st.compliance;
-  if (c.state !== "ok") list.push([c.state, `Compliance: ${c.days_remaining} days left of ${c.max_days}. Upload license telemetry now.`]);
+  if (c.state !== "ok") {
+    const left = c.days_remaining < 0 ? `${plural(-c.days_remaining, "day")} overdue` : `${plural(c.days_remaining, "day")} left of ${c.max_days}`;
+    const last = c.last_success ? "" : " License telemetry was never reported.";
+    list.push([c.state, `Compliance: ${left}.${last} Upload license telemetry now.`]);
+  }
   for (const [type, r] of Object.entries(st.last_result)) {
     if (r && r.code !== "CTX_UPLOADER_SUCCESS") list.push(["critical", `Upload failed (${TYPE_WORDS[type] || type}): ${codeWords(r.code)}${r.message ? ` — ${r.message}` : ""}`]);
   }

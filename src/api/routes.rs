@@ -327,8 +327,14 @@ fn notice_event(n: &Notice) -> Event {
 #[utoipa::path(post, path = "/api/v1/export", request_body = ExportRequest, responses((status = 202, body = JobDoc)))]
 async fn export(State(st): St, Body_(req): Body_<ExportRequest>) -> Result<Response, Problem> {
     let program = program_of(&WorkRequest { program: req.program })?;
+    if req.max_size == Some(0) {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "max_size must be more than 0 bytes (leave it out for the configured spool.export_max_size)",
+        ));
+    }
     let control = st.control.clone();
-    let job = st.start_job("export", async move { job_outcome(control.export(program).await, |_| true) });
+    let job = st.start_job("export", async move { job_outcome(control.export(program, req.max_size).await, |_| true) });
     Ok(accepted(job))
 }
 

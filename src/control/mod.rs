@@ -210,8 +210,8 @@ impl Control {
     }
 
     /// Exports the pending bundles into the data directory's `exports/` for manual reporting.
-    pub async fn export(&self, program: Option<Program>) -> Result<ExportDoc> {
-        both!(self, export(program))
+    pub async fn export(&self, program: Option<Program>, max_size: Option<u64>) -> Result<ExportDoc> {
+        both!(self, export(program, max_size))
     }
 }
 

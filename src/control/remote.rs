@@ -142,7 +142,8 @@ impl Remote {
         }
     }
 
-    pub async fn export(&self, program: Option<Program>) -> Result<ExportDoc> {
-        self.job("/api/v1/export", program).await
+    pub async fn export(&self, program: Option<Program>, max_size: Option<u64>) -> Result<ExportDoc> {
+        let body = json!({ "program": program.map(|p| p.name()), "max_size": max_size });
+        job_result(self.client.run_job_with("/api/v1/export", body).await?.result)
     }
 }
