@@ -60,6 +60,20 @@ pub struct QuotaOutcome {
     pub over_quota_bytes: u64,
 }
 
+/// A file in quarantine/: a bundle the receiver refused for good or that failed verification, or
+/// a stranger found in the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Its file name in quarantine/.
+    pub id: String,
+    pub path: PathBuf,
+    pub size: u64,
+    /// The `.reason` note beside it.
+    pub reason: String,
+    /// When it was moved there (the file's modification time).
+    pub at: Timestamp,
+}
+
 /// Why a bundle leaves the spool: what [`Spool::retire`] writes to the ledger first.
 #[derive(Debug, Clone, Copy)]
 pub enum Fate<'a> {
@@ -165,6 +179,72 @@ impl Spool {
             _ => unlink(&p.path)?,
         }
         Ok(new)
+    }
+
+    /// The files in quarantine/, oldest first (their `.reason` notes are not listed).
+    pub fn quarantined(&self) -> Result<Vec<Quarantined>> {
+        let dir = self.dir.quarantine_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_at(&dir)(e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(io_at(&dir))?;
+            let id = e.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = e.metadata() else { continue };
+            if id.ends_with(".reason") || !meta.is_file() {
+                continue;
+            }
+            let reason = fs::read_to_string(reason_path(&e.path())).unwrap_or_default().trim_end().to_string();
+            let at = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            out.push(Quarantined { id, path: e.path(), size: meta.len(), reason, at });
+        }
+        out.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        Ok(out)
+    }
+
+    /// A quarantined file by its id (its plain file name).
+    pub fn find_quarantined(&self, id: &str) -> Result<Option<Quarantined>> {
+        Ok(self.quarantined()?.into_iter().find(|q| q.id == id))
+    }
+
+    /// Puts a quarantined bundle back into its program's folder under `name` (rename, both
+    /// folders fsynced) and drops its `.reason` note. The caller has re-checked it.
+    pub fn requeue(&self, q: &Quarantined, program: Program, name: &str) -> Result<Pending> {
+        let dest_dir = self.dir.spool_dir(program);
+        fs::create_dir_all(&dest_dir).map_err(io_at(&dest_dir))?;
+        let dest = dest_dir.join(name);
+        if dest.exists() {
+            return Err(io_at(&dest)(io::Error::new(io::ErrorKind::AlreadyExists, "a pending bundle has this name")));
+        }
+        fs::rename(&q.path, &dest).map_err(io_at(&q.path))?;
+        sync_dir(&dest_dir).map_err(io_at(&dest_dir))?;
+        unlink(&reason_path(&q.path))?;
+        Ok(Pending { program, name: name.into(), path: dest, size: q.size })
+    }
+
+    /// Deletes a quarantined file for good: its `purged` ledger row through [`Spool::retire`],
+    /// then the file and its note.
+    pub fn purge(&self, store: &mut Store, q: &Quarantined, program: Program, now: Timestamp) -> Result<()> {
+        let sha = fsutil::sha256_file(&q.path).map(|(s, _)| s).unwrap_or_default();
+        let entry = LedgerEntry {
+            at: now,
+            event: LedgerEvent::Purged,
+            program,
+            bundle: q.id.clone(),
+            sha256: sha,
+            size: q.size,
+            detail: format!("purged from quarantine/ by the administrator; it was quarantined because: {}", q.reason),
+        };
+        let as_pending = Pending { program, name: q.id.clone(), path: q.path.clone(), size: q.size };
+        self.retire(store, &as_pending, Fate::Recorded(&entry))?;
+        unlink(&reason_path(&q.path))
     }
 
     /// Moves a file into quarantine/ with a `.reason` note beside it.
@@ -364,6 +444,11 @@ fn unlink(path: &Path) -> Result<()> {
     }
     let dir = fsutil::parent_dir(path);
     sync_dir(dir).map_err(io_at(dir))
+}
+
+/// The `.reason` note beside a quarantined file.
+fn reason_path(path: &Path) -> PathBuf {
+    path.with_file_name(format!("{}.reason", path.file_name().unwrap_or_default().to_string_lossy()))
 }
 
 fn stamp_part(name: &str) -> &str {

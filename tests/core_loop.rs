@@ -120,6 +120,79 @@ fn a_rejected_bundle_is_quarantined_with_its_reason() {
 }
 
 #[test]
+fn quarantine_lists_retries_and_purges_from_the_cli_and_the_api() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &["status=413,times=3"]);
+    s.configure_for(&r, "first_upload_delay = \"1h\"\n");
+    for _ in 0..3 {
+        // Each upload collects a bundle (none is pending) that the receiver refuses for good.
+        assert_eq!(s.cli(&["upload", "--program", "telemetry"]).status.code(), Some(4));
+    }
+    // A damaged file that looks like a bundle.
+    let qdir = s.data.join("quarantine");
+    let damaged = "upload_compliance_20260101T000000Z_dead.zip";
+    std::fs::write(qdir.join(damaged), b"not a zip").unwrap();
+    std::fs::write(qdir.join(format!("{damaged}.reason")), "found damaged\n").unwrap();
+
+    let listed = s.cli(&["quarantine", "list", "--json"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(items.len(), 4, "{items:?}");
+    let refused: Vec<String> = items
+        .iter()
+        .filter(|q| q["reason"].as_str().unwrap().contains("413"))
+        .map(|q| q["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(refused.len(), 3, "each says why: {items:?}");
+    assert!(stdout(&s.cli(&["quarantine", "list"])).contains(damaged));
+
+    // The CLI: a retry re-checks and re-queues, and the next upload sends it.
+    let out = s.cli(&["quarantine", "retry", &refused[0]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.spool("compliance"), [refused[0].clone()]);
+    assert!(s.cli(&["upload", "--program", "telemetry"]).status.success());
+    assert_eq!(r.bundles().len(), 1, "the retried bundle reached the receiver");
+    // A damaged one fails the re-check and stays.
+    let out = s.cli(&["quarantine", "retry", damaged]);
+    assert_eq!(out.status.code(), Some(7), "{}", stdout(&out));
+    assert!(stderr(&out).contains("stays in quarantine"), "{}", stderr(&out));
+    assert!(qdir.join(damaged).exists());
+    // A purge is a ledger row.
+    let out = s.cli(&["quarantine", "purge", &refused[1]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!qdir.join(&refused[1]).exists() && !qdir.join(format!("{}.reason", refused[1])).exists());
+    let out = s.cli(&["quarantine", "retry", "nothing-like-it.zip"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("quarantine list"), "{}", stderr(&out));
+
+    // The API, through the running agent.
+    let _agent = s.start_agent();
+    let api = AgentApi::wait_for(&s);
+    let list = api.get("/api/v1/quarantine").json();
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|q| q["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{list}");
+    assert!(ids.contains(&damaged) && ids.contains(&refused[2].as_str()), "{list}");
+    assert_eq!(api.call("POST", "/api/v1/quarantine/nothing-like-it.zip/retry", Some("{}")).status, 404);
+    let a = api.call("POST", &format!("/api/v1/quarantine/{damaged}/retry"), Some("{}"));
+    assert_eq!(a.status, 409, "{}", a.text());
+    let a = api.call("DELETE", &format!("/api/v1/quarantine/{damaged}"), None);
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["action"], "purged");
+    let a = api.call("POST", &format!("/api/v1/quarantine/{}/retry", refused[2]), Some("{}"));
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!((a.json()["action"].as_str(), a.json()["program"].as_str()), (Some("requeued"), Some("telemetry")));
+    assert_eq!(api.call("DELETE", &format!("/api/v1/quarantine/{}", refused[2]), None).status, 404);
+    assert!(api.get("/api/v1/quarantine").json().as_array().unwrap().is_empty());
+    assert_eq!(api.get("/api/v1/status").json()["spool"]["quarantined"], 0);
+    drop(_agent);
+
+    let purged: Vec<serde_json::Value> = s.ledger().into_iter().filter(|r| r["event"] == "purged").collect();
+    assert_eq!(purged.len(), 2, "{purged:?}");
+    let verify = s.cli(&["ledger", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+}
+
+#[test]
 fn receipts_that_do_not_verify_keep_the_bundle() {
     let s = Setup::new();
     let r = Receiver::start(s.path(), &["garbage,times=1", "bad-signature,times=1"]);

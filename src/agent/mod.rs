@@ -13,11 +13,13 @@ mod access;
 mod bundles;
 mod collection;
 mod consent;
+mod quarantine;
 mod run;
 mod status;
 mod upload;
 
 use access::stored_access;
+pub use quarantine::Retried;
 pub use status::{ChannelStatus, Status, VersionStatus};
 pub use upload::{ProgramUpload, UploadReport};
 

@@ -50,6 +50,9 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         .routes(routes!(bundle, withdraw_bundle))
         .routes(routes!(bundle_file))
         .routes(routes!(bundle_raw))
+        .routes(routes!(quarantine))
+        .routes(routes!(quarantine_retry))
+        .routes(routes!(quarantine_purge))
         .routes(routes!(history))
         .routes(routes!(ledger))
         .routes(routes!(ledger_verify))
@@ -231,6 +234,33 @@ async fn bundle_raw(State(st): St, P(id): P<String>) -> Result<Response, Problem
     responses((status = 200, body = WithdrawnDoc), (status = 404), (status = 409, description = "a license-telemetry bundle")))]
 async fn withdraw_bundle(State(st): St, P(id): P<String>) -> Result<Json<WithdrawnDoc>, Problem> {
     let doc = st.control.withdraw(&id).await?;
+    st.refresh();
+    Ok(Json(doc))
+}
+
+/// The files in quarantine/ (refused for good by the receiver, or failing verification), oldest
+/// first.
+#[utoipa::path(get, path = "/api/v1/quarantine", responses((status = 200, body = Vec<QuarantinedDoc>)))]
+async fn quarantine(State(st): St) -> Result<Json<Vec<QuarantinedDoc>>, Problem> {
+    Ok(Json(st.control.quarantine().await?))
+}
+
+/// Re-checks a quarantined bundle and queues it again for the next upload. One that fails a
+/// check (damaged, not a bundle, already acknowledged, its program off) stays and answers 409.
+#[utoipa::path(post, path = "/api/v1/quarantine/{id}/retry", params(("id" = String, Path, description = "the file's name in quarantine/")),
+    responses((status = 200, body = QuarantineActionDoc), (status = 404, description = "no such file in quarantine/"),
+        (status = 409, description = "the re-check failed; it stays in quarantine")))]
+async fn quarantine_retry(State(st): St, P(id): P<String>) -> Result<Json<QuarantineActionDoc>, Problem> {
+    let doc = st.control.quarantine_retry(&id).await?;
+    st.refresh();
+    Ok(Json(doc))
+}
+
+/// Deletes a quarantined file for good; the ledger records it (`purged`).
+#[utoipa::path(delete, path = "/api/v1/quarantine/{id}", params(("id" = String, Path, description = "the file's name in quarantine/")),
+    responses((status = 200, body = QuarantineActionDoc), (status = 404, description = "no such file in quarantine/")))]
+async fn quarantine_purge(State(st): St, P(id): P<String>) -> Result<Json<QuarantineActionDoc>, Problem> {
+    let doc = st.control.quarantine_purge(&id).await?;
     st.refresh();
     Ok(Json(doc))
 }

@@ -1,6 +1,6 @@
 //! How the CLI prints things for people, and JSON for scripts.
 
-use callhome::api::dto::{AttemptDoc, CollectedDoc, LedgerDoc, ProgramDoc, StatusDoc, UploadReportDoc};
+use callhome::api::dto::{AttemptDoc, CollectedDoc, LedgerDoc, ProgramDoc, QuarantinedDoc, StatusDoc, UploadReportDoc};
 use callhome::clock::rfc3339;
 use callhome::store::LedgerRow;
 use serde::Serialize;
@@ -133,6 +133,18 @@ pub fn upload_report(r: &UploadReportDoc) {
             line.push_str(&format!(", {code}: {msg}"));
         }
         println!("{line}");
+    }
+}
+
+pub fn quarantine(items: &[QuarantinedDoc], as_json: bool) {
+    if as_json {
+        return json(items);
+    }
+    if items.is_empty() {
+        println!("nothing in quarantine");
+    }
+    for q in items {
+        println!("{}  {}  {} bytes  {}", q.id, q.quarantined_at, q.size, q.reason);
     }
 }
 

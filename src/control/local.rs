@@ -9,7 +9,7 @@ use super::{ControlError, ProgramChange, Result};
 use crate::agent::Agent;
 use crate::api::dto::{
     AttemptDoc, BundleDoc, CollectedDoc, ExportDoc, ExportPartDoc, HistoryPage, ImportDoc, LedgerCheckDoc, LedgerDoc,
-    ProgramChanged, ProxyDoc, StatusDoc, StepDoc, UploadReportDoc, WithdrawnDoc,
+    ProgramChanged, ProxyDoc, QuarantineActionDoc, QuarantinedDoc, StatusDoc, StepDoc, UploadReportDoc, WithdrawnDoc,
 };
 use crate::bundle::{BundleError, Reader};
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -138,6 +138,41 @@ impl Local {
             ControlError::NotFound(format!("no pending bundle {name:?}; GET /api/v1/bundles lists them"))
         })?;
         Ok(WithdrawnDoc { bundle: p.name, program: p.program.name().into(), size: p.size })
+    }
+
+    /// The files in quarantine/, oldest first.
+    pub async fn quarantine(&self) -> Result<Vec<QuarantinedDoc>> {
+        Ok(self
+            .agent
+            .quarantined()?
+            .into_iter()
+            .map(|q| QuarantinedDoc {
+                id: q.id,
+                size: q.size,
+                reason: q.reason,
+                quarantined_at: crate::clock::rfc3339(q.at),
+            })
+            .collect())
+    }
+
+    /// Re-checks a quarantined bundle and queues it again; one that fails a check stays
+    /// ([`ControlError::Refused`] with the reason).
+    pub async fn quarantine_retry(&self, id: &str) -> Result<QuarantineActionDoc> {
+        match self.agent.retry_quarantined(id).await? {
+            crate::agent::Retried::Requeued(p) => Ok(QuarantineActionDoc {
+                id: id.into(),
+                action: "requeued".into(),
+                bundle: Some(p.name),
+                program: Some(p.program.name().into()),
+            }),
+            crate::agent::Retried::NotFound => Err(not_quarantined(id)),
+        }
+    }
+
+    /// Deletes a quarantined file for good (the ledger records it).
+    pub async fn quarantine_purge(&self, id: &str) -> Result<QuarantineActionDoc> {
+        let q = self.agent.purge_quarantined(id).await?.ok_or_else(|| not_quarantined(id))?;
+        Ok(QuarantineActionDoc { id: q.id, action: "purged".into(), bundle: None, program: None })
     }
 
     pub async fn history(&self, limit: u32, offset: u32) -> Result<HistoryPage> {
@@ -338,4 +373,8 @@ impl Local {
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::agent::Notice> {
         self.agent.subscribe()
     }
+}
+
+fn not_quarantined(id: &str) -> ControlError {
+    ControlError::NotFound(format!("nothing in quarantine is called {id:?}; `callhome quarantine list` lists them"))
 }

@@ -19,7 +19,7 @@ use crate::agent::{Agent, AgentError};
 use crate::api::client::{Client, ClientError};
 use crate::api::dto::{
     BundleDoc, CollectedDoc, ExportDoc, HistoryPage, LedgerCheckDoc, LedgerDoc, ProgramChanged, ProgramDoc, ProxyDoc,
-    StatusDoc, UploadReportDoc, WithdrawnDoc,
+    QuarantineActionDoc, QuarantinedDoc, StatusDoc, UploadReportDoc, WithdrawnDoc,
 };
 use crate::clock::Timestamp;
 use crate::config::Config;
@@ -157,6 +157,18 @@ impl Control {
     /// Withdraws a pending bundle of an optional program (the ledger records it).
     pub async fn withdraw(&self, name: &str) -> Result<WithdrawnDoc> {
         both!(self, withdraw(name))
+    }
+
+    pub async fn quarantine(&self) -> Result<Vec<QuarantinedDoc>> {
+        both!(self, quarantine())
+    }
+
+    pub async fn quarantine_retry(&self, id: &str) -> Result<QuarantineActionDoc> {
+        both!(self, quarantine_retry(id))
+    }
+
+    pub async fn quarantine_purge(&self, id: &str) -> Result<QuarantineActionDoc> {
+        both!(self, quarantine_purge(id))
     }
 
     pub async fn history(&self, limit: u32, offset: u32) -> Result<HistoryPage> {

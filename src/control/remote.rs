@@ -9,7 +9,7 @@ use super::{ControlError, ProgramChange, Result};
 use crate::api::client::Client;
 use crate::api::dto::{
     BundleDoc, CollectedDoc, ExportDoc, HistoryPage, LedgerCheckDoc, LedgerDoc, ProgramChanged, ProgramDoc, ProxyDoc,
-    StatusDoc, UploadReportDoc, WithdrawnDoc,
+    QuarantineActionDoc, QuarantinedDoc, StatusDoc, UploadReportDoc, WithdrawnDoc,
 };
 use crate::clock::{Timestamp, rfc3339};
 use crate::programs::Program;
@@ -96,6 +96,18 @@ impl Remote {
 
     pub async fn withdraw(&self, name: &str) -> Result<WithdrawnDoc> {
         self.send(reqwest::Method::DELETE, &format!("/api/v1/bundles/{}", encode(name)), json!({})).await
+    }
+
+    pub async fn quarantine(&self) -> Result<Vec<QuarantinedDoc>> {
+        self.get("/api/v1/quarantine").await
+    }
+
+    pub async fn quarantine_retry(&self, id: &str) -> Result<QuarantineActionDoc> {
+        self.send(reqwest::Method::POST, &format!("/api/v1/quarantine/{}/retry", encode(id)), json!({})).await
+    }
+
+    pub async fn quarantine_purge(&self, id: &str) -> Result<QuarantineActionDoc> {
+        self.send(reqwest::Method::DELETE, &format!("/api/v1/quarantine/{}", encode(id)), json!({})).await
     }
 
     pub async fn history(&self, limit: u32, offset: u32) -> Result<HistoryPage> {
