@@ -91,6 +91,11 @@ enum Command {
         #[command(subcommand)]
         action: LedgerAction,
     },
+    /// Bundles the receiver refused for good, or that failed verification: list, retry, purge.
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -295,6 +300,25 @@ enum SecretChannel {
 enum ExportAction {
     /// Record an export as reported by hand, without a signed receipt (shown as unverified).
     Confirm { export_id: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum QuarantineAction {
+    /// List the files in quarantine/ with why each is there.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-check a quarantined bundle and queue it again for the next upload.
+    Retry {
+        /// The file's name, as `quarantine list` shows it.
+        id: String,
+    },
+    /// Delete a quarantined file for good (the ledger records it as purged).
+    Purge {
+        /// The file's name, as `quarantine list` shows it.
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

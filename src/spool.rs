@@ -53,9 +53,25 @@ pub struct Recovery {
 /// What the quota did to make room.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct QuotaOutcome {
+    /// Files removed from `exports/` (oldest first) to make room.
+    pub exports_removed: Vec<String>,
     pub evicted: Vec<String>,
     /// Still over the quota with compliance bundles alone: they are kept, and this is reported.
     pub over_quota_bytes: u64,
+}
+
+/// A file in quarantine/: a bundle the receiver refused for good or that failed verification, or
+/// a stranger found in the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Its file name in quarantine/.
+    pub id: String,
+    pub path: PathBuf,
+    pub size: u64,
+    /// The `.reason` note beside it.
+    pub reason: String,
+    /// When it was moved there (the file's modification time).
+    pub at: Timestamp,
 }
 
 /// Why a bundle leaves the spool: what [`Spool::retire`] writes to the ledger first.
@@ -165,6 +181,72 @@ impl Spool {
         Ok(new)
     }
 
+    /// The files in quarantine/, oldest first (their `.reason` notes are not listed).
+    pub fn quarantined(&self) -> Result<Vec<Quarantined>> {
+        let dir = self.dir.quarantine_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_at(&dir)(e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(io_at(&dir))?;
+            let id = e.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = e.metadata() else { continue };
+            if id.ends_with(".reason") || !meta.is_file() {
+                continue;
+            }
+            let reason = fs::read_to_string(reason_path(&e.path())).unwrap_or_default().trim_end().to_string();
+            let at = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            out.push(Quarantined { id, path: e.path(), size: meta.len(), reason, at });
+        }
+        out.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        Ok(out)
+    }
+
+    /// A quarantined file by its id (its plain file name).
+    pub fn find_quarantined(&self, id: &str) -> Result<Option<Quarantined>> {
+        Ok(self.quarantined()?.into_iter().find(|q| q.id == id))
+    }
+
+    /// Puts a quarantined bundle back into its program's folder under `name` (rename, both
+    /// folders fsynced) and drops its `.reason` note. The caller has re-checked it.
+    pub fn requeue(&self, q: &Quarantined, program: Program, name: &str) -> Result<Pending> {
+        let dest_dir = self.dir.spool_dir(program);
+        fs::create_dir_all(&dest_dir).map_err(io_at(&dest_dir))?;
+        let dest = dest_dir.join(name);
+        if dest.exists() {
+            return Err(io_at(&dest)(io::Error::new(io::ErrorKind::AlreadyExists, "a pending bundle has this name")));
+        }
+        fs::rename(&q.path, &dest).map_err(io_at(&q.path))?;
+        sync_dir(&dest_dir).map_err(io_at(&dest_dir))?;
+        unlink(&reason_path(&q.path))?;
+        Ok(Pending { program, name: name.into(), path: dest, size: q.size })
+    }
+
+    /// Deletes a quarantined file for good: its `purged` ledger row through [`Spool::retire`],
+    /// then the file and its note.
+    pub fn purge(&self, store: &mut Store, q: &Quarantined, program: Program, now: Timestamp) -> Result<()> {
+        let sha = fsutil::sha256_file(&q.path).map(|(s, _)| s).unwrap_or_default();
+        let entry = LedgerEntry {
+            at: now,
+            event: LedgerEvent::Purged,
+            program,
+            bundle: q.id.clone(),
+            sha256: sha,
+            size: q.size,
+            detail: format!("purged from quarantine/ by the administrator; it was quarantined because: {}", q.reason),
+        };
+        let as_pending = Pending { program, name: q.id.clone(), path: q.path.clone(), size: q.size };
+        self.retire(store, &as_pending, Fate::Recorded(&entry))?;
+        unlink(&reason_path(&q.path))
+    }
+
     /// Moves a file into quarantine/ with a `.reason` note beside it.
     pub fn quarantine(&self, path: &Path, reason: &str) -> Result<PathBuf> {
         let qdir = self.dir.quarantine_dir();
@@ -242,10 +324,23 @@ impl Spool {
 
     /// Keeps the spool under `max_bytes`: optional programs' oldest bundles go first (recorded);
     /// compliance bundles are never evicted, and what is still over is reported.
+    ///
+    /// The files in `exports/` count too, and go before any bundle: an export is a copy of
+    /// bundles that are still pending (or already reported), a support bundle can be made again.
     pub fn enforce_quota(&self, store: &mut Store, max_bytes: u64, now: Timestamp) -> Result<QuotaOutcome> {
         let all = self.all_pending()?;
-        let mut total: u64 = all.iter().map(|p| p.size).sum();
         let mut outcome = QuotaOutcome::default();
+        let mut exports = self.exports();
+        let mut total: u64 = all.iter().map(|p| p.size).sum::<u64>() + exports.iter().map(|e| e.2).sum::<u64>();
+        exports.sort();
+        for (_, path, size) in exports {
+            if total <= max_bytes {
+                break;
+            }
+            fs::remove_file(&path).map_err(io_at(&path))?;
+            total -= size;
+            outcome.exports_removed.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        }
         let mut optional: Vec<&Pending> = all.iter().filter(|p| !p.program.mandatory()).collect();
         // Oldest first across programs: the stamp follows the `upload_<type>_` prefix.
         optional.sort_by(|a, b| stamp_part(&a.name).cmp(stamp_part(&b.name)));
@@ -265,6 +360,35 @@ impl Spool {
         }
         outcome.over_quota_bytes = total.saturating_sub(max_bytes);
         Ok(outcome)
+    }
+
+    /// The files in `exports/`: (modified, path, bytes), in no order.
+    fn exports(&self) -> Vec<(i64, PathBuf, u64)> {
+        crate::manual::export_files(&self.dir.exports_dir())
+            .into_iter()
+            .filter_map(|path| {
+                let m = fs::metadata(&path).ok()?;
+                let modified = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
+                Some((modified, path, m.len()))
+            })
+            .collect()
+    }
+
+    /// The bytes the files in `exports/` take.
+    pub fn exports_bytes(&self) -> u64 {
+        self.exports().iter().map(|e| e.2).sum()
+    }
+
+    /// Removes the files in `exports/` older than `max_age`; returns their names.
+    pub fn expire_exports(&self, max_age: std::time::Duration, now: Timestamp) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for (modified, path, _) in self.exports() {
+            if now - modified >= max_age.as_secs() as i64 {
+                fs::remove_file(&path).map_err(io_at(&path))?;
+                removed.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            }
+        }
+        Ok(removed)
     }
 
     /// Start-up: clean `.tmp`, finish interrupted deletions, quarantine strangers.
@@ -320,6 +444,11 @@ fn unlink(path: &Path) -> Result<()> {
     }
     let dir = fsutil::parent_dir(path);
     sync_dir(dir).map_err(io_at(dir))
+}
+
+/// The `.reason` note beside a quarantined file.
+fn reason_path(path: &Path) -> PathBuf {
+    path.with_file_name(format!("{}.reason", path.file_name().unwrap_or_default().to_string_lossy()))
 }
 
 fn stamp_part(name: &str) -> &str {

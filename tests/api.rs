@@ -267,6 +267,9 @@ fn every_endpoint_answers_and_the_openapi_document_lists_them_all() {
         "PUT /api/v1/registration",
         "DELETE /api/v1/registration",
         "DELETE /api/v1/bundles/{id}",
+        "GET /api/v1/quarantine",
+        "POST /api/v1/quarantine/{id}/retry",
+        "DELETE /api/v1/quarantine/{id}",
         "GET /api/v1/ledger/verify",
         "POST /api/v1/dashboard/link",
         "GET /api/v1/alerts",
@@ -316,9 +319,9 @@ fn the_event_stream_reports_a_change() {
             break;
         }
     }
-    assert_eq!(api.call("PUT", "/api/v1/programs/events", Some("{\"enabled\": true}")).status, 200);
+    assert_eq!(api.call("PUT", "/api/v1/programs/ceip", Some("{\"enabled\": false}")).status, 200);
     let mut seen = String::new();
-    while !seen.contains("event: state") || !seen.contains("program events on") {
+    while !seen.contains("event: state") || !seen.contains("program ceip off") {
         line.clear();
         assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended: {seen}");
         seen.push_str(&line);
@@ -389,6 +392,14 @@ fn check_is_critical_when_the_compliance_clock_is_past_its_limit() {
     let out = s.cli(&["check"]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(stdout(&out).starts_with("CALLHOME CRITICAL - compliance overdue: 100 days"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("10 days overdue"), "{}", stdout(&out));
+    // The alert says what happened: nothing was ever reported.
+    let log = s.data.join("logs").join("agent.log");
+    wait_until(Duration::from_secs(15), "the overdue alert in the agent's log", || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("never reported (installed 100 days ago), 10 days overdue"))
+    });
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("last reported"));
 }
 
 #[test]

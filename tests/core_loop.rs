@@ -76,6 +76,29 @@ fn a_503_with_retry_after_is_retried_after_the_wait() {
 }
 
 #[test]
+fn a_failed_upload_now_is_retried_within_retry_max_once_the_receiver_returns() {
+    let s = Setup::new();
+    // The receiver fails the first upload, then is back; the daily slot is an hour away.
+    let r = Receiver::start(s.path(), &["status=503,times=1"]);
+    s.configure_for(&r, "first_upload_delay = \"1h\"\nretry_base = \"1s\"\nretry_max = \"5s\"\n");
+    let _agent = s.start_agent();
+    AgentApi::wait_for(&s);
+    let out = s.cli(&["upload", "--program", "telemetry"]);
+    assert_eq!(out.status.code(), Some(4), "the on-demand upload failed: {}{}", stdout(&out), stderr(&out));
+    assert_eq!(s.spool("compliance").len(), 1, "the bundle is kept");
+    wait_until(Duration::from_secs(30), "the failed Upload now to be retried", || {
+        s.spool("compliance").is_empty() && s.result_file("compliance").contains("CTX_UPLOADER_SUCCESS")
+    });
+    let h = s.history();
+    let t = |a: &serde_json::Value| humantime::parse_rfc3339(a["at"].as_str().unwrap()).unwrap();
+    let failed = h.iter().find(|a| a["http_status"] == 503).expect("the 503 attempt is recorded");
+    let ok = h.iter().find(|a| a["program"] == "telemetry" && a["code"] == "CTX_UPLOADER_SUCCESS").unwrap();
+    let waited = t(ok).duration_since(t(failed)).unwrap();
+    // retry_max is 5 s; the rest is slack for a loaded machine (the daily slot was an hour away).
+    assert!(waited <= Duration::from_secs(15), "retried after {waited:?}, not within retry_max");
+}
+
+#[test]
 fn a_rejected_bundle_is_quarantined_with_its_reason() {
     let s = Setup::new();
     let r = Receiver::start(s.path(), &["status=400,times=1"]);
@@ -94,6 +117,79 @@ fn a_rejected_bundle_is_quarantined_with_its_reason() {
     let out = s.cli(&["upload", "--program", "telemetry"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert_eq!(r.bundles().len(), 1);
+}
+
+#[test]
+fn quarantine_lists_retries_and_purges_from_the_cli_and_the_api() {
+    let s = Setup::new();
+    let r = Receiver::start(s.path(), &["status=413,times=3"]);
+    s.configure_for(&r, "first_upload_delay = \"1h\"\n");
+    for _ in 0..3 {
+        // Each upload collects a bundle (none is pending) that the receiver refuses for good.
+        assert_eq!(s.cli(&["upload", "--program", "telemetry"]).status.code(), Some(4));
+    }
+    // A damaged file that looks like a bundle.
+    let qdir = s.data.join("quarantine");
+    let damaged = "upload_compliance_20260101T000000Z_dead.zip";
+    std::fs::write(qdir.join(damaged), b"not a zip").unwrap();
+    std::fs::write(qdir.join(format!("{damaged}.reason")), "found damaged\n").unwrap();
+
+    let listed = s.cli(&["quarantine", "list", "--json"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(items.len(), 4, "{items:?}");
+    let refused: Vec<String> = items
+        .iter()
+        .filter(|q| q["reason"].as_str().unwrap().contains("413"))
+        .map(|q| q["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(refused.len(), 3, "each says why: {items:?}");
+    assert!(stdout(&s.cli(&["quarantine", "list"])).contains(damaged));
+
+    // The CLI: a retry re-checks and re-queues, and the next upload sends it.
+    let out = s.cli(&["quarantine", "retry", &refused[0]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.spool("compliance"), [refused[0].clone()]);
+    assert!(s.cli(&["upload", "--program", "telemetry"]).status.success());
+    assert_eq!(r.bundles().len(), 1, "the retried bundle reached the receiver");
+    // A damaged one fails the re-check and stays.
+    let out = s.cli(&["quarantine", "retry", damaged]);
+    assert_eq!(out.status.code(), Some(7), "{}", stdout(&out));
+    assert!(stderr(&out).contains("stays in quarantine"), "{}", stderr(&out));
+    assert!(qdir.join(damaged).exists());
+    // A purge is a ledger row.
+    let out = s.cli(&["quarantine", "purge", &refused[1]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!qdir.join(&refused[1]).exists() && !qdir.join(format!("{}.reason", refused[1])).exists());
+    let out = s.cli(&["quarantine", "retry", "nothing-like-it.zip"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("quarantine list"), "{}", stderr(&out));
+
+    // The API, through the running agent.
+    let _agent = s.start_agent();
+    let api = AgentApi::wait_for(&s);
+    let list = api.get("/api/v1/quarantine").json();
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|q| q["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{list}");
+    assert!(ids.contains(&damaged) && ids.contains(&refused[2].as_str()), "{list}");
+    assert_eq!(api.call("POST", "/api/v1/quarantine/nothing-like-it.zip/retry", Some("{}")).status, 404);
+    let a = api.call("POST", &format!("/api/v1/quarantine/{damaged}/retry"), Some("{}"));
+    assert_eq!(a.status, 409, "{}", a.text());
+    let a = api.call("DELETE", &format!("/api/v1/quarantine/{damaged}"), None);
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["action"], "purged");
+    let a = api.call("POST", &format!("/api/v1/quarantine/{}/retry", refused[2]), Some("{}"));
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!((a.json()["action"].as_str(), a.json()["program"].as_str()), (Some("requeued"), Some("telemetry")));
+    assert_eq!(api.call("DELETE", &format!("/api/v1/quarantine/{}", refused[2]), None).status, 404);
+    assert!(api.get("/api/v1/quarantine").json().as_array().unwrap().is_empty());
+    assert_eq!(api.get("/api/v1/status").json()["spool"]["quarantined"], 0);
+    drop(_agent);
+
+    let purged: Vec<serde_json::Value> = s.ledger().into_iter().filter(|r| r["event"] == "purged").collect();
+    assert_eq!(purged.len(), 2, "{purged:?}");
+    let verify = s.cli(&["ledger", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
 }
 
 #[test]
@@ -201,7 +297,39 @@ fn do_not_track_turns_the_optional_programs_off_by_default() {
         assert_eq!(st["programs"][i]["enabled"], false, "{}", st["programs"][i]);
     }
     assert_eq!(st["programs"][0]["enabled"], true);
-    assert_eq!(s.status()["programs"][3]["enabled"], true, "without DO_NOT_TRACK the config default holds");
+    let out = s.cli_env(&["status", "--json"], &[("CALLHOME_ENDPOINT_TOKEN", "registered")]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["programs"][3]["enabled"], true, "without DO_NOT_TRACK the config default holds");
+}
+
+#[test]
+fn event_data_needs_registration() {
+    let s = Setup::new();
+    s.configure_offline("first_upload_delay = \"1h\"\n[programs]\nevents = true\n");
+    // Without an endpoint token the program cannot be turned on, and is off whatever the default.
+    let out = s.cli(&["programs", "set", "events", "on"]);
+    assert_eq!(out.status.code(), Some(7), "{}{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("Event data needs registration"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("callhome register --token-stdin"), "says what to do: {}", stderr(&out));
+    assert_eq!(s.status()["programs"][3]["enabled"], false);
+    let out = s.cli(&["collect", "--program", "events"]);
+    assert!(stdout(&out).contains("needs registration"), "{}", stdout(&out));
+    assert!(s.spool("events").is_empty(), "collects nothing");
+    // The same over the API: 409 with the reason.
+    let _agent = s.start_agent();
+    let api = AgentApi::wait_for(&s);
+    let a = api.call("PUT", "/api/v1/programs/events", Some("{\"enabled\": true}"));
+    assert_eq!(a.status, 409, "{}", a.text());
+    assert!(a.text().contains("needs registration"), "{}", a.text());
+    assert_eq!(api.get("/api/v1/status").json()["programs"][3]["enabled"], false);
+    drop(_agent);
+    // A registered agent may turn it on.
+    let token = [("CALLHOME_ENDPOINT_TOKEN", "registered")];
+    let out = s.cli_env(&["programs", "set", "events", "on"], &token);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.cli_env(&["status", "--json"], &token);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["programs"][3]["enabled"], true);
 }
 
 #[test]

@@ -256,11 +256,13 @@ fn a_license_expiring_in_20_days_is_an_event_in_status_and_in_an_event_bundle() 
     assert_eq!((e["kind"].as_str(), e["days"].as_i64()), (Some("expiring"), Some(20)));
     assert!(e["message"].as_str().unwrap().contains("in 20 days"));
 
-    let out = s.cli(&["collect", "--program", "events"]);
+    // Event data exists for registered agents only.
+    let registered = [("CALLHOME_ENDPOINT_TOKEN", "registered")];
+    let out = s.cli_env(&["collect", "--program", "events"], &registered);
     assert!(out.status.success(), "{}", stderr(&out));
     let events = ZipEntries::read(&only_bundle(&s, "events")).json("events.json");
     assert!(events["events"].as_array().unwrap().iter().any(|e| e["feature"] == "trial_addon"));
-    let again = s.cli(&["collect", "--program", "events"]);
+    let again = s.cli_env(&["collect", "--program", "events"], &registered);
     assert!(stdout(&again).contains("skipped (no new license events)"), "{}", stdout(&again));
 }
 

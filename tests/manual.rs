@@ -60,7 +60,10 @@ fn the_air_gapped_round_trip_empties_the_spool_and_resets_the_clock() {
     assert!(stdout(&out).contains("manual reporting"), "manual mode uploads nothing: {}", stdout(&out));
     let out = s.cli(&["check"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stdout(&out).contains("manual report due in 0 days"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("manual report 5 days overdue"), "{}", stdout(&out));
+    let out = s.cli(&["status"]);
+    assert!(stdout(&out).contains("· 5 days overdue ·"), "not \"-5 of 90 days left\": {}", stdout(&out));
+    assert!(!stdout(&out).contains("-5"), "{}", stdout(&out));
     assert_eq!(s.spool("compliance").len(), 3);
 
     let ex = s.path().join("export.zip");
@@ -269,23 +272,41 @@ fn the_receivers_manual_page_takes_an_export_and_gives_the_receipt() {
     assert_eq!(r.bundles().len(), 2);
 }
 
-#[test]
-fn an_export_split_by_max_size_gives_parts_that_all_ingest_in_any_order() {
+/// An isolated agent whose Call Home is on too, so the export mixes bundle sizes.
+fn isolated_mixed() -> Setup {
     let s = isolated();
-    collect_n(&s, 4);
-    let sizes: Vec<u64> = s
-        .spool("compliance")
+    let text = std::fs::read_to_string(&s.config).unwrap().replace("call_home = false", "call_home = true");
+    std::fs::write(&s.config, text).unwrap();
+    collect_n(&s, 3);
+    for _ in 0..2 {
+        assert!(s.cli(&["collect", "--program", "call_home"]).status.success());
+    }
+    s
+}
+
+fn pending_sizes(s: &Setup) -> Vec<u64> {
+    ["compliance", "callhome"]
         .iter()
-        .map(|n| std::fs::metadata(s.data.join("spool/compliance").join(n)).unwrap().len())
-        .collect();
-    let max = sizes[0] + sizes[1] + 10; // two bundles a part
-    let out = s.cli(&["export", "--out", s.path().join("ex.zip").to_str().unwrap(), "--max-size", &max.to_string()]);
+        .flat_map(|k| s.spool(k).into_iter().map(move |n| s.data.join("spool").join(k).join(n)))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .collect()
+}
+
+#[test]
+fn an_export_split_by_max_size_gives_parts_no_larger_than_the_cap_that_all_ingest_in_any_order() {
+    let s = isolated_mixed();
+    let sizes = pending_sizes(&s);
+    assert!(sizes.iter().min() != sizes.iter().max(), "bundles of mixed sizes: {sizes:?}");
+    assert!(*sizes.iter().max().unwrap() < 5_000, "every bundle fits a 6 KB part alone: {sizes:?}");
+    age_install(&s, 95);
+    let out = s.cli(&["export", "--out", s.path().join("ex.zip").to_str().unwrap(), "--max-size", "6KB"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let parts: Vec<PathBuf> =
-        (1..=3).map(|i| s.path().join(format!("ex.part{i}.zip"))).filter(|p| p.exists()).collect();
+        (1..=sizes.len()).map(|i| s.path().join(format!("ex.part{i}.zip"))).filter(|p| p.exists()).collect();
     assert!(parts.len() >= 2, "several parts: {}", stdout(&out));
     for p in &parts {
-        assert!(std::fs::metadata(p).unwrap().len() < max + 2048, "each part stays near the limit");
+        let len = std::fs::metadata(p).unwrap().len();
+        assert!(len <= 6_000, "{} is {len} bytes, over the 6 KB cap", p.display());
     }
     // Ingested in reverse order, each with its own receipt.
     for (i, p) in parts.iter().rev().enumerate() {
@@ -293,8 +314,101 @@ fn an_export_split_by_max_size_gives_parts_that_all_ingest_in_any_order() {
         let out = s.cli(&["import-receipt", receipt.to_str().unwrap()]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    assert!(s.spool("compliance").is_empty());
+    assert_eq!(s.all_pending(), 0, "every part was ingested");
+    let st = s.status();
+    assert_eq!(
+        (st["compliance"]["state"].as_str(), st["compliance"]["days_since_last_upload"].as_i64()),
+        (Some("ok"), Some(0))
+    );
     assert!(s.cli(&["ledger", "verify"]).status.success());
     let bad = s.cli(&["export", "--out", "x.zip", "--max-size", "12parsecs"]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn a_bundle_larger_than_the_cap_is_an_error_naming_it_and_writes_nothing() {
+    let s = isolated();
+    collect_n(&s, 1);
+    let name = s.spool("compliance").remove(0);
+    let out = s.cli(&["export", "--out", s.path().join("ex.zip").to_str().unwrap(), "--max-size", "1KB"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains(&name), "names the bundle: {}", stderr(&out));
+    assert!(stderr(&out).contains("--max-size of at least"), "says what to do: {}", stderr(&out));
+    assert!(files_under(s.path()).iter().all(|p| !p.to_string_lossy().contains("ex.")), "nothing written");
+    assert_eq!(s.spool("compliance").len(), 1);
+}
+
+#[test]
+fn the_api_export_takes_a_maximum_size_and_receipted_parts_leave_exports() {
+    let s = isolated_mixed();
+    age_install(&s, 95);
+    let mut agent = RunningAgent::start(s, None);
+    assert_eq!(agent.call("POST", "/api/v1/export", Some("{\"max_size\": 0}")).status, 422);
+    let job = agent.job(&agent.call("POST", "/api/v1/export", Some("{\"max_size\": 6000}")));
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let parts = job["result"]["parts"].as_array().unwrap().clone();
+    assert!(parts.len() >= 2, "{job}");
+    let exports = agent.s.data.join("exports");
+    for p in &parts {
+        let path = exports.join(p["file"].as_str().unwrap());
+        assert!(std::fs::metadata(&path).unwrap().len() <= 6_000, "{p}");
+        assert_eq!(agent.get(p["href"].as_str().unwrap()).status, 200);
+    }
+    assert!(agent.get("/api/v1/status").json()["spool"]["exports_bytes"].as_u64().unwrap() > 0);
+    // Too small for one bundle: a clear refusal naming the bundle, nothing written.
+    let small = agent.job(&agent.call("POST", "/api/v1/export", Some("{\"max_size\": 500}")));
+    assert_eq!(small["state"], "failed", "{small}");
+    assert!(small["result"]["error"].as_str().unwrap().contains("upload_"), "{small}");
+    assert_eq!(list(&exports, ".zip").len(), parts.len());
+    for (i, p) in parts.iter().enumerate() {
+        let path = exports.join(p["file"].as_str().unwrap());
+        let receipt = ingest(&agent.s, &path, &agent.s.path().join("receiver-signing.pem"), &format!("r{i}.json"));
+        let a = agent.call("POST", "/api/v1/import-receipt", Some(&std::fs::read_to_string(receipt).unwrap()));
+        assert_eq!(a.status, 200, "{}", a.text());
+        assert!(!path.exists(), "a receipted export leaves exports/");
+    }
+    assert_eq!(agent.get("/api/v1/status").json()["compliance"]["state"], "ok");
+    agent.stop();
+}
+
+#[test]
+fn exports_count_in_the_spool_quota_and_expire() {
+    let s = isolated();
+    collect_n(&s, 2);
+    let exports = s.data.join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    let old = exports.join("old.zip");
+    export(&s, &old);
+    let newer = exports.join("newer.zip");
+    std::fs::copy(&old, &newer).unwrap();
+    // Past the age limit: removed at the next collection.
+    let out = std::process::Command::new("touch").args(["-d", "40 days ago"]).arg(&old).output().unwrap();
+    assert!(out.status.success());
+    collect_n(&s, 1);
+    assert!(!old.exists(), "an export older than spool.exports_max_age is removed");
+    assert!(newer.exists());
+    // Over the quota: the export goes before any bundle.
+    let pending: u64 = pending_sizes(&s).iter().sum();
+    let export_bytes = std::fs::metadata(&newer).unwrap().len();
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("{text}[spool]\nmax_bytes = {}\n", pending + export_bytes / 2)).unwrap();
+    collect_n(&s, 1);
+    assert!(!newer.exists(), "the export counted against spool.max_bytes and went first");
+    assert_eq!(s.spool("compliance").len(), 4, "no bundle was evicted");
+}
+
+#[test]
+fn a_confirmed_export_writes_the_result_file_with_its_own_code_and_leaves_exports() {
+    let s = isolated();
+    collect_n(&s, 1);
+    let exports = s.data.join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    let ex = exports.join("by-hand.zip");
+    let id = export(&s, &ex);
+    let out = s.cli(&["export", "confirm", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let xml = s.result_file("compliance");
+    assert!(xml.contains("<Code>CTX_UPLOADER_MANUAL_UNVERIFIED</Code>"), "{xml}");
+    assert!(xml.contains(&format!("<Arg>{id}</Arg>")), "{xml}");
+    assert!(!ex.exists(), "a confirmed export leaves exports/");
 }

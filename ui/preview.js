@@ -1,7 +1,7 @@
 // Data preview: the pending bundles, and for one of them its manifest and every file as it will
 // be sent, JSON pretty-printed and searchable, each checked here against the SHA-256 the
-// manifest states; the exact zip to download, with the SHA-256 the ledger will record; and
-// "withdraw" for optional programs' bundles.
+// manifest states; the exact zip to download, with the SHA-256 the ledger will record;
+// "withdraw" for optional programs' bundles; and the quarantine, to retry or purge.
 
 import { api, download, seg } from "./api.js";
 import { h, fill, bytes, when, plural, message, announce, table, action, TITLES } from "./dom.js";
@@ -39,8 +39,49 @@ function readable(buf) {
   return text;
 }
 
+/** The quarantine: each file with why it is there, to retry (re-checked, queued again) or purge. */
+function quarantineSection(items, main) {
+  const note = h("div", { id: "quarantine-message", class: "message" });
+  const act = async (q, how) => {
+    try {
+      const r = how === "retry"
+        ? await api(`/api/v1/quarantine/${seg(q.id)}/retry`, { method: "POST", body: {} })
+        : await api(`/api/v1/quarantine/${seg(q.id)}`, { method: "DELETE" });
+      await list(main);
+      message(main.querySelector("#quarantine-message"), r.action === "requeued"
+        ? `${q.id} passed its checks and is queued again as ${r.bundle}: it goes with the next upload.`
+        : `${q.id} purged: deleted for good, and the ledger records it.`, "good");
+    } catch (err) {
+      message(note, err.message, "bad");
+    }
+  };
+  const rows = items.map((q) => {
+    const confirm = h("span", { hidden: true },
+      h("button", { type: "button", class: "danger", "data-action": "purge-yes", "data-id": q.id, onclick: () => act(q, "purge") }, "Delete for good"),
+      " ",
+      h("button", { type: "button", class: "secondary", onclick: () => { confirm.hidden = true; } }, "Keep it"));
+    return [
+      h("span", { class: "mono" }, q.id),
+      q.reason || "—",
+      when(q.quarantined_at),
+      bytes(q.size),
+      h("span", { class: "row" },
+        action("Retry", () => act(q, "retry"), { cls: "secondary", busyLabel: "Checking…", attrs: { "data-action": "retry", "data-id": q.id } }),
+        h("button", { type: "button", class: "danger", "data-action": "purge", "data-id": q.id, onclick: () => { confirm.hidden = false; } }, "Purge"),
+        confirm),
+    ];
+  });
+  return h("section", { "aria-labelledby": "h-quarantine", id: "quarantine" },
+    h("h2", { id: "h-quarantine" }, "Quarantine"),
+    h("p", {}, "Bundles the receiver refused for good, or that failed a check. Retry checks one again and queues it for the next upload; purge deletes it for good (the ledger records it)."),
+    note,
+    table("Quarantined files", [
+      { label: "File" }, { label: "Why" }, { label: "Since" }, { label: "Size", cls: "num" }, { label: "Action" },
+    ], rows, { emptyText: "Nothing is in quarantine." }));
+}
+
 async function list(main) {
-  const bundles = await api("/api/v1/bundles");
+  const [bundles, quarantined] = await Promise.all([api("/api/v1/bundles"), api("/api/v1/quarantine")]);
   fill(main,
     h("h1", {}, "Data preview"),
     h("p", {}, "Every bundle waiting to be uploaded. Open one to read each file exactly as it will be sent; what you download here is the zip byte for byte."),
@@ -52,7 +93,8 @@ async function list(main) {
       TITLES[b.program] || b.program,
       when(stampOf(b.id)),
       bytes(b.size),
-    ]), { emptyText: "No bundle is pending: everything collected has been sent (see History)." }));
+    ]), { emptyText: "No bundle is pending: everything collected has been sent (see History)." }),
+    quarantineSection(quarantined, main));
   return {};
 }
 

@@ -194,14 +194,25 @@ function manualSection(ctx) {
     }
   });
   const exportLink = h("div", { id: "export-result" });
+  const maxSize = h("input", { type: "number", id: "export-max-size", min: "1", step: "any", inputmode: "decimal", placeholder: "one file" });
   const exportBtn = action("Export pending bundles", async () => {
+    const mb = maxSize.value.trim() === "" ? null : Number(maxSize.value);
+    if (mb !== null && !(mb > 0)) {
+      message(msg, "The largest part must be more than 0 MB, or empty for one file.", "bad");
+      maxSize.focus();
+      return;
+    }
     message(msg, "Exporting…");
     try {
-      const job = await runJob("/api/v1/export", {});
+      const job = await runJob("/api/v1/export", mb === null ? {} : { max_size: Math.floor(mb * 1e6) });
       if (!job.ok) throw new Error(job.result?.error || "the export failed");
       const r = job.result;
-      message(msg, `Export ${r.export_id}: ${plural(r.bundles, "bundle")}, ${r.bytes} bytes.`, "good");
-      fill(exportLink, action(`Download ${r.file}`, () => download(r.href, r.file), { cls: "secondary", attrs: { id: "export-download" } }));
+      const parts = r.parts || [r];
+      const total = parts.reduce((n, p) => n + p.bundles, 0);
+      message(msg, parts.length > 1
+        ? `Export in ${parts.length} parts: ${plural(total, "bundle")}. Each part is a whole export with its own receipt.`
+        : `Export ${r.export_id}: ${plural(r.bundles, "bundle")}, ${r.bytes} bytes.`, "good");
+      fill(exportLink, ...parts.map((p, i) => action(`Download ${p.file}`, () => download(p.href, p.file), { cls: "secondary", attrs: { id: i === 0 ? "export-download" : `export-download-${i + 1}` } })));
     } catch (err) {
       message(msg, err.message, "bad");
     }
@@ -227,6 +238,7 @@ function manualSection(ctx) {
     h("h2", { id: "h-manual" }, "Manual reporting"),
     h("p", { class: "muted" }, "For isolated networks: license telemetry is not uploaded; export the pending bundles, carry the zip to the vendor's receiver, and import the signed receipt it gives back. The compliance clock moves when the receipt is imported."),
     h("label", { class: "choice", for: "manual-reporting" }, box, "Report license telemetry by hand"),
+    h("div", { class: "field" }, h("label", { for: "export-max-size" }, "Largest part, in MB (optional: split the export for media or mail limits)"), maxSize),
     h("div", { class: "row" }, exportBtn), exportLink,
     h("div", { class: "field" }, h("label", { for: "receipt-file" }, "Receipt from the vendor"), file),
     h("div", { class: "row" }, importBtn),

@@ -18,6 +18,9 @@ impl Agent {
 
     pub(super) async fn collect_program(&self, p: Program, consent: Consent) -> Result<Collected> {
         let skipped = |reason: &str| Ok(Collected::Skipped { program: p, reason: reason.into() });
+        if p == Program::Events && !self.registered() {
+            return skipped("Event data needs registration: no endpoint token");
+        }
         if !consent.enabled(p) {
             return skipped("the program is off");
         }
@@ -82,7 +85,14 @@ impl Agent {
         for (k, v) in after_commit {
             store.set_setting(k, &v)?;
         }
+        let expired = self.spool.expire_exports(self.cfg.spool.exports_max_age, now)?;
+        if !expired.is_empty() {
+            info!(removed = ?expired, "exports/ files older than spool.exports_max_age removed");
+        }
         let quota = self.spool.enforce_quota(&mut store, self.cfg.spool.max_bytes, now)?;
+        if !quota.exports_removed.is_empty() {
+            warn!(removed = ?quota.exports_removed, "spool over spool.max_bytes: removed the oldest files in exports/");
+        }
         if !quota.evicted.is_empty() {
             warn!(evicted = ?quota.evicted, "spool over spool.max_bytes: evicted the oldest optional-program bundles");
         }

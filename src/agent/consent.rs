@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Why Event data cannot be turned on yet, and what to do.
+pub const NEEDS_REGISTRATION: &str = "Event data needs registration: this agent has no endpoint token. Register it first (`callhome register --token-stdin`, `PUT /api/v1/registration`, or CALLHOME_ENDPOINT_TOKEN / the systemd credential endpoint-token), then turn Event data on";
+
 impl Agent {
     /// Turns an optional program on or off; off withdraws its pending bundles and samples.
     pub async fn set_enabled(&self, p: Program, on: bool) -> Result<Vec<String>> {
@@ -10,6 +13,9 @@ impl Agent {
             return Err(AgentError::Refused(
                 "license telemetry is mandatory and cannot be turned off; switch it to manual reporting instead".into(),
             ));
+        }
+        if on && p == Program::Events && !self.registered() {
+            return Err(AgentError::Refused(NEEDS_REGISTRATION.into()));
         }
         if !on && let Some((_, reason)) = self.locks().into_iter().find(|(l, _)| *l == p) {
             return Err(AgentError::Refused(format!("{} is locked on: {reason}", p.title())));

@@ -14,11 +14,13 @@ mod alerts;
 mod bundles;
 mod collection;
 mod consent;
+mod quarantine;
 mod run;
 mod status;
 mod upload;
 
 use access::stored_access;
+pub use quarantine::Retried;
 pub use status::{ChannelStatus, Status, VersionStatus};
 pub use upload::{ProgramUpload, UploadReport};
 
@@ -90,6 +92,8 @@ pub struct Agent {
     notices: tokio::sync::broadcast::Sender<Notice>,
     /// Counts bursts of work (tasks run, changes reported), so the loop knows when to go idle.
     work: std::sync::atomic::AtomicU64,
+    /// Wakes the scheduler loop when a front end moved a due time (a failed "Upload now").
+    rescheduled: tokio::sync::Notify,
 }
 
 /// Something changed that a live view or a notification may care about.
@@ -128,6 +132,7 @@ impl Agent {
             do_not_track: do_not_track_from_env(),
             notices: tokio::sync::broadcast::channel(256).0,
             work: std::sync::atomic::AtomicU64::new(0),
+            rescheduled: tokio::sync::Notify::new(),
             cfg,
             dir,
             clock,
@@ -179,10 +184,20 @@ impl Agent {
         Ok(tokio::task::spawn_blocking(move || dir.lock_work()).await.expect("lock task does not panic")?)
     }
 
+    /// The programs' effective state. Event data exists only for registered agents: without an
+    /// endpoint token it is off whatever the choice, the default or a lock says, so nothing is
+    /// collected or sent for it.
     pub fn consent(&self) -> Result<Consent> {
         let choices = self.store().choices()?;
         let locked: Vec<Program> = self.locks().into_iter().map(|(p, _)| p).collect();
-        Ok(Consent::resolve(&self.cfg.programs, choices, self.do_not_track, &locked))
+        let mut consent = Consent::resolve(&self.cfg.programs, choices, self.do_not_track, &locked);
+        consent.events &= self.registered();
+        Ok(consent)
+    }
+
+    /// Whether this agent holds an endpoint (registration) token.
+    pub fn registered(&self) -> bool {
+        self.access().token.is_some()
     }
 
     /// How often the schedule uploads a program: its configured cadence, or a matching vendor
@@ -261,6 +276,12 @@ impl Agent {
 
     pub(crate) fn write_result(&self, p: Program, code: Code, message: &str, arg: Option<&str>, now: Timestamp) {
         self.notify(Notice::UploadResult { program: p, code: code.as_str().into(), message: message.into() });
+        self.write_result_file(p, code, message, arg, now);
+    }
+
+    /// Writes the result file only: for outcomes that are not upload attempts (an export
+    /// confirmed by hand), which the alerts must not take for a failed upload.
+    pub(crate) fn write_result_file(&self, p: Program, code: Code, message: &str, arg: Option<&str>, now: Timestamp) {
         let path = self.dir.result_file(p);
         if let Err(e) = result::write(&path, p, code, message, arg, now) {
             warn!("cannot write {}: {e}", path.display());

@@ -39,6 +39,7 @@ impl Agent {
             }
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
+                () = self.rescheduled.notified() => {}
                 () = &mut shutdown => break,
             }
         }

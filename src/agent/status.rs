@@ -17,6 +17,8 @@ pub struct Status {
     pub agent: Option<String>,
     pub max_days: u32,
     pub spool_max_bytes: u64,
+    /// The bytes of the files in `exports/`, which count against `spool_max_bytes` too.
+    pub exports_bytes: u64,
     /// License events as of now (expiry, renewal, use above quantity).
     pub license_events: Vec<LicenseEvent>,
     /// Programs locked on, and why.
@@ -104,6 +106,7 @@ impl Agent {
             agent: self.dir.agent_running(),
             max_days: self.cfg.compliance.max_days,
             spool_max_bytes: self.cfg.spool.max_bytes,
+            exports_bytes: self.spool.exports_bytes(),
             license_events: self.license_events(&inv)?,
             locks: self.locks_with(&rules),
             version: self.version_status(now)?,

@@ -38,9 +38,35 @@ impl UploadReport {
 impl Agent {
     /// One upload cycle: collect license telemetry when due, pack CEIP samples, then upload
     /// every program's pending bundles that consent and mode allow.
-    /// An upload cycle asked for now (CLI, API): every program, whatever its cadence.
+    /// An upload cycle asked for now (CLI, API, tray): every program, whatever its cadence. When
+    /// it fails for a reason worth retrying, the schedule's next upload is brought forward to the
+    /// same backoff a failed scheduled cycle gets, so "sent again later" means minutes, not the
+    /// next daily slot.
     pub async fn upload_cycle(&self, only: Option<Program>) -> Result<UploadReport> {
-        self.cycle(only, true).await
+        let report = self.cycle(only, true).await?;
+        if report.must_retry() {
+            self.schedule_retry(report.retry_after())?;
+        }
+        Ok(report)
+    }
+
+    /// Counts a failed on-demand cycle as a failure of the upload task: its next run comes after
+    /// the backoff for one more failure, unless it was already due sooner.
+    fn schedule_retry(&self, retry_after: Option<Duration>) -> Result<()> {
+        let now = self.clock.now();
+        let store = self.store();
+        let name = Task::Upload.name();
+        let prev = store.task(name)?.unwrap_or_else(|| self.plan.at_start(Task::Upload, None, now));
+        let next = self.plan.after_failure(prev, now, retry_after, fastrand::f64());
+        if next.due_at < prev.due_at || prev.due_at <= now {
+            store.set_task(name, TaskState { last_run: prev.last_run, ..next })?;
+        } else {
+            store.set_task(name, TaskState { failures: next.failures, ..prev })?;
+        }
+        drop(store);
+        self.rescheduled.notify_one();
+        self.notify(Notice::StateChanged { what: "schedule".into() });
+        Ok(())
     }
 
     /// One upload cycle. A scheduled one (`forced` false) uploads only the programs whose own

@@ -167,10 +167,7 @@ impl Decider {
             let body = if c.days_remaining == 0 {
                 format!("License telemetry has not been reported for {max_days} days: today is the limit.")
             } else {
-                format!(
-                    "License telemetry was last reported {} days ago, past the {max_days}-day limit.",
-                    c.days_since_last_upload
-                )
+                format!("{}, {} days overdue (the limit is {max_days} days).", reported(c), -c.days_remaining)
             };
             return Some(News {
                 key: format!("compliance:limit:{}", c.counting_from),
@@ -185,8 +182,8 @@ impl Decider {
             key: format!("compliance:{t}:{}", c.counting_from),
             summary: format!("{} days left to report license usage", c.days_remaining),
             body: format!(
-                "License telemetry was last reported {} days ago; the limit is {max_days} days. Check the last upload's result, or export for manual reporting.",
-                c.days_since_last_upload
+                "{}; the limit is {max_days} days. Check the last upload's result, or export for manual reporting.",
+                reported(c)
             ),
             urgent: c.state == compliance::State::Critical,
             once: true,
@@ -454,6 +451,15 @@ impl Notifier {
     }
 }
 
+/// When license telemetry was last reported, in words: "last reported 85 days ago", or, when
+/// nothing was ever acknowledged, "never reported (installed 85 days ago)".
+fn reported(c: &compliance::Status) -> String {
+    match c.last_success {
+        Some(_) => format!("License telemetry was last reported {} days ago", c.days_since_last_upload),
+        None => format!("License telemetry was never reported (installed {} days ago)", c.days_since_last_upload),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,7 +519,17 @@ mod tests {
         );
         assert_eq!(at(60).unwrap().summary, "30 days left to report license usage");
         assert!(at(90).unwrap().body.contains("today is the limit"));
-        assert!(at(95).unwrap().body.contains("95 days ago"));
+        assert!(at(95).unwrap().body.contains("last reported 95 days ago, 5 days overdue"));
+    }
+
+    #[test]
+    fn an_agent_that_never_reported_says_never_reported() {
+        let cfg = ComplianceConfig { max_days: 90, warn_days: vec![30, 14, 7] };
+        let d = Decider::default();
+        let at = |day: i64| d.compliance(&compliance::evaluate(&cfg, None, 0, day * DAY), 90).unwrap().body;
+        assert!(at(85).starts_with("License telemetry was never reported (installed 85 days ago)"), "{}", at(85));
+        assert!(at(95).contains("never reported (installed 95 days ago), 5 days overdue"), "{}", at(95));
+        assert!(!at(85).contains("last reported"));
     }
 
     #[test]

@@ -79,7 +79,11 @@ impl Client {
 
     /// Starts a job (`POST`) and follows it until it ends.
     pub async fn run_job(&self, path: &str, program: Option<Program>) -> Result<super::dto::JobDoc, ClientError> {
-        let body = serde_json::json!({ "program": program.map(|p| p.name()) });
+        self.run_job_with(path, serde_json::json!({ "program": program.map(|p| p.name()) })).await
+    }
+
+    /// Starts the job at `path` with `body` and follows it to its end.
+    pub async fn run_job_with(&self, path: &str, body: serde_json::Value) -> Result<super::dto::JobDoc, ClientError> {
         let mut job: super::dto::JobDoc = self.send_json(reqwest::Method::POST, path, &body).await?;
         let mut wait = Duration::from_millis(20);
         while job.state == "running" {

@@ -50,6 +50,9 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         .routes(routes!(bundle, withdraw_bundle))
         .routes(routes!(bundle_file))
         .routes(routes!(bundle_raw))
+        .routes(routes!(quarantine))
+        .routes(routes!(quarantine_retry))
+        .routes(routes!(quarantine_purge))
         .routes(routes!(history))
         .routes(routes!(ledger))
         .routes(routes!(ledger_verify))
@@ -240,6 +243,33 @@ async fn withdraw_bundle(State(st): St, P(id): P<String>) -> Result<Json<Withdra
     Ok(Json(doc))
 }
 
+/// The files in quarantine/ (refused for good by the receiver, or failing verification), oldest
+/// first.
+#[utoipa::path(get, path = "/api/v1/quarantine", responses((status = 200, body = Vec<QuarantinedDoc>)))]
+async fn quarantine(State(st): St) -> Result<Json<Vec<QuarantinedDoc>>, Problem> {
+    Ok(Json(st.control.quarantine().await?))
+}
+
+/// Re-checks a quarantined bundle and queues it again for the next upload. One that fails a
+/// check (damaged, not a bundle, already acknowledged, its program off) stays and answers 409.
+#[utoipa::path(post, path = "/api/v1/quarantine/{id}/retry", params(("id" = String, Path, description = "the file's name in quarantine/")),
+    responses((status = 200, body = QuarantineActionDoc), (status = 404, description = "no such file in quarantine/"),
+        (status = 409, description = "the re-check failed; it stays in quarantine")))]
+async fn quarantine_retry(State(st): St, P(id): P<String>) -> Result<Json<QuarantineActionDoc>, Problem> {
+    let doc = st.control.quarantine_retry(&id).await?;
+    st.refresh();
+    Ok(Json(doc))
+}
+
+/// Deletes a quarantined file for good; the ledger records it (`purged`).
+#[utoipa::path(delete, path = "/api/v1/quarantine/{id}", params(("id" = String, Path, description = "the file's name in quarantine/")),
+    responses((status = 200, body = QuarantineActionDoc), (status = 404, description = "no such file in quarantine/")))]
+async fn quarantine_purge(State(st): St, P(id): P<String>) -> Result<Json<QuarantineActionDoc>, Problem> {
+    let doc = st.control.quarantine_purge(&id).await?;
+    st.refresh();
+    Ok(Json(doc))
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct Paging {
@@ -332,8 +362,14 @@ fn notice_event(n: &Notice) -> Event {
 #[utoipa::path(post, path = "/api/v1/export", request_body = ExportRequest, responses((status = 202, body = JobDoc)))]
 async fn export(State(st): St, Body_(req): Body_<ExportRequest>) -> Result<Response, Problem> {
     let program = program_of(&WorkRequest { program: req.program })?;
+    if req.max_size == Some(0) {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "max_size must be more than 0 bytes (leave it out for the configured spool.export_max_size)",
+        ));
+    }
     let control = st.control.clone();
-    let job = st.start_job("export", async move { job_outcome(control.export(program).await, |_| true) });
+    let job = st.start_job("export", async move { job_outcome(control.export(program, req.max_size).await, |_| true) });
     Ok(accepted(job))
 }
 

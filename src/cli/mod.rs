@@ -19,8 +19,8 @@ use callhome::datadir::{DataDir, DataDirError};
 use callhome::programs::{Program, TelemetryMode};
 
 use crate::{
-    AlertsAction, Cli, Command, ConfigAction, ExportAction, LedgerAction, ProgramsAction, ProxyAction, SecretChannel,
-    exit,
+    AlertsAction, Cli, Command, ConfigAction, ExportAction, LedgerAction, ProgramsAction, ProxyAction,
+    QuarantineAction, SecretChannel, exit,
 };
 use error::manual_err;
 pub(crate) use error::{CliError, Result, fail};
@@ -101,6 +101,25 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::History { limit, json } => {
             print::history(&Session::open(&cli)?.history(*limit)?, *json);
+            Ok(0)
+        }
+        Command::Quarantine { action } => {
+            let session = Session::open(&cli)?;
+            match action {
+                QuarantineAction::List { json } => print::quarantine(&session.quarantine()?, *json),
+                QuarantineAction::Retry { id } => {
+                    let d = session.quarantine_retry(id)?;
+                    println!(
+                        "{id}: re-checked and queued again as {} ({}); it goes with the next upload (`callhome upload`)",
+                        d.bundle.as_deref().unwrap_or(id),
+                        d.program.as_deref().unwrap_or("?")
+                    );
+                }
+                QuarantineAction::Purge { id } => {
+                    session.quarantine_purge(id)?;
+                    println!("{id}: purged from quarantine (the ledger records it)");
+                }
+            }
             Ok(0)
         }
         Command::Ledger { action } => {

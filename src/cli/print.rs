@@ -1,6 +1,6 @@
 //! How the CLI prints things for people, and JSON for scripts.
 
-use callhome::api::dto::{AttemptDoc, CollectedDoc, LedgerDoc, ProgramDoc, StatusDoc, UploadReportDoc};
+use callhome::api::dto::{AttemptDoc, CollectedDoc, LedgerDoc, ProgramDoc, QuarantinedDoc, StatusDoc, UploadReportDoc};
 use callhome::clock::rfc3339;
 use callhome::store::LedgerRow;
 use serde::Serialize;
@@ -19,13 +19,16 @@ pub fn status(d: &StatusDoc) {
     let c = &d.compliance;
     let last = c.last_success.as_deref().unwrap_or("never (counting from install)");
     println!(
-        "compliance: {} · {} days since the last successful upload · {} of {} days left · last success {last} · deadline {}",
-        c.state, c.days_since_last_upload, c.days_remaining, c.max_days, c.deadline
+        "compliance: {} · {} days since the last successful upload · {} · last success {last} · deadline {}",
+        c.state,
+        c.days_since_last_upload,
+        days_left(c.days_remaining, c.max_days),
+        c.deadline
     );
     if manual(d) {
         println!(
-            "manual reporting: manual report due in {} days — `callhome export --out FILE.zip`, then `callhome import-receipt`",
-            c.days_remaining.max(0)
+            "manual reporting: manual report {} — `callhome export --out FILE.zip`, then `callhome import-receipt`",
+            report_due(c.days_remaining)
         );
     }
     println!(
@@ -144,6 +147,18 @@ pub fn upload_report(r: &UploadReportDoc) {
             line.push_str(&format!(", {code}: {msg}"));
         }
         println!("{line}");
+    }
+}
+
+pub fn quarantine(items: &[QuarantinedDoc], as_json: bool) {
+    if as_json {
+        return json(items);
+    }
+    if items.is_empty() {
+        println!("nothing in quarantine");
+    }
+    for q in items {
+        println!("{}  {}  {} bytes  {}", q.id, q.quarantined_at, q.size, q.reason);
     }
 }
 
@@ -298,9 +313,9 @@ pub fn check_line(d: &StatusDoc) -> (u8, String) {
         n => format!("{n} license event(s): {}", d.license_events[0].message),
     };
     let left = if manual(d) {
-        format!("manual report due in {} days", c.days_remaining.max(0))
+        format!("manual report {}", report_due(c.days_remaining))
     } else {
-        format!("{} of {} left", c.days_remaining, c.max_days)
+        days_left(c.days_remaining, c.max_days)
     };
     let line = format!(
         "CALLHOME {word} - compliance {}: {} days since the last upload, {left}; {last_text}; {events}{version} | days_since_last_upload={} days_remaining={} pending={}",
@@ -322,4 +337,27 @@ pub fn steps(steps: &[callhome::upload::diagnose::Step]) {
             println!("     → {h}");
         }
     }
+}
+
+/// The compliance clock in words: "12 of 90 days left", "0 of 90 days left (today is the
+/// limit)", "5 days overdue".
+fn days_left(remaining: i64, max_days: u32) -> String {
+    match remaining {
+        r if r < 0 => format!("{} {} overdue", -r, plural(-r)),
+        0 => format!("0 of {max_days} days left (today is the limit)"),
+        r => format!("{r} of {max_days} days left"),
+    }
+}
+
+/// When the manual report is due: "due in 12 days", "due today", "5 days overdue".
+fn report_due(remaining: i64) -> String {
+    match remaining {
+        r if r < 0 => format!("{} {} overdue", -r, plural(-r)),
+        0 => "due today".to_string(),
+        r => format!("due in {r} {}", plural(r)),
+    }
+}
+
+fn plural(n: i64) -> &'static str {
+    if n == 1 { "day" } else { "days" }
 }

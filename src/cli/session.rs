@@ -4,7 +4,8 @@
 //! decides where an answer comes from twice: [`Control`] does.
 
 use callhome::api::dto::{
-    AckRequest, AlertDoc, AttemptDoc, CollectedDoc, ProgramDoc, ProxyDoc, StatusDoc, TestAlertDoc, UploadReportDoc,
+    AckRequest, AlertDoc, AttemptDoc, CollectedDoc, ProgramDoc, ProxyDoc, QuarantineActionDoc, QuarantinedDoc,
+    StatusDoc, TestAlertDoc, UploadReportDoc,
 };
 use callhome::config::Config;
 use callhome::control::{Control, ControlError, OpenError, ProgramChange};
@@ -85,6 +86,18 @@ impl Session {
 
     pub fn upload(&self, p: Option<Program>) -> Result<UploadReportDoc> {
         self.run(self.control.upload(p))
+    }
+
+    pub fn quarantine(&self) -> Result<Vec<QuarantinedDoc>> {
+        self.run(self.control.quarantine())
+    }
+
+    pub fn quarantine_retry(&self, id: &str) -> Result<QuarantineActionDoc> {
+        self.run(self.control.quarantine_retry(id))
+    }
+
+    pub fn quarantine_purge(&self, id: &str) -> Result<QuarantineActionDoc> {
+        self.run(self.control.quarantine_purge(id))
     }
 
     pub fn history(&self, limit: u32) -> Result<Vec<AttemptDoc>> {

@@ -109,7 +109,14 @@ pub struct ComplianceConfig {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpoolConfig {
+    /// The quota of pending bundles and of the files in `exports/` together.
     pub max_bytes: u64,
+    /// The part size an export takes when none is asked for (the tray, the API without
+    /// `max_size`); 0: one file whatever its size.
+    pub export_max_size: u64,
+    /// Files in `exports/` (exports never receipted or confirmed, support bundles) are removed
+    /// once this old.
+    pub exports_max_age: Duration,
 }
 
 /// The optional programs' defaults (until the administrator chooses) and the telemetry mode.

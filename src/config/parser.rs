@@ -84,6 +84,16 @@ impl Parser<'_> {
                 "compliance" => self.section(name, table, |p, k, v, key| p.compliance(k, v, key, &mut cfg.compliance)),
                 "spool" => self.section(name, table, |p, k, v, key| match k {
                     "max_bytes" => p.uint(v, key).map(|n| cfg.spool.max_bytes = n).is_some(),
+                    "export_max_size" => {
+                        if let Some(n) = p.uint(v, key) {
+                            cfg.spool.export_max_size = n;
+                        }
+                        true
+                    }
+                    "exports_max_age" => {
+                        p.duration_into(v, key, &mut cfg.spool.exports_max_age, false);
+                        true
+                    }
                     _ => false,
                 }),
                 "programs" => self.section(name, table, |p, k, v, key| p.programs(k, v, key, &mut cfg.programs)),

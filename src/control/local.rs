@@ -8,9 +8,9 @@ use std::sync::Arc;
 use super::{ControlError, ProgramChange, Result};
 use crate::agent::Agent;
 use crate::api::dto::{
-    AckRequest, AlertChannelDoc, AlertDoc, AttemptDoc, BundleDoc, CollectedDoc, ExportDoc, HistoryPage, ImportDoc,
-    LedgerCheckDoc, LedgerDoc, NotificationsDoc, NotificationsRequest, ProgramChanged, ProxyDoc, StatusDoc, StepDoc,
-    TestAlertDoc, UploadReportDoc, WithdrawnDoc,
+    AckRequest, AlertChannelDoc, AlertDoc, AttemptDoc, BundleDoc, CollectedDoc, ExportDoc, ExportPartDoc, HistoryPage,
+    ImportDoc, LedgerCheckDoc, LedgerDoc, NotificationsDoc, NotificationsRequest, ProgramChanged, ProxyDoc,
+    QuarantineActionDoc, QuarantinedDoc, StatusDoc, StepDoc, TestAlertDoc, UploadReportDoc, WithdrawnDoc,
 };
 use crate::bundle::{BundleError, Reader};
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -155,6 +155,41 @@ impl Local {
         Ok(WithdrawnDoc { bundle: p.name, program: p.program.name().into(), size: p.size })
     }
 
+    /// The files in quarantine/, oldest first.
+    pub async fn quarantine(&self) -> Result<Vec<QuarantinedDoc>> {
+        Ok(self
+            .agent
+            .quarantined()?
+            .into_iter()
+            .map(|q| QuarantinedDoc {
+                id: q.id,
+                size: q.size,
+                reason: q.reason,
+                quarantined_at: crate::clock::rfc3339(q.at),
+            })
+            .collect())
+    }
+
+    /// Re-checks a quarantined bundle and queues it again; one that fails a check stays
+    /// ([`ControlError::Refused`] with the reason).
+    pub async fn quarantine_retry(&self, id: &str) -> Result<QuarantineActionDoc> {
+        match self.agent.retry_quarantined(id).await? {
+            crate::agent::Retried::Requeued(p) => Ok(QuarantineActionDoc {
+                id: id.into(),
+                action: "requeued".into(),
+                bundle: Some(p.name),
+                program: Some(p.program.name().into()),
+            }),
+            crate::agent::Retried::NotFound => Err(not_quarantined(id)),
+        }
+    }
+
+    /// Deletes a quarantined file for good (the ledger records it).
+    pub async fn quarantine_purge(&self, id: &str) -> Result<QuarantineActionDoc> {
+        let q = self.agent.purge_quarantined(id).await?.ok_or_else(|| not_quarantined(id))?;
+        Ok(QuarantineActionDoc { id: q.id, action: "purged".into(), bundle: None, program: None })
+    }
+
     pub async fn history(&self, limit: u32, offset: u32) -> Result<HistoryPage> {
         let rows = self.agent.history(limit, offset)?;
         let items: Vec<AttemptDoc> = rows.iter().map(AttemptDoc::from).collect();
@@ -253,24 +288,43 @@ impl Local {
     }
 
     /// Exports the pending bundles (of `program`, or of every program whose consent allows
-    /// sending) into one zip in the data directory's `exports/`.
-    pub async fn export(&self, program: Option<Program>) -> Result<ExportDoc> {
+    /// sending) into the data directory's `exports/`: one zip, or parts of at most `max_size`
+    /// bytes (default: `spool.export_max_size`; 0 means one file).
+    pub async fn export(&self, program: Option<Program>, max_size: Option<u64>) -> Result<ExportDoc> {
         let dir = self.agent.data_dir().exports_dir();
         std::fs::create_dir_all(&dir).map_err(|source| {
             ControlError::Agent(crate::agent::AgentError::Bundle(BundleError::Io { path: dir.clone(), source }))
         })?;
         let file = format!("export_{}_{:04x}.zip", crate::clock::file_stamp(SystemClock.now()), fastrand::u16(..));
         let out = dir.join(&file);
-        let mut parts = crate::manual::export(&self.agent, &out, program, None, Box::new(|_, _| {}))
-            .await
-            .map_err(|e| ControlError::Failed(e.to_string()))?;
-        let e = parts.remove(0);
+        let max_size = max_size.or(Some(self.agent.config().spool.export_max_size)).filter(|m| *m > 0);
+        let parts = crate::manual::export(&self.agent, &out, program, max_size, Box::new(|_, _| {})).await.map_err(
+            |e| match e {
+                e @ crate::manual::ManualError::TooLarge { .. } => ControlError::Invalid(e.to_string()),
+                e => ControlError::Failed(e.to_string()),
+            },
+        )?;
+        let parts: Vec<ExportPartDoc> = parts
+            .into_iter()
+            .map(|e| {
+                let file = e.path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                ExportPartDoc {
+                    export_id: e.export_id,
+                    href: format!("/api/v1/exports/{file}"),
+                    file,
+                    bundles: e.bundles.len(),
+                    bytes: e.bytes,
+                }
+            })
+            .collect();
+        let first = parts.first().cloned().expect("an export writes at least one part");
         Ok(ExportDoc {
-            export_id: e.export_id,
-            href: format!("/api/v1/exports/{file}"),
-            file,
-            bundles: e.bundles.len(),
-            bytes: e.bytes,
+            export_id: first.export_id,
+            file: first.file,
+            href: first.href,
+            bundles: first.bundles,
+            bytes: first.bytes,
+            parts,
         })
     }
 
@@ -423,4 +477,8 @@ impl Local {
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::agent::Notice> {
         self.agent.subscribe()
     }
+}
+
+fn not_quarantined(id: &str) -> ControlError {
+    ControlError::NotFound(format!("nothing in quarantine is called {id:?}; `callhome quarantine list` lists them"))
 }

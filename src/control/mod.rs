@@ -19,7 +19,8 @@ use crate::agent::{Agent, AgentError};
 use crate::api::client::{Client, ClientError};
 use crate::api::dto::{
     AckRequest, AlertDoc, BundleDoc, CollectedDoc, ExportDoc, HistoryPage, LedgerCheckDoc, LedgerDoc, NotificationsDoc,
-    NotificationsRequest, ProgramChanged, ProgramDoc, ProxyDoc, StatusDoc, TestAlertDoc, UploadReportDoc, WithdrawnDoc,
+    NotificationsRequest, ProgramChanged, ProgramDoc, ProxyDoc, QuarantineActionDoc, QuarantinedDoc, StatusDoc,
+    TestAlertDoc, UploadReportDoc, WithdrawnDoc,
 };
 use crate::clock::Timestamp;
 use crate::config::Config;
@@ -160,6 +161,18 @@ impl Control {
         both!(self, withdraw(name))
     }
 
+    pub async fn quarantine(&self) -> Result<Vec<QuarantinedDoc>> {
+        both!(self, quarantine())
+    }
+
+    pub async fn quarantine_retry(&self, id: &str) -> Result<QuarantineActionDoc> {
+        both!(self, quarantine_retry(id))
+    }
+
+    pub async fn quarantine_purge(&self, id: &str) -> Result<QuarantineActionDoc> {
+        both!(self, quarantine_purge(id))
+    }
+
     pub async fn history(&self, limit: u32, offset: u32) -> Result<HistoryPage> {
         both!(self, history(limit, offset))
     }
@@ -239,8 +252,8 @@ impl Control {
     }
 
     /// Exports the pending bundles into the data directory's `exports/` for manual reporting.
-    pub async fn export(&self, program: Option<Program>) -> Result<ExportDoc> {
-        both!(self, export(program))
+    pub async fn export(&self, program: Option<Program>, max_size: Option<u64>) -> Result<ExportDoc> {
+        both!(self, export(program, max_size))
     }
 }
 

@@ -9,7 +9,8 @@ use super::{ControlError, ProgramChange, Result};
 use crate::api::client::Client;
 use crate::api::dto::{
     AckRequest, AlertDoc, BundleDoc, CollectedDoc, ExportDoc, HistoryPage, LedgerCheckDoc, LedgerDoc, NotificationsDoc,
-    NotificationsRequest, ProgramChanged, ProgramDoc, ProxyDoc, StatusDoc, TestAlertDoc, UploadReportDoc, WithdrawnDoc,
+    NotificationsRequest, ProgramChanged, ProgramDoc, ProxyDoc, QuarantineActionDoc, QuarantinedDoc, StatusDoc,
+    TestAlertDoc, UploadReportDoc, WithdrawnDoc,
 };
 use crate::clock::{Timestamp, rfc3339};
 use crate::programs::Program;
@@ -98,6 +99,18 @@ impl Remote {
         self.send(reqwest::Method::DELETE, &format!("/api/v1/bundles/{}", encode(name)), json!({})).await
     }
 
+    pub async fn quarantine(&self) -> Result<Vec<QuarantinedDoc>> {
+        self.get("/api/v1/quarantine").await
+    }
+
+    pub async fn quarantine_retry(&self, id: &str) -> Result<QuarantineActionDoc> {
+        self.send(reqwest::Method::POST, &format!("/api/v1/quarantine/{}/retry", encode(id)), json!({})).await
+    }
+
+    pub async fn quarantine_purge(&self, id: &str) -> Result<QuarantineActionDoc> {
+        self.send(reqwest::Method::DELETE, &format!("/api/v1/quarantine/{}", encode(id)), json!({})).await
+    }
+
     pub async fn history(&self, limit: u32, offset: u32) -> Result<HistoryPage> {
         self.get(&format!("/api/v1/history?limit={limit}&offset={offset}")).await
     }
@@ -168,7 +181,8 @@ impl Remote {
         self.send(reqwest::Method::PUT, "/api/v1/notifications", body).await
     }
 
-    pub async fn export(&self, program: Option<Program>) -> Result<ExportDoc> {
-        self.job("/api/v1/export", program).await
+    pub async fn export(&self, program: Option<Program>, max_size: Option<u64>) -> Result<ExportDoc> {
+        let body = json!({ "program": program.map(|p| p.name()), "max_size": max_size });
+        job_result(self.client.run_job_with("/api/v1/export", body).await?.result)
     }
 }

@@ -37,6 +37,11 @@ pub enum ManualError {
     /// The receipt cannot be used; nothing was changed.
     #[error("{0}; nothing was changed")]
     Receipt(String),
+    /// One bundle does not fit in a part of the size asked for; nothing was written.
+    #[error(
+        "bundle {name} is {size} bytes: with the export's own {overhead} bytes (zip headers and export.json) it does not fit in a part of {max} bytes; nothing was written. Choose a --max-size of at least {needed} bytes"
+    )]
+    TooLarge { name: String, size: u64, overhead: u64, max: u64, needed: u64 },
 }
 
 impl From<crate::store::StoreError> for ManualError {
@@ -67,7 +72,9 @@ pub type Progress = Box<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Exports the pending bundles (of `only`, or of every program whose consent allows sending)
 /// into a new zip at `out`; with `max_size`, into as many parts as needed (`NAME.part1.zip`, …),
-/// each a whole export with its own manifest (a bundle larger than the limit gets a part alone).
+/// each a whole export with its own manifest and no larger than `max_size` bytes, its zip
+/// headers and `export.json` counted. A bundle that cannot fit in a part alone is an error
+/// naming it, before anything is written.
 pub async fn export(
     agent: &Agent,
     out: &Path,
@@ -83,7 +90,8 @@ pub async fn export(
             pending.extend(agent.pending(p)?);
         }
     }
-    let parts = split(pending, max_size);
+    let created_at = rfc3339(agent.now());
+    let parts = split(pending, max_size, &agent.install().install_id, &created_at)?;
     let paths: Vec<PathBuf> = if parts.len() <= 1 {
         vec![out.to_path_buf()]
     } else {
@@ -105,7 +113,7 @@ pub async fn export(
             format: EXPORT_FORMAT.into(),
             export_id: hex::encode(id),
             install_id: agent.install().install_id.clone(),
-            created_at: rfc3339(agent.now()),
+            created_at: created_at.clone(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
             bundles: Vec::new(),
         };
@@ -127,6 +135,14 @@ pub async fn export(
         };
         done_before += part_bytes;
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if let Some(max) = max_size.filter(|m| bytes > *m) {
+            // The bound in `part_size` is an upper bound; this never happens unless it is wrong.
+            let _ = std::fs::remove_file(&path);
+            return Err(ManualError::Io {
+                path,
+                source: io::Error::other(format!("the part came out at {bytes} bytes, over --max-size {max}; removed")),
+            });
+        }
         let json = serde_json::to_string(&manifest.bundles).expect("bundle lists serialize");
         agent.record_export(&manifest.export_id, agent.now(), &json)?;
         out_list.push(Exported { export_id: manifest.export_id, path, bundles: manifest.bundles, bytes });
@@ -134,23 +150,67 @@ pub async fn export(
     Ok(out_list)
 }
 
-/// Groups bundles into parts of at most `max` bytes each (in order; an oversized one alone).
-fn split(pending: Vec<crate::spool::Pending>, max: Option<u64>) -> Vec<Vec<crate::spool::Pending>> {
-    let Some(max) = max else { return vec![pending] };
-    let mut parts: Vec<Vec<crate::spool::Pending>> = Vec::new();
-    let mut size = 0u64;
+/// Groups bundles, in order, into parts whose whole zip stays within `max` bytes (see
+/// [`part_size`]).
+fn split(
+    pending: Vec<crate::spool::Pending>,
+    max: Option<u64>,
+    install_id: &str,
+    created_at: &str,
+) -> Result<Vec<Vec<crate::spool::Pending>>> {
+    let Some(max) = max else { return Ok(vec![pending]) };
+    let base = part_base(install_id, created_at);
+    let mut parts: Vec<Vec<crate::spool::Pending>> = vec![Vec::new()];
+    let mut size = base;
     for p in pending {
-        if parts.is_empty() || (size + p.size > max && size > 0) {
-            parts.push(Vec::new());
-            size = 0;
+        let add = entry_size(&p.name, p.program, p.size);
+        if base + add > max {
+            return Err(ManualError::TooLarge {
+                name: p.name.clone(),
+                size: p.size,
+                overhead: base + add - p.size,
+                max,
+                needed: base + add,
+            });
         }
-        size += p.size;
+        if size + add > max {
+            parts.push(Vec::new());
+            size = base;
+        }
+        size += add;
         parts.last_mut().expect("a part exists").push(p);
     }
-    if parts.is_empty() {
-        parts.push(Vec::new());
-    }
-    parts
+    Ok(parts)
+}
+
+/// Zip's fixed records (end of central directory, with its zip64 record and locator) plus the
+/// `export.json` entry's headers (it is stored, not compressed, so its size is its length).
+const ZIP_END: u64 = 22 + 56 + 20;
+/// One stored entry's headers beyond its name: the local header (30), the central directory's
+/// (46), room for a zip64 extra field in each (32 + 32) and a data descriptor (24).
+const ENTRY_HEADERS: u64 = 30 + 46 + 64 + 24;
+
+/// An upper bound of a part's bytes before any bundle: the zip's fixed records and an
+/// `export.json` that lists nothing.
+fn part_base(install_id: &str, created_at: &str) -> u64 {
+    let empty = ExportManifest {
+        format: EXPORT_FORMAT.into(),
+        export_id: "0".repeat(16),
+        install_id: install_id.into(),
+        created_at: created_at.into(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        bundles: Vec::new(),
+    };
+    let json = serde_json::to_vec_pretty(&empty).expect("serializes").len() as u64;
+    ZIP_END + ENTRY_HEADERS + 2 * "export.json".len() as u64 + json
+}
+
+/// An upper bound of what one bundle adds to a part: its bytes, its entry's headers (its name
+/// twice), and its line in `export.json` (indentation and separator included).
+fn entry_size(name: &str, program: Program, size: u64) -> u64 {
+    let listed = ExportedBundle { name: name.into(), program: program.name().into(), sha256: "0".repeat(64), size };
+    let json = serde_json::to_vec_pretty(&listed).expect("serializes").len() as u64 + 6 * 4 + 2;
+    size + ENTRY_HEADERS + 2 * (BUNDLES_DIR.len() + name.len()) as u64 + json
 }
 
 /// Streams the bundles into the zip, hashing on the way; `export.json` goes last.
@@ -197,7 +257,8 @@ fn write_export(
             size,
         });
     }
-    zip.start_file("export.json", SimpleFileOptions::default()).map_err(zip_err)?;
+    // Stored, like the bundles, so a part's size is known before it is written.
+    zip.start_file("export.json", stored).map_err(zip_err)?;
     zip.write_all(&serde_json::to_vec_pretty(&manifest).expect("serializes")).map_err(io_at(out))?;
     let file = zip.finish().map_err(zip_err)?.into_inner().map_err(|e| io_at(out)(e.into_error()))?;
     file.sync_all().map_err(io_at(out))?;
@@ -301,6 +362,7 @@ pub async fn import_receipt_bytes(agent: &Agent, text: &[u8], label: &str) -> Re
         }
     }
     out.rejected = receipt.rejected.clone();
+    remove_export_files(agent, &receipt.export_id);
     agent.notify(Notice::StateChanged { what: format!("manual receipt {} imported", receipt.receipt_id) });
     Ok(out)
 }
@@ -333,6 +395,54 @@ pub async fn confirm_export(agent: &Agent, export_id: &str) -> Result<Vec<String
             done.push(b.name.clone());
         }
     }
+    // The result file says what happened, with a code of its own: reported, not acknowledged.
+    let mut programs: Vec<Program> = Vec::new();
+    for b in &bundles {
+        if let Ok(p) = b.program.parse::<Program>()
+            && !programs.contains(&p)
+        {
+            programs.push(p);
+        }
+    }
+    for p in programs {
+        agent.write_result_file(
+            p,
+            Code::ManualUnverified,
+            "reported by hand without a receipt (callhome export confirm): unverified",
+            Some(export_id),
+            now,
+        );
+    }
+    remove_export_files(agent, export_id);
     agent.notify(Notice::StateChanged { what: format!("export {export_id} confirmed") });
     Ok(done)
+}
+
+/// Removes the files of export `export_id` from the data directory's `exports/` once it was
+/// receipted or confirmed: they are copies of bundles that have now left the spool. Files the
+/// administrator wrote elsewhere (`--out`) are theirs and stay. Best effort: a file that cannot be
+/// read or removed is logged and left for the age limit.
+fn remove_export_files(agent: &Agent, export_id: &str) {
+    for path in export_files(&agent.data_dir().exports_dir()) {
+        if read_export_id(&path).as_deref() == Some(export_id)
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            tracing::warn!("cannot remove {}: {e}", path.display());
+        }
+    }
+}
+
+/// The `.zip` files directly in `dir` (none when it does not exist).
+pub(crate) fn export_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "zip") && p.is_file()).collect()
+}
+
+/// The export id in an export zip's `export.json` (None for a support bundle or a damaged file).
+fn read_export_id(path: &Path) -> Option<String> {
+    let mut zip = zip::ZipArchive::new(File::open(path).ok()?).ok()?;
+    let entry = zip.by_name("export.json").ok()?;
+    let mut text = Vec::new();
+    entry.take(1 << 20).read_to_end(&mut text).ok()?;
+    Some(serde_json::from_slice::<ExportManifest>(&text).ok()?.export_id)
 }

@@ -28,6 +28,8 @@ pub enum LedgerEvent {
     Quarantined,
     /// Reported by hand without a signed receipt (`callhome export confirm`): unverified.
     Reported,
+    /// The administrator deleted it from quarantine/ (`callhome quarantine purge`), unsent.
+    Purged,
 }
 
 impl LedgerEvent {
@@ -38,6 +40,7 @@ impl LedgerEvent {
             LedgerEvent::Evicted => "evicted",
             LedgerEvent::Quarantined => "quarantined",
             LedgerEvent::Reported => "reported",
+            LedgerEvent::Purged => "purged",
         }
     }
 }

@@ -40,6 +40,9 @@ pub enum Code {
     Disk,
     /// The upload configuration is unusable (CA file, proxy URL).
     Config,
+    /// Reported by hand without a receipt (`callhome export confirm`): the bundles left the
+    /// spool, unverified.
+    ManualUnverified,
 }
 
 impl Code {
@@ -58,6 +61,7 @@ impl Code {
             Code::Bundle => "CTX_UPLOADER_ERROR_BUNDLE",
             Code::Disk => "CTX_UPLOADER_ERROR_DISK",
             Code::Config => "CTX_UPLOADER_ERROR_CONFIG",
+            Code::ManualUnverified => "CTX_UPLOADER_MANUAL_UNVERIFIED",
         }
     }
 }

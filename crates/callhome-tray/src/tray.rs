@@ -396,12 +396,16 @@ async fn act(c: &Control, a: Action) -> Result<(), String> {
         Action::Preview => open_dashboard(c, "#/preview").await,
         Action::Dashboard => open_dashboard(c, "").await,
         Action::Export => {
-            let doc = c.export(None).await.map_err(|e| e.to_string())?;
+            // The part size is the agent's `spool.export_max_size`.
+            let doc = c.export(None, None).await.map_err(|e| e.to_string())?;
+            let files: Vec<String> = doc.parts.iter().map(|p| format!("exports/{}", p.file)).collect();
             tell(
                 "Export ready for manual upload",
                 &format!(
-                    "{} bundle(s) written to exports/{} in the agent's data directory. Carry it to the vendor's receiver and import the receipt it gives back.",
-                    doc.bundles, doc.file
+                    "{} bundle(s) written to {} in the agent's data directory. Carry {} to the vendor's receiver and import the receipt it gives back.",
+                    doc.parts.iter().map(|p| p.bundles).sum::<usize>(),
+                    files.join(", "),
+                    if files.len() > 1 { "them" } else { "it" }
                 ),
             )
             .await;

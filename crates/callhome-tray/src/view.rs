@@ -293,6 +293,7 @@ mod tests {
             agent: None,
             max_days: 90,
             spool_max_bytes: 0,
+            exports_bytes: 0,
             license_events: Vec::new(),
             locks: vec![(Program::Events, "policy acme".into())],
             version: VersionStatus { running: "0", latest: None, released: None, outdated: false },

@@ -84,13 +84,29 @@ impl From<&crate::store::LedgerRow> for LedgerDoc {
 pub struct ExportRequest {
     /// Only this program's bundles (default: every program whose consent allows sending).
     pub program: Option<String>,
+    /// The largest part, in bytes (zip headers and `export.json` counted); more parts are written
+    /// when the bundles need them. Default: the configuration's `spool.export_max_size` (0: one
+    /// file).
+    pub max_size: Option<u64>,
 }
 
-/// What an export wrote (the result of its job).
+/// What an export wrote (the result of its job): its first part, and every part.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExportDoc {
     pub export_id: String,
     /// The export's file name; download it at `href`.
+    pub file: String,
+    pub href: String,
+    pub bundles: usize,
+    pub bytes: u64,
+    /// Every part, in order (one when the export was not split).
+    pub parts: Vec<ExportPartDoc>,
+}
+
+/// One part of an export: a whole export of its own, with its own id and receipt.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExportPartDoc {
+    pub export_id: String,
     pub file: String,
     pub href: String,
     pub bundles: usize,

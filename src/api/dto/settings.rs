@@ -58,6 +58,28 @@ pub struct WithdrawnDoc {
     pub size: u64,
 }
 
+/// A file in quarantine/ (`GET /api/v1/quarantine`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QuarantinedDoc {
+    /// Its file name in quarantine/: the id to retry or purge it by.
+    pub id: String,
+    pub size: u64,
+    /// Why it is there (the receiver's refusal, or the failed check).
+    pub reason: String,
+    pub quarantined_at: String,
+}
+
+/// What a retry or a purge of a quarantined file did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QuarantineActionDoc {
+    pub id: String,
+    /// `requeued` (back in the spool for the next upload) or `purged` (deleted; the ledger says so).
+    pub action: String,
+    /// The pending bundle's name, once requeued.
+    pub bundle: Option<String>,
+    pub program: Option<String>,
+}
+
 /// `GET /api/v1/ledger/verify`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LedgerCheckDoc {

@@ -109,6 +109,9 @@ pub struct ComplianceDoc {
 pub struct SpoolDoc {
     pub pending: usize,
     pub pending_bytes: u64,
+    /// Bytes of the files in `exports/` (exports not yet receipted or confirmed, support
+    /// bundles): they count against `max_bytes` too.
+    pub exports_bytes: u64,
     pub max_bytes: u64,
     /// Bytes over `spool.max_bytes` that could not be evicted (compliance bundles are never).
     pub over_quota_bytes: u64,
@@ -197,7 +200,8 @@ impl From<&Status> for StatusDoc {
             spool: SpoolDoc {
                 pending: s.pending.len(),
                 pending_bytes,
-                over_quota_bytes: pending_bytes.saturating_sub(s.spool_max_bytes),
+                exports_bytes: s.exports_bytes,
+                over_quota_bytes: (pending_bytes + s.exports_bytes).saturating_sub(s.spool_max_bytes),
                 max_bytes: s.spool_max_bytes,
                 quarantined: s.quarantined,
                 by_program,
