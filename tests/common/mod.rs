@@ -70,7 +70,9 @@ impl Receiver {
         Self::start_with(dir, listen, faults, &[])
     }
 
-    /// Like [`Receiver::start_on`], with more `serve` options.
+    /// Like [`Receiver::start_on`], with more `serve` options. The agent's tests run the
+    /// receiver under open enrolment (no endpoint token needed; the receiver's own tests cover
+    /// enrolment).
     pub fn start_with(dir: &Path, listen: &str, faults: &[&str], extra: &[&str]) -> Receiver {
         let store = dir.join("receiver-store");
         let ca = dir.join("ca.pem");
@@ -85,6 +87,7 @@ impl Receiver {
             .arg(dir.join("receiver-signing.pem"))
             .arg("--public-key-out")
             .arg(&public_key)
+            .arg("--open-enrolment")
             .env("CALLHOME_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
