@@ -74,6 +74,27 @@ impl Receiver {
     /// receiver under open enrolment (no endpoint token needed; the receiver's own tests cover
     /// enrolment).
     pub fn start_with(dir: &Path, listen: &str, faults: &[&str], extra: &[&str]) -> Receiver {
+        Self::spawn(dir, listen, faults, &[&["--open-enrolment"], extra].concat())
+    }
+
+    /// A receiver that takes bundles only from installs enrolled with its tokens
+    /// ([`Receiver::token`]).
+    pub fn start_enrolling(dir: &Path) -> Receiver {
+        Self::spawn(dir, "127.0.0.1:0", &[], &[])
+    }
+
+    /// `callhome-receiver tokens create --customer CUSTOMER` against this receiver's store.
+    pub fn token(&self, customer: &str) -> String {
+        let out = Command::new(&*RECEIVER)
+            .args(["tokens", "create", "--customer", customer, "--store"])
+            .arg(&self.store)
+            .output()
+            .expect("the receiver's CLI runs");
+        assert!(out.status.success(), "tokens create: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn spawn(dir: &Path, listen: &str, faults: &[&str], extra: &[&str]) -> Receiver {
         let store = dir.join("receiver-store");
         let ca = dir.join("ca.pem");
         let public_key = dir.join("receiver-public.pem");
@@ -87,7 +108,6 @@ impl Receiver {
             .arg(dir.join("receiver-signing.pem"))
             .arg("--public-key-out")
             .arg(&public_key)
-            .arg("--open-enrolment")
             .env("CALLHOME_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

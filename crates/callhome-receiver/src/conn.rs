@@ -58,7 +58,7 @@ pub fn raise_open_files_limit() -> Option<u64> {
                     l = raised;
                 }
             }
-            Some(l.rlim_cur as u64)
+            Some(l.rlim_cur)
         }
     }
     #[cfg(not(unix))]

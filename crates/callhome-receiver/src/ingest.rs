@@ -67,9 +67,8 @@ fn read_manifest<R: Read + std::io::Seek>(
         }
     }
     let manifest: ExportManifest = {
-        let entry = zip
-            .by_name("export.json")
-            .map_err(|_| unprocessable("no export.json: not a callhome export".into()))?;
+        let entry =
+            zip.by_name("export.json").map_err(|_| unprocessable("no export.json: not a callhome export".into()))?;
         let mut buf = Vec::new();
         entry.take(MAX_MANIFEST + 1).read_to_end(&mut buf).map_err(|e| unprocessable(format!("export.json: {e}")))?;
         if buf.len() as u64 > MAX_MANIFEST {
@@ -81,14 +80,10 @@ fn read_manifest<R: Read + std::io::Seek>(
         return Err(unprocessable(format!("export format {:?} is not {EXPORT_FORMAT}", manifest.format)));
     }
     if !plain_id(&manifest.export_id) {
-        return Err(unprocessable(
-            "export.json: export_id must be 1 to 128 letters, digits, '.', '_' or '-'".into(),
-        ));
+        return Err(unprocessable("export.json: export_id must be 1 to 128 letters, digits, '.', '_' or '-'".into()));
     }
     if !plain_id(&manifest.install_id) {
-        return Err(unprocessable(
-            "export.json: install_id must be 1 to 128 letters, digits, '.', '_' or '-'".into(),
-        ));
+        return Err(unprocessable("export.json: install_id must be 1 to 128 letters, digits, '.', '_' or '-'".into()));
     }
     let mut names = HashSet::new();
     let mut shas = HashSet::new();
@@ -121,7 +116,8 @@ pub fn ingest(
     limits: &ExportLimits,
     admit: &dyn Fn(&ExportManifest) -> Result<Option<String>, Refusal>,
 ) -> Result<ManualReceipt, Refusal> {
-    let file = std::fs::File::open(path).map_err(|e| Refusal { status: 500, reason: format!("{}: {e}", path.display()) })?;
+    let file =
+        std::fs::File::open(path).map_err(|e| Refusal { status: 500, reason: format!("{}: {e}", path.display()) })?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| unprocessable(format!("not a readable export zip ({e})")))?;
     let manifest = read_manifest(&mut zip, limits)?;
@@ -131,7 +127,11 @@ pub fn ingest(
     let mut rejected = Vec::new();
     for b in &manifest.bundles {
         let reject = |reason: String| Rejected { sha256: b.sha256.clone(), name: b.name.clone(), reason };
-        if b.name.contains(['/', '\\']) || b.name.starts_with('.') || !b.name.ends_with(".zip") || zipcheck::unsafe_name(&b.name).is_some() {
+        if b.name.contains(['/', '\\'])
+            || b.name.starts_with('.')
+            || !b.name.ends_with(".zip")
+            || zipcheck::unsafe_name(&b.name).is_some()
+        {
             rejected.push(reject("an unsafe bundle name".into()));
             continue;
         }

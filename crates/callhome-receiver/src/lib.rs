@@ -132,9 +132,8 @@ pub async fn serve(
             limits.max_connections = room;
         }
     }
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .map_err(|e| ReceiverError::Io(format!("cannot listen on {}: {e}", opts.listen)))?;
+    let listener =
+        listen(opts.listen).map_err(|e| ReceiverError::Io(format!("cannot listen on {}: {e}", opts.listen)))?;
     let addr = listener.local_addr().map_err(|e| ReceiverError::Io(e.to_string()))?;
     if opts.open_enrolment {
         warn!(
@@ -149,9 +148,13 @@ pub async fn serve(
     Ok(())
 }
 
-/// The default bounds of [`ServeOptions`] that the CLI does not set.
-pub fn default_install_rate() -> limits::Rate {
-    limits::Rate { per_second: 10.0, burst: 120 }
+/// Binds `addr` with a listen backlog of 4096, so a burst of connections waits in the kernel
+/// instead of being refused while the accept loop is at its cap.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// How long a client is told to wait when every upload slot is taken.

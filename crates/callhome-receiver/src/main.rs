@@ -94,8 +94,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 
 /// The operator's token: the file's first line, at least 16 characters.
 fn read_admin_token(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("--admin-token-file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--admin-token-file {}: {e}", path.display()))?;
     let token = text.lines().next().unwrap_or("").trim().to_string();
     if token.len() < 16 {
         return Err(format!(
@@ -137,7 +136,8 @@ fn tokens(command: TokensCommand) -> Result<()> {
                 return Err(format!("--expires {}: that is in the past", expires.unwrap_or_default()));
             }
             let index = open_index(&index)?;
-            let (id, token) = index.create_token(&customer, expires_at, !multi_install, now()).map_err(|e| e.to_string())?;
+            let (id, token) =
+                index.create_token(&customer, expires_at, !multi_install, now()).map_err(|e| e.to_string())?;
             println!("{token}");
             eprintln!("token {id} for {customer:?} created; it is shown only now");
             Ok(())
@@ -164,7 +164,10 @@ fn tokens(command: TokensCommand) -> Result<()> {
             } else if tokens.is_empty() {
                 println!("no tokens; make one with `callhome-receiver tokens create --customer NAME`");
             } else {
-                println!("{:<16}  {:<24}  {:<8}  {:<20}  {:<20}  installs", "ID", "CUSTOMER", "KIND", "EXPIRES", "REVOKED");
+                println!(
+                    "{:<16}  {:<24}  {:<8}  {:<20}  {:<20}  installs",
+                    "ID", "CUSTOMER", "KIND", "EXPIRES", "REVOKED"
+                );
                 for t in &tokens {
                     println!(
                         "{:<16}  {:<24}  {:<8}  {:<20}  {:<20}  {}",

@@ -158,7 +158,10 @@ impl BundleStore {
         {
             return Err(Refusal {
                 status: 403,
-                reason: format!("the bundle's manifest names install {:?}, not the sending install {id:?}", manifest.install_id),
+                reason: format!(
+                    "the bundle's manifest names install {:?}, not the sending install {id:?}",
+                    manifest.install_id
+                ),
             });
         }
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -169,9 +172,11 @@ impl BundleStore {
         fsutil::sync_dir(&self.dir).map_err(|e| internal("fsync", e))?;
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| internal("randomness", e))?;
-        let receipt = Receipt::sign(&self.key, hex::encode(id), sha256.to_string(), rfc3339(now()), self.latest.clone());
+        let receipt =
+            Receipt::sign(&self.key, hex::encode(id), sha256.to_string(), rfc3339(now()), self.latest.clone());
         let json = serde_json::to_vec(&receipt).map_err(|e| internal("receipt", e))?;
-        write_private_atomic(&self.dir.join(format!("{sha256}.receipt.json")), &json).map_err(|e| internal("receipt", e))?;
+        write_private_atomic(&self.dir.join(format!("{sha256}.receipt.json")), &json)
+            .map_err(|e| internal("receipt", e))?;
         Ok((receipt, true, Some(manifest)))
     }
 

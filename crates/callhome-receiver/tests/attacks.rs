@@ -61,7 +61,11 @@ async fn an_expired_token_is_401() {
     assert!(!past.status.success(), "a token that expired already is not made");
     assert!(String::from_utf8_lossy(&past.stderr).contains("in the past"));
     let bad = s.cli(&["tokens", "create", "--customer", "Acme", "--expires", "soon"]);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--expires soon"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--expires soon"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     let token = s.token("Acme", &["--expires", "2099-01-01"]);
     let c = s.client();
     assert_eq!(upload(&s, &c, Some(&token), Some("install-a"), bundle("install-a", b"{}")).await.status(), 201);
@@ -75,13 +79,15 @@ async fn a_forged_install_id_is_403() {
     let globex = s.token("Globex", &["--multi-install"]);
     assert_eq!(upload(&s, &c, Some(&acme), Some("install-a"), bundle("install-a", b"1")).await.status(), 201);
     // Another customer's token claiming Acme's install.
-    let d = expect_problem(upload(&s, &c, Some(&globex), Some("install-a"), bundle("install-a", b"2")).await, 403).await;
+    let d =
+        expect_problem(upload(&s, &c, Some(&globex), Some("install-a"), bundle("install-a", b"2")).await, 403).await;
     assert!(d.contains("another customer"), "{d}");
     // A second install on Acme's single-install token.
     let d = expect_problem(upload(&s, &c, Some(&acme), Some("install-b"), bundle("install-b", b"3")).await, 403).await;
     assert!(d.contains("install-a"), "{d}");
     // A bundle whose manifest names another install than the one sending it.
-    let d = expect_problem(upload(&s, &c, Some(&globex), Some("install-g"), bundle("install-a", b"4")).await, 403).await;
+    let d =
+        expect_problem(upload(&s, &c, Some(&globex), Some("install-g"), bundle("install-a", b"4")).await, 403).await;
     assert!(d.contains("manifest"), "{d}");
     // Many installs on a multi-install token.
     for id in ["install-g1", "install-g2"] {
@@ -138,7 +144,12 @@ async fn an_export_listing_a_bundle_twice_is_422_at_once() {
         created_at: "2026-11-30T00:00:00Z".into(),
         agent_version: "0.1.0".into(),
         bundles: (0..8)
-            .map(|_| ExportedBundle { name: "b.zip".into(), program: "telemetry".into(), sha256: sha.clone(), size: zeros.len() as u64 })
+            .map(|_| ExportedBundle {
+                name: "b.zip".into(),
+                program: "telemetry".into(),
+                sha256: sha.clone(),
+                size: zeros.len() as u64,
+            })
             .collect(),
     };
     let body = export_zip(&m, &[("b.zip", &zeros)]);
@@ -220,7 +231,8 @@ async fn a_huge_body_of_the_wrong_type_is_refused_from_its_headers() {
     let answer = s.raw_head_only(&head).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // Without a token: 401 before anything else.
-    let answer = s.raw_head_only(&format!("POST /v1/bundles HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000000\r\n\r\n")).await;
+    let answer =
+        s.raw_head_only("POST /v1/bundles HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000000\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(s.status_kb("VmHWM:") < before + 8 * 1024, "memory grew from {before} kB to {} kB", s.status_kb("VmHWM:"));
 }

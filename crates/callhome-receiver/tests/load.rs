@@ -84,7 +84,7 @@ async fn out_of_file_descriptors_the_receiver_neither_spins_nor_dies() {
     let mut s = Server::start_in(tempfile::tempdir().unwrap(), &["--handshake-timeout", "120s"], Some("ulimit -n 96;"));
     let token = s.token("Acme", &[]);
     let idle: Vec<std::net::TcpStream> =
-        (0..300).map(|_| std::net::TcpStream::connect(s.addr()).expect("a connection the kernel queues")).collect();
+        (0..200).map(|_| std::net::TcpStream::connect(s.addr()).expect("a connection the kernel queues")).collect();
     wait_until(Duration::from_secs(10), "the receiver to fill its connection slots", || s.open_fds() >= 32);
     let lines_before = s.log_text().lines().count();
     let cpu = |s: &Server| -> u64 {

@@ -55,7 +55,9 @@ fn unauthorized(detail: &str) -> Response {
 
 fn token_refused(why: TokenRefusal) -> Response {
     unauthorized(&match why {
-        TokenRefusal::Malformed | TokenRefusal::Unknown => format!("the token is not one this receiver issued; {HOW_TO_ENROL}"),
+        TokenRefusal::Malformed | TokenRefusal::Unknown => {
+            format!("the token is not one this receiver issued; {HOW_TO_ENROL}")
+        }
         TokenRefusal::Revoked => format!("the token was revoked; {HOW_TO_ENROL}"),
         TokenRefusal::Expired => format!("the token has expired; {HOW_TO_ENROL}"),
     })
@@ -151,7 +153,9 @@ pub fn admit_export(index: &Index, caller: &Caller, m: &ExportManifest) -> Resul
         Caller::Customer(token) => match index.bind(&m.install_id, token, now()) {
             Ok(Ok(())) => Ok(Some(m.install_id.clone())),
             Ok(Err(why)) => Err(bind_refused(&m.install_id, &why)),
-            Err(e) => Err(Refusal { status: 503, reason: format!("the receiver's index cannot be written right now: {e}") }),
+            Err(e) => {
+                Err(Refusal { status: 503, reason: format!("the receiver's index cannot be written right now: {e}") })
+            }
         },
     }
 }

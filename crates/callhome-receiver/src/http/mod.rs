@@ -160,23 +160,28 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The body's declared length against the limit (413 when it is over).
-fn check_declared_length(h: &HeaderMap, max: u64, what: &str) -> Result<(), Response> {
+/// The body's declared length against the limit: 413 when it is over.
+fn declared_length_refusal(h: &HeaderMap, max: u64, what: &str) -> Option<Response> {
     match header(h, header::CONTENT_LENGTH.as_str()).map(str::parse::<u64>) {
-        Some(Ok(n)) if n > max => {
-            Err(problem(StatusCode::PAYLOAD_TOO_LARGE, &format!("{what} are limited to {max} bytes; this one declares {n}")))
-        }
-        Some(Err(_)) => Err(problem(StatusCode::BAD_REQUEST, "Content-Length is not a number")),
-        _ => Ok(()),
+        Some(Ok(n)) if n > max => Some(problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("{what} are limited to {max} bytes; this one declares {n}"),
+        )),
+        Some(Err(_)) => Some(problem(StatusCode::BAD_REQUEST, "Content-Length is not a number")),
+        _ => None,
     }
 }
 
-fn check_zip_type(h: &HeaderMap, what: &str) -> Result<(), Response> {
+/// 415 unless the body is declared a zip.
+fn zip_type_refusal(h: &HeaderMap, what: &str) -> Option<Response> {
     let ctype = header(h, header::CONTENT_TYPE.as_str()).unwrap_or("");
     if ctype.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(BUNDLE_CONTENT_TYPE)) {
-        Ok(())
+        None
     } else {
-        Err(problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, &format!("send the {what} as Content-Type: {BUNDLE_CONTENT_TYPE}")))
+        Some(problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("send the {what} as Content-Type: {BUNDLE_CONTENT_TYPE}"),
+        ))
     }
 }
 
@@ -219,8 +224,10 @@ async fn probe(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Ok(caller) => {
             let id = caller.install_id().or_else(|| header(&headers, INSTALL_ID).filter(|v| !v.is_empty()));
             match id {
-                Some(id) => axum::Json(serde_json::json!({ "ok": true, "install_id": id, "receiver": env!("CARGO_PKG_VERSION") }))
-                    .into_response(),
+                Some(id) => axum::Json(
+                    serde_json::json!({ "ok": true, "install_id": id, "receiver": env!("CARGO_PKG_VERSION") }),
+                )
+                .into_response(),
                 None => problem(StatusCode::UNAUTHORIZED, "name the agent with X-Callhome-Install-Id"),
             }
         }
@@ -248,17 +255,20 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = check_zip_type(h, "bundle") {
+    if let Some(r) = zip_type_refusal(h, "bundle") {
         return r;
     }
     let Some(claimed) = header(h, IDEMPOTENCY_KEY) else {
         return problem(StatusCode::BAD_REQUEST, "the Idempotency-Key header (the bundle's SHA-256) is missing");
     };
     if claimed.len() != 64 || !claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return problem(StatusCode::BAD_REQUEST, "the Idempotency-Key header must be the bundle's SHA-256 in hex (64 digits)");
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the Idempotency-Key header must be the bundle's SHA-256 in hex (64 digits)",
+        );
     }
     let claimed = claimed.to_ascii_lowercase();
-    if let Err(r) = check_declared_length(h, app.max_body, "bundles") {
+    if let Some(r) = declared_length_refusal(h, app.max_body, "bundles") {
         return r;
     }
     if let Some(key) = caller.install_id().or_else(|| header(h, INSTALL_ID))
@@ -266,7 +276,10 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     {
         let secs = wait.as_secs_f64().ceil() as u64;
         return with_retry_after(
-            problem(StatusCode::TOO_MANY_REQUESTS, &format!("too many uploads from install {key}; try again in {secs} s")),
+            problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("too many uploads from install {key}; try again in {secs} s"),
+            ),
             secs,
         );
     }
@@ -357,7 +370,9 @@ async fn take_export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = check_zip_type(&headers, "export").and_then(|()| check_declared_length(&headers, app.max_body, "exports")) {
+    if let Some(r) =
+        zip_type_refusal(&headers, "export").or_else(|| declared_length_refusal(&headers, app.max_body, "exports"))
+    {
         return r;
     }
     let Ok(_slot) = app.uploads.clone().try_acquire_owned() else {

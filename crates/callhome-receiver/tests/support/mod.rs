@@ -58,16 +58,16 @@ impl Server {
                 c
             }
         };
-        cmd.env("CALLHOME_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
+        cmd.env("CALLHOME_LOG", "info").stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
         let mut child = cmd.spawn().expect("the receiver starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let url = line
             .split_whitespace()
             .find(|w| w.starts_with("https://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}; log: {}", std::fs::read_to_string(&log).unwrap_or_default()))
+            .unwrap_or_else(|| {
+                panic!("no address in {line:?}; log: {}", std::fs::read_to_string(&log).unwrap_or_default())
+            })
             .to_string();
         let base = url.trim_end_matches("/v1/bundles").to_string();
         Server { child, dir, url, base, store, ca, log }
@@ -204,7 +204,12 @@ fn manifest(install_id: &str, entries: &[(&str, &[u8])]) -> Manifest {
         created_at: "2026-11-30T00:00:00Z".into(),
         files: entries
             .iter()
-            .map(|(n, d)| ManifestFile { name: n.to_string(), holds: "test data".into(), size: d.len() as u64, sha256: sha256_hex(d) })
+            .map(|(n, d)| ManifestFile {
+                name: n.to_string(),
+                holds: "test data".into(),
+                size: d.len() as u64,
+                sha256: sha256_hex(d),
+            })
             .collect(),
         errors: vec![],
     }
@@ -295,7 +300,12 @@ pub async fn upload(
 }
 
 /// POSTs an export with `token`, if any.
-pub async fn post_export(s: &Server, client: &reqwest::Client, token: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+pub async fn post_export(
+    s: &Server,
+    client: &reqwest::Client,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
     let mut req = client.post(format!("{}/v1/exports", s.base)).header("content-type", "application/zip");
     if let Some(t) = token {
         req = req.bearer_auth(t);
