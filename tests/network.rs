@@ -70,6 +70,7 @@ fn the_receiver_serves_given_certificate_files() {
         .arg(tls.join("server-key.pem"))
         .arg("--signing-key")
         .arg(s.path().join("receiver-signing.pem"))
+        .arg("--open-enrolment")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -86,7 +86,7 @@ export class World {
       "serve", "--listen", "127.0.0.1:0", "--store", join(this.dir, "receiver-store"),
       "--tls-self-signed", "--ca-out", join(this.dir, "ca.pem"),
       "--signing-key", join(this.dir, "receiver-signing.pem"),
-      "--public-key-out", join(this.dir, "receiver-public.pem"),
+      "--public-key-out", join(this.dir, "receiver-public.pem"), "--open-enrolment",
     ], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, CALLHOME_LOG: "warn" } }));
     const line = await new Promise((res, rej) => {
       const rl = createInterface({ input: child.stdout });

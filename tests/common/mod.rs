@@ -70,8 +70,31 @@ impl Receiver {
         Self::start_with(dir, listen, faults, &[])
     }
 
-    /// Like [`Receiver::start_on`], with more `serve` options.
+    /// Like [`Receiver::start_on`], with more `serve` options. The agent's tests run the
+    /// receiver under open enrolment (no endpoint token needed; the receiver's own tests cover
+    /// enrolment).
     pub fn start_with(dir: &Path, listen: &str, faults: &[&str], extra: &[&str]) -> Receiver {
+        Self::spawn(dir, listen, faults, &[&["--open-enrolment"], extra].concat())
+    }
+
+    /// A receiver that takes bundles only from installs enrolled with its tokens
+    /// ([`Receiver::token`]).
+    pub fn start_enrolling(dir: &Path) -> Receiver {
+        Self::spawn(dir, "127.0.0.1:0", &[], &[])
+    }
+
+    /// `callhome-receiver tokens create --customer CUSTOMER` against this receiver's store.
+    pub fn token(&self, customer: &str) -> String {
+        let out = Command::new(&*RECEIVER)
+            .args(["tokens", "create", "--customer", customer, "--store"])
+            .arg(&self.store)
+            .output()
+            .expect("the receiver's CLI runs");
+        assert!(out.status.success(), "tokens create: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn spawn(dir: &Path, listen: &str, faults: &[&str], extra: &[&str]) -> Receiver {
         let store = dir.join("receiver-store");
         let ca = dir.join("ca.pem");
         let public_key = dir.join("receiver-public.pem");

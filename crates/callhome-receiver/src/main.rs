@@ -1,86 +1,19 @@
-//! `callhome-receiver`: the reference ingestion server (protocol v1), for tests, demos and
-//! self-hosting.
+//! `callhome-receiver`: the vendor's ingestion server (protocol v1) and its operator commands —
+//! `serve`, `tokens create|list|revoke`, and `ingest` of an export by the operator.
+
+mod cli;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use callhome_protocol::fs as fsutil;
 use callhome_protocol::receipt;
-use callhome_receiver::{self as receiver, Fault, ServeOptions, TlsSource};
-use clap::{Parser, Subcommand};
-
-#[derive(Debug, Parser)]
-#[command(name = "callhome-receiver", version, about = "Reference receiver for callhome bundles")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Take in an export carried from an isolated network and write one signed receipt for it.
-    Ingest {
-        /// The export zip (`callhome export --out …`).
-        export: PathBuf,
-        #[arg(long)]
-        store: PathBuf,
-        /// The Ed25519 receipt-signing key (PKCS#8 PEM); created when absent.
-        #[arg(long, value_name = "FILE")]
-        signing_key: PathBuf,
-        /// Where to write the receipt (JSON) to carry back.
-        #[arg(long, value_name = "FILE")]
-        receipt_out: PathBuf,
-        /// Write the public key (PEM), for agents' upload.receipt_public_key.
-        #[arg(long, value_name = "FILE")]
-        public_key_out: Option<PathBuf>,
-        /// Largest bundle accepted, in bytes.
-        #[arg(long, default_value_t = receiver::DEFAULT_MAX_BODY)]
-        max_body: u64,
-    },
-    /// Serve POST /v1/bundles over HTTPS.
-    Serve(ServeArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// Address to listen on (port 0: any free port; the address is printed).
-    #[arg(long, default_value = "127.0.0.1:8443")]
-    listen: SocketAddr,
-    /// Where bundles (<sha256>.zip) and receipts are stored.
-    #[arg(long)]
-    store: PathBuf,
-    /// Make (once, kept in STORE/tls) a CA and a certificate for localhost.
-    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"], required_unless_present = "tls_cert")]
-    tls_self_signed: bool,
-    /// Write the self-signed CA certificate (PEM) here, for agents' upload.ca_file.
-    #[arg(long, requires = "tls_self_signed", value_name = "FILE")]
-    ca_out: Option<PathBuf>,
-    #[arg(long, requires = "tls_key", value_name = "FILE")]
-    tls_cert: Option<PathBuf>,
-    #[arg(long, requires = "tls_cert", value_name = "FILE")]
-    tls_key: Option<PathBuf>,
-    /// The Ed25519 receipt-signing key (PKCS#8 PEM); created when absent.
-    #[arg(long, value_name = "FILE")]
-    signing_key: PathBuf,
-    /// Write the public key (PEM), for agents' upload.receipt_public_key.
-    #[arg(long, value_name = "FILE")]
-    public_key_out: Option<PathBuf>,
-    /// Inject a fault into uploads, in order: status=CODE[,retry-after=S], drop,
-    /// delay=DURATION, garbage, bad-signature; each may end with ,times=N.
-    #[arg(long = "fault", value_name = "SPEC")]
-    faults: Vec<Fault>,
-    /// Largest bundle accepted, in bytes.
-    #[arg(long, default_value_t = receiver::DEFAULT_MAX_BODY)]
-    max_body: u64,
-    /// Advertise this agent version as the newest release in receipts.
-    #[arg(long, requires = "latest_released", value_name = "VERSION")]
-    latest_version: Option<String>,
-    /// When that release came out (YYYY-MM-DD).
-    #[arg(long, requires = "latest_version", value_name = "DATE")]
-    latest_released: Option<String>,
-}
+use callhome_protocol::time::{now, parse_rfc3339, rfc3339};
+use callhome_receiver::{self as receiver, ServeOptions, TlsSource, conn::ConnLimits, index::Index, limits::Rate};
+use clap::Parser;
+use cli::{Cli, Command, IndexArgs, ServeArgs, TokensCommand};
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
@@ -91,46 +24,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    let ServeArgs {
-        listen,
-        store,
-        tls_self_signed,
-        ca_out,
-        tls_cert,
-        tls_key,
-        signing_key,
-        public_key_out,
-        faults,
-        max_body,
-        latest_version,
-        latest_released,
-    } = match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Ingest { export, store, signing_key, receipt_out, public_key_out, max_body } => {
-            return ingest(&export, &store, &signing_key, &receipt_out, public_key_out.as_deref(), max_body);
+            ingest(&export, &store, &signing_key, &receipt_out, public_key_out.as_deref(), max_body)
         }
-        Command::Serve(args) => args,
+        Command::Serve(args) => serve(*args),
+        Command::Tokens { command } => tokens(command),
     };
-    let tls = match (tls_self_signed, tls_cert, tls_key) {
-        (true, _, _) => TlsSource::SelfSigned,
-        (false, Some(cert), Some(key)) => TlsSource::Files { cert, key },
-        _ => unreachable!("clap requires --tls-self-signed or --tls-cert with --tls-key"),
-    };
-    let latest_agent =
-        latest_version.zip(latest_released).map(|(version, released)| receipt::LatestAgent { version, released });
-    let opts = ServeOptions { listen, store, tls, ca_out, signing_key, public_key_out, faults, max_body, latest_agent };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("callhome-receiver: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let ready = |addr: SocketAddr| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "callhome-receiver listening on https://{addr}/v1/bundles");
-        let _ = out.flush();
-    };
-    match rt.block_on(receiver::serve(opts, ready, shutdown())) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("callhome-receiver: {e}");
@@ -139,58 +40,207 @@ fn main() -> ExitCode {
     }
 }
 
-fn ingest(
-    export: &std::path::Path,
-    store: &std::path::Path,
-    key: &std::path::Path,
-    out: &std::path::Path,
-    public_key_out: Option<&std::path::Path>,
-    max_body: u64,
-) -> ExitCode {
-    let run = || -> Result<callhome_protocol::export::ManualReceipt, receiver::ReceiverError> {
-        let key = receipt::load_or_create_signing_key(key)?;
-        if let Some(p) = public_key_out {
-            fsutil::write_atomic(p, receipt::public_key_pem(&key).as_bytes())
-                .map_err(|e| receiver::ReceiverError::Io(format!("--public-key-out {}: {e}", p.display())))?;
-        }
-        let store = receiver::BundleStore::open(store, key)?;
-        receiver::ingest::ingest(export, &store, max_body)
+type Result<T> = std::result::Result<T, String>;
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let tls = match (args.tls_self_signed, args.tls_cert, args.tls_key) {
+        (true, _, _) => TlsSource::SelfSigned,
+        (false, Some(cert), Some(key)) => TlsSource::Files { cert, key },
+        _ => return Err("give --tls-self-signed, or --tls-cert with --tls-key".into()),
     };
-    match run() {
-        Ok(receipt) => {
-            let json = serde_json::to_vec_pretty(&receipt).expect("receipts serialize");
-            if let Err(e) = fsutil::write_atomic(out, &json) {
-                eprintln!("callhome-receiver: {}: {e}", out.display());
-                return ExitCode::FAILURE;
+    let admin_token = match &args.admin_token_file {
+        Some(path) => Some(read_admin_token(path)?),
+        None => None,
+    };
+    let latest_agent = args
+        .latest_version
+        .zip(args.latest_released)
+        .map(|(version, released)| receipt::LatestAgent { version, released });
+    let opts = ServeOptions {
+        listen: args.listen,
+        index: index_path_arg(&args.index.index)?,
+        store: args.index.store,
+        tls,
+        ca_out: args.ca_out,
+        signing_key: args.signing_key,
+        public_key_out: args.public_key_out,
+        faults: args.faults,
+        max_body: args.max_body,
+        latest_agent,
+        open_enrolment: args.open_enrolment,
+        admin_token,
+        conn: ConnLimits {
+            max_connections: args.max_connections,
+            handshake_timeout: args.handshake_timeout.into(),
+            header_timeout: args.header_timeout.into(),
+            idle_timeout: args.idle_timeout.into(),
+        },
+        max_uploads: args.max_uploads,
+        install_rate: Rate { per_second: args.install_rate, burst: args.install_burst },
+        max_export_unpacked: args.max_export_unpacked,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let ready = |addr: SocketAddr| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "callhome-receiver listening on https://{addr}/v1/bundles");
+        let _ = out.flush();
+    };
+    rt.block_on(receiver::serve(opts, ready, shutdown())).map_err(|e| e.to_string())
+}
+
+/// The operator's token: the file's first line, at least 16 characters.
+fn read_admin_token(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--admin-token-file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.len() < 16 {
+        return Err(format!(
+            "--admin-token-file {}: the operator token must be at least 16 characters (for example `openssl rand -hex 32`)",
+            path.display()
+        ));
+    }
+    Ok(token)
+}
+
+/// `--index sqlite:PATH` (the only index kind so far).
+fn index_path_arg(spec: &Option<String>) -> Result<Option<PathBuf>> {
+    match spec.as_deref() {
+        None => Ok(None),
+        Some(s) => match s.strip_prefix("sqlite:") {
+            Some(p) if !p.is_empty() => Ok(Some(PathBuf::from(p))),
+            _ => Err(format!("--index {s}: give sqlite:PATH")),
+        },
+    }
+}
+
+fn open_index(args: &IndexArgs) -> Result<Index> {
+    let path = receiver::index_path(&args.store, index_path_arg(&args.index)?.as_deref());
+    Index::open(&path).map_err(|e| e.to_string())
+}
+
+/// `--expires`: a date (`YYYY-MM-DD`, the token stops working at its start, UTC) or an RFC 3339
+/// time.
+fn parse_expiry(s: &str) -> Result<i64> {
+    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
+    parse_rfc3339(&full).ok_or_else(|| format!("--expires {s}: give a date such as 2027-06-30, or an RFC 3339 time"))
+}
+
+fn tokens(command: TokensCommand) -> Result<()> {
+    match command {
+        TokensCommand::Create { customer, expires, multi_install, index } => {
+            let expires_at = expires.as_deref().map(parse_expiry).transpose()?;
+            if expires_at.is_some_and(|e| e <= now()) {
+                return Err(format!("--expires {}: that is in the past", expires.unwrap_or_default()));
             }
-            println!(
-                "export {}: {} bundle(s) accepted, {} rejected; receipt {} written to {}",
-                receipt.export_id,
-                receipt.accepted.len(),
-                receipt.rejected.len(),
-                receipt.receipt_id,
-                out.display()
-            );
-            for r in &receipt.rejected {
-                println!("  rejected {}: {}", r.name, r.reason);
-            }
-            ExitCode::SUCCESS
+            let index = open_index(&index)?;
+            let (id, token) =
+                index.create_token(&customer, expires_at, !multi_install, now()).map_err(|e| e.to_string())?;
+            println!("{token}");
+            eprintln!("token {id} for {customer:?} created; it is shown only now");
+            Ok(())
         }
-        Err(e) => {
-            eprintln!("callhome-receiver: {e}");
-            ExitCode::FAILURE
+        TokensCommand::List { json, index } => {
+            let tokens = open_index(&index)?.tokens().map_err(|e| e.to_string())?;
+            let opt = |t: Option<i64>| t.map(rfc3339);
+            if json {
+                let list: Vec<_> = tokens
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "id": t.id,
+                            "customer": t.customer,
+                            "created_at": rfc3339(t.created_at),
+                            "expires_at": opt(t.expires_at),
+                            "revoked_at": opt(t.revoked_at),
+                            "single_install": t.single_install,
+                            "installs": t.installs,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
+            } else if tokens.is_empty() {
+                println!("no tokens; make one with `callhome-receiver tokens create --customer NAME`");
+            } else {
+                println!(
+                    "{:<16}  {:<24}  {:<8}  {:<20}  {:<20}  installs",
+                    "ID", "CUSTOMER", "KIND", "EXPIRES", "REVOKED"
+                );
+                for t in &tokens {
+                    println!(
+                        "{:<16}  {:<24}  {:<8}  {:<20}  {:<20}  {}",
+                        t.id,
+                        t.customer,
+                        if t.single_install { "single" } else { "multi" },
+                        opt(t.expires_at).unwrap_or_else(|| "never".into()),
+                        opt(t.revoked_at).unwrap_or_else(|| "-".into()),
+                        t.installs
+                    );
+                }
+            }
+            Ok(())
+        }
+        TokensCommand::Revoke { token_id, index } => {
+            if open_index(&index)?.revoke(&token_id, now()).map_err(|e| e.to_string())? {
+                println!("token {token_id} revoked");
+                Ok(())
+            } else {
+                Err(format!("no token {token_id}; `callhome-receiver tokens list` shows the ids"))
+            }
         }
     }
+}
+
+fn ingest(
+    export: &Path,
+    store: &Path,
+    key: &Path,
+    out: &Path,
+    public_key_out: Option<&Path>,
+    max_body: u64,
+) -> Result<()> {
+    let key = receipt::load_or_create_signing_key(key).map_err(|e| e.to_string())?;
+    if let Some(p) = public_key_out {
+        fsutil::write_atomic(p, receipt::public_key_pem(&key).as_bytes())
+            .map_err(|e| format!("--public-key-out {}: {e}", p.display()))?;
+    }
+    let store = receiver::BundleStore::open(store, key).map_err(|e| e.to_string())?;
+    let limits = receiver::ingest::ExportLimits { max_bundle: max_body, ..Default::default() };
+    // The operator runs this command: no token is asked for.
+    let receipt = receiver::ingest::ingest(export, &store, &limits, &|_| Ok(None))
+        .map_err(|r| format!("{}: {r}", export.display()))?;
+    let json = serde_json::to_vec_pretty(&receipt).map_err(|e| e.to_string())?;
+    fsutil::write_atomic(out, &json).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!(
+        "export {}: {} bundle(s) accepted, {} rejected; receipt {} written to {}",
+        receipt.export_id,
+        receipt.accepted.len(),
+        receipt.rejected.len(),
+        receipt.receipt_id,
+        out.display()
+    );
+    for r in &receipt.rejected {
+        println!("  rejected {}: {}", r.name, r.reason);
+    }
+    Ok(())
 }
 
 async fn shutdown() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
     #[cfg(not(unix))]

@@ -1,0 +1,159 @@
+//! The command line of `callhome-receiver`, as clap types.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use callhome_receiver::{self as receiver, Fault};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "callhome-receiver", version, about = "The vendor's receiver for callhome bundles")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Take in an export carried from an isolated network and write one signed receipt for it
+    /// (the operator's command: no token is asked for).
+    Ingest {
+        /// The export zip (`callhome export --out …`).
+        export: PathBuf,
+        #[arg(long)]
+        store: PathBuf,
+        /// The Ed25519 receipt-signing key (PKCS#8 PEM); created when absent.
+        #[arg(long, value_name = "FILE")]
+        signing_key: PathBuf,
+        /// Where to write the receipt (JSON) to carry back.
+        #[arg(long, value_name = "FILE")]
+        receipt_out: PathBuf,
+        /// Write the public key (PEM), for agents' upload.receipt_public_key.
+        #[arg(long, value_name = "FILE")]
+        public_key_out: Option<PathBuf>,
+        /// Largest bundle accepted, in bytes.
+        #[arg(long, default_value_t = receiver::DEFAULT_MAX_BODY)]
+        max_body: u64,
+    },
+    /// Serve POST /v1/bundles and /v1/exports over HTTPS.
+    Serve(Box<ServeArgs>),
+    /// Enrolment tokens: the vendor makes one per install (or per customer) and the customer's
+    /// administrator stores it with `callhome register --token-stdin`.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+}
+
+/// Where the store and the index are.
+#[derive(Debug, clap::Args)]
+pub struct IndexArgs {
+    /// The store folder (bundles, receipts; the index by default).
+    #[arg(long)]
+    pub store: PathBuf,
+    /// The index: sqlite:PATH (default: STORE/index.sqlite).
+    #[arg(long, value_name = "sqlite:PATH")]
+    pub index: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Make a token and print it (alone, on stdout); it is shown only this once.
+    Create {
+        /// The customer the installs enrolled with it belong to.
+        #[arg(long)]
+        customer: String,
+        /// When it stops working: YYYY-MM-DD (UTC) or an RFC 3339 time.
+        #[arg(long, value_name = "DATE")]
+        expires: Option<String>,
+        /// Let any number of the customer's installs enrol with it (default: the first only).
+        #[arg(long)]
+        multi_install: bool,
+        #[command(flatten)]
+        index: IndexArgs,
+    },
+    /// List the tokens (ids, customers, expiry, revocation, installs enrolled); never the secrets.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        index: IndexArgs,
+    },
+    /// Revoke a token: its installs get 401 from then on.
+    Revoke {
+        /// The token's id (`tokens list`).
+        token_id: String,
+        #[command(flatten)]
+        index: IndexArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub index: IndexArgs,
+    /// Make (once, kept in STORE/tls) a CA and a certificate for localhost.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"], required_unless_present = "tls_cert")]
+    pub tls_self_signed: bool,
+    /// Write the self-signed CA certificate (PEM) here, for agents' upload.ca_file.
+    #[arg(long, requires = "tls_self_signed", value_name = "FILE")]
+    pub ca_out: Option<PathBuf>,
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// The Ed25519 receipt-signing key (PKCS#8 PEM); created when absent.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: PathBuf,
+    /// Write the public key (PEM), for agents' upload.receipt_public_key.
+    #[arg(long, value_name = "FILE")]
+    pub public_key_out: Option<PathBuf>,
+    /// Take bundles and exports from anyone, without a token (demos and tests only; logged
+    /// loudly).
+    #[arg(long)]
+    pub open_enrolment: bool,
+    /// A file holding the operator's token (first line): exports through /manual or the API
+    /// with `Authorization: Bearer` and that token.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Inject a fault into uploads, in order: status=CODE[,retry-after=S], drop,
+    /// delay=DURATION, garbage, bad-signature; each may end with ,times=N.
+    #[arg(long = "fault", value_name = "SPEC")]
+    pub faults: Vec<Fault>,
+    /// Largest bundle or export accepted, in bytes.
+    #[arg(long, default_value_t = receiver::DEFAULT_MAX_BODY)]
+    pub max_body: u64,
+    /// Most bytes the bundles of one export may decompress to.
+    #[arg(long, default_value_t = 4 << 30)]
+    pub max_export_unpacked: u64,
+    /// Most connections open at once (further clients wait).
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Most bodies received at once (further uploads get 503 with Retry-After).
+    #[arg(long, default_value_t = 64)]
+    pub max_uploads: usize,
+    /// Uploads per second one install may keep up (more get 429 with Retry-After).
+    #[arg(long, default_value_t = 10.0)]
+    pub install_rate: f64,
+    /// Uploads one install may send at once after a quiet spell.
+    #[arg(long, default_value_t = 120)]
+    pub install_burst: u32,
+    /// How long a client may take for its TLS handshake.
+    #[arg(long, default_value = "10s")]
+    pub handshake_timeout: humantime::Duration,
+    /// How long a client may take to send a request's headers (and to start the next one).
+    #[arg(long, default_value = "10s")]
+    pub header_timeout: humantime::Duration,
+    /// How long a connection may move no byte at all (a stalled body).
+    #[arg(long, default_value = "120s")]
+    pub idle_timeout: humantime::Duration,
+    /// Advertise this agent version as the newest release in receipts.
+    #[arg(long, requires = "latest_released", value_name = "VERSION")]
+    pub latest_version: Option<String>,
+    /// When that release came out (YYYY-MM-DD).
+    #[arg(long, requires = "latest_version", value_name = "DATE")]
+    pub latest_released: Option<String>,
+}

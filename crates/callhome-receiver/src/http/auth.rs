@@ -1,0 +1,161 @@
+//! Who is sending: an enrolled install (its token and install id), a customer's token or the
+//! operator (exports), or anyone under open enrolment. Refusals are 401 for a missing, unknown,
+//! revoked or expired token and 403 for an install id the token may not speak for.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use subtle::ConstantTimeEq;
+
+use super::{App, problem};
+use crate::Refusal;
+use crate::index::{BindRefusal, Index, Token, TokenRefusal};
+use crate::ingest::plain_id;
+use callhome_protocol::export::ExportManifest;
+use callhome_protocol::headers::INSTALL_ID;
+use callhome_protocol::time::now;
+
+/// Who sent a request.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Open enrolment: nobody was asked.
+    Open,
+    /// An install enrolled with `token`.
+    Install { install_id: String },
+    /// A customer's token, for an export of one of the customer's installs.
+    Customer(Token),
+    /// The operator (`--admin-token-file`).
+    Operator,
+}
+
+impl Caller {
+    /// The authenticated install, if the caller is one.
+    pub fn install_id(&self) -> Option<&str> {
+        match self {
+            Caller::Install { install_id, .. } => Some(install_id),
+            _ => None,
+        }
+    }
+}
+
+const HOW_TO_ENROL: &str = "enrol the install with a token from the vendor (`callhome register --token-stdin`)";
+
+fn bearer(h: &HeaderMap) -> Option<&str> {
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+fn unauthorized(detail: &str) -> Response {
+    let mut r = problem(StatusCode::UNAUTHORIZED, detail);
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+    r
+}
+
+fn token_refused(why: TokenRefusal) -> Response {
+    unauthorized(&match why {
+        TokenRefusal::Malformed | TokenRefusal::Unknown => {
+            format!("the token is not one this receiver issued; {HOW_TO_ENROL}")
+        }
+        TokenRefusal::Revoked => format!("the token was revoked; {HOW_TO_ENROL}"),
+        TokenRefusal::Expired => format!("the token has expired; {HOW_TO_ENROL}"),
+    })
+}
+
+fn index_failed(e: impl std::fmt::Display) -> Response {
+    tracing::error!("{e}");
+    problem(StatusCode::SERVICE_UNAVAILABLE, "the receiver's index cannot be read right now; try again later")
+}
+
+fn bind_refused(install_id: &str, why: &BindRefusal) -> Refusal {
+    Refusal {
+        status: 403,
+        reason: match why {
+            BindRefusal::OtherCustomer => {
+                format!("install {install_id} is enrolled for another customer; this token cannot speak for it")
+            }
+            BindRefusal::TokenTaken { install_id: first } => format!(
+                "this token enrolled install {first} and is for that install only; enrol install {install_id} with its own token"
+            ),
+        },
+    }
+}
+
+/// Looks the presented token up (off the async threads: the index is SQLite).
+async fn lookup(app: &Arc<App>, token: &str) -> Result<Token, Response> {
+    let (app, token) = (app.clone(), token.to_string());
+    match tokio::task::spawn_blocking(move || app.index.authenticate(&token, now())).await {
+        Ok(Ok(Ok(t))) => Ok(t),
+        Ok(Ok(Err(why))) => Err(token_refused(why)),
+        Ok(Err(e)) => Err(index_failed(e)),
+        Err(e) => Err(index_failed(e)),
+    }
+}
+
+/// The sender of an upload or probe: an enrolled install, bound to its token's customer on
+/// first use.
+pub async fn install(app: &Arc<App>, h: &HeaderMap) -> Result<Caller, Response> {
+    if app.open_enrolment {
+        return Ok(Caller::Open);
+    }
+    let Some(presented) = bearer(h) else {
+        return Err(unauthorized(&format!("no Authorization: Bearer token; {HOW_TO_ENROL}")));
+    };
+    let install_id = match h.get(INSTALL_ID).map(|v| v.to_str().map(str::to_string)) {
+        Some(Ok(id)) if plain_id(&id) => id,
+        Some(_) => {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                "X-Callhome-Install-Id must be 1 to 128 letters, digits, '.', '_' or '-'",
+            ));
+        }
+        None => return Err(problem(StatusCode::BAD_REQUEST, "name the install with X-Callhome-Install-Id")),
+    };
+    let token = lookup(app, presented).await?;
+    let (app2, id, t) = (app.clone(), install_id.clone(), token.clone());
+    match tokio::task::spawn_blocking(move || app2.index.bind(&id, &t, now())).await {
+        Ok(Ok(Ok(()))) => Ok(Caller::Install { install_id }),
+        Ok(Ok(Err(why))) => {
+            let r = bind_refused(&install_id, &why);
+            tracing::warn!(install = %install_id, token = %token.id, "refused: {}", r.reason);
+            Err(super::refusal(&r))
+        }
+        Ok(Err(e)) => Err(index_failed(e)),
+        Err(e) => Err(index_failed(e)),
+    }
+}
+
+/// The sender of an export: the operator, a customer's token, or anyone under open enrolment.
+pub async fn exporter(app: &Arc<App>, h: &HeaderMap) -> Result<Caller, Response> {
+    if app.open_enrolment {
+        return Ok(Caller::Open);
+    }
+    let Some(presented) = bearer(h) else {
+        return Err(unauthorized(
+            "exports are taken with the customer's enrolment token or the operator's token (Authorization: Bearer …)",
+        ));
+    };
+    if let Some(admin) = &app.admin_token
+        && bool::from(admin.as_bytes().ct_eq(presented.as_bytes()))
+    {
+        return Ok(Caller::Operator);
+    }
+    lookup(app, presented).await.map(Caller::Customer)
+}
+
+/// Whether `caller` may hand in the export `m`: a customer's token binds the export's install
+/// to that customer (and then every bundle in it must name that install).
+pub fn admit_export(index: &Index, caller: &Caller, m: &ExportManifest) -> Result<Option<String>, Refusal> {
+    match caller {
+        Caller::Open | Caller::Operator => Ok(None),
+        Caller::Install { install_id, .. } => Ok(Some(install_id.clone())),
+        Caller::Customer(token) => match index.bind(&m.install_id, token, now()) {
+            Ok(Ok(())) => Ok(Some(m.install_id.clone())),
+            Ok(Err(why)) => Err(bind_refused(&m.install_id, &why)),
+            Err(e) => {
+                Err(Refusal { status: 503, reason: format!("the receiver's index cannot be written right now: {e}") })
+            }
+        },
+    }
+}

@@ -1,0 +1,410 @@
+//! The receiver's HTTP surface on axum: routes, the checks that need only headers (who is
+//! sending, content type, `Idempotency-Key`, declared length, rate and upload slots), then the
+//! body streamed into the store with its SHA-256 computed on the way.
+//!
+//! Every refusal is `application/problem+json`; every answer carries `nosniff`,
+//! `X-Frame-Options: DENY` and a Content-Security-Policy. It does not accept connections
+//! ([`crate::conn`]) and does not check zips ([`crate::zipcheck`], [`crate::ingest`]).
+
+mod auth;
+mod page;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ed25519_dalek::SigningKey;
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use crate::faults::{Fault, FaultKind};
+use crate::index::{BundleRow, Index};
+use crate::ingest::{self, ExportLimits};
+use crate::limits::RateLimiter;
+use crate::store::{BundleStore, Incoming};
+use crate::{Refusal, ServeOptions};
+use callhome_protocol::headers::{BUNDLE_CONTENT_TYPE, IDEMPOTENCY_KEY, INSTALL_ID, PROGRAM};
+use callhome_protocol::time::now;
+
+/// What every request handler shares.
+pub struct App {
+    store: BundleStore,
+    index: Index,
+    faults: Mutex<std::collections::VecDeque<Fault>>,
+    max_body: u64,
+    open_enrolment: bool,
+    admin_token: Option<String>,
+    /// Bodies being received at once.
+    uploads: Arc<Semaphore>,
+    rate: RateLimiter,
+    export_limits: ExportLimits,
+}
+
+impl App {
+    pub fn new(store: BundleStore, index: Index, opts: &ServeOptions) -> App {
+        App {
+            store,
+            index,
+            faults: Mutex::new(opts.faults.clone().into()),
+            max_body: opts.max_body,
+            open_enrolment: opts.open_enrolment,
+            admin_token: opts.admin_token.clone(),
+            uploads: Arc::new(Semaphore::new(opts.max_uploads.max(1))),
+            rate: RateLimiter::new(opts.install_rate),
+            export_limits: ExportLimits { max_bundle: opts.max_body, max_unpacked: opts.max_export_unpacked },
+        }
+    }
+
+    fn next_fault(&self) -> Option<FaultKind> {
+        let mut q = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let front = q.front_mut()?;
+        let kind = front.kind.clone();
+        if let Some(t) = &mut front.times {
+            *t -= 1;
+            if *t == 0 {
+                q.pop_front();
+            }
+        }
+        Some(kind)
+    }
+}
+
+/// Marks a response whose connection is to be dropped unanswered (the `drop` fault).
+#[derive(Clone, Copy)]
+struct DropConnection;
+
+/// The connection was dropped on purpose.
+#[derive(Debug)]
+pub struct Dropped;
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+impl std::error::Error for Dropped {}
+
+/// The router.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/manual", get(page::manual))
+        .route("/manual.js", get(page::script))
+        .route("/manual.css", get(page::style))
+        .route("/v1/probe", get(probe))
+        .route("/v1/exports", post(take_export))
+        .fallback(bundles_or_404)
+        .layer(axum::middleware::map_response(page::security_headers))
+        .with_state(app)
+}
+
+/// The router as a hyper service that drops the connection of a response marked
+/// [`DropConnection`].
+#[derive(Clone)]
+pub struct HyperService {
+    router: Router,
+}
+
+/// The router as a hyper service.
+pub fn service(app: Arc<App>) -> HyperService {
+    HyperService { router: router(app) }
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for HyperService {
+    type Response = Response;
+    type Error = Dropped;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response, Dropped>> + Send>>;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let mut router = self.router.clone();
+        Box::pin(async move {
+            let resp = match tower_service::Service::call(&mut router, req.map(Body::new)).await {
+                Ok(r) => r,
+                Err(e) => match e {},
+            };
+            if resp.extensions().get::<DropConnection>().is_some() { Err(Dropped) } else { Ok(resp) }
+        })
+    }
+}
+
+/// A refusal as problem+json.
+pub fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or(""),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    r
+}
+
+fn refusal(r: &Refusal) -> Response {
+    problem(StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST), &r.reason)
+}
+
+fn with_retry_after(mut r: Response, secs: u64) -> Response {
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    r
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The body's declared length against the limit: 413 when it is over.
+fn declared_length_refusal(h: &HeaderMap, max: u64, what: &str) -> Option<Response> {
+    match header(h, header::CONTENT_LENGTH.as_str()).map(str::parse::<u64>) {
+        Some(Ok(n)) if n > max => Some(problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("{what} are limited to {max} bytes; this one declares {n}"),
+        )),
+        Some(Err(_)) => Some(problem(StatusCode::BAD_REQUEST, "Content-Length is not a number")),
+        _ => None,
+    }
+}
+
+/// 415 unless the body is declared a zip.
+fn zip_type_refusal(h: &HeaderMap, what: &str) -> Option<Response> {
+    let ctype = header(h, header::CONTENT_TYPE.as_str()).unwrap_or("");
+    if ctype.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(BUNDLE_CONTENT_TYPE)) {
+        None
+    } else {
+        Some(problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("send the {what} as Content-Type: {BUNDLE_CONTENT_TYPE}"),
+        ))
+    }
+}
+
+/// A body received into the store's incoming folder.
+struct Received {
+    incoming: Incoming,
+    sha256: String,
+    size: u64,
+}
+
+/// Streams `body` into a new incoming file, hashing it, refusing it past `max` bytes.
+async fn receive(store: &BundleStore, body: Body, max: u64, what: &str) -> Result<Received, Response> {
+    let internal = |e: std::io::Error| {
+        warn!("cannot receive a body: {e}");
+        problem(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot store the {what}: {e}"))
+    };
+    let (incoming, file) = store.incoming().map_err(internal)?;
+    let mut out = tokio::io::BufWriter::with_capacity(128 * 1024, tokio::fs::File::from_std(file));
+    let mut hash = Sha256::new();
+    let mut size = 0u64;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| problem(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        size += data.len() as u64;
+        if size > max {
+            return Err(problem(StatusCode::PAYLOAD_TOO_LARGE, &format!("{what}s are limited to {max} bytes")));
+        }
+        hash.update(&data);
+        out.write_all(&data).await.map_err(internal)?;
+    }
+    out.flush().await.map_err(internal)?;
+    out.into_inner().sync_all().await.map_err(internal)?;
+    Ok(Received { incoming, sha256: hex::encode(hash.finalize()), size })
+}
+
+/// The cheap authenticated probe `callhome test-connection` ends with: an agent names itself.
+async fn probe(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match auth::install(&app, &headers).await {
+        Ok(caller) => {
+            let id = caller.install_id().or_else(|| header(&headers, INSTALL_ID).filter(|v| !v.is_empty()));
+            match id {
+                Some(id) => axum::Json(
+                    serde_json::json!({ "ok": true, "install_id": id, "receiver": env!("CARGO_PKG_VERSION") }),
+                )
+                .into_response(),
+                None => problem(StatusCode::UNAUTHORIZED, "name the agent with X-Callhome-Install-Id"),
+            }
+        }
+        Err(r) => r,
+    }
+}
+
+/// Any path ending in `/bundles` takes uploads; anything else is unknown.
+async fn bundles_or_404(State(app): State<Arc<App>>, req: Request) -> Response {
+    let path = req.uri().path();
+    if !path.ends_with("/bundles") {
+        return problem(StatusCode::NOT_FOUND, "no such endpoint; bundles go to POST /v1/bundles");
+    }
+    if req.method() != Method::POST {
+        return problem(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+    }
+    upload(app, req).await
+}
+
+/// `POST …/bundles`: every header check first, then the body into the store.
+async fn upload(app: Arc<App>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let h = &parts.headers;
+    let caller = match auth::install(&app, h).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Some(r) = zip_type_refusal(h, "bundle") {
+        return r;
+    }
+    let Some(claimed) = header(h, IDEMPOTENCY_KEY) else {
+        return problem(StatusCode::BAD_REQUEST, "the Idempotency-Key header (the bundle's SHA-256) is missing");
+    };
+    if claimed.len() != 64 || !claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the Idempotency-Key header must be the bundle's SHA-256 in hex (64 digits)",
+        );
+    }
+    let claimed = claimed.to_ascii_lowercase();
+    if let Some(r) = declared_length_refusal(h, app.max_body, "bundles") {
+        return r;
+    }
+    if let Some(key) = caller.install_id().or_else(|| header(h, INSTALL_ID))
+        && let Err(wait) = app.rate.take(key, Instant::now())
+    {
+        let secs = wait.as_secs_f64().ceil() as u64;
+        return with_retry_after(
+            problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("too many uploads from install {key}; try again in {secs} s"),
+            ),
+            secs,
+        );
+    }
+    let Ok(_slot) = app.uploads.clone().try_acquire_owned() else {
+        return with_retry_after(
+            problem(StatusCode::SERVICE_UNAVAILABLE, "every upload slot is busy; try again shortly"),
+            crate::BUSY_RETRY_AFTER.as_secs(),
+        );
+    };
+    let program = header(h, PROGRAM).unwrap_or("?").chars().take(64).collect::<String>();
+    let fault = app.next_fault();
+    match &fault {
+        Some(FaultKind::Drop) => {
+            warn!("fault: dropping the connection");
+            let mut r = Response::new(Body::empty());
+            r.extensions_mut().insert(DropConnection);
+            return r;
+        }
+        Some(FaultKind::Status { code, retry_after }) => {
+            warn!(code, "fault: answering a status");
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let resp = problem(status, "fault injected by callhome-receiver --fault");
+            return match retry_after {
+                Some(s) => with_retry_after(resp, *s),
+                None => resp,
+            };
+        }
+        _ => {}
+    }
+    let received = match receive(&app.store, body, app.max_body, "bundle").await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if received.sha256 != claimed {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("the body's SHA-256 is {}, not the Idempotency-Key {claimed}", received.sha256),
+        );
+    }
+    let install = caller.install_id().map(str::to_string);
+    let app2 = app.clone();
+    let accepted = tokio::task::spawn_blocking(move || {
+        let Received { incoming, sha256, size } = received;
+        let (receipt, new, _) = app2.store.accept_file(incoming, &sha256, install.as_deref())?;
+        if new {
+            let row = BundleRow {
+                sha256: &sha256,
+                install_id: install.as_deref(),
+                program: &program,
+                size,
+                receipt_id: &receipt.receipt_id,
+                received_at: now(),
+            };
+            if let Err(e) = app2.index.record_bundle(&row) {
+                warn!("{e}");
+            }
+        }
+        Ok::<_, Refusal>((receipt, new, program))
+    })
+    .await
+    .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the bundle check failed: {e}") }));
+    let (receipt, new, program) = match accepted {
+        Ok(r) => r,
+        Err(r) => {
+            warn!(status = r.status, "refused a bundle: {}", r.reason);
+            return refusal(&r);
+        }
+    };
+    info!(program, sha256 = %receipt.bundle_sha256, new, "bundle received");
+    let receipt = match &fault {
+        Some(FaultKind::Delay(d)) => {
+            warn!(?d, "fault: delaying the answer");
+            tokio::time::sleep(*d).await;
+            receipt
+        }
+        Some(FaultKind::Garbage) => return (StatusCode::OK, "<html>surprise</html>").into_response(),
+        Some(FaultKind::BadSignature) => app.store.sign_with(&receipt, &SigningKey::from_bytes(&[1u8; 32])),
+        _ => receipt,
+    };
+    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
+    (status, axum::Json(receipt)).into_response()
+}
+
+/// `POST /v1/exports`: an export carried from an isolated network, from a customer's token,
+/// the operator, or anyone under open enrolment.
+async fn take_export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let caller = match auth::exporter(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Some(r) =
+        zip_type_refusal(&headers, "export").or_else(|| declared_length_refusal(&headers, app.max_body, "exports"))
+    {
+        return r;
+    }
+    let Ok(_slot) = app.uploads.clone().try_acquire_owned() else {
+        return with_retry_after(
+            problem(StatusCode::SERVICE_UNAVAILABLE, "every upload slot is busy; try again shortly"),
+            crate::BUSY_RETRY_AFTER.as_secs(),
+        );
+    };
+    let received = match receive(&app.store, body, app.max_body, "export").await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let app2 = app.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let admit = |m: &callhome_protocol::export::ExportManifest| auth::admit_export(&app2.index, &caller, m);
+        ingest::ingest(received.incoming.path(), &app2.store, &app2.export_limits, &admit)
+    })
+    .await
+    .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the export check failed: {e}") }));
+    match done {
+        Ok(receipt) => {
+            info!(export = %receipt.export_id, accepted = receipt.accepted.len(), rejected = receipt.rejected.len(), "export ingested");
+            let disposition = format!("attachment; filename=\"receipt-{}.json\"", receipt.export_id);
+            let mut r = axum::Json(&receipt).into_response();
+            if let Ok(v) = HeaderValue::from_str(&disposition) {
+                r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
+        }
+        Err(r) => {
+            warn!(status = r.status, "refused an export: {}", r.reason);
+            refusal(&r)
+        }
+    }
+}
