@@ -16,8 +16,18 @@ const BASE: &[&str] = &["PATH", "LANG", "LANGUAGE", "TZ", "HOME", "USER", "LOGNA
 
 /// What a program needs on Windows to start at all.
 #[cfg(windows)]
-const PLATFORM: &[&str] =
-    &["SYSTEMROOT", "WINDIR", "COMSPEC", "PATHEXT", "TEMP", "TMP", "USERPROFILE", "PROGRAMDATA", "APPDATA", "LOCALAPPDATA"];
+const PLATFORM: &[&str] = &[
+    "SYSTEMROOT",
+    "WINDIR",
+    "COMSPEC",
+    "PATHEXT",
+    "TEMP",
+    "TMP",
+    "USERPROFILE",
+    "PROGRAMDATA",
+    "APPDATA",
+    "LOCALAPPDATA",
+];
 #[cfg(not(windows))]
 const PLATFORM: &[&str] = &[];
 

@@ -189,7 +189,8 @@ fn the_session_counts_only_from_the_dashboards_own_origin() {
     for (what, got, want) in &cases {
         assert_eq!(got, want, "{what}");
     }
-    let refused = a.send("PUT", "/api/v1/programs/ceip", &[("X-Callhome-Session", &session)], Some("{\"enabled\": false}"));
+    let refused =
+        a.send("PUT", "/api/v1/programs/ceip", &[("X-Callhome-Session", &session)], Some("{\"enabled\": false}"));
     assert!(is_problem(&refused) && refused.text().contains("same origin"), "{}", refused.text());
     let text_plain = a.send(
         "POST",

@@ -47,9 +47,7 @@ fn a_vendor_command_that_dumps_its_environment_finds_no_secret() {
 #[test]
 fn a_command_may_not_ask_for_the_agents_own_variables() {
     let s = Setup::new();
-    s.configure_offline(
-        "[[collect.commands]]\nname = \"x\"\nenv = [\"CALLHOME_PROXY_PASSWORD\"]\nargv = [\"true\"]\n",
-    );
+    s.configure_offline("[[collect.commands]]\nname = \"x\"\nenv = [\"CALLHOME_PROXY_PASSWORD\"]\nargv = [\"true\"]\n");
     let out = s.cli(&["config", "check"]);
     assert_ne!(out.status.code(), Some(0));
     let err = stderr(&out) + &stdout(&out);
@@ -93,7 +91,14 @@ fn under_umask_022_nothing_in_the_data_directory_is_readable_by_others() {
     let mut cmd = Command::new(&*AGENT);
     cmd.args(["run", "--headless", "--config"]).arg(&s.config).arg("--data-dir").arg(&s.data);
     let log = std::fs::File::create(s.path().join("agent.log")).unwrap();
-    let child = Killed(with_umask_022(&mut cmd).env_remove("DO_NOT_TRACK").stdout(std::process::Stdio::null()).stderr(log).spawn().unwrap());
+    let child = Killed(
+        with_umask_022(&mut cmd)
+            .env_remove("DO_NOT_TRACK")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let api = AgentApi::wait_for(&s);
     for (path, body) in [
         ("/api/v1/collect", r#"{"program":"telemetry"}"#),
@@ -208,8 +213,11 @@ fn a_process_scanning_proc_during_callhome_dashboard_never_sees_the_code() {
     // The browser: alive long enough to be scanned, and it records what it was given.
     let opened = s.path().join("opened.txt");
     let browser = s.path().join("browser.sh");
-    std::fs::write(&browser, format!("#!/bin/sh\nprintf '%s' \"$1\" > {0}.tmp && mv {0}.tmp {0}\nsleep 1\n", opened.display()))
-        .unwrap();
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > {0}.tmp && mv {0}.tmp {0}\nsleep 1\n", opened.display()),
+    )
+    .unwrap();
     std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let scanner = scan_proc(stop.clone());
@@ -233,7 +241,10 @@ fn a_process_scanning_proc_during_callhome_dashboard_never_sees_the_code() {
     let needle = "name=\"code\" value=\"";
     let at = html.find(needle).expect("the page holds the code") + needle.len();
     let code = &html[at..at + 64];
-    assert!(rounds > 1 && seen.iter().any(|b| String::from_utf8_lossy(b).contains(&page_url)), "the scanner saw the browser");
+    assert!(
+        rounds > 1 && seen.iter().any(|b| String::from_utf8_lossy(b).contains(&page_url)),
+        "the scanner saw the browser"
+    );
     let leaks = seen.iter().filter(|b| String::from_utf8_lossy(b).contains(code)).count();
     assert_eq!(leaks, 0, "the code was in a command line or environment");
     // And the code is still unused: nobody redeemed it before the browser.
@@ -348,6 +359,7 @@ fn three_thousand_idle_connections_at_1024_descriptors_starve_nothing_and_are_cl
     assert!(!doc["last_result"]["compliance"].is_null(), "the snapshot has the attempt: {doc}");
 
     drop(child);
-    let log = std::fs::read_to_string(&log_path).unwrap() + &std::fs::read_to_string(s.data.join("logs/agent.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(&log_path).unwrap()
+        + &std::fs::read_to_string(s.data.join("logs/agent.log")).unwrap_or_default();
     assert!(!log.contains("Too many open files") && !log.contains("os error 24"), "{log}");
 }

@@ -105,7 +105,10 @@ pub async fn serve(
         while conns.try_join_next().is_some() {}
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             note(&mut warned_full, || {
-                warn!(cap = limits.max_connections, "API: every connection slot is taken; closing new connections until some end")
+                warn!(
+                    cap = limits.max_connections,
+                    "API: every connection slot is taken; closing new connections until some end"
+                )
             });
             drop(stream);
             continue;
@@ -148,10 +151,7 @@ fn out_of_descriptors(e: &io::Error) -> bool {
 
 /// A connection that went away before it was accepted.
 fn transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
-    )
+    matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted)
 }
 
 async fn serve_one(stream: TcpStream, router: axum::Router, limits: Limits, stop: watch::Receiver<bool>) {

@@ -32,10 +32,16 @@ pub fn dashboard(cli: &Cli, no_open: bool) -> Result<u8> {
         return Ok(0);
     }
     match callhome::api::dashboard::open_signin_page(&link, "") {
-        Ok(()) => eprintln!("opened the dashboard in the browser (the sign-in works once, within {} seconds)", link.expires_in_seconds),
+        Ok(()) => eprintln!(
+            "opened the dashboard in the browser (the sign-in works once, within {} seconds)",
+            link.expires_in_seconds
+        ),
         Err(e) => {
             println!("{}", link.url);
-            eprintln!("could not open a browser ({e}); open the link above by hand, within {} seconds", link.expires_in_seconds);
+            eprintln!(
+                "could not open a browser ({e}); open the link above by hand, within {} seconds",
+                link.expires_in_seconds
+            );
         }
     }
     Ok(0)
