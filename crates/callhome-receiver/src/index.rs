@@ -179,7 +179,7 @@ impl Index {
             let mut st = c.prepare(
                 "SELECT t.id, t.customer, t.created_at, t.expires_at, t.revoked_at, t.single_install,
                         (SELECT COUNT(*) FROM installs i WHERE i.token_id = t.id)
-                 FROM tokens t ORDER BY t.created_at, t.id",
+                 FROM tokens t ORDER BY t.created_at, t.rowid",
             )?;
             st.query_map([], token_row)?.collect()
         })
