@@ -145,6 +145,9 @@ fn upload_failures_mail_the_technical_contact_and_license_expiry_the_renewal_con
     ));
     let agent = s.start_agent_with(&["--headless"], &[("CALLHOME_SMTP_PASSWORD", SMTP_PASSWORD)]);
     wait_until(Duration::from_secs(60), "two mails", || smtp.messages().len() >= 2);
+    // Another collection sees the same license 20 days from expiry: no second mail for it.
+    let out = s.cli(&["collect"]);
+    assert!(out.status.success(), "{}", stderr(&out));
     agent.terminate();
     let to = |subject: &str| {
         let m = smtp.messages().into_iter().find(|m| mail_text(m).contains(subject)).unwrap_or_else(|| {
@@ -153,6 +156,9 @@ fn upload_failures_mail_the_technical_contact_and_license_expiry_the_renewal_con
         m["rcpt_tos"].clone()
     };
     assert_eq!(to("License trial_addon expires soon"), serde_json::json!(["licensing@example.com"]));
+    let expiry_mails =
+        smtp.messages().iter().filter(|m| mail_text(m).contains("License trial_addon expires soon")).count();
+    assert_eq!(expiry_mails, 1, "exactly one expiry mail to the renewal contact");
     assert_eq!(to("Upload failed"), serde_json::json!(["ops@example.com"]));
 }
 

@@ -4,8 +4,11 @@
 //! journal runs, one RFC 3164 line to the syslog socket (`/dev/log`). Which one is chosen at each
 //! delivery: the journal when its socket exists.
 //!
-//! The Windows Event Log is not compiled here; on platforms without Unix sockets the channel
-//! reports that it cannot deliver.
+//! On Windows (compiled there only) the channel writes to the Windows Event Log instead: one
+//! event under the source `callhome` in the Application log, its type from the alert's state
+//! (error, warning, information), its event id from the alert kind (the low 16 bits of the
+//! `MESSAGE_ID`), and the same fields as the journal's, one per line, as its text. Elsewhere
+//! without Unix sockets the channel reports that it cannot deliver.
 
 use sha2::{Digest, Sha256};
 
@@ -108,15 +111,88 @@ impl Channel for Journal {
                 sock.send_to(&payload, path).await.map_err(err)?;
                 Ok(())
             }
-            #[cfg(not(unix))]
+            #[cfg(windows)]
+            {
+                let _ = syslog_line;
+                event_log::report(alert)
+            }
+            #[cfg(not(any(unix, windows)))]
             {
                 let _ = (alert, fields, syslog_line);
                 Err(ChannelError::NoJournal {
-                    journal: "the Windows Event Log is not supported by this build".into(),
+                    journal: "no system journal on this platform".into(),
                     syslog: self.cfg.syslog_socket.display().to_string(),
                 })
             }
         })
+    }
+}
+
+/// The event id of an alert kind: the low 16 bits of its `MESSAGE_ID`, as the Event Log keeps
+/// only those for a source without a message file.
+pub fn event_id(kind: &str) -> u32 {
+    let id = message_id(kind);
+    u32::from_str_radix(&id[id.len() - 4..], 16).expect("message ids are hex")
+}
+
+#[cfg(windows)]
+mod event_log {
+    use windows_sys::Win32::System::EventLog::{
+        DeregisterEventSource, EVENTLOG_ERROR_TYPE, EVENTLOG_INFORMATION_TYPE, EVENTLOG_WARNING_TYPE,
+        RegisterEventSourceW, ReportEventW,
+    };
+
+    use super::{Alert, ChannelError, event_id, fields};
+
+    const SOURCE: &str = "callhome";
+
+    fn wide(s: &str) -> Vec<u16> {
+        s.encode_utf16().chain(std::iter::once(0)).collect()
+    }
+
+    fn failed(what: &str) -> ChannelError {
+        ChannelError::Socket {
+            path: format!("the Windows Event Log (source {SOURCE})"),
+            detail: format!("{what}: {}", std::io::Error::last_os_error()),
+        }
+    }
+
+    /// One event in the Application log, written through the Win32 event-logging calls.
+    pub fn report(alert: &Alert) -> Result<(), ChannelError> {
+        let n = &alert.news;
+        let kind = match n.state() {
+            "CRITICAL" => EVENTLOG_ERROR_TYPE,
+            "WARNING" => EVENTLOG_WARNING_TYPE,
+            _ => EVENTLOG_INFORMATION_TYPE,
+        };
+        let text: Vec<String> = fields(alert).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let text = wide(&text.join("\r\n"));
+        let source = wide(SOURCE);
+        // SAFETY: `source` is a NUL-terminated UTF-16 string that outlives the call.
+        let log = unsafe { RegisterEventSourceW(std::ptr::null(), source.as_ptr()) };
+        if log.is_null() {
+            return Err(failed("cannot open the event source"));
+        }
+        let strings = [text.as_ptr()];
+        // SAFETY: `log` is the open handle from above; `strings` holds one NUL-terminated UTF-16
+        // string that outlives the call; no SID and no raw data are passed.
+        let ok = unsafe {
+            ReportEventW(
+                log,
+                kind,
+                0,
+                event_id(&n.kind()),
+                std::ptr::null_mut(),
+                1,
+                0,
+                strings.as_ptr(),
+                std::ptr::null(),
+            )
+        };
+        let result = if ok == 0 { Err(failed("cannot write the event")) } else { Ok(()) };
+        // SAFETY: `log` came from RegisterEventSourceW and is closed once.
+        unsafe { DeregisterEventSource(log) };
+        result
     }
 }
 
@@ -130,6 +206,14 @@ mod tests {
         assert_eq!(message_id("upload-failed"), message_id("upload-failed"));
         assert_ne!(message_id("upload-failed"), message_id("uploads-work"));
         assert_eq!(message_id("upload-failed").len(), 32);
+    }
+
+    #[test]
+    fn event_ids_are_the_message_ids_low_16_bits() {
+        let id = message_id("upload-failed");
+        assert_eq!(event_id("upload-failed"), u32::from_str_radix(&id[28..], 16).unwrap());
+        assert!(event_id("upload-failed") <= 0xFFFF);
+        assert_ne!(event_id("upload-failed"), event_id("uploads-work"));
     }
 
     #[test]
