@@ -283,7 +283,11 @@ pub fn write_signin_page(link: &DashboardLinkDoc, fragment: &str) -> std::io::Re
     let port = link.login.rsplit(':').next().and_then(|p| p.split('/').next()).unwrap_or("0");
     let path = dir.join(format!("dashboard-{port}.html"));
     let code: String = link.code.chars().filter(char::is_ascii_hexdigit).collect();
-    let action = format!("{}{}", link.login, fragment.chars().filter(|c| !matches!(c, '"' | '<' | '>' | '&')).collect::<String>());
+    let action = format!(
+        "{}{}",
+        link.login,
+        fragment.chars().filter(|c| !matches!(c, '"' | '<' | '>' | '&')).collect::<String>()
+    );
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing in · callhome dashboard</title></head>\n\
 <body><form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"code\" value=\"{code}\">\n\
@@ -379,12 +383,7 @@ fn spawn_reaped(argv: &[String]) -> std::io::Result<()> {
     // The opener gets the desktop's variables and none of the agent's secrets.
     let desktop: Vec<String> = crate::childenv::DESKTOP.iter().map(|s| s.to_string()).collect();
     crate::childenv::apply(&mut cmd, &desktop);
-    let mut child = cmd
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
     std::thread::spawn(move || child.wait());
     Ok(())
 }
