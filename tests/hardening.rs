@@ -66,6 +66,16 @@ fn with_umask_022(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// A one-shot `callhome collect --program PROGRAM` on the setup's data directory, under umask 022.
+fn collect_under_umask_022(s: &Setup, program: &str) -> std::process::Output {
+    with_umask_022(Command::new(&*AGENT).args(["collect", "--program", program, "--config"]))
+        .arg(&s.config)
+        .arg("--data-dir")
+        .arg(&s.data)
+        .output()
+        .unwrap()
+}
+
 /// Every file and folder under `root` with any permission bit for others (and, when `group` is
 /// false, for the group), as "path mode".
 fn too_open(root: &std::path::Path, group: bool) -> Vec<String> {
@@ -109,12 +119,7 @@ fn under_umask_022_nothing_in_the_data_directory_is_readable_by_others() {
         assert_eq!(doc["ok"], true, "{path}: {doc}");
     }
     // The one-shot CLI under the same umask writes into the directory too.
-    let out = with_umask_022(Command::new(&*AGENT).args(["collect", "--program", "call_home", "--config"]))
-        .arg(&s.config)
-        .arg("--data-dir")
-        .arg(&s.data)
-        .output()
-        .unwrap();
+    let out = collect_under_umask_022(&s, "call_home");
     assert!(out.status.success(), "{}", stderr(&out));
     for must in ["state.sqlite", "logs/agent.log", "exports", "api-token", "install.json"] {
         assert!(s.data.join(must).exists(), "{must} was written");
@@ -132,12 +137,7 @@ fn a_data_directory_open_to_its_group_keeps_group_modes_and_nothing_for_others()
     s.configure_offline("");
     std::fs::create_dir(&s.data).unwrap();
     std::fs::set_permissions(&s.data, std::fs::Permissions::from_mode(0o750)).unwrap();
-    let out = with_umask_022(Command::new(&*AGENT).args(["collect", "--program", "telemetry", "--config"]))
-        .arg(&s.config)
-        .arg("--data-dir")
-        .arg(&s.data)
-        .output()
-        .unwrap();
+    let out = collect_under_umask_022(&s, "telemetry");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::metadata(&s.data).unwrap().permissions().mode() & 0o777, 0o750);
     let db = std::fs::metadata(s.data.join("state.sqlite")).unwrap().permissions().mode() & 0o777;

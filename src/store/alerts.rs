@@ -120,29 +120,34 @@ impl Store {
         until: Option<Timestamp>,
         reason: Option<&str>,
     ) -> std::result::Result<AlertRow, AckError> {
-        let tx = self.write_tx()?;
-        let n = tx.execute(
+        self.update_open_alert(
+            id,
             "UPDATE alerts SET acked_at = ?2, acked_until = ?3, acked_severity = severity, ack_reason = ?4
              WHERE id = ?1 AND open = 1",
             params![id, now, until, reason],
-        )?;
-        if n == 0 {
-            return Err(AckError::NotOpen(id.to_string()));
-        }
-        let r = tx.query_row(&format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1"), [id], row)?;
-        tx.commit()?;
-        Ok(r)
+        )
     }
 
     /// Takes back the acknowledgement of the open alert `id` (acknowledged or not).
     pub fn unack_alert(&mut self, id: &str) -> std::result::Result<AlertRow, AckError> {
-        let tx = self.write_tx()?;
-        let n = tx.execute(
+        self.update_open_alert(
+            id,
             "UPDATE alerts SET acked_at = NULL, acked_until = NULL, acked_severity = NULL, ack_reason = NULL
              WHERE id = ?1 AND open = 1",
-            [id],
-        )?;
-        if n == 0 {
+            params![id],
+        )
+    }
+
+    /// Runs `update` (which names the alert as `?1` and touches only an open one) and answers
+    /// the row as it now stands, in one transaction; no open alert `id` is [`AckError::NotOpen`].
+    fn update_open_alert(
+        &mut self,
+        id: &str,
+        update: &str,
+        args: impl rusqlite::Params,
+    ) -> std::result::Result<AlertRow, AckError> {
+        let tx = self.write_tx()?;
+        if tx.execute(update, args)? == 0 {
             return Err(AckError::NotOpen(id.to_string()));
         }
         let r = tx.query_row(&format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1"), [id], row)?;
