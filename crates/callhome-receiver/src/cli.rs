@@ -51,8 +51,8 @@ pub struct IndexArgs {
     /// The store folder (bundles, receipts; the index by default).
     #[arg(long)]
     pub store: PathBuf,
-    /// The index: sqlite:PATH (default: STORE/index.sqlite).
-    #[arg(long, value_name = "sqlite:PATH")]
+    /// The index: sqlite:PATH (default: STORE/index.sqlite) or postgres://USER@HOST:PORT/DATABASE.
+    #[arg(long, value_name = "sqlite:PATH|postgres://…")]
     pub index: Option<String>,
 }
 

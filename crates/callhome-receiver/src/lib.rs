@@ -58,8 +58,8 @@ pub enum ReceiverError {
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub store: PathBuf,
-    /// The SQLite index; `STORE/index.sqlite` when not given.
-    pub index: Option<PathBuf>,
+    /// The index: `sqlite:PATH` or `postgres://…`; `STORE/index.sqlite` when not given.
+    pub index: Option<String>,
     pub tls: TlsSource,
     /// Where to copy the self-signed CA (PEM), for agents to trust.
     pub ca_out: Option<PathBuf>,
@@ -97,11 +97,6 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// The index's path: given, or `index.sqlite` in the store.
-pub fn index_path(store: &std::path::Path, index: Option<&std::path::Path>) -> PathBuf {
-    index.map(PathBuf::from).unwrap_or_else(|| store.join("index.sqlite"))
-}
-
 /// Prepares keys, TLS, the index and the listener; `ready` gets the bound address before
 /// serving starts.
 pub async fn serve(
@@ -115,7 +110,7 @@ pub async fn serve(
             .map_err(|e| ReceiverError::Io(format!("--public-key-out {}: {e}", out.display())))?;
     }
     let store = BundleStore::open(&opts.store, key)?.advertise(opts.latest_agent.clone());
-    let index = index::Index::open(&index_path(&opts.store, opts.index.as_deref()))?;
+    let index = index::Index::open(&index::IndexSpec::parse(opts.index.as_deref(), &opts.store)?).await?;
     let (tls, ca) = tls::server_config(&opts.tls, &opts.store)?;
     if let (Some(out), Some(ca)) = (&opts.ca_out, ca) {
         fsutil::write_atomic(out, ca.as_bytes())

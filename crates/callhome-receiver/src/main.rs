@@ -5,13 +5,14 @@ mod cli;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use callhome_protocol::fs as fsutil;
 use callhome_protocol::receipt;
 use callhome_protocol::time::{now, parse_rfc3339, rfc3339};
-use callhome_receiver::{self as receiver, ServeOptions, TlsSource, conn::ConnLimits, index::Index, limits::Rate};
+use callhome_receiver::index::{Index, IndexSpec};
+use callhome_receiver::{self as receiver, ServeOptions, TlsSource, conn::ConnLimits, limits::Rate};
 use clap::Parser;
 use cli::{Cli, Command, IndexArgs, ServeArgs, TokensCommand};
 
@@ -58,7 +59,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         .map(|(version, released)| receipt::LatestAgent { version, released });
     let opts = ServeOptions {
         listen: args.listen,
-        index: index_path_arg(&args.index.index)?,
+        index: args.index.index,
         store: args.index.store,
         tls,
         ca_out: args.ca_out,
@@ -105,20 +106,9 @@ fn read_admin_token(path: &Path) -> Result<String> {
     Ok(token)
 }
 
-/// `--index sqlite:PATH` (the only index kind so far).
-fn index_path_arg(spec: &Option<String>) -> Result<Option<PathBuf>> {
-    match spec.as_deref() {
-        None => Ok(None),
-        Some(s) => match s.strip_prefix("sqlite:") {
-            Some(p) if !p.is_empty() => Ok(Some(PathBuf::from(p))),
-            _ => Err(format!("--index {s}: give sqlite:PATH")),
-        },
-    }
-}
-
-fn open_index(args: &IndexArgs) -> Result<Index> {
-    let path = receiver::index_path(&args.store, index_path_arg(&args.index)?.as_deref());
-    Index::open(&path).map_err(|e| e.to_string())
+fn open_index(rt: &tokio::runtime::Runtime, args: &IndexArgs) -> Result<Index> {
+    let spec = IndexSpec::parse(args.index.as_deref(), &args.store).map_err(|e| e.to_string())?;
+    rt.block_on(Index::open(&spec)).map_err(|e| e.to_string())
 }
 
 /// `--expires`: a date (`YYYY-MM-DD`, the token stops working at its start, UTC) or an RFC 3339
@@ -129,21 +119,26 @@ fn parse_expiry(s: &str) -> Result<i64> {
 }
 
 fn tokens(command: TokensCommand) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     match command {
         TokensCommand::Create { customer, expires, multi_install, index } => {
             let expires_at = expires.as_deref().map(parse_expiry).transpose()?;
             if expires_at.is_some_and(|e| e <= now()) {
                 return Err(format!("--expires {}: that is in the past", expires.unwrap_or_default()));
             }
-            let index = open_index(&index)?;
-            let (id, token) =
-                index.create_token(&customer, expires_at, !multi_install, now()).map_err(|e| e.to_string())?;
+            let index = open_index(&rt, &index)?;
+            let (id, token) = rt
+                .block_on(index.create_token(&customer, expires_at, !multi_install, now()))
+                .map_err(|e| e.to_string())?;
             println!("{token}");
             eprintln!("token {id} for {customer:?} created; it is shown only now");
             Ok(())
         }
         TokensCommand::List { json, index } => {
-            let tokens = open_index(&index)?.tokens().map_err(|e| e.to_string())?;
+            let tokens = rt.block_on(open_index(&rt, &index)?.tokens()).map_err(|e| e.to_string())?;
             let opt = |t: Option<i64>| t.map(rfc3339);
             if json {
                 let list: Vec<_> = tokens
@@ -183,7 +178,7 @@ fn tokens(command: TokensCommand) -> Result<()> {
             Ok(())
         }
         TokensCommand::Revoke { token_id, index } => {
-            if open_index(&index)?.revoke(&token_id, now()).map_err(|e| e.to_string())? {
+            if rt.block_on(open_index(&rt, &index)?.revoke(&token_id, now())).map_err(|e| e.to_string())? {
                 println!("token {token_id} revoked");
                 Ok(())
             } else {

@@ -82,13 +82,11 @@ fn bind_refused(install_id: &str, why: &BindRefusal) -> Refusal {
     }
 }
 
-/// Looks the presented token up (off the async threads: the index is SQLite).
+/// Looks the presented token up.
 async fn lookup(app: &Arc<App>, token: &str) -> Result<Token, Response> {
-    let (app, token) = (app.clone(), token.to_string());
-    match tokio::task::spawn_blocking(move || app.index.authenticate(&token, now())).await {
-        Ok(Ok(Ok(t))) => Ok(t),
-        Ok(Ok(Err(why))) => Err(token_refused(why)),
-        Ok(Err(e)) => Err(index_failed(e)),
+    match app.index.authenticate(token, now()).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(why)) => Err(token_refused(why)),
         Err(e) => Err(index_failed(e)),
     }
 }
@@ -113,15 +111,13 @@ pub async fn install(app: &Arc<App>, h: &HeaderMap) -> Result<Caller, Response> 
         None => return Err(problem(StatusCode::BAD_REQUEST, "name the install with X-Callhome-Install-Id")),
     };
     let token = lookup(app, presented).await?;
-    let (app2, id, t) = (app.clone(), install_id.clone(), token.clone());
-    match tokio::task::spawn_blocking(move || app2.index.bind(&id, &t, now())).await {
-        Ok(Ok(Ok(()))) => Ok(Caller::Install { install_id }),
-        Ok(Ok(Err(why))) => {
+    match app.index.bind(&install_id, &token, now()).await {
+        Ok(Ok(())) => Ok(Caller::Install { install_id }),
+        Ok(Err(why)) => {
             let r = bind_refused(&install_id, &why);
             tracing::warn!(install = %install_id, token = %token.id, "refused: {}", r.reason);
             Err(super::refusal(&r))
         }
-        Ok(Err(e)) => Err(index_failed(e)),
         Err(e) => Err(index_failed(e)),
     }
 }
@@ -145,12 +141,18 @@ pub async fn exporter(app: &Arc<App>, h: &HeaderMap) -> Result<Caller, Response>
 }
 
 /// Whether `caller` may hand in the export `m`: a customer's token binds the export's install
-/// to that customer (and then every bundle in it must name that install).
-pub fn admit_export(index: &Index, caller: &Caller, m: &ExportManifest) -> Result<Option<String>, Refusal> {
+/// to that customer (and then every bundle in it must name that install). Called from the
+/// blocking export check, it waits for the index on `rt`.
+pub fn admit_export(
+    rt: &tokio::runtime::Handle,
+    index: &Index,
+    caller: &Caller,
+    m: &ExportManifest,
+) -> Result<Option<String>, Refusal> {
     match caller {
         Caller::Open | Caller::Operator => Ok(None),
         Caller::Install { install_id, .. } => Ok(Some(install_id.clone())),
-        Caller::Customer(token) => match index.bind(&m.install_id, token, now()) {
+        Caller::Customer(token) => match rt.block_on(index.bind(&m.install_id, token, now())) {
             Ok(Ok(())) => Ok(Some(m.install_id.clone())),
             Ok(Err(why)) => Err(bind_refused(&m.install_id, &why)),
             Err(e) => {

@@ -320,34 +320,35 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
         );
     }
     let install = caller.install_id().map(str::to_string);
+    let size = received.size;
     let app2 = app.clone();
+    let install2 = install.clone();
     let accepted = tokio::task::spawn_blocking(move || {
-        let Received { incoming, sha256, size } = received;
-        let (receipt, new, _) = app2.store.accept_file(incoming, &sha256, install.as_deref())?;
-        if new {
-            let row = BundleRow {
-                sha256: &sha256,
-                install_id: install.as_deref(),
-                program: &program,
-                size,
-                receipt_id: &receipt.receipt_id,
-                received_at: now(),
-            };
-            if let Err(e) = app2.index.record_bundle(&row) {
-                warn!("{e}");
-            }
-        }
-        Ok::<_, Refusal>((receipt, new, program))
+        let Received { incoming, sha256, .. } = received;
+        app2.store.accept_file(incoming, &sha256, install2.as_deref()).map(|(r, new, _)| (r, new))
     })
     .await
     .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the bundle check failed: {e}") }));
-    let (receipt, new, program) = match accepted {
+    let (receipt, new) = match accepted {
         Ok(r) => r,
         Err(r) => {
             warn!(status = r.status, "refused a bundle: {}", r.reason);
             return refusal(&r);
         }
     };
+    if new {
+        let row = BundleRow {
+            sha256: receipt.bundle_sha256.clone(),
+            install_id: install,
+            program: program.clone(),
+            size,
+            receipt_id: receipt.receipt_id.clone(),
+            received_at: now(),
+        };
+        if let Err(e) = app.index.record_bundle(row).await {
+            warn!("{e}");
+        }
+    }
     info!(program, sha256 = %receipt.bundle_sha256, new, "bundle received");
     let receipt = match &fault {
         Some(FaultKind::Delay(d)) => {
@@ -386,8 +387,9 @@ async fn take_export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         Err(r) => return r,
     };
     let app2 = app.clone();
+    let rt = tokio::runtime::Handle::current();
     let done = tokio::task::spawn_blocking(move || {
-        let admit = |m: &callhome_protocol::export::ExportManifest| auth::admit_export(&app2.index, &caller, m);
+        let admit = |m: &callhome_protocol::export::ExportManifest| auth::admit_export(&rt, &app2.index, &caller, m);
         ingest::ingest(received.incoming.path(), &app2.store, &app2.export_limits, &admit)
     })
     .await

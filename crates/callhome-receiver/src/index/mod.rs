@@ -1,0 +1,312 @@
+//! The receiver's index: customers, their enrolment tokens, the installs bound to them, and the
+//! bundles taken in — in SQLite (one receiver, the embedded default) or PostgreSQL (a fleet's
+//! replicas sharing one index). Migrations run when it is opened.
+//!
+//! Tokens are kept as the SHA-256 of their secret half only: the index never holds a token an
+//! attacker could present. Both back ends answer the same questions through [`Index`]; it
+//! knows nothing of HTTP ([`crate::http`] turns its answers into statuses).
+
+mod postgres;
+mod sqlite;
+
+use std::path::{Path, PathBuf};
+
+use callhome_protocol::time::Timestamp;
+
+pub use postgres::PgIndex;
+pub use sqlite::SqliteIndex;
+
+/// What a token looks like: `cht_<id>_<secret>`, both halves lowercase hex.
+const TOKEN_PREFIX: &str = "cht_";
+const ID_BYTES: usize = 8;
+const SECRET_BYTES: usize = 32;
+
+/// What went wrong with the index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The SQLite database could not be opened, migrated or queried.
+    #[error("index {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    /// PostgreSQL could not be reached, migrated or queried.
+    #[error("index on PostgreSQL ({url}): {message}")]
+    Postgres { url: String, message: String },
+    /// A value given to a command does not fit.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where the index is: `sqlite:PATH` or `postgres://…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexSpec {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl IndexSpec {
+    /// Parses `--index`; without one, `index.sqlite` in the store.
+    pub fn parse(spec: Option<&str>, store: &Path) -> Result<IndexSpec, IndexError> {
+        match spec {
+            None => Ok(IndexSpec::Sqlite(store.join("index.sqlite"))),
+            Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+                Ok(IndexSpec::Postgres(s.to_string()))
+            }
+            Some(s) => match s.strip_prefix("sqlite:") {
+                Some(p) if !p.is_empty() => Ok(IndexSpec::Sqlite(PathBuf::from(p))),
+                _ => Err(IndexError::Invalid(format!(
+                    "--index {s}: give sqlite:PATH or postgres://USER@HOST:PORT/DATABASE"
+                ))),
+            },
+        }
+    }
+}
+
+/// An enrolment token as the index keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub id: String,
+    pub customer: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    /// Only one install may enrol with it.
+    pub single_install: bool,
+    /// How many installs it enrolled.
+    pub installs: u64,
+}
+
+/// Why a presented token was refused (401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Malformed,
+    Unknown,
+    Revoked,
+    Expired,
+}
+
+/// Why an install may not use a token (403).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindRefusal {
+    /// The install id is bound to another customer.
+    OtherCustomer,
+    /// The single-install token already enrolled another install.
+    TokenTaken { install_id: String },
+}
+
+/// A bundle taken in, for the index.
+#[derive(Debug, Clone)]
+pub struct BundleRow {
+    pub sha256: String,
+    pub install_id: Option<String>,
+    pub program: String,
+    pub size: u64,
+    pub receipt_id: String,
+    pub received_at: Timestamp,
+}
+
+/// A new token: its id, the whole token (shown once) and the SHA-256 the index keeps.
+struct NewToken {
+    id: String,
+    token: String,
+    secret_sha256: String,
+}
+
+fn check_customer(customer: &str) -> Result<&str, IndexError> {
+    let customer = customer.trim();
+    if customer.is_empty() || customer.len() > 200 || customer.chars().any(char::is_control) {
+        return Err(IndexError::Invalid(
+            "--customer: give the customer's name (1 to 200 characters, no control characters)".into(),
+        ));
+    }
+    Ok(customer)
+}
+
+fn new_token() -> Result<NewToken, IndexError> {
+    let mut bytes = [0u8; ID_BYTES + SECRET_BYTES];
+    getrandom::fill(&mut bytes).map_err(|e| IndexError::Invalid(format!("no randomness for a token: {e}")))?;
+    let id = hex::encode(&bytes[..ID_BYTES]);
+    let secret = hex::encode(&bytes[ID_BYTES..]);
+    let secret_sha256 = callhome_protocol::fs::sha256_hex(secret.as_bytes());
+    Ok(NewToken { token: format!("{TOKEN_PREFIX}{id}_{secret}"), id, secret_sha256 })
+}
+
+/// The id and the SHA-256 of the secret of a presented token, when it has the token's form.
+fn parse_token(presented: &str) -> Option<(&str, String)> {
+    let (id, secret) = presented.strip_prefix(TOKEN_PREFIX)?.split_once('_')?;
+    (id.len() == 2 * ID_BYTES && secret.len() == 2 * SECRET_BYTES)
+        .then(|| (id, callhome_protocol::fs::sha256_hex(secret.as_bytes())))
+}
+
+/// Whether a stored token answers a presented one at `now`.
+fn judge(token: Token, stored_sha256: &str, presented_sha256: &str, now: Timestamp) -> Result<Token, TokenRefusal> {
+    use subtle::ConstantTimeEq;
+    if !bool::from(stored_sha256.as_bytes().ct_eq(presented_sha256.as_bytes())) {
+        return Err(TokenRefusal::Unknown);
+    }
+    if token.revoked_at.is_some() {
+        return Err(TokenRefusal::Revoked);
+    }
+    if token.expires_at.is_some_and(|e| e <= now) {
+        return Err(TokenRefusal::Expired);
+    }
+    Ok(token)
+}
+
+/// The index, on either back end.
+pub enum Index {
+    Sqlite(SqliteIndex),
+    Postgres(PgIndex),
+}
+
+impl Index {
+    /// Opens the index `spec` names and applies missing migrations.
+    pub async fn open(spec: &IndexSpec) -> Result<Index, IndexError> {
+        match spec {
+            IndexSpec::Sqlite(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || SqliteIndex::open(&path))
+                    .await
+                    .map_err(|e| IndexError::Invalid(e.to_string()))?
+                    .map(Index::Sqlite)
+            }
+            IndexSpec::Postgres(url) => PgIndex::connect(url).await.map(Index::Postgres),
+        }
+    }
+
+    /// Makes a token for `customer` (the customer is created on first use); returns the token
+    /// id and the token itself, which is shown once and never stored.
+    pub async fn create_token(
+        &self,
+        customer: &str,
+        expires_at: Option<Timestamp>,
+        single_install: bool,
+        now: Timestamp,
+    ) -> Result<(String, String), IndexError> {
+        let customer = check_customer(customer)?.to_string();
+        let new = new_token()?;
+        match self {
+            Index::Sqlite(i) => {
+                let (i, id, sha) = (i.clone(), new.id.clone(), new.secret_sha256.clone());
+                blocking(move || i.insert_token(&customer, &id, &sha, expires_at, single_install, now)).await??;
+            }
+            Index::Postgres(i) => {
+                i.insert_token(&customer, &new.id, &new.secret_sha256, expires_at, single_install, now).await?;
+            }
+        }
+        Ok((new.id, new.token))
+    }
+
+    /// Every token, oldest first.
+    pub async fn tokens(&self) -> Result<Vec<Token>, IndexError> {
+        match self {
+            Index::Sqlite(i) => {
+                let i = i.clone();
+                blocking(move || i.tokens()).await?
+            }
+            Index::Postgres(i) => i.tokens().await,
+        }
+    }
+
+    /// Revokes the token `id`; false when there is no such token.
+    pub async fn revoke(&self, id: &str, now: Timestamp) -> Result<bool, IndexError> {
+        match self {
+            Index::Sqlite(i) => {
+                let (i, id) = (i.clone(), id.to_string());
+                blocking(move || i.revoke(&id, now)).await?
+            }
+            Index::Postgres(i) => i.revoke(id, now).await,
+        }
+    }
+
+    /// The token `presented` stands for, when it is known, unrevoked and unexpired at `now`.
+    pub async fn authenticate(&self, presented: &str, now: Timestamp) -> Result<Result<Token, TokenRefusal>, IndexError> {
+        let Some((id, presented_sha)) = parse_token(presented) else { return Ok(Err(TokenRefusal::Malformed)) };
+        let row = match self {
+            Index::Sqlite(i) => {
+                let (i, id) = (i.clone(), id.to_string());
+                blocking(move || i.token(&id)).await??
+            }
+            Index::Postgres(i) => i.token(id).await?,
+        };
+        Ok(match row {
+            None => Err(TokenRefusal::Unknown),
+            Some((token, stored)) => judge(token, &stored, &presented_sha, now),
+        })
+    }
+
+    /// Binds `install_id` to `token`'s customer on its first use; refuses an install bound to
+    /// another customer, and a second install on a single-install token.
+    pub async fn bind(&self, install_id: &str, token: &Token, now: Timestamp) -> Result<Result<(), BindRefusal>, IndexError> {
+        match self {
+            Index::Sqlite(i) => {
+                let (i, id, t) = (i.clone(), install_id.to_string(), token.clone());
+                blocking(move || i.bind(&id, &t, now)).await?
+            }
+            Index::Postgres(i) => i.bind(install_id, token, now).await,
+        }
+    }
+
+    /// Records a bundle taken in (once per SHA-256).
+    pub async fn record_bundle(&self, b: BundleRow) -> Result<(), IndexError> {
+        match self {
+            Index::Sqlite(i) => {
+                let i = i.clone();
+                blocking(move || i.record_bundle(&b)).await?
+            }
+            Index::Postgres(i) => i.record_bundle(&b).await,
+        }
+    }
+
+    /// How many bundles the index records.
+    pub async fn bundle_count(&self) -> Result<u64, IndexError> {
+        match self {
+            Index::Sqlite(i) => {
+                let i = i.clone();
+                blocking(move || i.bundle_count()).await?
+            }
+            Index::Postgres(i) => i.bundle_count().await,
+        }
+    }
+}
+
+/// Runs SQLite's blocking call off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, IndexError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| IndexError::Invalid(format!("the index call failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_token_binds_one_install_and_stops_at_revocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&IndexSpec::Sqlite(dir.path().join("index.sqlite"))).await.unwrap();
+        let (id, token) = index.create_token("Acme", Some(1_000), true, 10).await.unwrap();
+        let t = index.authenticate(&token, 20).await.unwrap().unwrap();
+        assert_eq!((t.id.as_str(), t.customer.as_str()), (id.as_str(), "Acme"));
+        assert_eq!(index.bind("install-a", &t, 20).await.unwrap(), Ok(()));
+        assert_eq!(index.bind("install-a", &t, 21).await.unwrap(), Ok(()));
+        assert!(matches!(index.bind("install-b", &t, 22).await.unwrap(), Err(BindRefusal::TokenTaken { .. })));
+        let (_, other) = index.create_token("Globex", None, false, 10).await.unwrap();
+        let other = index.authenticate(&other, 20).await.unwrap().unwrap();
+        assert_eq!(index.bind("install-a", &other, 23).await.unwrap(), Err(BindRefusal::OtherCustomer));
+        let forged = format!("{}{}", &token[..token.len() - 1], if token.ends_with('0') { '1' } else { '0' });
+        assert_eq!(index.authenticate(&forged, 20).await.unwrap(), Err(TokenRefusal::Unknown));
+        assert_eq!(index.authenticate("nonsense", 20).await.unwrap(), Err(TokenRefusal::Malformed));
+        assert_eq!(index.authenticate(&token, 1_000).await.unwrap(), Err(TokenRefusal::Expired));
+        assert!(index.revoke(&id, 30).await.unwrap());
+        assert!(!index.revoke("0000000000000000", 30).await.unwrap());
+        assert_eq!(index.authenticate(&token, 40).await.unwrap(), Err(TokenRefusal::Revoked));
+        assert_eq!(index.tokens().await.unwrap().len(), 2);
+        assert!(index.create_token(" ", None, true, 1).await.is_err());
+    }
+
+    #[test]
+    fn index_specs() {
+        let store = Path::new("/s");
+        assert_eq!(IndexSpec::parse(None, store).unwrap(), IndexSpec::Sqlite("/s/index.sqlite".into()));
+        assert_eq!(IndexSpec::parse(Some("sqlite:/x.db"), store).unwrap(), IndexSpec::Sqlite("/x.db".into()));
+        assert!(matches!(IndexSpec::parse(Some("postgres://u@h/d"), store).unwrap(), IndexSpec::Postgres(_)));
+        assert!(IndexSpec::parse(Some("mysql://x"), store).unwrap_err().to_string().contains("postgres://"));
+    }
+}
