@@ -34,9 +34,27 @@ pub enum Command {
         /// Largest bundle accepted, in bytes.
         #[arg(long, default_value_t = receiver::DEFAULT_MAX_BODY)]
         max_body: u64,
+        /// The index (default: STORE/index.sqlite; or postgres://…): the export and its bundles
+        /// are recorded there, for the fleet view.
+        #[arg(long, value_name = "sqlite:PATH|postgres://…")]
+        index: Option<String>,
+        /// When the export was received (YYYY-MM-DD or RFC 3339; default: now), for an export
+        /// that reached the vendor earlier than it is taken in: the fleet view counts its
+        /// license telemetry as uploaded then.
+        #[arg(long, value_name = "TIME")]
+        received_at: Option<String>,
     },
     /// Serve POST /v1/bundles and /v1/exports over HTTPS.
     Serve(Box<ServeArgs>),
+    /// The fleet view: per install its customer, last successful license-telemetry upload, days
+    /// since, compliance state and whether its agent or product is out of date.
+    #[command(args_conflicts_with_subcommands = true)]
+    Fleet {
+        #[command(flatten)]
+        args: Box<FleetArgs>,
+        #[command(subcommand)]
+        command: Option<FleetCommand>,
+    },
     /// Enrolment tokens: the vendor makes one per install (or per customer) and the customer's
     /// administrator stores it with `callhome register --token-stdin`.
     Tokens {
@@ -54,6 +72,82 @@ pub struct IndexArgs {
     /// The index: sqlite:PATH (default: STORE/index.sqlite) or postgres://USER@HOST:PORT/DATABASE.
     #[arg(long, value_name = "sqlite:PATH|postgres://…")]
     pub index: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FleetArgs {
+    /// Only the installs past the limit (more than 90 days by default).
+    #[arg(long, conflicts_with = "state")]
+    pub overdue: bool,
+    /// Only the installs in this state: ok, warning, critical or overdue.
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// JSON: [{install_id, customer, last_success, days_since, state, agent_version,
+    /// product_version, outdated}].
+    #[arg(long)]
+    pub json: bool,
+    /// The store folder (its index.sqlite is the index unless --index says otherwise).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// The index: sqlite:PATH or postgres://USER@HOST:PORT/DATABASE.
+    #[arg(long, value_name = "sqlite:PATH|postgres://…")]
+    pub index: Option<String>,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+    #[command(flatten)]
+    pub releases: ReleaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Adds COUNT synthetic installs in bulk (for benchmarks and trials of the fleet view):
+    /// ids seed-CUSTOMER-N, last successes spread evenly over the last --spread-days days.
+    Seed {
+        #[arg(long)]
+        customer: String,
+        #[arg(long, value_name = "COUNT")]
+        installs: u64,
+        #[arg(long, default_value_t = 120)]
+        spread_days: u32,
+        #[command(flatten)]
+        index: IndexArgs,
+    },
+    /// Shows the index's plan for the list query of a state (default: overdue), to check that
+    /// it scans the clock index.
+    Explain {
+        #[arg(long, default_value = "overdue")]
+        state: String,
+        #[command(flatten)]
+        index: IndexArgs,
+    },
+}
+
+/// The agent's compliance thresholds (set them as the agents' `[compliance]` section does).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ThresholdArgs {
+    /// Days without a successful license-telemetry upload before an install is overdue.
+    #[arg(long, default_value_t = 90)]
+    pub max_days: u32,
+    /// Days left at which an install turns warning (the largest) and critical (the smallest).
+    #[arg(long, value_delimiter = ',', default_value = "30,14,7")]
+    pub warn_days: Vec<u32>,
+}
+
+/// The newest releases, for the six-month currency rule.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReleaseArgs {
+    /// The newest agent release (advertised in receipts by `serve`).
+    #[arg(long, requires = "latest_released", value_name = "VERSION")]
+    pub latest_version: Option<String>,
+    /// When that release came out (YYYY-MM-DD).
+    #[arg(long, requires = "latest_version", value_name = "DATE")]
+    pub latest_released: Option<String>,
+    /// The newest product release.
+    #[arg(long, requires = "latest_product_released", value_name = "VERSION")]
+    pub latest_product_version: Option<String>,
+    /// When that product release came out (YYYY-MM-DD).
+    #[arg(long, requires = "latest_product_version", value_name = "DATE")]
+    pub latest_product_released: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,10 +244,10 @@ pub struct ServeArgs {
     /// How long a connection may move no byte at all (a stalled body).
     #[arg(long, default_value = "120s")]
     pub idle_timeout: humantime::Duration,
-    /// Advertise this agent version as the newest release in receipts.
-    #[arg(long, requires = "latest_released", value_name = "VERSION")]
-    pub latest_version: Option<String>,
-    /// When that release came out (YYYY-MM-DD).
-    #[arg(long, requires = "latest_version", value_name = "DATE")]
-    pub latest_released: Option<String>,
+    /// The newest releases: the agent's is advertised in receipts; both measure installs in
+    /// the fleet view.
+    #[command(flatten)]
+    pub releases: ReleaseArgs,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
 }

@@ -10,14 +10,20 @@
 //! The modules, in the order a request meets them: [`conn`] (accepting, TLS, timeouts, the
 //! connection cap), [`http`] (routes, header checks, authentication, limits), [`store`] (the
 //! bundles on disk), [`zipcheck`] and [`ingest`] (what a bundle or an export must be), [`index`]
-//! (tokens, installs, bundles in SQLite), [`limits`] (per-install rate), [`tls`] (the identity).
+//! (tokens, installs, bundles, receipts, exports, reported versions in SQLite or PostgreSQL),
+//! [`record`] (what a stored bundle tells the index), [`fleet`] (the fleet view: compliance
+//! states, currency), [`metrics`] (Prometheus), [`limits`] (per-install rate), [`tls`] (the
+//! identity).
 
 pub mod conn;
 pub mod faults;
+pub mod fleet;
 pub mod http;
 pub mod index;
 pub mod ingest;
 pub mod limits;
+pub mod metrics;
+pub mod record;
 pub mod store;
 pub mod tls;
 pub mod zipcheck;
@@ -80,6 +86,10 @@ pub struct ServeOptions {
     pub install_rate: limits::Rate,
     /// Most bytes an export's bundles may decompress to.
     pub max_export_unpacked: u64,
+    /// The agent's compliance thresholds, for the fleet view and `/metrics`.
+    pub thresholds: fleet::Thresholds,
+    /// The agent and product releases installs are measured against (the fleet view).
+    pub currency: fleet::Currency,
 }
 
 /// Why a bundle or an export was refused: the HTTP status and what to tell the sender.

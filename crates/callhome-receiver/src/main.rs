@@ -1,7 +1,9 @@
 //! `callhome-receiver`: the vendor's ingestion server (protocol v1) and its operator commands —
-//! `serve`, `tokens create|list|revoke`, and `ingest` of an export by the operator.
+//! `serve`, `tokens create|list|revoke`, `fleet` (the fleet view) and `ingest` of an export by
+//! the operator.
 
 mod cli;
+mod fleet_cmd;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -11,10 +13,11 @@ use std::process::ExitCode;
 use callhome_protocol::fs as fsutil;
 use callhome_protocol::receipt;
 use callhome_protocol::time::{now, parse_rfc3339, rfc3339};
+use callhome_receiver::fleet::{Currency, Release, Thresholds};
 use callhome_receiver::index::{Index, IndexSpec};
 use callhome_receiver::{self as receiver, ServeOptions, TlsSource, conn::ConnLimits, limits::Rate};
 use clap::Parser;
-use cli::{Cli, Command, IndexArgs, ServeArgs, TokensCommand};
+use cli::{Cli, Command, IndexArgs, ReleaseArgs, ServeArgs, ThresholdArgs, TokensCommand};
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
@@ -26,9 +29,11 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let result = match Cli::parse().command {
-        Command::Ingest { export, store, signing_key, receipt_out, public_key_out, max_body } => {
-            ingest(&export, &store, &signing_key, &receipt_out, public_key_out.as_deref(), max_body)
+        Command::Ingest { export, store, signing_key, receipt_out, public_key_out, max_body, index, received_at } => {
+            let out = IngestOut { receipt: &receipt_out, public_key: public_key_out.as_deref() };
+            ingest(&export, &store, index.as_deref(), received_at.as_deref(), &signing_key, out, max_body)
         }
+        Command::Fleet { args, command } => fleet_cmd::run(*args, command),
         Command::Serve(args) => serve(*args),
         Command::Tokens { command } => tokens(command),
     };
@@ -41,7 +46,7 @@ fn main() -> ExitCode {
     }
 }
 
-type Result<T> = std::result::Result<T, String>;
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
 fn serve(args: ServeArgs) -> Result<()> {
     let tls = match (args.tls_self_signed, args.tls_cert, args.tls_key) {
@@ -53,9 +58,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         Some(path) => Some(read_admin_token(path)?),
         None => None,
     };
+    let currency = currency(&args.releases)?;
+    let thresholds = thresholds(&args.thresholds)?;
     let latest_agent = args
+        .releases
         .latest_version
-        .zip(args.latest_released)
+        .zip(args.releases.latest_released)
         .map(|(version, released)| receipt::LatestAgent { version, released });
     let opts = ServeOptions {
         listen: args.listen,
@@ -79,6 +87,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         max_uploads: args.max_uploads,
         install_rate: Rate { per_second: args.install_rate, burst: args.install_burst },
         max_export_unpacked: args.max_export_unpacked,
+        thresholds,
+        currency,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -91,6 +101,30 @@ fn serve(args: ServeArgs) -> Result<()> {
         let _ = out.flush();
     };
     rt.block_on(receiver::serve(opts, ready, shutdown())).map_err(|e| e.to_string())
+}
+
+/// The releases of `--latest-version/--latest-released` and
+/// `--latest-product-version/--latest-product-released`.
+pub(crate) fn currency(r: &ReleaseArgs) -> Result<Currency> {
+    let release = |v: &Option<String>, d: &Option<String>, what: &str| match (v, d) {
+        (Some(v), Some(d)) => Release::parse(v, d).map(Some).map_err(|e| format!("{what}: {e}")),
+        _ => Ok(None),
+    };
+    Ok(Currency {
+        agent: release(&r.latest_version, &r.latest_released, "--latest-released")?,
+        product: release(&r.latest_product_version, &r.latest_product_released, "--latest-product-released")?,
+    })
+}
+
+/// `--max-days` and `--warn-days`, checked.
+pub(crate) fn thresholds(t: &ThresholdArgs) -> Result<Thresholds> {
+    if t.max_days == 0 || t.warn_days.iter().any(|w| *w >= t.max_days) {
+        return Err(format!(
+            "--max-days {} --warn-days {:?}: the limit must be at least a day and every warning below it",
+            t.max_days, t.warn_days
+        ));
+    }
+    Ok(Thresholds { max_days: t.max_days, warn_days: t.warn_days.clone() })
 }
 
 /// The operator's token: the file's first line, at least 16 characters.
@@ -106,14 +140,14 @@ fn read_admin_token(path: &Path) -> Result<String> {
     Ok(token)
 }
 
-fn open_index(rt: &tokio::runtime::Runtime, args: &IndexArgs) -> Result<Index> {
+pub(crate) fn open_index(rt: &tokio::runtime::Runtime, args: &IndexArgs) -> Result<Index> {
     let spec = IndexSpec::parse(args.index.as_deref(), &args.store).map_err(|e| e.to_string())?;
     rt.block_on(Index::open(&spec)).map_err(|e| e.to_string())
 }
 
 /// `--expires`: a date (`YYYY-MM-DD`, the token stops working at its start, UTC) or an RFC 3339
 /// time.
-fn parse_expiry(s: &str) -> Result<i64> {
+pub(crate) fn parse_expiry(s: &str) -> Result<i64> {
     let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
     parse_rfc3339(&full).ok_or_else(|| format!("--expires {s}: give a date such as 2027-06-30, or an RFC 3339 time"))
 }
@@ -188,33 +222,54 @@ fn tokens(command: TokensCommand) -> Result<()> {
     }
 }
 
+/// Where `ingest` writes.
+struct IngestOut<'a> {
+    receipt: &'a Path,
+    public_key: Option<&'a Path>,
+}
+
 fn ingest(
     export: &Path,
     store: &Path,
+    index: Option<&str>,
+    received_at: Option<&str>,
     key: &Path,
-    out: &Path,
-    public_key_out: Option<&Path>,
+    out: IngestOut<'_>,
     max_body: u64,
 ) -> Result<()> {
+    let received_at = match received_at {
+        Some(t) => parse_expiry(t)
+            .map_err(|_| format!("--received-at {t}: give a date such as 2026-08-01, or an RFC 3339 time"))?,
+        None => now(),
+    };
+    if received_at > now() + 300 {
+        return Err("--received-at: that is in the future".into());
+    }
     let key = receipt::load_or_create_signing_key(key).map_err(|e| e.to_string())?;
-    if let Some(p) = public_key_out {
+    if let Some(p) = out.public_key {
         fsutil::write_atomic(p, receipt::public_key_pem(&key).as_bytes())
             .map_err(|e| format!("--public-key-out {}: {e}", p.display()))?;
     }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let index = open_index(&rt, &IndexArgs { store: store.to_path_buf(), index: index.map(str::to_string) })?;
     let store = receiver::BundleStore::open(store, key).map_err(|e| e.to_string())?;
     let limits = receiver::ingest::ExportLimits { max_bundle: max_body, ..Default::default() };
     // The operator runs this command: no token is asked for.
     let receipt = receiver::ingest::ingest(export, &store, &limits, &|_| Ok(None))
         .map_err(|r| format!("{}: {r}", export.display()))?;
+    rt.block_on(receiver::record::export(&index, &store, &receipt, received_at)).map_err(|e| e.to_string())?;
     let json = serde_json::to_vec_pretty(&receipt).map_err(|e| e.to_string())?;
-    fsutil::write_atomic(out, &json).map_err(|e| format!("{}: {e}", out.display()))?;
+    fsutil::write_atomic(out.receipt, &json).map_err(|e| format!("{}: {e}", out.receipt.display()))?;
     println!(
         "export {}: {} bundle(s) accepted, {} rejected; receipt {} written to {}",
         receipt.export_id,
         receipt.accepted.len(),
         receipt.rejected.len(),
         receipt.receipt_id,
-        out.display()
+        out.receipt.display()
     );
     for r in &receipt.rejected {
         println!("  rejected {}: {}", r.name, r.reason);

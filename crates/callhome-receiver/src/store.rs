@@ -135,6 +135,13 @@ impl BundleStore {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// Replaces the receipt kept beside a stored bundle with `r`: the receipt the index holds,
+    /// when another replica sharing this store recorded the bundle first.
+    pub fn keep_receipt(&self, r: &Receipt) -> io::Result<()> {
+        let json = serde_json::to_vec(r).map_err(io::Error::other)?;
+        write_private_atomic(&self.dir.join(format!("{}.receipt.json", r.bundle_sha256)), &json)
+    }
+
     /// Takes the received, fsynced file `incoming` whose SHA-256 is `sha256` into the store:
     /// the same bundle again gets the receipt it got before; otherwise the zip is checked (and,
     /// with `install_id`, its manifest must name that install: 403 when it names another), the

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use callhome_protocol::fs::sha256_hex;
+use callhome_protocol::receipt::{Receipt, load_public_key};
 use support::*;
 
 /// A PostgreSQL cluster of its own (stopped when dropped).
@@ -63,10 +65,14 @@ impl Postgres {
     }
 
     fn ctl(&self, action: &str) {
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        let opts =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
         let log = self.dir.path().join("postgres.log");
         let data = self.data();
-        self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-m", "fast", "-w", action]);
+        self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-m", "fast", "-w", action],
+        );
     }
 }
 
@@ -112,7 +118,8 @@ async fn two_replicas_on_one_postgresql_index_enrol_as_one_receiver() {
     let (ca, cb) = (a.client(), b.client());
     // A token made through one replica works on the other; the binding made by one holds on both.
     assert_eq!(upload(&b, &cb, Some(&acme), Some("install-a"), bundle("install-a", b"1")).await.status(), 201);
-    let d = expect_problem(upload(&a, &ca, Some(&globex), Some("install-a"), bundle("install-a", b"2")).await, 403).await;
+    let d =
+        expect_problem(upload(&a, &ca, Some(&globex), Some("install-a"), bundle("install-a", b"2")).await, 403).await;
     assert!(d.contains("another customer"), "{d}");
     let d = expect_problem(upload(&a, &ca, Some(&acme), Some("install-b"), bundle("install-b", b"3")).await, 403).await;
     assert!(d.contains("install-a"), "{d}");
@@ -125,7 +132,8 @@ async fn two_replicas_on_one_postgresql_index_enrol_as_one_receiver() {
     let id = listed[0]["id"].as_str().unwrap().to_string();
     assert!(a.cli(&["tokens", "revoke", &id, "--index", &url]).status.success());
     for (s, c) in [(&a, &ca), (&b, &cb)] {
-        let d = expect_problem(upload(s, c, Some(&acme), Some("install-a"), bundle("install-a", b"5")).await, 401).await;
+        let d =
+            expect_problem(upload(s, c, Some(&acme), Some("install-a"), bundle("install-a", b"5")).await, 401).await;
         assert!(d.contains("revoked"), "{d}");
     }
 }
@@ -154,4 +162,91 @@ async fn a_receiver_carries_on_after_postgresql_restarts() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     s.assert_alive_and_unpanicked();
+}
+
+/// Rows of `sql` (one BIGINT or TEXT column each) in the test's cluster.
+async fn pg_rows(url: &str, sql: &str, sha: &str) -> Vec<String> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.query(sql, &[&sha]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_bundle_sent_to_two_replicas_is_stored_once_with_one_receipt() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let a = Server::start(&["--index", &url]);
+    let b = Server::start_replica(&a, &["--index", &url]);
+    let token = token(&a, &url, "Acme", &["--multi-install"]);
+    let (ca, cb) = (a.client(), b.client());
+    for n in 0..8u8 {
+        let body = bundle("install-a", &[b'r', n]);
+        let sha = sha256_hex(&body);
+        // Both replicas at once, then each again: one receipt from all four answers.
+        let (ra, rb) = tokio::join!(
+            upload(&a, &ca, Some(&token), Some("install-a"), body.clone()),
+            upload(&b, &cb, Some(&token), Some("install-a"), body.clone())
+        );
+        let mut statuses = vec![ra.status().as_u16(), rb.status().as_u16()];
+        statuses.sort();
+        let (ra, rb): (Receipt, Receipt) = (json(ra).await, json(rb).await);
+        assert_eq!(ra, rb, "both replicas answer the same receipt");
+        assert!(statuses == [200, 201] || statuses == [201, 201], "{statuses:?}");
+        for (s, c) in [(&a, &ca), (&b, &cb)] {
+            let again = upload(s, c, Some(&token), Some("install-a"), body.clone()).await;
+            assert_eq!(again.status(), 200);
+            assert_eq!(json::<Receipt>(again).await, ra);
+        }
+        ra.check(&sha, Some(&load_public_key(&a.dir.path().join("public.pem")).unwrap())).unwrap();
+        let rows = pg_rows(&url, "SELECT receipt FROM bundles WHERE sha256 = $1", &sha).await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(serde_json::from_str::<Receipt>(&rows[0]).unwrap(), ra, "the index holds the receipt answered");
+        let kept: Receipt =
+            serde_json::from_slice(&std::fs::read(a.store.join(format!("{sha}.receipt.json"))).unwrap()).unwrap();
+        assert_eq!(kept, ra, "the store keeps the receipt the index holds");
+    }
+    let zips = std::fs::read_dir(&a.store)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "zip"));
+    assert_eq!(zips.count(), 8, "one stored object per bundle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_view_on_postgresql_lists_known_upload_times_by_state() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = support::fleet::serve_options(dir.path());
+    opts.extend(["--index".to_string(), url.clone()]);
+    let s = Server::start(&opts.iter().map(String::as_str).collect::<Vec<_>>());
+    support::fleet::known_upload_times(&s, Some(&url)).await;
+}
+
+#[test]
+fn a_hundred_thousand_installs_are_seeded_in_bulk_and_overdue_is_an_index_scan() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let s = Server::start(&["--index", &url]);
+    let out = s.cli(&[
+        "fleet",
+        "seed",
+        "--customer",
+        "Bench",
+        "--installs",
+        "100000",
+        "--spread-days",
+        "120",
+        "--index",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("100000 installs"));
+    let overdue = fleet_json(&s, Some(&url), &["--overdue"]);
+    let overdue = overdue.as_array().unwrap();
+    // Spread evenly over 120 days: those past 90 days are 29 in 120 of them.
+    assert!((24_150..=24_180).contains(&overdue.len()), "{}", overdue.len());
+    assert!(overdue.iter().all(|e| e["state"] == "overdue" && e["days_since"].as_i64().unwrap() > 90));
+    let plan = s.cli(&["fleet", "explain", "--index", &url]);
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.contains("install_reports_by_clock"), "the overdue query scans the clock index: {plan}");
 }

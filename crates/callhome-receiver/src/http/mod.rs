@@ -6,6 +6,7 @@
 //! `X-Frame-Options: DENY` and a Content-Security-Policy. It does not accept connections
 //! ([`crate::conn`]) and does not check zips ([`crate::zipcheck`], [`crate::ingest`]).
 
+mod admin;
 mod auth;
 mod page;
 
@@ -26,12 +27,16 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::faults::{Fault, FaultKind};
-use crate::index::{BundleRow, Index};
+use crate::fleet::{Currency, Thresholds};
+use crate::index::Index;
 use crate::ingest::{self, ExportLimits};
 use crate::limits::RateLimiter;
+use crate::metrics::{Metrics, Outcome};
+use crate::record::{self, Stored};
 use crate::store::{BundleStore, Incoming};
 use crate::{Refusal, ServeOptions};
 use callhome_protocol::headers::{BUNDLE_CONTENT_TYPE, IDEMPOTENCY_KEY, INSTALL_ID, PROGRAM};
+use callhome_protocol::receipt::Receipt;
 use callhome_protocol::time::now;
 
 /// What every request handler shares.
@@ -46,6 +51,11 @@ pub struct App {
     uploads: Arc<Semaphore>,
     rate: RateLimiter,
     export_limits: ExportLimits,
+    metrics: Metrics,
+    /// The agent's compliance thresholds, for the fleet view.
+    thresholds: Thresholds,
+    /// The releases installs are measured against.
+    currency: Currency,
 }
 
 impl App {
@@ -60,6 +70,9 @@ impl App {
             uploads: Arc::new(Semaphore::new(opts.max_uploads.max(1))),
             rate: RateLimiter::new(opts.install_rate),
             export_limits: ExportLimits { max_bundle: opts.max_body, max_unpacked: opts.max_export_unpacked },
+            metrics: Metrics::default(),
+            thresholds: opts.thresholds.clone(),
+            currency: opts.currency.clone(),
         }
     }
 
@@ -100,6 +113,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/manual.css", get(page::style))
         .route("/v1/probe", get(probe))
         .route("/v1/exports", post(take_export))
+        .route("/admin/v1/installs", get(admin::installs))
+        .route("/admin/v1/installs/{id}", get(admin::install))
+        .route("/metrics", get(admin::metrics))
         .fallback(bundles_or_404)
         .layer(axum::middleware::map_response(page::security_headers))
         .with_state(app)
@@ -244,7 +260,19 @@ async fn bundles_or_404(State(app): State<Arc<App>>, req: Request) -> Response {
     if req.method() != Method::POST {
         return problem(StatusCode::METHOD_NOT_ALLOWED, "use POST");
     }
-    upload(app, req).await
+    let start = Instant::now();
+    let resp = upload(app.clone(), req).await;
+    app.metrics.upload(Outcome::of_status(resp.status().as_u16()), start.elapsed());
+    resp
+}
+
+/// 503 when the index cannot be reached: the agent keeps the bundle and tries again.
+fn index_unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!("{e}");
+    with_retry_after(
+        problem(StatusCode::SERVICE_UNAVAILABLE, "the receiver's index cannot be reached right now; try again later"),
+        crate::BUSY_RETRY_AFTER.as_secs(),
+    )
 }
 
 /// `POST …/bundles`: every header check first, then the body into the store.
@@ -319,36 +347,23 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
             &format!("the body's SHA-256 is {}, not the Idempotency-Key {claimed}", received.sha256),
         );
     }
-    let install = caller.install_id().map(str::to_string);
-    let size = received.size;
-    let app2 = app.clone();
-    let install2 = install.clone();
-    let accepted = tokio::task::spawn_blocking(move || {
-        let Received { incoming, sha256, .. } = received;
-        app2.store.accept_file(incoming, &sha256, install2.as_deref()).map(|(r, new, _)| (r, new))
-    })
-    .await
-    .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the bundle check failed: {e}") }));
-    let (receipt, new) = match accepted {
-        Ok(r) => r,
-        Err(r) => {
-            warn!(status = r.status, "refused a bundle: {}", r.reason);
-            return refusal(&r);
-        }
+    app.metrics.bytes(received.size);
+    // The receiver as a whole may hold this bundle already (taken by another replica): the
+    // index answers with the receipt given then.
+    let held = match app.index.receipt(&received.sha256).await {
+        Ok(Some(json)) => serde_json::from_str::<Receipt>(&json)
+            .map_err(|e| warn!("the index holds an unreadable receipt for {}: {e}", received.sha256))
+            .ok(),
+        Ok(None) => None,
+        Err(e) => return index_unavailable(e),
     };
-    if new {
-        let row = BundleRow {
-            sha256: receipt.bundle_sha256.clone(),
-            install_id: install,
-            program: program.clone(),
-            size,
-            receipt_id: receipt.receipt_id.clone(),
-            received_at: now(),
-        };
-        if let Err(e) = app.index.record_bundle(row).await {
-            warn!("{e}");
-        }
-    }
+    let (receipt, new) = match held {
+        Some(r) => (r, false),
+        None => match store_and_record(&app, received, caller.install_id(), &program).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        },
+    };
     info!(program, sha256 = %receipt.bundle_sha256, new, "bundle received");
     let receipt = match &fault {
         Some(FaultKind::Delay(d)) => {
@@ -362,6 +377,36 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     };
     let status = if new { StatusCode::CREATED } else { StatusCode::OK };
     (status, axum::Json(receipt)).into_response()
+}
+
+/// Checks and stores a received bundle, then records it in the index; answers the receipt the
+/// index holds and whether the bundle was new to the receiver.
+async fn store_and_record(
+    app: &Arc<App>,
+    received: Received,
+    install: Option<&str>,
+    program: &str,
+) -> Result<(Receipt, bool), Response> {
+    let size = received.size;
+    let (app2, install2) = (app.clone(), install.map(str::to_string));
+    let accepted = tokio::task::spawn_blocking(move || {
+        let Received { incoming, sha256, .. } = received;
+        app2.store.accept_file(incoming, &sha256, install2.as_deref()).map(|(r, _, _)| r)
+    })
+    .await
+    .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the bundle check failed: {e}") }));
+    let receipt = accepted.map_err(|r| {
+        warn!(status = r.status, "refused a bundle: {}", r.reason);
+        refusal(&r)
+    })?;
+    let stored = Stored {
+        receipt,
+        install_id: install.map(str::to_string),
+        program: program.to_string(),
+        size,
+        received_at: now(),
+    };
+    record::bundle(&app.index, &app.store, stored).await.map_err(index_unavailable)
 }
 
 /// `POST /v1/exports`: an export carried from an isolated network, from a customer's token,
@@ -396,6 +441,9 @@ async fn take_export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
     .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the export check failed: {e}") }));
     match done {
         Ok(receipt) => {
+            if let Err(e) = record::export(&app.index, &app.store, &receipt, now()).await {
+                return index_unavailable(e);
+            }
             info!(export = %receipt.export_id, accepted = receipt.accepted.len(), rejected = receipt.rejected.len(), "export ingested");
             let disposition = format!("attachment; filename=\"receipt-{}.json\"", receipt.export_id);
             let mut r = axum::Json(&receipt).into_response();

@@ -6,6 +6,7 @@
 //! attacker could present. Both back ends answer the same questions through [`Index`]; it
 //! knows nothing of HTTP ([`crate::http`] turns its answers into statuses).
 
+mod fleet;
 mod postgres;
 mod sqlite;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use callhome_protocol::time::Timestamp;
 
+pub use fleet::InstallFacts;
 pub use postgres::PgIndex;
 pub use sqlite::SqliteIndex;
 
@@ -101,6 +103,29 @@ pub struct BundleRow {
     pub size: u64,
     pub receipt_id: String,
     pub received_at: Timestamp,
+    /// The signed receipt (JSON): what every replica answers for this SHA-256.
+    pub receipt: String,
+}
+
+/// What recording a bundle found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The receipt the index holds for the SHA-256: the one just recorded, or the one another
+    /// replica recorded first.
+    pub receipt: String,
+    /// This call recorded the bundle (it was new to the whole receiver).
+    pub inserted: bool,
+}
+
+/// An export taken in.
+#[derive(Debug, Clone)]
+pub struct ExportRow {
+    pub receipt_id: String,
+    pub export_id: String,
+    pub install_id: String,
+    pub received_at: Timestamp,
+    pub accepted: u64,
+    pub rejected: u64,
 }
 
 /// A new token: its id, the whole token (shown once) and the SHA-256 the index keeps.
@@ -218,7 +243,11 @@ impl Index {
     }
 
     /// The token `presented` stands for, when it is known, unrevoked and unexpired at `now`.
-    pub async fn authenticate(&self, presented: &str, now: Timestamp) -> Result<Result<Token, TokenRefusal>, IndexError> {
+    pub async fn authenticate(
+        &self,
+        presented: &str,
+        now: Timestamp,
+    ) -> Result<Result<Token, TokenRefusal>, IndexError> {
         let Some((id, presented_sha)) = parse_token(presented) else { return Ok(Err(TokenRefusal::Malformed)) };
         let row = match self {
             Index::Sqlite(i) => {
@@ -235,24 +264,18 @@ impl Index {
 
     /// Binds `install_id` to `token`'s customer on its first use; refuses an install bound to
     /// another customer, and a second install on a single-install token.
-    pub async fn bind(&self, install_id: &str, token: &Token, now: Timestamp) -> Result<Result<(), BindRefusal>, IndexError> {
+    pub async fn bind(
+        &self,
+        install_id: &str,
+        token: &Token,
+        now: Timestamp,
+    ) -> Result<Result<(), BindRefusal>, IndexError> {
         match self {
             Index::Sqlite(i) => {
                 let (i, id, t) = (i.clone(), install_id.to_string(), token.clone());
                 blocking(move || i.bind(&id, &t, now)).await?
             }
             Index::Postgres(i) => i.bind(install_id, token, now).await,
-        }
-    }
-
-    /// Records a bundle taken in (once per SHA-256).
-    pub async fn record_bundle(&self, b: BundleRow) -> Result<(), IndexError> {
-        match self {
-            Index::Sqlite(i) => {
-                let i = i.clone();
-                blocking(move || i.record_bundle(&b)).await?
-            }
-            Index::Postgres(i) => i.record_bundle(&b).await,
         }
     }
 
@@ -269,7 +292,7 @@ impl Index {
 }
 
 /// Runs SQLite's blocking call off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, IndexError> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, IndexError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| IndexError::Invalid(format!("the index call failed: {e}")))
 }
 

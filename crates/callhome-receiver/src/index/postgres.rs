@@ -8,11 +8,14 @@
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
-use super::{BindRefusal, BundleRow, IndexError, Token};
+use super::fleet::{self as f, InstallFacts, merge};
+use super::{BindRefusal, BundleRow, ExportRow, IndexError, Recorded, Token};
+use crate::fleet::{ClockRange, Install};
 use callhome_protocol::time::Timestamp;
 
 /// The schema, one migration per entry, applied in order and recorded in `callhome_migrations`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE customers (name TEXT PRIMARY KEY, created_at BIGINT NOT NULL);
 CREATE TABLE tokens (
     seq BIGSERIAL UNIQUE,
@@ -39,7 +42,32 @@ CREATE TABLE bundles (
     receipt_id TEXT NOT NULL,
     received_at BIGINT NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE bundles ADD COLUMN receipt TEXT;
+CREATE TABLE exports (
+    receipt_id TEXT PRIMARY KEY,
+    export_id TEXT NOT NULL,
+    install_id TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    accepted BIGINT NOT NULL,
+    rejected BIGINT NOT NULL
+);
+CREATE TABLE install_reports (
+    install_id TEXT PRIMARY KEY,
+    first_seen BIGINT NOT NULL,
+    last_success BIGINT,
+    clock_from BIGINT NOT NULL,
+    agent_version TEXT,
+    product_version TEXT,
+    versions_at BIGINT,
+    usage_summary TEXT,
+    usage_at BIGINT
+);
+CREATE INDEX install_reports_by_clock ON install_reports(clock_from);
+INSERT INTO install_reports (install_id, first_seen, clock_from) SELECT install_id, first_seen, first_seen FROM installs;
+"#,
+];
 
 /// Any number: the key of the advisory lock that serialises migrations across replicas.
 const MIGRATION_LOCK: i64 = 0x6361_6c6c_686f_6d65;
@@ -47,29 +75,39 @@ const MIGRATION_LOCK: i64 = 0x6361_6c6c_686f_6d65;
 const TOKEN_COLUMNS: &str = "t.id, t.customer, t.created_at, t.expires_at, t.revoked_at, t.single_install, \
      (SELECT COUNT(*) FROM installs i WHERE i.token_id = t.id), t.secret_sha256";
 
-/// The PostgreSQL index: one connection, made again when it was lost.
+/// Connections a receiver keeps to PostgreSQL: requests take them in turn.
+const CONNECTIONS: usize = 4;
+
+/// The PostgreSQL index: a few connections taken in turn, each made again when it was lost
+/// (the first one lazily after a restart: that request fails with 503 and the agent retries).
 pub struct PgIndex {
     url: String,
-    client: Mutex<Client>,
+    clients: Vec<Mutex<Client>>,
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl PgIndex {
     /// Connects and applies missing migrations.
     pub async fn connect(url: &str) -> Result<PgIndex, IndexError> {
-        let mut client = connect(url).await?;
-        migrate(url, &mut client).await?;
-        Ok(PgIndex { url: url.to_string(), client: Mutex::new(client) })
+        let mut first = connect(url).await?;
+        migrate(url, &mut first).await?;
+        let mut clients = vec![Mutex::new(first)];
+        for _ in 1..CONNECTIONS {
+            clients.push(Mutex::new(connect(url).await?));
+        }
+        Ok(PgIndex { url: url.to_string(), clients, next: Default::default() })
     }
 
     fn err(&self, e: tokio_postgres::Error) -> IndexError {
         pg_error(&self.url, e)
     }
 
-    /// The connection, made again when the server closed the previous one.
+    /// The next connection in turn, made again when the server closed it.
     async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, IndexError> {
-        let mut guard = self.client.lock().await;
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.clients.len();
+        let mut guard = self.clients[i].lock().await;
         if guard.is_closed() {
-            tracing::warn!("the index's PostgreSQL connection was lost; connecting again");
+            tracing::warn!("an index connection to PostgreSQL was lost; connecting again");
             *guard = connect(&self.url).await?;
         }
         Ok(guard)
@@ -127,14 +165,36 @@ impl PgIndex {
         row.as_ref().map(token_row).transpose().map_err(|e| self.err(e))
     }
 
-    pub(super) async fn bind(&self, install_id: &str, token: &Token, now: Timestamp) -> Result<Result<(), BindRefusal>, IndexError> {
+    pub(super) async fn bind(
+        &self,
+        install_id: &str,
+        token: &Token,
+        now: Timestamp,
+    ) -> Result<Result<(), BindRefusal>, IndexError> {
         let mut c = self.client().await?;
+        // An install already bound (every upload after its first) needs no lock.
+        let bound = c
+            .query_opt("SELECT customer, token_id FROM installs WHERE install_id = $1", &[&install_id])
+            .await
+            .map_err(|e| self.err(e))?;
+        if let Some(row) = bound {
+            let (customer, token_id): (String, String) = (row.get(0), row.get(1));
+            if customer != token.customer {
+                return Ok(Err(BindRefusal::OtherCustomer));
+            }
+            if token_id == token.id || !token.single_install {
+                return Ok(Ok(()));
+            }
+        }
         let tx = c.transaction().await.map_err(|e| self.err(e))?;
         // One bind at a time per token, across replicas.
         tx.execute("SELECT 1 FROM tokens WHERE id = $1 FOR UPDATE", &[&token.id]).await.map_err(|e| self.err(e))?;
         if token.single_install {
             let first = tx
-                .query_opt("SELECT install_id FROM installs WHERE token_id = $1 AND install_id <> $2 LIMIT 1", &[&token.id, &install_id])
+                .query_opt(
+                    "SELECT install_id FROM installs WHERE token_id = $1 AND install_id <> $2 LIMIT 1",
+                    &[&token.id, &install_id],
+                )
                 .await
                 .map_err(|e| self.err(e))?;
             let bound_here = tx
@@ -151,6 +211,13 @@ impl PgIndex {
         )
         .await
         .map_err(|e| self.err(e))?;
+        // The fleet view counts an enrolled install's clock from its enrolment.
+        tx.execute(
+            "INSERT INTO install_reports (install_id, first_seen, clock_from) VALUES ($1, $2, $2) ON CONFLICT (install_id) DO NOTHING",
+            &[&install_id, &now],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
         let customer: String = tx
             .query_one("SELECT customer FROM installs WHERE install_id = $1", &[&install_id])
             .await
@@ -163,16 +230,153 @@ impl PgIndex {
         Ok(Ok(()))
     }
 
-    pub(super) async fn record_bundle(&self, b: &BundleRow) -> Result<(), IndexError> {
+    pub(super) async fn receipt(&self, sha256: &str) -> Result<Option<String>, IndexError> {
         let c = self.client().await?;
+        let row =
+            c.query_opt("SELECT receipt FROM bundles WHERE sha256 = $1", &[&sha256]).await.map_err(|e| self.err(e))?;
+        Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
+    }
+
+    pub(super) async fn record_bundle(
+        &self,
+        b: &BundleRow,
+        facts: Option<&InstallFacts>,
+    ) -> Result<Recorded, IndexError> {
+        let mut c = self.client().await?;
+        let e = |e| pg_error(&self.url, e);
+        let tx = c.transaction().await.map_err(e)?;
         let size = i64::try_from(b.size).unwrap_or(i64::MAX);
+        let n = tx
+            .execute(
+                "INSERT INTO bundles (sha256, install_id, program, size, receipt_id, received_at, receipt) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sha256) DO NOTHING",
+                &[&b.sha256, &b.install_id, &b.program, &size, &b.receipt_id, &b.received_at, &b.receipt],
+            )
+            .await
+            .map_err(e)?;
+        if n == 0 {
+            let kept: Option<String> =
+                tx.query_one("SELECT receipt FROM bundles WHERE sha256 = $1", &[&b.sha256]).await.map_err(e)?.get(0);
+            tx.commit().await.map_err(e)?;
+            return Ok(Recorded { receipt: kept.unwrap_or_else(|| b.receipt.clone()), inserted: false });
+        }
+        if let Some(facts) = facts {
+            tx.execute(
+                "INSERT INTO install_reports (install_id, first_seen, clock_from) VALUES ($1, $2, $2) ON CONFLICT (install_id) DO NOTHING",
+                &[&facts.install_id, &facts.at],
+            )
+            .await
+            .map_err(e)?;
+            let old =
+                tx.query_opt(&format!("{} FOR UPDATE OF r", f::ONE_INSTALL), &[&facts.install_id]).await.map_err(e)?;
+            let old = old.as_ref().map(install_row).transpose().map_err(e)?;
+            let m = merge(old, facts);
+            let i = &m.install;
+            tx.execute(
+                f::UPDATE_INSTALL,
+                &[
+                    &i.install_id,
+                    &i.first_seen,
+                    &i.last_success,
+                    &i.clock_from,
+                    &i.agent_version,
+                    &i.product_version,
+                    &m.versions_at,
+                    &i.usage,
+                    &m.usage_at,
+                ],
+            )
+            .await
+            .map_err(e)?;
+        }
+        tx.commit().await.map_err(e)?;
+        Ok(Recorded { receipt: b.receipt.clone(), inserted: true })
+    }
+
+    pub(super) async fn record_export(&self, x: &ExportRow) -> Result<(), IndexError> {
+        let c = self.client().await?;
+        let (accepted, rejected) = (x.accepted as i64, x.rejected as i64);
         c.execute(
-            "INSERT INTO bundles (sha256, install_id, program, size, receipt_id, received_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256) DO NOTHING",
-            &[&b.sha256, &b.install_id, &b.program, &size, &b.receipt_id, &b.received_at],
+            "INSERT INTO exports (receipt_id, export_id, install_id, received_at, accepted, rejected) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (receipt_id) DO NOTHING",
+            &[&x.receipt_id, &x.export_id, &x.install_id, &x.received_at, &accepted, &rejected],
         )
         .await
         .map(|_| ())
         .map_err(|e| self.err(e))
+    }
+
+    pub(super) async fn installs(&self, range: ClockRange) -> Result<Vec<Install>, IndexError> {
+        let (upper, lower) = f::bounds(range);
+        let c = self.client().await?;
+        let rows = c.query(f::LIST_INSTALLS, &[&upper, &lower]).await.map_err(|e| self.err(e))?;
+        rows.iter().map(|r| install_row(r).map(|(i, _, _)| i).map_err(|e| self.err(e))).collect()
+    }
+
+    pub(super) async fn count_installs(&self, range: ClockRange) -> Result<u64, IndexError> {
+        let (upper, lower) = f::bounds(range);
+        let c = self.client().await?;
+        let n: i64 = c.query_one(f::COUNT_INSTALLS, &[&upper, &lower]).await.map_err(|e| self.err(e))?.get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub(super) async fn install(&self, install_id: &str) -> Result<Option<Install>, IndexError> {
+        let c = self.client().await?;
+        let row = c.query_opt(f::ONE_INSTALL, &[&install_id]).await.map_err(|e| self.err(e))?;
+        row.as_ref().map(|r| install_row(r).map(|(i, _, _)| i)).transpose().map_err(|e| self.err(e))
+    }
+
+    pub(super) async fn explain_installs(&self, range: ClockRange) -> Result<String, IndexError> {
+        let (upper, lower) = f::bounds(range);
+        let c = self.client().await?;
+        let rows =
+            c.query(&format!("EXPLAIN {}", f::LIST_INSTALLS), &[&upper, &lower]).await.map_err(|e| self.err(e))?;
+        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("\n"))
+    }
+
+    pub(super) async fn seed(
+        &self,
+        customer: &str,
+        count: u64,
+        spread_days: u32,
+        now: Timestamp,
+    ) -> Result<u64, IndexError> {
+        let spread = i64::from(spread_days.max(1)) * 86_400;
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let mut c = self.client().await?;
+        let e = |e| pg_error(&self.url, e);
+        let tx = c.transaction().await.map_err(e)?;
+        tx.execute(
+            "INSERT INTO customers (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&customer, &now],
+        )
+        .await
+        .map_err(e)?;
+        let token = format!("seed{:012x}", fastrand::u64(..) >> 16);
+        tx.execute(
+            "INSERT INTO tokens (id, customer, secret_sha256, created_at, revoked_at, single_install) VALUES ($1, $2, '', $3, $3, false)",
+            &[&token, &customer, &now],
+        )
+        .await
+        .map_err(e)?;
+        let added = tx
+            .execute(
+                "INSERT INTO installs (install_id, customer, token_id, first_seen)
+                 SELECT 'seed-' || $2::text || '-' || k, $2, $3, $4::bigint - $5::bigint FROM generate_series(0, $1::bigint - 1) AS k
+                 ON CONFLICT (install_id) DO NOTHING",
+                &[&count, &customer, &token, &now, &spread],
+            )
+            .await
+            .map_err(e)?;
+        tx.execute(
+            "INSERT INTO install_reports (install_id, first_seen, last_success, clock_from, agent_version, product_version, versions_at)
+             SELECT 'seed-' || $2::text || '-' || k, $3::bigint - $4::bigint, $3 - (k * $4) / $1, $3 - (k * $4) / $1, '0.1.0', '1.0', $3
+             FROM generate_series(0, $1::bigint - 1) AS k ON CONFLICT (install_id) DO NOTHING",
+            &[&count, &customer, &now, &spread],
+        )
+        .await
+        .map_err(e)?;
+        tx.execute("ANALYZE install_reports", &[]).await.map_err(e)?;
+        tx.commit().await.map_err(e)?;
+        Ok(added)
     }
 
     pub(super) async fn bundle_count(&self) -> Result<u64, IndexError> {
@@ -219,17 +423,32 @@ async fn migrate(url: &str, client: &mut Client) -> Result<(), IndexError> {
     tx.batch_execute("CREATE TABLE IF NOT EXISTS callhome_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
         .await
         .map_err(err)?;
-    let done: i32 = tx
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM callhome_migrations", &[])
-        .await
-        .map_err(err)?
-        .get(0);
+    let done: i32 =
+        tx.query_one("SELECT COALESCE(MAX(version), 0) FROM callhome_migrations", &[]).await.map_err(err)?.get(0);
     for (i, m) in MIGRATIONS.iter().enumerate().skip(usize::try_from(done).unwrap_or(0)) {
         tx.batch_execute(m).await.map_err(err)?;
         let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
         tx.execute("INSERT INTO callhome_migrations (version) VALUES ($1)", &[&version]).await.map_err(err)?;
     }
     tx.commit().await.map_err(err)
+}
+
+/// An install row of [`f::ONE_INSTALL`] or [`f::LIST_INSTALLS`] (the latter without the times).
+fn install_row(r: &Row) -> Result<(Install, Option<Timestamp>, Option<Timestamp>), tokio_postgres::Error> {
+    Ok((
+        Install {
+            install_id: r.try_get(0)?,
+            customer: r.try_get(1)?,
+            first_seen: r.try_get(2)?,
+            last_success: r.try_get(3)?,
+            clock_from: r.try_get(4)?,
+            agent_version: r.try_get(5)?,
+            product_version: r.try_get(6)?,
+            usage: r.try_get(7)?,
+        },
+        if r.len() > 8 { r.try_get(8)? } else { None },
+        if r.len() > 9 { r.try_get(9)? } else { None },
+    ))
 }
 
 fn token_row(r: &Row) -> Result<(Token, String), tokio_postgres::Error> {

@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{BindRefusal, BundleRow, IndexError, Token};
+use super::fleet::{self as f, InstallFacts, merge};
+use super::{BindRefusal, BundleRow, ExportRow, IndexError, Recorded, Token};
+use crate::fleet::{ClockRange, Install};
 use callhome_protocol::time::Timestamp;
 
 /// The schema, one migration per entry, applied in order (`PRAGMA user_version` counts them).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE customers (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
 CREATE TABLE tokens (
     id TEXT PRIMARY KEY,
@@ -37,7 +40,32 @@ CREATE TABLE bundles (
     receipt_id TEXT NOT NULL,
     received_at INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE bundles ADD COLUMN receipt TEXT;
+CREATE TABLE exports (
+    receipt_id TEXT PRIMARY KEY,
+    export_id TEXT NOT NULL,
+    install_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    accepted INTEGER NOT NULL,
+    rejected INTEGER NOT NULL
+);
+CREATE TABLE install_reports (
+    install_id TEXT PRIMARY KEY,
+    first_seen INTEGER NOT NULL,
+    last_success INTEGER,
+    clock_from INTEGER NOT NULL,
+    agent_version TEXT,
+    product_version TEXT,
+    versions_at INTEGER,
+    usage_summary TEXT,
+    usage_at INTEGER
+);
+CREATE INDEX install_reports_by_clock ON install_reports(clock_from);
+INSERT INTO install_reports (install_id, first_seen, clock_from) SELECT install_id, first_seen, first_seen FROM installs;
+"#,
+];
 
 const TOKEN_COLUMNS: &str = "t.id, t.customer, t.created_at, t.expires_at, t.revoked_at, t.single_install, \
      (SELECT COUNT(*) FROM installs i WHERE i.token_id = t.id), t.secret_sha256";
@@ -120,10 +148,17 @@ impl SqliteIndex {
 
     /// The token `id` and the SHA-256 of its secret.
     pub(super) fn token(&self, id: &str) -> Result<Option<(Token, String)>, IndexError> {
-        self.with(|c| c.query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.id = ?1"), [id], token_row).optional())
+        self.with(|c| {
+            c.query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.id = ?1"), [id], token_row).optional()
+        })
     }
 
-    pub(super) fn bind(&self, install_id: &str, token: &Token, now: Timestamp) -> Result<Result<(), BindRefusal>, IndexError> {
+    pub(super) fn bind(
+        &self,
+        install_id: &str,
+        token: &Token,
+        now: Timestamp,
+    ) -> Result<Result<(), BindRefusal>, IndexError> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let bound: Option<String> = tx
@@ -145,19 +180,123 @@ impl SqliteIndex {
                     "INSERT INTO installs (install_id, customer, token_id, first_seen) VALUES (?1, ?2, ?3, ?4)",
                     params![install_id, token.customer, token.id, now],
                 )?;
+                // The fleet view counts an enrolled install's clock from its enrolment.
+                tx.execute(
+                    "INSERT OR IGNORE INTO install_reports (install_id, first_seen, clock_from) VALUES (?1, ?2, ?2)",
+                    params![install_id, now],
+                )?;
             }
             tx.commit()?;
             Ok(Ok(()))
         })
     }
 
-    pub(super) fn record_bundle(&self, b: &BundleRow) -> Result<(), IndexError> {
+    pub(super) fn receipt(&self, sha256: &str) -> Result<Option<String>, IndexError> {
+        self.with(|c| {
+            c.query_row("SELECT receipt FROM bundles WHERE sha256 = ?1", [sha256], |r| r.get::<_, Option<String>>(0))
+                .optional()
+                .map(Option::flatten)
+        })
+    }
+
+    pub(super) fn record_bundle(&self, b: &BundleRow, facts: Option<&InstallFacts>) -> Result<Recorded, IndexError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO bundles (sha256, install_id, program, size, receipt_id, received_at, receipt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![b.sha256, b.install_id, b.program, i64::try_from(b.size).unwrap_or(i64::MAX), b.receipt_id, b.received_at, b.receipt],
+            )?;
+            if n == 0 {
+                let kept: Option<String> =
+                    tx.query_row("SELECT receipt FROM bundles WHERE sha256 = ?1", [&b.sha256], |r| r.get(0))?;
+                tx.commit()?;
+                return Ok(Recorded { receipt: kept.unwrap_or_else(|| b.receipt.clone()), inserted: false });
+            }
+            if let Some(facts) = facts {
+                tx.execute(
+                    "INSERT OR IGNORE INTO install_reports (install_id, first_seen, clock_from) VALUES (?1, ?2, ?2)",
+                    params![facts.install_id, facts.at],
+                )?;
+                let old = tx.query_row(&f::ONE_INSTALL.replace('$', "?"), [&facts.install_id], install_row).optional()?;
+                let m = merge(old, facts);
+                let i = &m.install;
+                tx.execute(
+                    &f::UPDATE_INSTALL.replace('$', "?"),
+                    params![i.install_id, i.first_seen, i.last_success, i.clock_from, i.agent_version, i.product_version, m.versions_at, i.usage, m.usage_at],
+                )?;
+            }
+            tx.commit()?;
+            Ok(Recorded { receipt: b.receipt.clone(), inserted: true })
+        })
+    }
+
+    pub(super) fn record_export(&self, e: &ExportRow) -> Result<(), IndexError> {
         self.with(|c| {
             c.execute(
-                "INSERT OR IGNORE INTO bundles (sha256, install_id, program, size, receipt_id, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![b.sha256, b.install_id, b.program, i64::try_from(b.size).unwrap_or(i64::MAX), b.receipt_id, b.received_at],
+                "INSERT OR IGNORE INTO exports (receipt_id, export_id, install_id, received_at, accepted, rejected) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![e.receipt_id, e.export_id, e.install_id, e.received_at, e.accepted as i64, e.rejected as i64],
             )
             .map(|_| ())
+        })
+    }
+
+    pub(super) fn installs(&self, range: ClockRange) -> Result<Vec<Install>, IndexError> {
+        let (upper, lower) = f::bounds(range);
+        self.with(|c| {
+            let mut st = c.prepare_cached(&f::LIST_INSTALLS.replace('$', "?"))?;
+            st.query_map(params![upper, lower], |r| install_row(r).map(|(i, _, _)| i))?.collect()
+        })
+    }
+
+    pub(super) fn count_installs(&self, range: ClockRange) -> Result<u64, IndexError> {
+        let (upper, lower) = f::bounds(range);
+        self.with(|c| c.query_row(&f::COUNT_INSTALLS.replace('$', "?"), params![upper, lower], |r| r.get::<_, i64>(0)))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+    }
+
+    pub(super) fn install(&self, install_id: &str) -> Result<Option<Install>, IndexError> {
+        self.with(|c| {
+            c.query_row(&f::ONE_INSTALL.replace('$', "?"), [install_id], install_row)
+                .optional()
+                .map(|o| o.map(|(i, _, _)| i))
+        })
+    }
+
+    pub(super) fn explain_installs(&self, range: ClockRange) -> Result<String, IndexError> {
+        let (upper, lower) = f::bounds(range);
+        self.with(|c| {
+            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {}", f::LIST_INSTALLS.replace('$', "?")))?;
+            let lines: Vec<String> =
+                st.query_map(params![upper, lower], |r| r.get::<_, String>(3))?.collect::<Result<_, _>>()?;
+            Ok(lines.join("\n"))
+        })
+    }
+
+    pub(super) fn seed(&self, customer: &str, count: u64, spread_days: u32, now: Timestamp) -> Result<u64, IndexError> {
+        let spread = i64::from(spread_days.max(1)) * 86_400;
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute("INSERT OR IGNORE INTO customers (name, created_at) VALUES (?1, ?2)", params![customer, now])?;
+            let token = format!("seed{:012x}", fastrand::u64(..) >> 16);
+            tx.execute(
+                "INSERT INTO tokens (id, customer, secret_sha256, created_at, revoked_at, single_install) VALUES (?1, ?2, '', ?3, ?3, 0)",
+                params![token, customer, now],
+            )?;
+            let added = tx.execute(
+                "WITH RECURSIVE n(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM n WHERE k + 1 < ?1)
+                 INSERT OR IGNORE INTO installs (install_id, customer, token_id, first_seen)
+                 SELECT 'seed-' || ?2 || '-' || k, ?2, ?3, ?4 - ?5 FROM n",
+                params![count, customer, token, now, spread],
+            )?;
+            tx.execute(
+                "WITH RECURSIVE n(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM n WHERE k + 1 < ?1)
+                 INSERT OR IGNORE INTO install_reports (install_id, first_seen, last_success, clock_from, agent_version, product_version, versions_at)
+                 SELECT 'seed-' || ?2 || '-' || k, ?4 - ?5, ?4 - (k * ?5) / ?1, ?4 - (k * ?5) / ?1, '0.1.0', '1.0', ?4 FROM n",
+                params![count, customer, token, now, spread],
+            )?;
+            tx.commit()?;
+            Ok(added as u64)
         })
     }
 
@@ -179,5 +318,23 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Token, String)> {
             installs: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
         },
         r.get(7)?,
+    ))
+}
+
+/// An install row of [`f::ONE_INSTALL`] or [`f::LIST_INSTALLS`] (the latter without the times).
+fn install_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Install, Option<Timestamp>, Option<Timestamp>)> {
+    Ok((
+        Install {
+            install_id: r.get(0)?,
+            customer: r.get(1)?,
+            first_seen: r.get(2)?,
+            last_success: r.get(3)?,
+            clock_from: r.get(4)?,
+            agent_version: r.get(5)?,
+            product_version: r.get(6)?,
+            usage: r.get(7)?,
+        },
+        r.get(8).ok().flatten(),
+        r.get(9).ok().flatten(),
     ))
 }

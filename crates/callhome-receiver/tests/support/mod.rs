@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +19,12 @@ use callhome_protocol::manifest::{Manifest, ManifestFile, SCHEMA_VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_callhome-receiver");
+
+/// What a replica shares with the receiver it replicates.
+struct Shared {
+    store: PathBuf,
+    key: PathBuf,
+}
 
 /// A running receiver.
 pub struct Server {
@@ -35,15 +43,33 @@ impl Server {
         Self::start_in(tempfile::tempdir().unwrap(), extra, None)
     }
 
+    /// Starts a replica of `of`: the same store and signing key, its own log and address.
+    pub fn start_replica(of: &Server, extra: &[&str]) -> Server {
+        let shared = Shared { store: of.store.clone(), key: of.dir.path().join("key.pem") };
+        Self::start_with(tempfile::tempdir().unwrap(), extra, None, Some(shared))
+    }
+
     /// Starts it in `dir`, through `sh -c` with `shell_prefix` (such as `ulimit -n 64;`) when given.
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str], shell_prefix: Option<&str>) -> Server {
-        let store = dir.path().join("store");
+        Self::start_with(dir, extra, shell_prefix, None)
+    }
+
+    fn start_with(
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        shell_prefix: Option<&str>,
+        shared: Option<Shared>,
+    ) -> Server {
+        let (store, key) = match shared {
+            Some(s) => (s.store, s.key),
+            None => (dir.path().join("store"), dir.path().join("key.pem")),
+        };
         let ca = dir.path().join("ca.pem");
         let log = dir.path().join("receiver.log");
         let mut args: Vec<String> = ["serve", "--listen", "127.0.0.1:0", "--store"].map(String::from).to_vec();
         args.push(store.display().to_string());
         args.extend(["--tls-self-signed".into(), "--ca-out".into(), ca.display().to_string()]);
-        args.extend(["--signing-key".into(), dir.path().join("key.pem").display().to_string()]);
+        args.extend(["--signing-key".into(), key.display().to_string()]);
         args.extend(["--public-key-out".into(), dir.path().join("public.pem").display().to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = match shell_prefix {
@@ -195,10 +221,14 @@ pub fn bundle_with(install_id: &str, entries: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 fn manifest(install_id: &str, entries: &[(&str, &[u8])]) -> Manifest {
+    manifest_as(install_id, "0.1.0", "telemetry", entries)
+}
+
+fn manifest_as(install_id: &str, agent_version: &str, program: &str, entries: &[(&str, &[u8])]) -> Manifest {
     Manifest {
         schema_version: SCHEMA_VERSION,
-        agent_version: "0.1.0".into(),
-        program: "telemetry".into(),
+        agent_version: agent_version.into(),
+        program: program.into(),
         upload_type: "compliance".into(),
         install_id: install_id.into(),
         created_at: "2026-11-30T00:00:00Z".into(),
@@ -213,6 +243,47 @@ fn manifest(install_id: &str, entries: &[(&str, &[u8])]) -> Manifest {
             .collect(),
         errors: vec![],
     }
+}
+
+/// A Call Home bundle (no license telemetry) from `install_id`.
+pub fn call_home_bundle(install_id: &str) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    zip.start_file("system.json", opts).unwrap();
+    zip.write_all(b"{}").unwrap();
+    zip.start_file("manifest.json", opts).unwrap();
+    let m = manifest_as(install_id, "0.1.0", "call_home", &[("system.json", b"{}")]);
+    zip.write_all(&serde_json::to_vec(&m).unwrap()).unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+/// A license-telemetry bundle as the agent makes one: `deployment.json` naming the product
+/// version, `usage.json` with one feature at `used_max` of 10, and the manifest naming the
+/// agent version.
+pub fn telemetry_bundle(install_id: &str, agent_version: &str, product_version: &str, used_max: u32) -> Vec<u8> {
+    let deployment = serde_json::json!({
+        "install_id": install_id,
+        "agent": { "name": "callhome", "version": agent_version },
+        "product": { "name": "License Server", "version": product_version },
+    });
+    let usage = serde_json::json!({
+        "window_start": "2026-11-29T00:00:00Z",
+        "window_end": "2026-11-30T00:00:00Z",
+        "features": [{ "feature": "CAD_PRO", "count_used_max": used_max, "count_installed": 10, "hours": [] }],
+    });
+    let entries: [(&str, Vec<u8>); 2] =
+        [("deployment.json", deployment.to_string().into_bytes()), ("usage.json", usage.to_string().into_bytes())];
+    let entries: Vec<(&str, &[u8])> = entries.iter().map(|(n, d)| (*n, d.as_slice())).collect();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    for (name, data) in &entries {
+        zip.start_file(*name, opts).unwrap();
+        zip.write_all(data).unwrap();
+    }
+    zip.start_file("manifest.json", opts).unwrap();
+    zip.write_all(&serde_json::to_vec(&manifest_as(install_id, agent_version, "telemetry", &entries)).unwrap())
+        .unwrap();
+    zip.finish().unwrap().into_inner()
 }
 
 /// A large bundle written to `path`: one stored entry of `size` bytes (distinct per `seed`),
@@ -337,4 +408,59 @@ pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) 
         assert!(Instant::now() < end, "timed out after {within:?} waiting for: {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// GETs `path` (under the receiver's base) with `token`, if any.
+pub async fn get(s: &Server, client: &reqwest::Client, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = client.get(format!("{}{path}", s.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+/// Binds `install_id` to `token`'s customer, as `callhome test-connection` does (the probe).
+pub async fn enrol(s: &Server, client: &reqwest::Client, token: &str, install_id: &str) {
+    let r = client
+        .get(format!("{}/v1/probe", s.base))
+        .bearer_auth(token)
+        .header("x-callhome-install-id", install_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// The operator's `ingest` of `export` into this receiver's store and `index` (its own when
+/// `None`), as received at `received_at`.
+pub fn operator_ingest(s: &Server, export: &[u8], index: Option<&str>, received_at: &str) {
+    let path = s.dir.path().join(format!("export-{}.zip", sha256_hex(export)));
+    std::fs::write(&path, export).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("ingest").arg(&path).arg("--store").arg(&s.store);
+    cmd.arg("--signing-key").arg(s.dir.path().join("key.pem"));
+    cmd.arg("--receipt-out").arg(s.dir.path().join("manual-receipt.json"));
+    cmd.args(["--received-at", received_at]);
+    if let Some(i) = index {
+        cmd.args(["--index", i]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "ingest: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `callhome-receiver fleet ARGS --json` against `index` (this store's when `None`).
+pub fn fleet_json(s: &Server, index: Option<&str>, args: &[&str]) -> serde_json::Value {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("fleet").args(args).arg("--json").arg("--store").arg(&s.store);
+    if let Some(i) = index {
+        cmd.args(["--index", i]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "fleet: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// An RFC 3339 time `days` days before now.
+pub fn days_ago(days: i64) -> String {
+    callhome_protocol::time::rfc3339(callhome_protocol::time::now() - days * 86_400)
 }

@@ -1,0 +1,96 @@
+//! Recording what was stored in the index: a bundle with its receipt (once per SHA-256 across
+//! every replica) and what its stored copy tells the fleet view about its install; an export
+//! with each bundle it carried. Uploads, exports over HTTP and the operator's `ingest` all go
+//! through here, so the index learns the same from each.
+//!
+//! It reads the stored copy ([`crate::fleet::report`]) off the async threads; it decides nothing
+//! about who may send what.
+
+use callhome_protocol::export::ManualReceipt;
+use callhome_protocol::receipt::Receipt;
+use callhome_protocol::time::Timestamp;
+
+use crate::BundleStore;
+use crate::fleet::report::{self, Report};
+use crate::index::{BundleRow, ExportRow, Index, IndexError, InstallFacts, Recorded};
+
+/// A bundle just stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub receipt: Receipt,
+    /// The authenticated install that sent it, if any.
+    pub install_id: Option<String>,
+    /// The program the upload named (`X-Callhome-Program`); the manifest's wins when readable.
+    pub program: String,
+    pub size: u64,
+    pub received_at: Timestamp,
+}
+
+/// Records the stored bundle `s` and what its stored copy tells about its install; answers the
+/// receipt the index holds for it (another replica's when that one recorded it first).
+pub async fn bundle(index: &Index, store: &BundleStore, s: Stored) -> Result<(Receipt, bool), IndexError> {
+    let path = store.dir().join(format!("{}.zip", s.receipt.bundle_sha256));
+    let report = tokio::task::spawn_blocking(move || report::read(&path))
+        .await
+        .map_err(|e| IndexError::Invalid(format!("reading the stored bundle failed: {e}")))?
+        .unwrap_or_else(|e| {
+            tracing::warn!("the fleet view learns nothing from a stored bundle: {e}");
+            Report::default()
+        });
+    let facts = report.install_id.clone().or_else(|| s.install_id.clone()).map(|install_id| InstallFacts {
+        install_id,
+        at: s.received_at,
+        success: report.counts_for_compliance(),
+        agent_version: report.agent_version.clone(),
+        product_version: report.product_version.clone(),
+        usage: report.usage.clone(),
+    });
+    let json = serde_json::to_string(&s.receipt).map_err(|e| IndexError::Invalid(format!("the receipt: {e}")))?;
+    let row = BundleRow {
+        sha256: s.receipt.bundle_sha256.clone(),
+        install_id: s.install_id.or_else(|| report.install_id.clone()),
+        program: report.program.unwrap_or(s.program),
+        size: s.size,
+        receipt_id: s.receipt.receipt_id.clone(),
+        received_at: s.received_at,
+        receipt: json,
+    };
+    let Recorded { receipt, inserted } = index.record_bundle(row, facts).await?;
+    let kept: Receipt = serde_json::from_str(&receipt).map_err(|e| {
+        IndexError::Invalid(format!("the index holds an unreadable receipt for {}: {e}", s.receipt.bundle_sha256))
+    })?;
+    if kept != s.receipt {
+        // Another replica recorded this bundle first: its receipt is the receiver's answer.
+        if let Err(e) = store.keep_receipt(&kept) {
+            tracing::warn!("cannot keep the receipt the index holds beside the stored bundle: {e}");
+        }
+    }
+    Ok((kept, inserted))
+}
+
+/// Records an export taken in and each bundle it carried (all stored by then).
+pub async fn export(
+    index: &Index,
+    store: &BundleStore,
+    r: &ManualReceipt,
+    received_at: Timestamp,
+) -> Result<(), IndexError> {
+    for sha in &r.accepted {
+        let Some(receipt) = store.receipt_for(sha) else {
+            return Err(IndexError::Invalid(format!("the stored bundle {sha} has no receipt beside it")));
+        };
+        let size = std::fs::metadata(store.dir().join(format!("{sha}.zip"))).map(|m| m.len()).unwrap_or(0);
+        let stored = Stored { receipt, install_id: None, program: "?".into(), size, received_at };
+        bundle(index, store, stored).await?;
+    }
+    index
+        .record_export(ExportRow {
+            receipt_id: r.receipt_id.clone(),
+            export_id: r.export_id.clone(),
+            install_id: r.install_id.clone(),
+            received_at,
+            accepted: r.accepted.len() as u64,
+            rejected: r.rejected.len() as u64,
+        })
+        .await
+}
