@@ -173,18 +173,26 @@ impl Index {
     }
 }
 
-/// The list query: `$1` upper (inclusive), `$2` lower (exclusive) bound of `clock_from`.
-pub(super) const LIST_INSTALLS: &str = "SELECT r.install_id, i.customer, r.first_seen, r.last_success, r.clock_from, \
-     r.agent_version, r.product_version, NULL FROM install_reports r LEFT JOIN installs i ON i.install_id = r.install_id \
+/// An install enrolled: its clock counts from now, its customer is the token's (an install is
+/// bound to one customer for good, so the view keeps the customer beside the clock and lists
+/// without a join). `$1` install, `$2` customer, `$3` now.
+pub(super) const ENROL_INSTALL: &str = "INSERT INTO install_reports (install_id, customer, first_seen, clock_from) \
+     VALUES ($1, $2, $3, $3) ON CONFLICT (install_id) DO UPDATE SET customer = excluded.customer \
+     WHERE install_reports.customer IS NULL";
+
+/// The list query: `$1` upper (inclusive), `$2` lower (exclusive) bound of `clock_from`; one
+/// range scan of `install_reports_by_clock (clock_from, install_id)`, already in order.
+pub(super) const LIST_INSTALLS: &str = "SELECT r.install_id, r.customer, r.first_seen, r.last_success, r.clock_from, \
+     r.agent_version, r.product_version, NULL FROM install_reports r \
      WHERE r.clock_from <= $1 AND r.clock_from > $2 ORDER BY r.clock_from, r.install_id";
 
 pub(super) const COUNT_INSTALLS: &str =
     "SELECT COUNT(*) FROM install_reports r WHERE r.clock_from <= $1 AND r.clock_from > $2";
 
 /// One install with its usage summary and when its versions and usage were received.
-pub(super) const ONE_INSTALL: &str = "SELECT r.install_id, i.customer, r.first_seen, r.last_success, r.clock_from, \
+pub(super) const ONE_INSTALL: &str = "SELECT r.install_id, r.customer, r.first_seen, r.last_success, r.clock_from, \
      r.agent_version, r.product_version, r.usage_summary, r.versions_at, r.usage_at \
-     FROM install_reports r LEFT JOIN installs i ON i.install_id = r.install_id WHERE r.install_id = $1";
+     FROM install_reports r WHERE r.install_id = $1";
 
 pub(super) const UPDATE_INSTALL: &str = "UPDATE install_reports SET first_seen = $2, last_success = $3, clock_from = $4, \
      agent_version = $5, product_version = $6, versions_at = $7, usage_summary = $8, usage_at = $9 WHERE install_id = $1";

@@ -55,6 +55,7 @@ CREATE TABLE exports (
 );
 CREATE TABLE install_reports (
     install_id TEXT PRIMARY KEY,
+    customer TEXT,
     first_seen BIGINT NOT NULL,
     last_success BIGINT,
     clock_from BIGINT NOT NULL,
@@ -64,8 +65,9 @@ CREATE TABLE install_reports (
     usage_summary TEXT,
     usage_at BIGINT
 );
-CREATE INDEX install_reports_by_clock ON install_reports(clock_from);
-INSERT INTO install_reports (install_id, first_seen, clock_from) SELECT install_id, first_seen, first_seen FROM installs;
+CREATE INDEX install_reports_by_clock ON install_reports(clock_from, install_id);
+INSERT INTO install_reports (install_id, customer, first_seen, clock_from)
+    SELECT install_id, customer, first_seen, first_seen FROM installs;
 "#,
 ];
 
@@ -212,12 +214,9 @@ impl PgIndex {
         .await
         .map_err(|e| self.err(e))?;
         // The fleet view counts an enrolled install's clock from its enrolment.
-        tx.execute(
-            "INSERT INTO install_reports (install_id, first_seen, clock_from) VALUES ($1, $2, $2) ON CONFLICT (install_id) DO NOTHING",
-            &[&install_id, &now],
-        )
-        .await
-        .map_err(|e| self.err(e))?;
+        tx.execute(super::fleet::ENROL_INSTALL, &[&install_id, &token.customer, &now])
+            .await
+            .map_err(|e| self.err(e))?;
         let customer: String = tx
             .query_one("SELECT customer FROM installs WHERE install_id = $1", &[&install_id])
             .await
@@ -367,8 +366,8 @@ impl PgIndex {
             .await
             .map_err(e)?;
         tx.execute(
-            "INSERT INTO install_reports (install_id, first_seen, last_success, clock_from, agent_version, product_version, versions_at)
-             SELECT 'seed-' || $2::text || '-' || k, $3::bigint - $4::bigint, $3 - (k * $4) / $1, $3 - (k * $4) / $1, '0.1.0', '1.0', $3
+            "INSERT INTO install_reports (install_id, customer, first_seen, last_success, clock_from, agent_version, product_version, versions_at)
+             SELECT 'seed-' || $2::text || '-' || k, $2, $3::bigint - $4::bigint, $3 - (k * $4) / $1, $3 - (k * $4) / $1, '0.1.0', '1.0', $3
              FROM generate_series(0, $1::bigint - 1) AS k ON CONFLICT (install_id) DO NOTHING",
             &[&count, &customer, &now, &spread],
         )

@@ -53,6 +53,7 @@ CREATE TABLE exports (
 );
 CREATE TABLE install_reports (
     install_id TEXT PRIMARY KEY,
+    customer TEXT,
     first_seen INTEGER NOT NULL,
     last_success INTEGER,
     clock_from INTEGER NOT NULL,
@@ -62,8 +63,9 @@ CREATE TABLE install_reports (
     usage_summary TEXT,
     usage_at INTEGER
 );
-CREATE INDEX install_reports_by_clock ON install_reports(clock_from);
-INSERT INTO install_reports (install_id, first_seen, clock_from) SELECT install_id, first_seen, first_seen FROM installs;
+CREATE INDEX install_reports_by_clock ON install_reports(clock_from, install_id);
+INSERT INTO install_reports (install_id, customer, first_seen, clock_from)
+    SELECT install_id, customer, first_seen, first_seen FROM installs;
 "#,
 ];
 
@@ -181,10 +183,7 @@ impl SqliteIndex {
                     params![install_id, token.customer, token.id, now],
                 )?;
                 // The fleet view counts an enrolled install's clock from its enrolment.
-                tx.execute(
-                    "INSERT OR IGNORE INTO install_reports (install_id, first_seen, clock_from) VALUES (?1, ?2, ?2)",
-                    params![install_id, now],
-                )?;
+                tx.execute(&super::fleet::ENROL_INSTALL.replace('$', "?"), params![install_id, token.customer, now])?;
             }
             tx.commit()?;
             Ok(Ok(()))
@@ -291,8 +290,8 @@ impl SqliteIndex {
             )?;
             tx.execute(
                 "WITH RECURSIVE n(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM n WHERE k + 1 < ?1)
-                 INSERT OR IGNORE INTO install_reports (install_id, first_seen, last_success, clock_from, agent_version, product_version, versions_at)
-                 SELECT 'seed-' || ?2 || '-' || k, ?4 - ?5, ?4 - (k * ?5) / ?1, ?4 - (k * ?5) / ?1, '0.1.0', '1.0', ?4 FROM n",
+                 INSERT OR IGNORE INTO install_reports (install_id, customer, first_seen, last_success, clock_from, agent_version, product_version, versions_at)
+                 SELECT 'seed-' || ?2 || '-' || k, ?2, ?4 - ?5, ?4 - (k * ?5) / ?1, ?4 - (k * ?5) / ?1, '0.1.0', '1.0', ?4 FROM n",
                 params![count, customer, token, now, spread],
             )?;
             tx.commit()?;
