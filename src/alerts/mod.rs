@@ -163,6 +163,10 @@ impl Decider {
 
     /// The compliance clock as it stands: news when a threshold or the limit is reached.
     pub fn compliance(&self, c: &compliance::Status, max_days: u32) -> Option<News> {
+        if c.state == compliance::State::Exempt {
+            // The vendor exempted this install: nothing to tell until the exemption ends.
+            return None;
+        }
         if c.days_remaining <= 0 {
             let body = if c.days_remaining == 0 {
                 format!("License telemetry has not been reported for {max_days} days: today is the limit.")

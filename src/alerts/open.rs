@@ -1,7 +1,7 @@
 //! Alerts as objects: the conditions open right now, each with a stable key (and an id made from
 //! it), a kind, a severity, a title and a text. Decided from the agent's [`Status`]: the
-//! compliance clock, failing uploads, license events, supplemental grace periods and an outdated
-//! agent. Keeping them (first seen, last seen, acknowledgements) is `store::alerts`'; telling
+//! compliance clock, failing uploads, license events, supplemental grace periods, and an outdated
+//! agent or product. Keeping them (first seen, last seen, acknowledgements) is `store::alerts`'; telling
 //! people is the [`Notifier`](super)'s.
 //!
 //! What `callhome check` and `/metrics` count is the open alerts that are not acknowledged.
@@ -47,7 +47,7 @@ pub struct Condition {
     pub key: String,
     /// `compliance-threshold`, `compliance-overdue`, `upload-failed`, `license-expired`,
     /// `license-expiring`, `license-renewal-due`, `license-over-quantity`,
-    /// `license-grace-period`, `agent-outdated`.
+    /// `license-grace-period`, `agent-outdated`, `product-outdated`.
     pub kind: String,
     pub severity: Severity,
     pub title: String,
@@ -70,7 +70,8 @@ pub fn id_of(key: &str) -> String {
 pub fn conditions(s: &Status) -> Vec<Condition> {
     let mut out = Vec::new();
     let c = &s.compliance;
-    if c.state != compliance::State::Ok {
+    // An exempt install raises nothing about the clock while the exemption lasts.
+    if !matches!(c.state, compliance::State::Ok | compliance::State::Exempt) {
         let overdue = c.state == compliance::State::Overdue;
         out.push(Condition {
             key: format!("compliance:{}", c.counting_from),
@@ -136,6 +137,22 @@ pub fn conditions(s: &Status) -> Vec<Condition> {
                 "This agent is {}; {latest} came out {}. Install it.",
                 s.version.running,
                 s.version.released.as_deref().unwrap_or("a while ago")
+            ),
+        });
+    }
+    if s.product.outdated {
+        let p = &s.product;
+        let latest = p.latest.clone().unwrap_or_default();
+        out.push(Condition {
+            key: format!("product-outdated:{latest}"),
+            kind: "product-outdated".into(),
+            severity: Severity::Warning,
+            title: format!("{} is out of date: {latest} is available", p.name),
+            text: format!(
+                "This machine runs {} {}; {latest} came out {}, more than six months ago. Upgrade it.",
+                p.name,
+                p.version,
+                p.released.as_deref().unwrap_or("a while ago")
             ),
         });
     }

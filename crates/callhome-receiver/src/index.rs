@@ -1,5 +1,5 @@
 //! The receiver's index in SQLite: customers, their enrolment tokens, the installs bound to
-//! them, and the bundles taken in. Migrations run when it is opened.
+//! them, the bundles taken in, and the exemptions granted. Migrations run when it is opened.
 //!
 //! Tokens are kept as the SHA-256 of their secret half only: the index never holds a token an
 //! attacker could present. It knows nothing of HTTP; [`crate::auth`] turns its answers into
@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use subtle::ConstantTimeEq;
 
+use callhome_protocol::exemption::Exemption;
 use callhome_protocol::fs::sha256_hex;
 use callhome_protocol::time::Timestamp;
 
@@ -20,7 +21,8 @@ const ID_BYTES: usize = 8;
 const SECRET_BYTES: usize = 32;
 
 /// The schema, one migration per entry, applied in order (`PRAGMA user_version` counts them).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE customers (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
 CREATE TABLE tokens (
     id TEXT PRIMARY KEY,
@@ -46,7 +48,20 @@ CREATE TABLE bundles (
     receipt_id TEXT NOT NULL,
     received_at INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE exemptions (
+    exemption_id TEXT PRIMARY KEY,
+    install_id TEXT NOT NULL,
+    until TEXT NOT NULL,
+    ends_at INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    granted_at INTEGER NOT NULL,
+    document TEXT NOT NULL
+);
+CREATE INDEX exemptions_by_install ON exemptions(install_id, granted_at);
+"#,
+];
 
 /// What went wrong with the index.
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +280,55 @@ impl Index {
         })
     }
 
+    /// Whether `install_id` ever enrolled or sent a bundle.
+    pub fn install_known(&self, install_id: &str) -> Result<bool, IndexError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM installs WHERE install_id = ?1)
+                     OR EXISTS(SELECT 1 FROM bundles WHERE install_id = ?1)",
+                [install_id],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Keeps a signed exemption (the newest granted for an install is the one that counts).
+    pub fn record_exemption(&self, e: &Exemption) -> Result<(), IndexError> {
+        let document = serde_json::to_string(e).map_err(|err| IndexError::Invalid(err.to_string()))?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO exemptions (exemption_id, install_id, until, ends_at, reason, granted_at, document)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![e.exemption_id, e.install_id, e.until, e.ends_at(), e.reason, e.granted(), document],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The exemption that covers `install_id` at `now`: the newest granted, unless it has ended
+    /// (a newer grant replaces an older one, even to end it sooner — as the agent sees it).
+    pub fn exemption_for(&self, install_id: &str, now: Timestamp) -> Result<Option<Exemption>, IndexError> {
+        let row: Option<(String, Timestamp)> = self.with(|c| {
+            c.query_row(
+                "SELECT document, ends_at FROM exemptions WHERE install_id = ?1
+                 ORDER BY granted_at DESC, rowid DESC LIMIT 1",
+                [install_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })?;
+        Ok(row.filter(|(_, ends)| *ends > now).and_then(|(doc, _)| serde_json::from_str(&doc).ok()))
+    }
+
+    /// Every exemption granted, newest first.
+    pub fn exemptions(&self) -> Result<Vec<Exemption>, IndexError> {
+        let docs: Vec<String> = self.with(|c| {
+            let mut st = c.prepare("SELECT document FROM exemptions ORDER BY granted_at DESC, rowid DESC")?;
+            st.query_map([], |r| r.get(0))?.collect()
+        })?;
+        Ok(docs.iter().filter_map(|d| serde_json::from_str(d).ok()).collect())
+    }
+
     /// How many bundles the index records.
     pub fn bundle_count(&self) -> Result<u64, IndexError> {
         self.with(|c| c.query_row("SELECT COUNT(*) FROM bundles", [], |r| r.get::<_, i64>(0)))
@@ -309,5 +373,25 @@ mod tests {
         assert!(!index.revoke("0000000000000000", 30).unwrap());
         assert_eq!(index.authenticate(&token, 40).unwrap(), Err(TokenRefusal::Revoked));
         assert_eq!(index.tokens().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_newest_exemption_granted_counts_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.sqlite")).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+        let grant = |id: &str, until: &str, at: &str| {
+            Exemption::grant(&key, id.into(), "inst-1", until, "audit", at.into()).unwrap()
+        };
+        assert_eq!(index.exemption_for("inst-1", 0).unwrap(), None);
+        index.record_exemption(&grant("a", "2027-06-30", "2026-11-01T00:00:00Z")).unwrap();
+        let now = callhome_protocol::time::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+        assert_eq!(index.exemption_for("inst-1", now).unwrap().unwrap().exemption_id, "a");
+        assert_eq!(index.exemption_for("inst-2", now).unwrap(), None);
+        index.record_exemption(&grant("b", "2026-12-31", "2026-11-20T00:00:00Z")).unwrap();
+        assert_eq!(index.exemption_for("inst-1", now).unwrap().unwrap().exemption_id, "b", "a newer grant replaces");
+        let january = callhome_protocol::time::parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
+        assert_eq!(index.exemption_for("inst-1", january).unwrap(), None, "ended with its day");
+        assert_eq!(index.exemptions().unwrap().len(), 2);
     }
 }

@@ -1,5 +1,6 @@
 //! `callhome-receiver`: the vendor's ingestion server (protocol v1) and its operator commands —
-//! `serve`, `tokens create|list|revoke`, and `ingest` of an export by the operator.
+//! `serve`, `tokens create|list|revoke`, `exemptions grant|list`, and `ingest` of an export by
+//! the operator.
 
 mod cli;
 
@@ -13,7 +14,7 @@ use callhome_protocol::receipt;
 use callhome_protocol::time::{now, parse_rfc3339, rfc3339};
 use callhome_receiver::{self as receiver, ServeOptions, TlsSource, conn::ConnLimits, index::Index, limits::Rate};
 use clap::Parser;
-use cli::{Cli, Command, IndexArgs, ServeArgs, TokensCommand};
+use cli::{Cli, Command, ExemptionsCommand, IndexArgs, ServeArgs, TokensCommand};
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve(*args),
         Command::Tokens { command } => tokens(command),
+        Command::Exemptions { command } => exemptions(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,7 +57,13 @@ fn serve(args: ServeArgs) -> Result<()> {
     let latest_agent = args
         .latest_version
         .zip(args.latest_released)
-        .map(|(version, released)| receipt::LatestAgent { version, released });
+        .map(|(version, released)| release("--latest-version", version, "--latest-released", released))
+        .transpose()?;
+    let latest_product = args
+        .latest_product_version
+        .zip(args.latest_product_released)
+        .map(|(version, released)| release("--latest-product-version", version, "--latest-product-released", released))
+        .transpose()?;
     let opts = ServeOptions {
         listen: args.listen,
         index: index_path_arg(&args.index.index)?,
@@ -67,6 +75,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         faults: args.faults,
         max_body: args.max_body,
         latest_agent,
+        latest_product,
         open_enrolment: args.open_enrolment,
         admin_token,
         conn: ConnLimits {
@@ -90,6 +99,18 @@ fn serve(args: ServeArgs) -> Result<()> {
         let _ = out.flush();
     };
     rt.block_on(receiver::serve(opts, ready, shutdown())).map_err(|e| e.to_string())
+}
+
+/// A release to advertise: a version without spaces (it is one word of the signed text) and a
+/// date.
+fn release(vflag: &str, version: String, dflag: &str, released: String) -> Result<receipt::LatestRelease> {
+    if version.is_empty() || version.len() > 64 || version.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{vflag} {version:?}: give a version such as 2.4.1 (no spaces)"));
+    }
+    if callhome_protocol::exemption::end_of_day(&released).is_none() {
+        return Err(format!("{dflag} {released:?}: give the release date as YYYY-MM-DD"));
+    }
+    Ok(receipt::LatestRelease { version, released })
 }
 
 /// The operator's token: the file's first line, at least 16 characters.
@@ -189,6 +210,66 @@ fn tokens(command: TokensCommand) -> Result<()> {
             } else {
                 Err(format!("no token {token_id}; `callhome-receiver tokens list` shows the ids"))
             }
+        }
+    }
+}
+
+fn exemptions(command: ExemptionsCommand) -> Result<()> {
+    use callhome_protocol::exemption::{Exemption, end_of_day};
+    match command {
+        ExemptionsCommand::Grant { install, until, reason, out, signing_key, index } => {
+            let ends =
+                end_of_day(&until).ok_or_else(|| format!("--until {until:?}: give the last day as YYYY-MM-DD"))?;
+            if ends <= now() {
+                return Err(format!("--until {until}: that day is over; give a day from today on"));
+            }
+            let key = receipt::load_or_create_signing_key(&signing_key).map_err(|e| e.to_string())?;
+            let index = open_index(&index)?;
+            let mut id = [0u8; 16];
+            getrandom::fill(&mut id).map_err(|e| format!("no randomness for an exemption id: {e}"))?;
+            let exemption = Exemption::grant(&key, hex::encode(id), &install, &until, &reason, rfc3339(now()))
+                .map_err(|e| e.to_string())?;
+            let known = index.install_known(&install).map_err(|e| e.to_string())?;
+            index.record_exemption(&exemption).map_err(|e| e.to_string())?;
+            if let Some(out) = &out {
+                let json = serde_json::to_vec_pretty(&exemption).map_err(|e| e.to_string())?;
+                fsutil::write_atomic(out, &json).map_err(|e| format!("--out {}: {e}", out.display()))?;
+            }
+            println!("{}", exemption.exemption_id);
+            eprintln!(
+                "exemption {} for install {install} until {until} (inclusive, UTC) granted: it goes with the install's next receipt{}",
+                exemption.exemption_id,
+                match &out {
+                    Some(p) =>
+                        format!("; carry {} to the install and run `callhome exemption import FILE`", p.display()),
+                    None => String::new(),
+                }
+            );
+            if !known {
+                eprintln!(
+                    "note: install {install} has not enrolled with this receiver (check the id with `callhome status` on that machine; an install without a connection takes the --out file)"
+                );
+            }
+            Ok(())
+        }
+        ExemptionsCommand::List { json, index } => {
+            let list = open_index(&index)?.exemptions().map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
+            } else if list.is_empty() {
+                println!(
+                    "no exemptions; grant one with `callhome-receiver exemptions grant --install ID --until YYYY-MM-DD --reason TEXT`"
+                );
+            } else {
+                println!("{:<32}  {:<36}  {:<10}  {:<20}  reason", "ID", "INSTALL", "UNTIL", "GRANTED");
+                for e in &list {
+                    println!(
+                        "{:<32}  {:<36}  {:<10}  {:<20}  {}",
+                        e.exemption_id, e.install_id, e.until, e.granted_at, e.reason
+                    );
+                }
+            }
+            Ok(())
         }
     }
 }

@@ -31,7 +31,8 @@ use crate::ingest::{self, ExportLimits};
 use crate::limits::RateLimiter;
 use crate::store::{BundleStore, Incoming};
 use crate::{Refusal, ServeOptions};
-use callhome_protocol::headers::{BUNDLE_CONTENT_TYPE, IDEMPOTENCY_KEY, INSTALL_ID, PROGRAM};
+use callhome_protocol::headers::{BUNDLE_CONTENT_TYPE, IDEMPOTENCY_KEY, INSTALL_ID, LEDGER_HEAD, PROGRAM};
+use callhome_protocol::receipt::{LedgerHead, UploadAnswer};
 use callhome_protocol::time::now;
 
 /// What every request handler shares.
@@ -268,6 +269,16 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
         );
     }
     let claimed = claimed.to_ascii_lowercase();
+    let head = match header(h, LEDGER_HEAD).map(LedgerHead::parse) {
+        None => None,
+        Some(Some(head)) => Some(head),
+        Some(None) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "the X-Callhome-Ledger-Head header must be the ledger's row count and head hash: `<rows> <64 hex digits>`",
+            );
+        }
+    };
     if let Some(r) = declared_length_refusal(h, app.max_body, "bundles") {
         return r;
     }
@@ -320,10 +331,13 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
         );
     }
     let install = caller.install_id().map(str::to_string);
+    // The install an exemption is delivered to: the authenticated one, or (open enrolment) the
+    // one the request names.
+    let exempt_install = install.clone().or_else(|| header(h, INSTALL_ID).map(str::to_string));
     let app2 = app.clone();
     let accepted = tokio::task::spawn_blocking(move || {
         let Received { incoming, sha256, size } = received;
-        let (receipt, new, _) = app2.store.accept_file(incoming, &sha256, install.as_deref())?;
+        let (receipt, new, _) = app2.store.accept_file(incoming, &sha256, install.as_deref(), head)?;
         if new {
             let row = BundleRow {
                 sha256: &sha256,
@@ -337,11 +351,19 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
                 warn!("{e}");
             }
         }
-        Ok::<_, Refusal>((receipt, new, program))
+        // An exemption granted to the install goes beside the receipt (when the index cannot
+        // say, the receipt still goes: the next one carries it).
+        let exemption = exempt_install.and_then(|id| {
+            app2.index.exemption_for(&id, now()).unwrap_or_else(|e| {
+                warn!("cannot look up exemptions: {e}");
+                None
+            })
+        });
+        Ok::<_, Refusal>((receipt, new, program, exemption))
     })
     .await
     .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the bundle check failed: {e}") }));
-    let (receipt, new, program) = match accepted {
+    let (receipt, new, program, exemption) = match accepted {
         Ok(r) => r,
         Err(r) => {
             warn!(status = r.status, "refused a bundle: {}", r.reason);
@@ -360,7 +382,7 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
         _ => receipt,
     };
     let status = if new { StatusCode::CREATED } else { StatusCode::OK };
-    (status, axum::Json(receipt)).into_response()
+    (status, axum::Json(UploadAnswer { receipt, exemption })).into_response()
 }
 
 /// `POST /v1/exports`: an export carried from an isolated network, from a customer's token,
