@@ -101,6 +101,12 @@ impl Agent {
         newer && old_enough
     }
 
+    /// The agent's and the product's versions against the newest releases advertised, now.
+    pub fn currency(&self) -> Result<(VersionStatus, ProductStatus)> {
+        let now = self.clock.now();
+        Ok((self.version_status(now)?, self.product_status(now)?))
+    }
+
     pub(super) fn product_status(&self, now: Timestamp) -> Result<ProductStatus> {
         let store = self.store();
         let latest = store.setting(Key::ProductLatest)?;

@@ -409,6 +409,15 @@ impl Notifier {
         if let Some(news) = self.decider.compliance(&c, self.agent.config().compliance.max_days) {
             self.show(news).await;
         }
+        // An outdated agent or product: told once per newer release.
+        match self.agent.currency() {
+            Ok((version, product)) => {
+                for c in open::currency(&version, &product) {
+                    self.show(News { key: c.key, summary: c.title, body: c.text, urgent: false, once: true }).await;
+                }
+            }
+            Err(e) => warn!("notifications: {e}"),
+        }
         let inv = self.agent.scan_licenses();
         match self.agent.grace_periods(&inv) {
             Ok(periods) => {
