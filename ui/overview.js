@@ -34,7 +34,9 @@ function compliance(st) {
   const telemetry = st.programs.find((p) => p.name === "telemetry");
   const left = c.days_remaining;
   const ex = c.exemption;
-  const leftText = ex ? `Exempt until ${ex.until}` : left >= 0 ? `${plural(left, "day")} left` : `${-left} days overdue`;
+  const leftText = ex
+    ? ["Exempt ", h("span", { class: "until" }, `until ${ex.until}`)]
+    : left >= 0 ? `${plural(left, "day")} left` : `${-left} days overdue`;
   return [
     h("h2", {}, "Compliance clock"),
     h("div", { class: "clock" },
