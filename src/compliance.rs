@@ -1,8 +1,9 @@
 //! The compliance clock: days since the last successful license-telemetry upload, and its state.
 //!
 //! The clock starts at install when nothing was ever acknowledged. A wall clock that went
-//! backwards never makes the count negative. This module decides; delivering alerts is the
-//! desktop's business.
+//! backwards never makes the count negative. An exemption the vendor granted makes the state
+//! [`State::Exempt`] while it lasts ([`Status::exempt`]); the counts go on underneath. This
+//! module decides; delivering alerts is the desktop's business.
 
 use crate::clock::Timestamp;
 use crate::config::ComplianceConfig;
@@ -18,6 +19,8 @@ pub enum State {
     Critical,
     /// Past `max_days`.
     Overdue,
+    /// The vendor exempted this install from the reporting rule until a date.
+    Exempt,
 }
 
 impl State {
@@ -27,6 +30,7 @@ impl State {
             State::Warning => "warning",
             State::Critical => "critical",
             State::Overdue => "overdue",
+            State::Exempt => "exempt",
         }
     }
 }
@@ -44,6 +48,14 @@ pub struct Status {
     pub deadline: Timestamp,
     /// The smallest threshold already reached, if any (drives "N days left" alerts).
     pub threshold_reached: Option<u32>,
+}
+
+impl Status {
+    /// The same clock under an exemption: state `exempt`, no threshold reached (nothing to warn
+    /// about), the counts unchanged.
+    pub fn exempt(self) -> Status {
+        Status { state: State::Exempt, threshold_reached: None, ..self }
+    }
 }
 
 pub fn evaluate(
@@ -104,5 +116,12 @@ mod tests {
         assert_eq!(s.days_since_last_upload, 5);
         let back = evaluate(&cfg(), Some(100 * DAY), 0, 50 * DAY);
         assert_eq!((back.days_since_last_upload, back.state), (0, State::Ok));
+    }
+
+    #[test]
+    fn an_exemption_keeps_the_counts_and_drops_the_threshold() {
+        let overdue = evaluate(&cfg(), Some(0), 0, 95 * DAY);
+        let e = overdue.exempt();
+        assert_eq!((e.state.name(), e.days_remaining, e.threshold_reached), ("exempt", -5, None));
     }
 }

@@ -83,6 +83,10 @@ impl DataDir {
     pub fn db_path(&self) -> PathBuf {
         self.root.join("state.sqlite")
     }
+    /// The ledger's head, repeated beside the database (the store writes it).
+    pub fn ledger_head_path(&self) -> PathBuf {
+        self.root.join(crate::store::HEAD_FILE)
+    }
     pub fn spool_root(&self) -> PathBuf {
         self.root.join("spool")
     }

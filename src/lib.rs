@@ -7,7 +7,7 @@
 //! - `bundle`, `spool`: immutable zip bundles and their on-disk queue;
 //! - `store`: SQLite state (settings, schedule, attempts, the ledger);
 //! - `upload`: protocol v1 to the receiver (the formats both sides share, receipts among them,
-//!   are the `callhome-protocol` crate's; `receipt` re-exports its module);
+//!   are the `callhome-protocol` crate's; `receipt` and `exemption` re-export its modules);
 //! - `schedule`, `compliance`, `clock`: when things run, and the 90-day clock;
 //! - `agent`: the wiring that runs it all; `daemon`: the running agent's lifecycle (scheduler, API,
 //!   alerts, orderly shutdown); `alerts`: what to tell people, and when;
@@ -37,6 +37,7 @@ pub mod logfile;
 pub mod manual;
 pub mod memory;
 pub mod programs;
+pub use callhome_protocol::exemption;
 pub use callhome_protocol::receipt;
 pub mod schedule;
 pub mod secrets;

@@ -141,6 +141,12 @@ enum Command {
         /// The receipt (`callhome-receiver ingest --receipt-out …`).
         receipt: PathBuf,
     },
+    /// Exemptions from the reporting rule the vendor granted this install (they also arrive
+    /// with receipts).
+    Exemption {
+        #[command(subcommand)]
+        action: ExemptionAction,
+    },
     /// Make a support bundle for a support case (logs, redacted configuration, status, history,
     /// system information, a timed dry run of every collector, case.json); no secret goes in.
     SupportBundle {
@@ -318,6 +324,17 @@ enum QuarantineAction {
     Purge {
         /// The file's name, as `quarantine list` shows it.
         id: String,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum ExemptionAction {
+    /// Import a signed exemption file (`callhome-receiver exemptions grant --out FILE`): checked
+    /// against upload.receipt_public_key and this install's id; a forged or foreign one changes
+    /// nothing (exit 6).
+    Import {
+        /// The exemption (JSON).
+        file: PathBuf,
     },
 }
 

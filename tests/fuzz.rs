@@ -276,7 +276,8 @@ fn api_request_bodies_against_a_running_agent() {
 /// Writes the seeds that are made by code (receipts, zips) into the corpus.
 #[test]
 fn generated_seeds_are_in_the_corpus() {
-    let receipt = Receipt::sign(&key(), "r-1".into(), "ab".repeat(32), "2026-11-23T00:00:00Z".into(), None);
+    let receipt =
+        Receipt::sign(&key(), "r-1".into(), "ab".repeat(32), "2026-11-23T00:00:00Z".into(), Default::default());
     let manual = ManualReceipt {
         format: callhome::manual::format::RECEIPT_FORMAT.into(),
         receipt_id: "m-1".into(),
@@ -289,6 +290,7 @@ fn generated_seeds_are_in_the_corpus() {
             name: "upload_usage_x.zip".into(),
             reason: "damaged".into(),
         }],
+        ledger_head: None,
         signature: String::new(),
     }
     .sign(&key());

@@ -156,6 +156,7 @@ export const STATE_WORDS = {
   warning: "Upload soon",
   critical: "Upload now",
   overdue: "Overdue",
+  exempt: "Exempt",
 };
 
 /** An upload cadence as the agent writes it (`1day`, `7days`, `12h`, `1day 12h`) in words. */

@@ -33,18 +33,26 @@ function compliance(st) {
   const c = st.compliance;
   const telemetry = st.programs.find((p) => p.name === "telemetry");
   const left = c.days_remaining;
+  const ex = c.exemption;
+  const leftText = ex
+    ? ["Exempt ", h("span", { class: "until" }, `until ${ex.until}`)]
+    : left >= 0 ? `${plural(left, "day")} left` : `${-left} days overdue`;
   return [
     h("h2", {}, "Compliance clock"),
     h("div", { class: "clock" },
       clockRing(c),
       h("div", { class: "stack" },
-        h("p", { class: "days-left", id: "days-left" }, left >= 0 ? `${plural(left, "day")} left` : `${-left} days overdue`),
+        h("p", { class: "days-left", id: "days-left" }, leftText),
         h("p", {}, h("span", { class: `badge state-${c.state}`, id: "compliance-state" }, STATE_WORDS[c.state] || c.state)),
         h("p", { class: "muted" },
           c.last_success
             ? ["Last license-telemetry upload acknowledged ", when(c.last_success), ` (${relative(c.last_success)}).`]
             : "No license-telemetry upload acknowledged yet: counting from the installation.",
           " Deadline: ", when(c.deadline), "."))),
+    ex
+      ? h("p", { class: "note", id: "exemption" }, `The vendor exempted this installation from the reporting rule through ${ex.until} (UTC): ${ex.reason}. `,
+        "Nothing is overdue until then; uploads go on as configured.")
+      : null,
     telemetry?.mode === "manual"
       ? h("p", { class: "note" }, "License telemetry is on manual reporting: export the pending bundles and import the receipt before the deadline (",
         h("a", { href: "#/settings" }, "Settings"), ").")

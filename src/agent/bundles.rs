@@ -23,6 +23,26 @@ impl Agent {
         Ok(self.store().verify_ledger()?)
     }
 
+    /// What `ledger verify` checks: `ledger.head` read first, then the receipts kept beside the
+    /// chain, then the rows, so a row appended meanwhile only makes the ledger longer.
+    pub fn ledger_evidence(&self) -> Result<crate::ledger::Evidence> {
+        let path = self.data_dir().ledger_head_path();
+        let head_file = match std::fs::read(&path) {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(Err(format!("{}: {e}", path.display()))),
+        };
+        let store = self.store();
+        let copies = store.receipt_copies()?;
+        let rows = store.ledger()?;
+        Ok(crate::ledger::Evidence { rows, copies, head_file })
+    }
+
+    /// The ledger's head now (what an upload or an export declares).
+    pub fn ledger_head(&self) -> Result<crate::receipt::LedgerHead> {
+        Ok(self.store().ledger_head()?)
+    }
+
     /// Where the agent stopped reading a vendor-daemon debug log (the default: the start).
     pub fn debug_log_cursor(&self, path: &std::path::Path) -> crate::licenses::debuglog::Cursor {
         self.store().log_cursor(crate::store::LogKey::DebugLog(path)).unwrap_or_default()
@@ -127,9 +147,9 @@ impl Agent {
         Ok(())
     }
 
-    /// The 90-day clock as of now.
+    /// The 90-day clock as of now (`exempt` while an exemption is held).
     pub fn compliance(&self) -> Result<crate::compliance::Status> {
         let last = self.store().last_success(Program::Telemetry)?;
-        Ok(crate::compliance::evaluate(&self.config().compliance, last, self.install().created_at, self.now()))
+        Ok(self.clock_at(last, self.now())?.0)
     }
 }

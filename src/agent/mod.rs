@@ -2,8 +2,9 @@
 //! This file opens it and holds what every stage shares (consent, policy locks, recovery, the
 //! notices); the stages are beside it, in the order data flows: [`collection`] (collectors into a
 //! bundle into the spool), [`upload`] (the cycle, retirement on acknowledgement), [`consent`]
-//! (programs on and off, withdrawals), [`access`] (proxy and token), [`status`], [`run`] (the
-//! scheduler loop), and [`bundles`] (bookkeeping for manual reporting and the alerts).
+//! (programs on and off, withdrawals), [`access`] (proxy and token), [`exemption`] (exemptions
+//! from the reporting rule), [`status`], [`run`] (the scheduler loop), and [`bundles`]
+//! (bookkeeping for manual reporting and the alerts).
 //!
 //! Front ends reach the agent through [`crate::control`]; the state itself lives in the data
 //! directory (SQLite and the spool), never in a front end. Changes to the spool and the upload
@@ -14,14 +15,16 @@ mod alerts;
 mod bundles;
 mod collection;
 mod consent;
+mod exemption;
 mod quarantine;
 mod run;
 mod status;
 mod upload;
 
 use access::stored_access;
+pub use exemption::ExemptionRefusal;
 pub use quarantine::Retried;
-pub use status::{ChannelStatus, Status, VersionStatus};
+pub use status::{ChannelStatus, ProductStatus, Status, VersionStatus};
 pub use upload::{ProgramUpload, UploadReport};
 
 use std::future::Future;

@@ -1,5 +1,6 @@
-//! The agent's state as every front end shows it: compliance clock, programs, pending bundles, last
-//! results, license events, the agent's version against the newest one advertised.
+//! The agent's state as every front end shows it: compliance clock (and an exemption held),
+//! programs, pending bundles, last results, license events, the agent's and the product's
+//! versions against the newest ones advertised.
 
 use super::*;
 
@@ -24,6 +25,10 @@ pub struct Status {
     /// Programs locked on, and why.
     pub locks: Vec<(Program, String)>,
     pub version: VersionStatus,
+    /// The product's configured version against the newest product release advertised.
+    pub product: ProductStatus,
+    /// The exemption from the reporting rule that covers this install now, if any.
+    pub exemption: Option<callhome_protocol::exemption::Exemption>,
     /// Each program's upload cadence, in `Program::ALL` order.
     pub intervals: [Duration; 4],
     /// The configured alert channels and their last deliveries.
@@ -57,6 +62,19 @@ pub struct VersionStatus {
     pub outdated: bool,
 }
 
+/// The product's version (`product.version`) against the newest product release receivers
+/// advertise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductStatus {
+    pub name: String,
+    /// `product.version`; `0.0.0` (the default) means not configured: nothing is compared.
+    pub version: String,
+    pub latest: Option<String>,
+    pub released: Option<String>,
+    /// A newer release came out more than `upload.version_window` (six months) ago.
+    pub outdated: bool,
+}
+
 /// Numeric parts of a version (`1.10.2-rc1` → [1, 10, 2]).
 pub(super) fn version_parts(v: &str) -> Vec<u64> {
     v.split(['.', '-', '+']).map_while(|p| p.parse().ok()).collect()
@@ -67,13 +85,37 @@ impl Agent {
         let store = self.store();
         let latest = store.setting(Key::VersionLatest)?;
         let released = store.setting(Key::VersionReleased)?;
+        drop(store);
         let running = env!("CARGO_PKG_VERSION");
-        let newer = latest.as_deref().is_some_and(|l| version_parts(l) > version_parts(running));
+        let outdated = self.outdated(running, latest.as_deref(), released.as_deref(), now);
+        Ok(VersionStatus { running, latest, released, outdated })
+    }
+
+    /// Whether `latest`, released on `released`, is newer than `running` and came out more than
+    /// `upload.version_window` before `now`.
+    fn outdated(&self, running: &str, latest: Option<&str>, released: Option<&str>, now: Timestamp) -> bool {
+        let newer = latest.is_some_and(|l| version_parts(l) > version_parts(running));
         let old_enough = released
-            .as_deref()
             .and_then(Date::parse_iso_or_version)
             .is_some_and(|d| now - d.timestamp() > self.cfg.upload.version_window.as_secs() as i64);
-        Ok(VersionStatus { running, latest, released, outdated: newer && old_enough })
+        newer && old_enough
+    }
+
+    /// The agent's and the product's versions against the newest releases advertised, now.
+    pub fn currency(&self) -> Result<(VersionStatus, ProductStatus)> {
+        let now = self.clock.now();
+        Ok((self.version_status(now)?, self.product_status(now)?))
+    }
+
+    pub(super) fn product_status(&self, now: Timestamp) -> Result<ProductStatus> {
+        let store = self.store();
+        let latest = store.setting(Key::ProductLatest)?;
+        let released = store.setting(Key::ProductReleased)?;
+        drop(store);
+        let version = self.cfg.product.version.clone();
+        let configured = !version.trim().is_empty() && version_parts(&version).iter().any(|p| *p != 0);
+        let outdated = configured && self.outdated(&version, latest.as_deref(), released.as_deref(), now);
+        Ok(ProductStatus { name: self.cfg.product.name.clone(), version, latest, released, outdated })
     }
 
     /// The state every front end shows.
@@ -85,11 +127,11 @@ impl Agent {
         let consent = self.consent()?;
         let store = self.store();
         let last_success = store.last_success(Program::Telemetry)?;
-        let compliance = compliance::evaluate(&self.cfg.compliance, last_success, self.install.created_at, now);
         let last_attempts =
             Program::ALL.iter().map(|p| Ok((*p, store.last_attempt(*p)?))).collect::<Result<Vec<_>>>()?;
         let next_upload = store.task(Task::Upload.name())?.map(|t| t.due_at);
         drop(store);
+        let (compliance, exemption) = self.clock_at(last_success, now)?;
         let quarantined = std::fs::read_dir(self.dir.quarantine_dir())
             .map(|d| d.filter_map(|e| e.ok()).filter(|e| !e.file_name().to_string_lossy().ends_with(".reason")).count())
             .unwrap_or(0);
@@ -110,6 +152,8 @@ impl Agent {
             license_events: self.license_events(&inv)?,
             locks: self.locks_with(&rules),
             version: self.version_status(now)?,
+            product: self.product_status(now)?,
+            exemption,
             intervals: Program::ALL.map(|p| self.interval_with(p, &rules)),
             alert_channels: self.alert_channels()?,
             grace_periods,

@@ -198,10 +198,15 @@ impl Agent {
                 return Ok(One::Failed(f));
             }
         };
-        let sent = uploader.send(Outgoing { path: &b.path, sha256: &sha, size, program: b.program.name() }).await;
+        // The ledger's head goes with the bundle: the receiver signs it into the receipt.
+        let head = self.store().ledger_head()?;
+        let sent = uploader
+            .send_anchored(Outgoing { path: &b.path, sha256: &sha, size, program: b.program.name() }, Some(&head))
+            .await;
         let now = self.clock.now();
         match sent {
-            Ok(receipt) => {
+            Ok(answer) => {
+                let receipt = answer.receipt;
                 let attempt = Attempt {
                     at: now,
                     program: b.program,
@@ -227,6 +232,14 @@ impl Agent {
                     let store = self.store();
                     store.set_setting(Key::VersionLatest, &l.version)?;
                     store.set_setting(Key::VersionReleased, &l.released)?;
+                }
+                if let Some(l) = &receipt.latest_product {
+                    let store = self.store();
+                    store.set_setting(Key::ProductLatest, &l.version)?;
+                    store.set_setting(Key::ProductReleased, &l.released)?;
+                }
+                if let Some(e) = &answer.exemption {
+                    self.exemption_from_receiver(e);
                 }
                 self.write_result(b.program, Code::Success, "", None, now);
                 info!(program = %b.program, bundle = %b.name, receipt = %receipt.receipt_id, "bundle acknowledged");

@@ -163,6 +163,10 @@ impl Decider {
 
     /// The compliance clock as it stands: news when a threshold or the limit is reached.
     pub fn compliance(&self, c: &compliance::Status, max_days: u32) -> Option<News> {
+        if c.state == compliance::State::Exempt {
+            // The vendor exempted this install: nothing to tell until the exemption ends.
+            return None;
+        }
         if c.days_remaining <= 0 {
             let body = if c.days_remaining == 0 {
                 format!("License telemetry has not been reported for {max_days} days: today is the limit.")
@@ -404,6 +408,15 @@ impl Notifier {
         };
         if let Some(news) = self.decider.compliance(&c, self.agent.config().compliance.max_days) {
             self.show(news).await;
+        }
+        // An outdated agent or product: told once per newer release.
+        match self.agent.currency() {
+            Ok((version, product)) => {
+                for c in open::currency(&version, &product) {
+                    self.show(News { key: c.key, summary: c.title, body: c.text, urgent: false, once: true }).await;
+                }
+            }
+            Err(e) => warn!("notifications: {e}"),
         }
         let inv = self.agent.scan_licenses();
         match self.agent.grace_periods(&inv) {

@@ -1,14 +1,14 @@
 //! Alerts as objects: the conditions open right now, each with a stable key (and an id made from
 //! it), a kind, a severity, a title and a text. Decided from the agent's [`Status`]: the
-//! compliance clock, failing uploads, license events, supplemental grace periods and an outdated
-//! agent. Keeping them (first seen, last seen, acknowledgements) is `store::alerts`'; telling
+//! compliance clock, failing uploads, license events, supplemental grace periods, and an outdated
+//! agent or product. Keeping them (first seen, last seen, acknowledgements) is `store::alerts`'; telling
 //! people is the [`Notifier`](super)'s.
 //!
 //! What `callhome check` and `/metrics` count is the open alerts that are not acknowledged.
 
 use sha2::{Digest, Sha256};
 
-use crate::agent::Status;
+use crate::agent::{ProductStatus, Status, VersionStatus};
 use crate::compliance;
 use crate::licenses::EventKind;
 
@@ -47,7 +47,7 @@ pub struct Condition {
     pub key: String,
     /// `compliance-threshold`, `compliance-overdue`, `upload-failed`, `license-expired`,
     /// `license-expiring`, `license-renewal-due`, `license-over-quantity`,
-    /// `license-grace-period`, `agent-outdated`.
+    /// `license-grace-period`, `agent-outdated`, `product-outdated`.
     pub kind: String,
     pub severity: Severity,
     pub title: String,
@@ -70,7 +70,8 @@ pub fn id_of(key: &str) -> String {
 pub fn conditions(s: &Status) -> Vec<Condition> {
     let mut out = Vec::new();
     let c = &s.compliance;
-    if c.state != compliance::State::Ok {
+    // An exempt install raises nothing about the clock while the exemption lasts.
+    if !matches!(c.state, compliance::State::Ok | compliance::State::Exempt) {
         let overdue = c.state == compliance::State::Overdue;
         out.push(Condition {
             key: format!("compliance:{}", c.counting_from),
@@ -125,8 +126,16 @@ pub fn conditions(s: &Status) -> Vec<Condition> {
             text: news.body,
         });
     }
-    if s.version.outdated {
-        let latest = s.version.latest.clone().unwrap_or_default();
+    out.extend(currency(&s.version, &s.product));
+    out
+}
+
+/// An agent or a product older than the newest release advertised, once that release is older
+/// than `upload.version_window`: one warning each (also told once as news by the notifier).
+pub fn currency(version: &VersionStatus, product: &ProductStatus) -> Vec<Condition> {
+    let mut out = Vec::new();
+    if version.outdated {
+        let latest = version.latest.clone().unwrap_or_default();
         out.push(Condition {
             key: format!("agent-outdated:{latest}"),
             kind: "agent-outdated".into(),
@@ -134,8 +143,23 @@ pub fn conditions(s: &Status) -> Vec<Condition> {
             title: format!("A newer agent ({latest}) is available"),
             text: format!(
                 "This agent is {}; {latest} came out {}. Install it.",
-                s.version.running,
-                s.version.released.as_deref().unwrap_or("a while ago")
+                version.running,
+                version.released.as_deref().unwrap_or("a while ago")
+            ),
+        });
+    }
+    if product.outdated {
+        let latest = product.latest.clone().unwrap_or_default();
+        out.push(Condition {
+            key: format!("product-outdated:{latest}"),
+            kind: "product-outdated".into(),
+            severity: Severity::Warning,
+            title: format!("{} is out of date: {latest} is available", product.name),
+            text: format!(
+                "This machine runs {} {}; {latest} came out {}, more than six months ago. Upgrade it.",
+                product.name,
+                product.version,
+                product.released.as_deref().unwrap_or("a while ago")
             ),
         });
     }
@@ -153,5 +177,34 @@ mod tests {
         assert!(id_of("license:expired:x:1.0:").bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(id_of("k").len(), 12);
         assert!(Severity::Critical > Severity::Warning);
+    }
+
+    #[test]
+    fn an_outdated_agent_and_an_outdated_product_are_one_warning_each() {
+        let version = VersionStatus {
+            running: "0.1.0",
+            latest: Some("0.9.0".into()),
+            released: Some("2026-01-01".into()),
+            outdated: true,
+        };
+        let product = ProductStatus {
+            name: "License Server".into(),
+            version: "2025.1".into(),
+            latest: Some("2026.2".into()),
+            released: Some("2026-01-15".into()),
+            outdated: true,
+        };
+        let c = currency(&version, &product);
+        let kinds: Vec<_> = c.iter().map(|c| (c.kind.as_str(), c.key.as_str(), c.severity)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("agent-outdated", "agent-outdated:0.9.0", Severity::Warning),
+                ("product-outdated", "product-outdated:2026.2", Severity::Warning)
+            ]
+        );
+        assert!(c[1].text.contains("runs License Server 2025.1; 2026.2 came out 2026-01-15"), "{}", c[1].text);
+        let current = ProductStatus { outdated: false, ..product };
+        assert_eq!(currency(&VersionStatus { outdated: false, ..version }, &current), []);
     }
 }

@@ -19,7 +19,7 @@ use callhome::datadir::{DataDir, DataDirError};
 use callhome::programs::{Program, TelemetryMode};
 
 use crate::{
-    AlertsAction, Cli, Command, ConfigAction, ExportAction, LedgerAction, ProgramsAction, ProxyAction,
+    AlertsAction, Cli, Command, ConfigAction, ExemptionAction, ExportAction, LedgerAction, ProgramsAction, ProxyAction,
     QuarantineAction, SecretChannel, exit,
 };
 use error::manual_err;
@@ -265,6 +265,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Command::Exemption { action: ExemptionAction::Import { file } } => import_exemption(&cli, file),
         Command::ImportReceipt { receipt } => {
             let agent = open_agent(&cli)?;
             let r = runtime()?.block_on(callhome::manual::import_receipt(&agent, receipt)).map_err(manual_err)?;
@@ -382,6 +383,33 @@ fn run_until(cli: &Cli, stop: Option<Stop>) -> Result<u8> {
     let opened = rt.block_on(daemon::open(cfg, DataDir::locate(cli.data_dir.clone())))?;
     rt.block_on(daemon::serve(opened.agent, api_cfg, Arc::new(callhome::alerts::LogOnly), shutdown))?;
     Ok(0)
+}
+
+/// `callhome exemption import FILE`: the exemption checked and kept; exit 6 when it is forged or
+/// for another install, 3 without a key to check it, 7 when it ended or a newer one is held.
+fn import_exemption(cli: &Cli, file: &std::path::Path) -> Result<u8> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(1 << 20).read_to_end(&mut bytes))
+        .map_err(|e| fail(exit::FAILURE, format!("{}: {e}", file.display())))?;
+    let agent = open_agent(cli)?;
+    match agent.import_exemption(&bytes, &file.display().to_string()) {
+        Ok((e, new)) => {
+            let what = if new { "imported" } else { "already held: nothing to do" };
+            println!(
+                "exemption {} {what}: this install is exempt from reporting until {} (inclusive, UTC): {}",
+                e.exemption_id, e.until, e.reason
+            );
+            Ok(0)
+        }
+        Err(e) if e.is_forgery() => Err(fail(exit::LEDGER, e.to_string())),
+        Err(callhome::agent::ExemptionRefusal::Agent(a)) => Err(a.into()),
+        Err(e @ (callhome::agent::ExemptionRefusal::NoKey | callhome::agent::ExemptionRefusal::Key(_))) => {
+            Err(fail(exit::CONFIG, e.to_string()))
+        }
+        Err(e) => Err(fail(exit::REFUSED, e.to_string())),
+    }
 }
 
 fn ledger_verify(local: &callhome::control::Local) -> Result<u8> {

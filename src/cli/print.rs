@@ -25,6 +25,12 @@ pub fn status(d: &StatusDoc) {
         days_left(c.days_remaining, c.max_days),
         c.deadline
     );
+    if let Some(e) = &c.exemption {
+        println!(
+            "exemption: exempt from reporting until {} (inclusive, UTC): {} · granted {} · {}",
+            e.until, e.reason, e.granted_at, e.id
+        );
+    }
     if manual(d) {
         println!(
             "manual reporting: manual report {} — `callhome export --out FILE.zip`, then `callhome import-receipt`",
@@ -63,6 +69,15 @@ pub fn status(d: &StatusDoc) {
             d.version.running,
             d.version.latest.as_deref().unwrap_or("?"),
             d.version.latest_released.as_deref().unwrap_or("?")
+        );
+    }
+    if d.product.outdated {
+        println!(
+            "product: {} {} is out of date — {} came out {}, more than six months ago",
+            d.product.name,
+            d.product.version,
+            d.product.latest.as_deref().unwrap_or("?"),
+            d.product.latest_released.as_deref().unwrap_or("?")
         );
     }
     if !d.license_events.is_empty() {
@@ -302,6 +317,15 @@ pub fn check_line(d: &StatusDoc) -> (u8, String) {
         ),
         _ => String::new(),
     };
+    let version = match (&d.product.latest, d.product.outdated) {
+        (Some(latest), true) => format!(
+            "{version}; {} {} is out of date: {latest} came out {}",
+            d.product.name,
+            d.product.version,
+            d.product.latest_released.as_deref().unwrap_or("?")
+        ),
+        _ => version,
+    };
     let version = if acked > 0 { format!("{version}; {acked} alert(s) acknowledged") } else { version };
     let word = ["OK", "WARNING", "CRITICAL"][code as usize];
     let last_text = match &last {
@@ -312,7 +336,9 @@ pub fn check_line(d: &StatusDoc) -> (u8, String) {
         0 => "no license events".to_string(),
         n => format!("{n} license event(s): {}", d.license_events[0].message),
     };
-    let left = if manual(d) {
+    let left = if let Some(e) = &c.exemption {
+        format!("exempt until {} ({})", e.until, e.reason)
+    } else if manual(d) {
         format!("manual report {}", report_due(c.days_remaining))
     } else {
         days_left(c.days_remaining, c.max_days)

@@ -211,19 +211,21 @@ impl Local {
     pub fn check_ledger(
         &self,
     ) -> Result<std::result::Result<crate::ledger::LedgerCheck, crate::ledger::LedgerCheckError>> {
-        Ok(crate::ledger::verify(self.agent.config(), &self.ledger_rows()?))
+        let ev = self.agent.ledger_evidence()?;
+        Ok(crate::ledger::verify(self.agent.config(), &ev))
     }
 
     /// The ledger checked end to end: its chain, and each receipt against its bundle and the
     /// receiver's key. A ledger that does not verify is an answer (`ok: false`), not an error.
     pub async fn ledger_verify(&self) -> Result<LedgerCheckDoc> {
-        let rows = self.ledger_rows()?;
-        Ok(match crate::ledger::verify(self.agent.config(), &rows) {
+        let ev = self.agent.ledger_evidence()?;
+        Ok(match crate::ledger::verify(self.agent.config(), &ev) {
             Ok(c) => LedgerCheckDoc {
                 ok: true,
                 summary: c.to_string(),
                 rows: c.rows,
                 receipts: c.receipts,
+                anchored: c.anchored,
                 signatures_checked: c.signatures_checked,
                 unverified: c.unverified,
                 problem: None,
@@ -231,8 +233,9 @@ impl Local {
             Err(e) => LedgerCheckDoc {
                 ok: false,
                 summary: format!("the ledger does not verify: {e}"),
-                rows: rows.len(),
+                rows: ev.rows.len(),
                 receipts: 0,
+                anchored: 0,
                 signatures_checked: false,
                 unverified: 0,
                 problem: Some(e.to_string()),

@@ -27,7 +27,7 @@ pub(super) fn text(agent: &Agent) -> Result<String, AgentError> {
         "Days left before the compliance limit.",
         &[(String::new(), c.days_remaining as f64)],
     );
-    let states = ["ok", "warning", "critical", "overdue"];
+    let states = ["ok", "warning", "critical", "overdue", "exempt"];
     let state_lines: Vec<_> =
         states.iter().map(|st| (format!("{{state=\"{st}\"}}"), f64::from(u8::from(c.state.name() == *st)))).collect();
     gauge("callhome_compliance_state", "The compliance clock's state (1 for the current one).", &state_lines);

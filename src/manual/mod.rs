@@ -22,7 +22,7 @@ use zip::{CompressionMethod, ZipWriter};
 use crate::agent::{Agent, AgentError, Notice};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::programs::Program;
-use crate::receipt::load_public_key;
+use crate::receipt::{LedgerHead, load_public_key};
 use crate::store::{Attempt, LedgerEntry, LedgerEvent};
 use crate::upload::Code;
 
@@ -91,7 +91,9 @@ pub async fn export(
         }
     }
     let created_at = rfc3339(agent.now());
-    let parts = split(pending, max_size, &agent.install().install_id, &created_at)?;
+    // The ledger's head goes into every part: the receiver signs it into the manual receipt.
+    let head = agent.ledger_head()?;
+    let parts = split(pending, max_size, &agent.install().install_id, &created_at, &head)?;
     let paths: Vec<PathBuf> = if parts.len() <= 1 {
         vec![out.to_path_buf()]
     } else {
@@ -116,6 +118,7 @@ pub async fn export(
             created_at: created_at.clone(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
             bundles: Vec::new(),
+            ledger_head: Some(head.clone()),
         };
         let part_bytes: u64 = part.iter().map(|p| p.size).sum();
         let (p2, prog, base) = (path.clone(), progress.clone(), done_before);
@@ -157,9 +160,10 @@ fn split(
     max: Option<u64>,
     install_id: &str,
     created_at: &str,
+    head: &LedgerHead,
 ) -> Result<Vec<Vec<crate::spool::Pending>>> {
     let Some(max) = max else { return Ok(vec![pending]) };
-    let base = part_base(install_id, created_at);
+    let base = part_base(install_id, created_at, head);
     let mut parts: Vec<Vec<crate::spool::Pending>> = vec![Vec::new()];
     let mut size = base;
     for p in pending {
@@ -192,7 +196,7 @@ const ENTRY_HEADERS: u64 = 30 + 46 + 64 + 24;
 
 /// An upper bound of a part's bytes before any bundle: the zip's fixed records and an
 /// `export.json` that lists nothing.
-fn part_base(install_id: &str, created_at: &str) -> u64 {
+fn part_base(install_id: &str, created_at: &str, head: &LedgerHead) -> u64 {
     let empty = ExportManifest {
         format: EXPORT_FORMAT.into(),
         export_id: "0".repeat(16),
@@ -200,6 +204,7 @@ fn part_base(install_id: &str, created_at: &str) -> u64 {
         created_at: created_at.into(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         bundles: Vec::new(),
+        ledger_head: Some(head.clone()),
     };
     let json = serde_json::to_vec_pretty(&empty).expect("serializes").len() as u64;
     ZIP_END + ENTRY_HEADERS + 2 * "export.json".len() as u64 + json

@@ -49,6 +49,12 @@ pub enum Key {
     NotifyQuiet,
     /// `grace.start.<feature>`: when the feature's supplemental grace period started (UTC seconds).
     GraceStart(String),
+    /// `product.latest`: the newest product release the receiver announced.
+    ProductLatest,
+    /// `product.released`: when that product release came out.
+    ProductReleased,
+    /// `compliance.exemption`: the signed exemption (JSON) the receiver granted this install.
+    Exemption,
 }
 
 /// Which of the errors collector's tables an [`Key::ErrorsSent`] mark is for.
@@ -88,6 +94,9 @@ impl Key {
             Key::NotifyEnabled => "notify.enabled".into(),
             Key::NotifyQuiet => "notify.quiet_period".into(),
             Key::GraceStart(feature) => format!("grace.start.{feature}").into(),
+            Key::ProductLatest => "product.latest".into(),
+            Key::ProductReleased => "product.released".into(),
+            Key::Exemption => "compliance.exemption".into(),
         }
     }
 
@@ -103,6 +112,9 @@ impl Key {
             "notify.failing" => Key::NotifyFailing,
             "notify.enabled" => Key::NotifyEnabled,
             "notify.quiet_period" => Key::NotifyQuiet,
+            "product.latest" => Key::ProductLatest,
+            "product.released" => Key::ProductReleased,
+            "compliance.exemption" => Key::Exemption,
             _ if Secret::ALL.iter().any(|x| x.key() == s) => {
                 Key::SecretInKeyring(Secret::ALL.into_iter().find(|x| x.key() == s).expect("found above"))
             }
@@ -183,6 +195,9 @@ mod tests {
             (Key::NotifyEnabled, "notify.enabled"),
             (Key::NotifyQuiet, "notify.quiet_period"),
             (Key::GraceStart("planner".into()), "grace.start.planner"),
+            (Key::ProductLatest, "product.latest"),
+            (Key::ProductReleased, "product.released"),
+            (Key::Exemption, "compliance.exemption"),
         ]
     }
 

@@ -1,6 +1,12 @@
 //! The sent ledger: an append-only hash chain of what happened to every bundle (sent, withdrawn,
 //! evicted, quarantined, reported). Each row stores the SHA-256 of its fields and of the row
 //! before, so a changed, removed or reordered row is found by [`verify_chain`].
+//!
+//! Two things stand beside the chain so that cutting rows from its end is found too: a copy of
+//! every receipt a `sent` row holds (`ledger_receipts`, written in the row's transaction), and
+//! the head (row count and newest hash) in the file [`HEAD_FILE`] beside the database,
+//! rewritten and fsynced after every commit. The head file may lag one row behind after a crash
+//! between the commit and the write; it is never ahead of the ledger.
 
 use std::collections::HashSet;
 
@@ -11,9 +17,22 @@ use super::{Result, Store};
 use crate::clock::Timestamp;
 use crate::fsutil::sha256_hex;
 use crate::programs::Program;
+use callhome_protocol::receipt::LedgerHead;
 
 /// The chain's first `prev_hash`.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The file beside the database that repeats the ledger's head.
+pub const HEAD_FILE: &str = "ledger.head";
+
+/// A receipt as `ledger_receipts` keeps it: the receipt text, the row that first held it and
+/// that row's bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptCopy {
+    pub seq: i64,
+    pub bundle: String,
+    pub detail: String,
+}
 
 /// What happened to a bundle, as the ledger records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +114,9 @@ impl Store {
             append_ledger(&tx, entry)?;
         }
         tx.commit()?;
+        if !already {
+            self.write_head_file();
+        }
         Ok(!already)
     }
 
@@ -102,7 +124,41 @@ impl Store {
         let tx = self.write_tx()?;
         append_ledger(&tx, entry)?;
         tx.commit()?;
+        self.write_head_file();
         Ok(())
+    }
+
+    /// The ledger's head: its newest row's number and hash (0 and [`GENESIS`] when empty).
+    pub fn ledger_head(&self) -> Result<LedgerHead> {
+        let (rows, hash): (i64, String) = self
+            .conn
+            .query_row("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((0, GENESIS.to_string()));
+        Ok(LedgerHead { rows: u64::try_from(rows).unwrap_or(0), hash })
+    }
+
+    /// Rewrites [`HEAD_FILE`] (atomically, fsynced) with the ledger's head. A failure is logged,
+    /// not returned: the row it follows is committed, and `ledger verify` accepts a head file
+    /// that lags behind the ledger.
+    pub(super) fn write_head_file(&self) {
+        let written = self.ledger_head().map_err(|e| e.to_string()).and_then(|head| {
+            let json = serde_json::to_vec(&head).expect("a head serializes");
+            crate::fsutil::write_atomic(&self.head_file, &json).map_err(|e| e.to_string())
+        });
+        if let Err(e) = written {
+            tracing::warn!(
+                "cannot write {}: {e}; `callhome ledger verify` checks against the older head",
+                self.head_file.display()
+            );
+        }
+    }
+
+    /// Every receipt a `sent` row ever held (`ledger_receipts`), oldest first.
+    pub fn receipt_copies(&self) -> Result<Vec<ReceiptCopy>> {
+        let mut stmt = self.conn.prepare_cached("SELECT seq, bundle, detail FROM ledger_receipts ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| Ok(ReceiptCopy { seq: r.get(0)?, bundle: r.get(1)?, detail: r.get(2)? }))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Names of bundles the ledger says were sent.
@@ -197,6 +253,12 @@ fn append_ledger(conn: &Connection, e: &LedgerEntry) -> Result<()> {
             hash
         ],
     )?;
+    if e.event == LedgerEvent::Sent {
+        conn.execute(
+            "INSERT OR IGNORE INTO ledger_receipts (detail, seq, bundle) VALUES (?1, ?2, ?3)",
+            params![e.detail, seq, e.bundle],
+        )?;
+    }
     Ok(())
 }
 
@@ -259,5 +321,23 @@ mod tests {
         s.conn.execute("UPDATE ledger SET size = 6 WHERE seq = 1", []).unwrap();
         assert_eq!(s.verify_ledger().unwrap().unwrap_err().seq, 1);
         assert_eq!(s.last_success(Program::Telemetry).unwrap(), Some(10));
+    }
+
+    #[test]
+    fn the_head_file_follows_every_row_and_receipts_are_kept_beside_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let head =
+            || -> LedgerHead { serde_json::from_slice(&std::fs::read(dir.path().join(HEAD_FILE)).unwrap()).unwrap() };
+        assert_eq!(head(), LedgerHead { rows: 0, hash: GENESIS.into() }, "a new database starts its head file");
+        s.record_sent(&attempt(), &entry("aa")).unwrap();
+        s.append_ledger(&LedgerEntry { event: LedgerEvent::Withdrawn, detail: "off".into(), ..entry("bb") }).unwrap();
+        assert_eq!(head(), s.ledger_head().unwrap());
+        assert_eq!(head().rows, 2);
+        assert_eq!(head().hash, s.ledger().unwrap()[1].hash);
+        let copies = s.receipt_copies().unwrap();
+        assert_eq!(copies, vec![ReceiptCopy { seq: 1, bundle: "b-aa.zip".into(), detail: "{}".into() }]);
+        s.conn.execute("DELETE FROM ledger WHERE seq = 1", []).unwrap();
+        assert_eq!(s.receipt_copies().unwrap().len(), 1, "the copy outlives its row");
     }
 }

@@ -43,4 +43,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         title TEXT NOT NULL, text TEXT NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
         open INTEGER NOT NULL, acked_at INTEGER, acked_until INTEGER, acked_severity TEXT, ack_reason TEXT);
      CREATE INDEX alerts_open ON alerts (open);",
+    // 7: a copy of every receipt a `sent` ledger row holds, with the row that first held it and
+    // its bundle, so `ledger verify` finds a receipt whose rows were cut from the ledger's end.
+    "CREATE TABLE ledger_receipts (detail TEXT PRIMARY KEY, seq INTEGER NOT NULL, bundle TEXT NOT NULL);
+     INSERT OR IGNORE INTO ledger_receipts (detail, seq, bundle)
+        SELECT detail, seq, bundle FROM ledger WHERE event = 'sent' ORDER BY seq;",
 ];
+
+/// The migration that brought `ledger_receipts` and with it `ledger.head`: a database migrated
+/// from before it gets its head file written at once.
+pub(super) const ANCHORS: i64 = 7;

@@ -3,8 +3,9 @@
 //! The database is opened in WAL mode with a busy timeout, so the agent and one-shot CLI commands
 //! can share it. Migrations are numbered and recorded in `PRAGMA user_version`. The ledger is an
 //! append-only hash chain: each row stores the SHA-256 of its fields and of the row before, so a
-//! changed, removed or reordered row is found by [`Store::verify_ledger`]. This module speaks no
-//! HTTP and owns no files besides the database.
+//! changed, removed or reordered row is found by [`Store::verify_ledger`]; its head is repeated,
+//! fsynced, in `ledger.head` beside the database after every row (`ledger::HEAD_FILE`). This
+//! module speaks no HTTP and owns no files besides the database and that head file.
 //!
 //! Layout: this file opens the database, migrates it and hands out write transactions;
 //! `migrations` holds every schema change; one file per family of tables adds its methods to
@@ -33,7 +34,9 @@ pub use alerts::{AckError, AlertRow};
 pub use attempts::Attempt;
 pub use deliveries::{Delivery, DeliveryOutcome};
 pub use key::{ErrorsPart, Key, LogKey};
-pub use ledger::{GENESIS, LedgerBreak, LedgerEntry, LedgerEvent, LedgerRow, row_hash, verify_chain};
+pub use ledger::{
+    GENESIS, HEAD_FILE, LedgerBreak, LedgerEntry, LedgerEvent, LedgerRow, ReceiptCopy, row_hash, verify_chain,
+};
 pub use licenses::{EventRow, SeenLicense};
 pub use settings::TaskState;
 pub use usage::UsageRow;
@@ -77,6 +80,8 @@ fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
 /// The open state database (one connection; the agent keeps it behind a mutex).
 pub struct Store {
     conn: Connection,
+    /// `ledger.head` beside the database: the ledger's head, rewritten after every new row.
+    head_file: std::path::PathBuf,
 }
 
 impl Store {
@@ -103,23 +108,29 @@ impl Store {
             conn.pragma_update(None, "journal_mode", "WAL")?;
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
-        let mut store = Store { conn };
-        store.migrate()?;
+        let mut store = Store { conn, head_file: path.with_file_name(HEAD_FILE) };
+        if store.migrate()? < migrations::ANCHORS {
+            // A new database, or one from before the head file: it starts now.
+            store.write_head_file();
+        }
         Ok(store)
     }
 
-    /// Applies missing migrations. The version is read inside a write transaction, so two
-    /// processes opening a new database at once do not both apply the same step.
-    fn migrate(&mut self) -> Result<()> {
+    /// Applies missing migrations; returns the version the database had. The version is read
+    /// inside a write transaction, so two processes opening a new database at once do not both
+    /// apply the same step.
+    fn migrate(&mut self) -> Result<i64> {
         let known = MIGRATIONS.len() as i64;
+        let mut first = None;
         loop {
             let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let from = *first.get_or_insert(version);
             if version > known {
                 return Err(StoreError::TooNew { found: version, known });
             }
             if version == known {
-                return Ok(());
+                return Ok(from);
             }
             tx.execute_batch(MIGRATIONS[version as usize])?;
             tx.pragma_update(None, "user_version", version + 1)?;

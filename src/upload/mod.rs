@@ -22,7 +22,7 @@ pub use result::Code;
 use cause::Cause;
 
 use crate::config::Config;
-use crate::receipt::{Receipt, load_public_key};
+use crate::receipt::{LedgerHead, Receipt, UploadAnswer, load_public_key};
 use crate::secrets::{self, Secret, Source, Value};
 
 /// Largest receipt body read from a receiver.
@@ -200,21 +200,30 @@ impl Uploader {
 
     /// Sends one bundle; on success, the checked receipt.
     pub async fn send(&self, b: Outgoing<'_>) -> Result<Receipt, Failure> {
+        self.send_anchored(b, None).await.map(|a| a.receipt)
+    }
+
+    /// Sends one bundle declaring the ledger's `head` (the receiver signs it into the receipt);
+    /// on success, the checked receipt and what came beside it (an exemption, unchecked: the
+    /// agent checks it against its install).
+    pub async fn send_anchored(&self, b: Outgoing<'_>, head: Option<&LedgerHead>) -> Result<UploadAnswer, Failure> {
+        use callhome_protocol::headers;
         let file = tokio::fs::File::open(b.path)
             .await
             .map_err(|e| Failure::retry(Code::Disk, format!("cannot read {}: {e}", b.path.display()), None))?;
         let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 64 * 1024));
-        let resp = self
+        let mut req = self
             .client
             .post(self.endpoint.clone())
-            .header(header::CONTENT_TYPE, "application/zip")
+            .header(header::CONTENT_TYPE, headers::BUNDLE_CONTENT_TYPE)
             .header(header::CONTENT_LENGTH, b.size)
-            .header("Idempotency-Key", b.sha256)
-            .header("X-Callhome-Program", b.program)
-            .header("X-Callhome-Install-Id", &self.install_id)
-            .body(body)
-            .send()
-            .await;
+            .header(headers::IDEMPOTENCY_KEY, b.sha256)
+            .header(headers::PROGRAM, b.program)
+            .header(headers::INSTALL_ID, &self.install_id);
+        if let Some(h) = head {
+            req = req.header(headers::LEDGER_HEAD, h.to_header());
+        }
+        let resp = req.body(body).send().await;
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
@@ -234,7 +243,7 @@ impl Uploader {
             let receipt: Receipt = serde_json::from_slice(&bytes)
                 .map_err(|e| receipt_failure(status, format!("the receiver's answer is not a receipt ({e})")))?;
             receipt.check(b.sha256, self.receipt_key.as_ref()).map_err(|e| receipt_failure(status, e.to_string()))?;
-            return Ok(receipt);
+            return Ok(UploadAnswer { receipt, exemption: exemption_beside(&bytes) });
         }
         Err(classify_status(status, retry_after, &self.endpoint))
     }
@@ -358,6 +367,16 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     }
     let when = httpdate::parse_http_date(v.trim()).ok()?;
     Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// The exemption beside a receipt, if the answer carries one that can be read: a malformed one
+/// is logged and never costs the receipt.
+fn exemption_beside(answer: &[u8]) -> Option<callhome_protocol::exemption::Exemption> {
+    let value: serde_json::Value = serde_json::from_slice(answer).ok()?;
+    let e = value.get("exemption").filter(|v| !v.is_null())?;
+    serde_json::from_value(e.clone())
+        .map_err(|err| tracing::warn!("the receiver sent an exemption that cannot be read ({err}); it is ignored"))
+        .ok()
 }
 
 async fn read_capped(mut resp: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {

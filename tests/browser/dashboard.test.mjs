@@ -427,6 +427,19 @@ describe("the dashboard in Chromium against a real agent and receiver", { timeou
     assert.equal((await world.api("/api/v1/status")).spool.pending, pendingBefore, "nothing was collected");
   });
 
+  test("an exemption granted at the receiver reaches the overview with the next upload", async () => {
+    const { install_id } = await world.api("/api/v1/status");
+    const until = new Date(Date.now() + 60 * 86400e3).toISOString().slice(0, 10);
+    const g = world.receiverCli(["exemptions", "grant", "--install", install_id, "--until", until, "--reason", "audit agreed with the vendor"]);
+    assert.equal(g.status, 0, g.stderr);
+    await open("#/overview");
+    await finishedJob("/api/v1/upload", { program: "telemetry" });
+    await page.locator("#compliance-state", { hasText: "Exempt" }).waitFor();
+    await page.locator("#days-left", { hasText: `Exempt until ${until}` }).waitFor();
+    await page.locator("#exemption", { hasText: "audit agreed with the vendor" }).waitFor();
+    assert.equal((await world.api("/api/v1/status")).compliance.state, "exempt");
+  });
+
   test("every page passes axe-core in light and dark, and each is saved as a screenshot", async () => {
     await finishedJob("/api/v1/collect", {});
     const bundle = (await world.api("/api/v1/bundles")).find((b) => b.program === "telemetry");

@@ -137,6 +137,13 @@ export class World {
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   }
 
+  /** Runs an operator's command of the receiver on this world's store and signing key. */
+  receiverCli(args) {
+    const r = spawnSync(binary("callhome-receiver"), [...args, "--store", join(this.dir, "receiver-store"),
+      "--signing-key", join(this.dir, "receiver-signing.pem")], { encoding: "utf8" });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+
   /** The API as a script sees it: with the bearer token, never the browser's cookie. */
   async api(path, { method = "GET", body } = {}) {
     const headers = { Authorization: `Bearer ${this.token}` };

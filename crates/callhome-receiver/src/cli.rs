@@ -61,6 +61,44 @@ pub enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Exemptions from the reporting rule: signed like receipts, delivered with the install's
+    /// next receipt, or carried as a file to an isolated network (`callhome exemption import`).
+    Exemptions {
+        #[command(subcommand)]
+        command: ExemptionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExemptionsCommand {
+    /// Grant an install an exemption until a date (inclusive, UTC); it goes with the install's
+    /// next receipt, and with --out into a file as well.
+    Grant {
+        /// The install's id (`callhome status` shows it).
+        #[arg(long = "install", value_name = "ID")]
+        install: String,
+        /// The last day it covers: YYYY-MM-DD (UTC).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        until: String,
+        /// Why, in words: the agent shows it in its status and `check`.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// Also write the signed exemption (JSON) here, for an install without a connection.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The Ed25519 receipt-signing key (PKCS#8 PEM) `serve` signs with; created when absent.
+        #[arg(long, value_name = "FILE")]
+        signing_key: PathBuf,
+        #[command(flatten)]
+        index: IndexArgs,
+    },
+    /// List the exemptions granted, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        index: IndexArgs,
+    },
 }
 
 /// Where the store and the index are.

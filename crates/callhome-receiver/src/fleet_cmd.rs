@@ -7,14 +7,7 @@ use callhome_receiver::fleet::dto::InstallEntry;
 use callhome_receiver::fleet::{ClockRange, State};
 
 use crate::cli::{FleetArgs, FleetCommand, IndexArgs};
-use crate::{Result, currency, open_index, thresholds};
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
-}
+use crate::{Result, currency, open_index, runtime, thresholds};
 
 pub fn run(args: FleetArgs, command: Option<FleetCommand>) -> Result<()> {
     let rt = runtime()?;

@@ -174,7 +174,7 @@ pub fn ingest(
             rejected.push(reject(format!("its SHA-256 is {sha}, not the {} export.json lists", b.sha256)));
             continue;
         }
-        match store.accept_file(incoming, &sha, expected_install.as_deref()) {
+        match store.accept_file(incoming, &sha, expected_install.as_deref(), manifest.ledger_head.clone()) {
             Ok((r, _, _)) => accepted.push(r.bundle_sha256),
             Err(refusal) if refusal.status >= 500 => return Err(refusal),
             Err(refusal) => rejected.push(reject(refusal.reason)),
@@ -190,6 +190,8 @@ pub fn ingest(
         received_at: rfc3339(now()),
         accepted,
         rejected,
+        // The export's ledger head, signed back so the agent's ledger is anchored by it.
+        ledger_head: manifest.ledger_head,
         signature: String::new(),
     };
     Ok(receipt.sign(store.key()))

@@ -75,6 +75,9 @@ pub struct ServeOptions {
     pub max_body: u64,
     /// The newest agent release to advertise in receipts.
     pub latest_agent: Option<receipt::LatestAgent>,
+    /// The newest product release to advertise in receipts (to agents that send their ledger
+    /// head).
+    pub latest_product: Option<receipt::LatestRelease>,
     /// Take bundles and exports from anyone, as the reference receiver did (demos, tests).
     pub open_enrolment: bool,
     /// The operator's token (from `--admin-token-file`): exports from the CLI or `/manual`.
@@ -119,7 +122,9 @@ pub async fn serve(
         fsutil::write_atomic(out, receipt::public_key_pem(&key).as_bytes())
             .map_err(|e| ReceiverError::Io(format!("--public-key-out {}: {e}", out.display())))?;
     }
-    let store = BundleStore::open(&opts.store, key)?.advertise(opts.latest_agent.clone());
+    let store = BundleStore::open(&opts.store, key)?
+        .advertise(opts.latest_agent.clone())
+        .advertise_product(opts.latest_product.clone());
     let index = index::Index::open(&index::IndexSpec::parse(opts.index.as_deref(), &opts.store)?).await?;
     let (tls, ca) = tls::server_config(&opts.tls, &opts.store)?;
     if let (Some(out), Some(ca)) = (&opts.ca_out, ca) {

@@ -1,5 +1,6 @@
 //! `callhome-receiver`: the vendor's ingestion server (protocol v1) and its operator commands —
-//! `serve`, `tokens create|list|revoke`, `fleet` (the fleet view) and `ingest` of an export by
+//! `serve`, `tokens create|list|revoke`, `exemptions grant|list`, `fleet` (the fleet view) and
+//! `ingest` of an export by
 //! the operator.
 
 mod cli;
@@ -17,7 +18,7 @@ use callhome_receiver::fleet::{Currency, Release, Thresholds};
 use callhome_receiver::index::{Index, IndexSpec};
 use callhome_receiver::{self as receiver, ServeOptions, TlsSource, conn::ConnLimits, limits::Rate};
 use clap::Parser;
-use cli::{Cli, Command, IndexArgs, ReleaseArgs, ServeArgs, ThresholdArgs, TokensCommand};
+use cli::{Cli, Command, ExemptionsCommand, IndexArgs, ReleaseArgs, ServeArgs, ThresholdArgs, TokensCommand};
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Command::Fleet { args, command } => fleet_cmd::run(*args, command),
         Command::Serve(args) => serve(*args),
         Command::Tokens { command } => tokens(command),
+        Command::Exemptions { command } => exemptions(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,7 +66,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         .releases
         .latest_version
         .zip(args.releases.latest_released)
-        .map(|(version, released)| receipt::LatestAgent { version, released });
+        .map(|(version, released)| release("--latest-version", version, "--latest-released", released))
+        .transpose()?;
+    let latest_product = args
+        .releases
+        .latest_product_version
+        .zip(args.releases.latest_product_released)
+        .map(|(version, released)| release("--latest-product-version", version, "--latest-product-released", released))
+        .transpose()?;
     let opts = ServeOptions {
         listen: args.listen,
         index: args.index.index,
@@ -76,6 +85,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         faults: args.faults,
         max_body: args.max_body,
         latest_agent,
+        latest_product,
         open_enrolment: args.open_enrolment,
         admin_token,
         conn: ConnLimits {
@@ -127,6 +137,18 @@ pub(crate) fn thresholds(t: &ThresholdArgs) -> Result<Thresholds> {
     Ok(Thresholds { max_days: t.max_days, warn_days: t.warn_days.clone() })
 }
 
+/// A release to advertise: a version without spaces (it is one word of the signed text) and a
+/// date.
+fn release(vflag: &str, version: String, dflag: &str, released: String) -> Result<receipt::LatestRelease> {
+    if version.is_empty() || version.len() > 64 || version.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{vflag} {version:?}: give a version such as 2.4.1 (no spaces)"));
+    }
+    if callhome_protocol::exemption::end_of_day(&released).is_none() {
+        return Err(format!("{dflag} {released:?}: give the release date as YYYY-MM-DD"));
+    }
+    Ok(receipt::LatestRelease { version, released })
+}
+
 /// The operator's token: the file's first line, at least 16 characters.
 fn read_admin_token(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("--admin-token-file {}: {e}", path.display()))?;
@@ -138,6 +160,14 @@ fn read_admin_token(path: &Path) -> Result<String> {
         ));
     }
     Ok(token)
+}
+
+/// A runtime for one operator command's index calls.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
 pub(crate) fn open_index(rt: &tokio::runtime::Runtime, args: &IndexArgs) -> Result<Index> {
@@ -153,10 +183,7 @@ pub(crate) fn parse_expiry(s: &str) -> Result<i64> {
 }
 
 fn tokens(command: TokensCommand) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let rt = runtime()?;
     match command {
         TokensCommand::Create { customer, expires, multi_install, index } => {
             let expires_at = expires.as_deref().map(parse_expiry).transpose()?;
@@ -228,6 +255,68 @@ struct IngestOut<'a> {
     public_key: Option<&'a Path>,
 }
 
+fn exemptions(command: ExemptionsCommand) -> Result<()> {
+    use callhome_protocol::exemption::{Exemption, end_of_day};
+    match command {
+        ExemptionsCommand::Grant { install, until, reason, out, signing_key, index } => {
+            let ends =
+                end_of_day(&until).ok_or_else(|| format!("--until {until:?}: give the last day as YYYY-MM-DD"))?;
+            if ends <= now() {
+                return Err(format!("--until {until}: that day is over; give a day from today on"));
+            }
+            let key = receipt::load_or_create_signing_key(&signing_key).map_err(|e| e.to_string())?;
+            let rt = runtime()?;
+            let index = open_index(&rt, &index)?;
+            let mut id = [0u8; 16];
+            getrandom::fill(&mut id).map_err(|e| format!("no randomness for an exemption id: {e}"))?;
+            let exemption = Exemption::grant(&key, hex::encode(id), &install, &until, &reason, rfc3339(now()))
+                .map_err(|e| e.to_string())?;
+            let known = rt.block_on(index.install_known(&install)).map_err(|e| e.to_string())?;
+            rt.block_on(index.record_exemption(&exemption)).map_err(|e| e.to_string())?;
+            if let Some(out) = &out {
+                let json = serde_json::to_vec_pretty(&exemption).map_err(|e| e.to_string())?;
+                fsutil::write_atomic(out, &json).map_err(|e| format!("--out {}: {e}", out.display()))?;
+            }
+            println!("{}", exemption.exemption_id);
+            eprintln!(
+                "exemption {} for install {install} until {until} (inclusive, UTC) granted: it goes with the install's next receipt{}",
+                exemption.exemption_id,
+                match &out {
+                    Some(p) =>
+                        format!("; carry {} to the install and run `callhome exemption import FILE`", p.display()),
+                    None => String::new(),
+                }
+            );
+            if !known {
+                eprintln!(
+                    "note: install {install} has not enrolled with this receiver (check the id with `callhome status` on that machine; an install without a connection takes the --out file)"
+                );
+            }
+            Ok(())
+        }
+        ExemptionsCommand::List { json, index } => {
+            let rt = runtime()?;
+            let list = rt.block_on(open_index(&rt, &index)?.exemptions()).map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
+            } else if list.is_empty() {
+                println!(
+                    "no exemptions; grant one with `callhome-receiver exemptions grant --install ID --until YYYY-MM-DD --reason TEXT`"
+                );
+            } else {
+                println!("{:<32}  {:<36}  {:<10}  {:<20}  reason", "ID", "INSTALL", "UNTIL", "GRANTED");
+                for e in &list {
+                    println!(
+                        "{:<32}  {:<36}  {:<10}  {:<20}  {}",
+                        e.exemption_id, e.install_id, e.until, e.granted_at, e.reason
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 fn ingest(
     export: &Path,
     store: &Path,
@@ -250,10 +339,7 @@ fn ingest(
         fsutil::write_atomic(p, receipt::public_key_pem(&key).as_bytes())
             .map_err(|e| format!("--public-key-out {}: {e}", p.display()))?;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let rt = runtime()?;
     let index = open_index(&rt, &IndexArgs { store: store.to_path_buf(), index: index.map(str::to_string) })?;
     let store = receiver::BundleStore::open(store, key).map_err(|e| e.to_string())?;
     let limits = receiver::ingest::ExportLimits { max_bundle: max_body, ..Default::default() };

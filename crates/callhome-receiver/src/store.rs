@@ -31,6 +31,9 @@ pub struct BundleStore {
     lock: Mutex<()>,
     /// The newest agent release to advertise in receipts.
     latest: Option<receipt::LatestAgent>,
+    /// The newest product release to advertise in receipts (to agents that send their ledger
+    /// head: older agents cannot check a receipt with fields they do not know).
+    latest_product: Option<receipt::LatestRelease>,
 }
 
 /// A file being received in `.incoming/`: removed when dropped unless it was taken into the
@@ -101,12 +104,18 @@ impl BundleStore {
         let err = |e: io::Error| ReceiverError::Io(format!("store {}: {e}", dir.display()));
         create_private_dir(dir).map_err(err)?;
         create_private_dir(&dir.join(INCOMING)).map_err(err)?;
-        Ok(BundleStore { dir: dir.to_path_buf(), key, lock: Mutex::new(()), latest: None })
+        Ok(BundleStore { dir: dir.to_path_buf(), key, lock: Mutex::new(()), latest: None, latest_product: None })
     }
 
     /// Advertise this agent release in new receipts.
     pub fn advertise(mut self, latest: Option<receipt::LatestAgent>) -> BundleStore {
         self.latest = latest;
+        self
+    }
+
+    /// Advertise this product release in new receipts (to agents that send their ledger head).
+    pub fn advertise_product(mut self, latest: Option<receipt::LatestRelease>) -> BundleStore {
+        self.latest_product = latest;
         self
     }
 
@@ -145,13 +154,14 @@ impl BundleStore {
     /// Takes the received, fsynced file `incoming` whose SHA-256 is `sha256` into the store:
     /// the same bundle again gets the receipt it got before; otherwise the zip is checked (and,
     /// with `install_id`, its manifest must name that install: 403 when it names another), the
-    /// file is renamed into place and a new receipt is signed. Returns the receipt and whether
-    /// the bundle was new.
+    /// file is renamed into place and a new receipt is signed, with the sender's ledger `head`
+    /// when it gave one. Returns the receipt and whether the bundle was new.
     pub fn accept_file(
         &self,
         incoming: Incoming,
         sha256: &str,
         install_id: Option<&str>,
+        head: Option<receipt::LedgerHead>,
     ) -> Result<(Receipt, bool, Option<Manifest>), Refusal> {
         if let Some(r) = self.receipt_for(sha256) {
             return Ok((r, false, None));
@@ -179,8 +189,10 @@ impl BundleStore {
         fsutil::sync_dir(&self.dir).map_err(|e| internal("fsync", e))?;
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| internal("randomness", e))?;
-        let receipt =
-            Receipt::sign(&self.key, hex::encode(id), sha256.to_string(), rfc3339(now()), self.latest.clone());
+        // The fields added after v1's first receipts go only to agents that send their head.
+        let latest_product = head.as_ref().and(self.latest_product.clone());
+        let extras = receipt::Extras { latest_agent: self.latest.clone(), ledger_head: head, latest_product };
+        let receipt = Receipt::sign(&self.key, hex::encode(id), sha256.to_string(), rfc3339(now()), extras);
         let json = serde_json::to_vec(&receipt).map_err(|e| internal("receipt", e))?;
         write_private_atomic(&self.dir.join(format!("{sha256}.receipt.json")), &json)
             .map_err(|e| internal("receipt", e))?;
@@ -202,11 +214,11 @@ impl BundleStore {
         let (incoming, mut file) = self.incoming().map_err(|e| internal("incoming", e))?;
         file.write_all(body).and_then(|()| file.sync_all()).map_err(|e| internal("incoming", e))?;
         drop(file);
-        self.accept_file(incoming, &sha, None).map(|(r, new, _)| (r, new))
+        self.accept_file(incoming, &sha, None, None).map(|(r, new, _)| (r, new))
     }
 
     /// A receipt with the same fields, signed with another key (the `bad-signature` fault).
     pub fn sign_with(&self, r: &Receipt, key: &SigningKey) -> Receipt {
-        Receipt::sign(key, r.receipt_id.clone(), r.bundle_sha256.clone(), r.received_at.clone(), r.latest_agent.clone())
+        Receipt::sign(key, r.receipt_id.clone(), r.bundle_sha256.clone(), r.received_at.clone(), r.extras())
     }
 }

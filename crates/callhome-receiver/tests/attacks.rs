@@ -151,6 +151,7 @@ async fn an_export_listing_a_bundle_twice_is_422_at_once() {
                 size: zeros.len() as u64,
             })
             .collect(),
+        ledger_head: None,
     };
     let body = export_zip(&m, &[("b.zip", &zeros)]);
     drop(zeros);

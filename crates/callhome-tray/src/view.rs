@@ -76,7 +76,9 @@ impl TrayView {
         let c = &s.compliance;
         let latest = s.last_result.values().flatten().max_by(|a, b| a.at.cmp(&b.at));
         let failure = latest.filter(|a| short_code(&a.code) != "SUCCESS");
-        let clock = if c.days_remaining < 0 {
+        let clock = if let Some(e) = &c.exemption {
+            format!("exempt until {}", e.until)
+        } else if c.days_remaining < 0 {
             format!("overdue by {}", days(-c.days_remaining))
         } else {
             format!("{} left", days(c.days_remaining))
@@ -103,11 +105,16 @@ impl TrayView {
             (n, 0) => format!("{n} open alerts"),
             (n, a) => format!("{n} open alert{} ({a} acknowledged)", if n == 1 { "" } else { "s" }),
         };
-        let tooltip = match look {
-            Look::Ok => format!("callhome: all is well. {status_line}"),
-            Look::Warning => format!("callhome: report license usage soon. {status_line}"),
-            Look::Failing => format!("callhome: uploads are failing. {status_line}"),
-            Look::Overdue => format!("callhome: license reporting is overdue. {status_line}"),
+        let tooltip = match (look, &c.exemption) {
+            (Look::Ok, Some(e)) => {
+                format!("callhome: exempt from license reporting until {} ({}). {status_line}", e.until, e.reason)
+            }
+            (look, _) => match look {
+                Look::Ok => format!("callhome: all is well. {status_line}"),
+                Look::Warning => format!("callhome: report license usage soon. {status_line}"),
+                Look::Failing => format!("callhome: uploads are failing. {status_line}"),
+                Look::Overdue => format!("callhome: license reporting is overdue. {status_line}"),
+            },
         };
         let tooltip = if open > 0 { format!("{tooltip} · {count}") } else { tooltip };
         let alerts = match (api, s.alerts.is_empty()) {
@@ -265,7 +272,7 @@ pub fn session_present() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use callhome::agent::{Status, VersionStatus};
+    use callhome::agent::{ProductStatus, Status, VersionStatus};
     use callhome::compliance;
     use callhome::config::ComplianceConfig;
     use callhome::datadir::Install;
@@ -297,6 +304,14 @@ mod tests {
             license_events: Vec::new(),
             locks: vec![(Program::Events, "policy acme".into())],
             version: VersionStatus { running: "0", latest: None, released: None, outdated: false },
+            product: ProductStatus {
+                name: "License Server".into(),
+                version: "0.0.0".into(),
+                latest: None,
+                released: None,
+                outdated: false,
+            },
+            exemption: None,
             intervals: [std::time::Duration::ZERO; 4],
             alert_channels: Vec::new(),
             grace_periods: Vec::new(),
@@ -338,6 +353,29 @@ mod tests {
         let v = TrayView::from_doc(&status(95, Some(0), vec![]), true);
         assert_eq!((v.look, v.status_line.as_str()), (Look::Overdue, "Last upload 95 days ago · overdue by 5 days"));
         assert_eq!(TrayView::from_doc(&status(65, Some(0), vec![]), true).look, Look::Warning);
+    }
+
+    #[test]
+    fn an_exempt_install_shows_its_exemption_instead_of_the_overdue_clock() {
+        let mut s = raw_status(95, Some(0), vec![]);
+        s.compliance = s.compliance.exempt();
+        // The view reads what the agent checked; the signature is not its business.
+        s.exemption = Some(callhome::exemption::Exemption {
+            format: callhome::exemption::EXEMPTION_FORMAT.into(),
+            exemption_id: "e1".into(),
+            install_id: "i".into(),
+            until: "2027-03-31".into(),
+            reason: "site audit pending".into(),
+            granted_at: "2026-11-30T00:00:00Z".into(),
+            signature: String::new(),
+        });
+        let v = TrayView::from_doc(&StatusDoc::from(&s), true);
+        assert_eq!((v.look, v.status_line.as_str()), (Look::Ok, "Last upload 95 days ago · exempt until 2027-03-31"));
+        assert!(
+            v.tooltip.contains("exempt from license reporting until 2027-03-31 (site audit pending)"),
+            "{}",
+            v.tooltip
+        );
     }
 
     #[test]

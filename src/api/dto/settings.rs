@@ -89,6 +89,10 @@ pub struct LedgerCheckDoc {
     pub summary: String,
     pub rows: usize,
     pub receipts: usize,
+    /// Receipts that signed a ledger head the chain still reaches (receipts from receivers
+    /// that sign no head anchor nothing).
+    #[serde(default)]
+    pub anchored: usize,
     /// Whether receipt signatures were checked (`upload.receipt_public_key` is set).
     pub signatures_checked: bool,
     /// Bundles reported by hand without a receipt.

@@ -1,5 +1,6 @@
 //! The agent's state as documents: `GET /api/v1/status` (and `callhome status --json`), its
-//! programs, compliance clock, spool, last results, license events, version and alert channels.
+//! programs, compliance clock (and an exemption held), spool, last results, license events, the
+//! agent's and the product's versions and alert channels.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,9 @@ pub struct StatusDoc {
     /// License events as of now: expiry, renewal, use above quantity.
     pub license_events: Vec<LicenseEventDoc>,
     pub version: VersionDoc,
+    /// The product (`[product]`) against the newest product release a receiver advertised.
+    #[serde(default)]
+    pub product: ProductDoc,
     /// The configured alert channels (`[alerts]`), each with its last delivery and last error.
     #[serde(default)]
     pub alert_channels: Vec<AlertChannelDoc>,
@@ -79,6 +83,30 @@ pub struct VersionDoc {
     pub outdated: bool,
 }
 
+/// The product's configured version against the newest product release a receiver advertised.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ProductDoc {
+    pub name: String,
+    /// `product.version` (`0.0.0`: not configured, nothing is compared).
+    pub version: String,
+    pub latest: Option<String>,
+    pub latest_released: Option<String>,
+    /// A newer release came out more than `upload.version_window` (six months) ago: upgrade.
+    pub outdated: bool,
+}
+
+/// An exemption from the reporting rule the vendor granted this install.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExemptionDoc {
+    pub id: String,
+    /// `YYYY-MM-DD`: the last day it covers (UTC).
+    pub until: String,
+    /// When it ends (the start of the day after `until`).
+    pub ends_at: String,
+    pub reason: String,
+    pub granted_at: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LicenseEventDoc {
     /// `expiring`, `expired`, `renewal_due`, `over_quantity`.
@@ -100,9 +128,13 @@ pub struct ComplianceDoc {
     pub days_since_last_upload: i64,
     pub days_remaining: i64,
     pub max_days: u32,
+    /// `ok`, `warning`, `critical`, `overdue`, or `exempt` while an exemption lasts.
     pub state: String,
     pub last_success: Option<String>,
     pub deadline: String,
+    /// The exemption that makes the state `exempt`.
+    #[serde(default)]
+    pub exemption: Option<ExemptionDoc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -196,6 +228,13 @@ impl From<&Status> for StatusDoc {
                 state: s.compliance.state.name().into(),
                 last_success: s.compliance.last_success.map(rfc3339),
                 deadline: rfc3339(s.compliance.deadline),
+                exemption: s.exemption.as_ref().map(|e| ExemptionDoc {
+                    id: e.exemption_id.clone(),
+                    until: e.until.clone(),
+                    ends_at: rfc3339(e.ends_at()),
+                    reason: e.reason.clone(),
+                    granted_at: e.granted_at.clone(),
+                }),
             },
             spool: SpoolDoc {
                 pending: s.pending.len(),
@@ -214,6 +253,13 @@ impl From<&Status> for StatusDoc {
                 latest: s.version.latest.clone(),
                 latest_released: s.version.released.clone(),
                 outdated: s.version.outdated,
+            },
+            product: ProductDoc {
+                name: s.product.name.clone(),
+                version: s.product.version.clone(),
+                latest: s.product.latest.clone(),
+                latest_released: s.product.released.clone(),
+                outdated: s.product.outdated,
             },
             alert_channels: s.alert_channels.iter().map(AlertChannelDoc::from).collect(),
             alerts: s.alerts.iter().map(super::AlertDoc::from).collect(),

@@ -35,8 +35,8 @@ use crate::metrics::{Metrics, Outcome};
 use crate::record::{self, Stored};
 use crate::store::{BundleStore, Incoming};
 use crate::{Refusal, ServeOptions};
-use callhome_protocol::headers::{BUNDLE_CONTENT_TYPE, IDEMPOTENCY_KEY, INSTALL_ID, PROGRAM};
-use callhome_protocol::receipt::Receipt;
+use callhome_protocol::headers::{BUNDLE_CONTENT_TYPE, IDEMPOTENCY_KEY, INSTALL_ID, LEDGER_HEAD, PROGRAM};
+use callhome_protocol::receipt::{LedgerHead, Receipt, UploadAnswer};
 use callhome_protocol::time::now;
 
 /// What every request handler shares.
@@ -296,6 +296,16 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
         );
     }
     let claimed = claimed.to_ascii_lowercase();
+    let head = match header(h, LEDGER_HEAD).map(LedgerHead::parse) {
+        None => None,
+        Some(Some(head)) => Some(head),
+        Some(None) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "the X-Callhome-Ledger-Head header must be the ledger's row count and head hash: `<rows> <64 hex digits>`",
+            );
+        }
+    };
     if let Some(r) = declared_length_refusal(h, app.max_body, "bundles") {
         return r;
     }
@@ -359,10 +369,21 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     };
     let (receipt, new) = match held {
         Some(r) => (r, false),
-        None => match store_and_record(&app, received, caller.install_id(), &program).await {
+        None => match store_and_record(&app, received, caller.install_id(), &program, head).await {
             Ok(r) => r,
             Err(r) => return r,
         },
+    };
+    // An exemption granted to the install goes beside the receipt: the authenticated install,
+    // or (open enrolment) the one the request names. When the index cannot say, the receipt
+    // still goes: the next one carries it.
+    let exempt_install = caller.install_id().map(str::to_string).or_else(|| header(h, INSTALL_ID).map(str::to_string));
+    let exemption = match exempt_install {
+        Some(id) => app.index.exemption_for(&id, now()).await.unwrap_or_else(|e| {
+            warn!("cannot look up exemptions: {e}");
+            None
+        }),
+        None => None,
     };
     info!(program, sha256 = %receipt.bundle_sha256, new, "bundle received");
     let receipt = match &fault {
@@ -376,7 +397,7 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
         _ => receipt,
     };
     let status = if new { StatusCode::CREATED } else { StatusCode::OK };
-    (status, axum::Json(receipt)).into_response()
+    (status, axum::Json(UploadAnswer { receipt, exemption })).into_response()
 }
 
 /// Checks and stores a received bundle, then records it in the index; answers the receipt the
@@ -386,12 +407,13 @@ async fn store_and_record(
     received: Received,
     install: Option<&str>,
     program: &str,
+    head: Option<LedgerHead>,
 ) -> Result<(Receipt, bool), Response> {
     let size = received.size;
     let (app2, install2) = (app.clone(), install.map(str::to_string));
     let accepted = tokio::task::spawn_blocking(move || {
         let Received { incoming, sha256, .. } = received;
-        app2.store.accept_file(incoming, &sha256, install2.as_deref()).map(|(r, _, _)| r)
+        app2.store.accept_file(incoming, &sha256, install2.as_deref(), head).map(|(r, _, _)| r)
     })
     .await
     .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the bundle check failed: {e}") }));

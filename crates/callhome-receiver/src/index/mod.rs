@@ -12,6 +12,7 @@ mod sqlite;
 
 use std::path::{Path, PathBuf};
 
+use callhome_protocol::exemption::Exemption;
 use callhome_protocol::time::Timestamp;
 
 pub use fleet::InstallFacts;
@@ -279,6 +280,54 @@ impl Index {
         }
     }
 
+    /// Whether `install_id` ever enrolled or sent a bundle.
+    pub async fn install_known(&self, install_id: &str) -> Result<bool, IndexError> {
+        match self {
+            Index::Sqlite(i) => {
+                let (i, id) = (i.clone(), install_id.to_string());
+                blocking(move || i.install_known(&id)).await?
+            }
+            Index::Postgres(i) => i.install_known(install_id).await,
+        }
+    }
+
+    /// Keeps a signed exemption (the newest granted for an install is the one that counts).
+    pub async fn record_exemption(&self, e: &Exemption) -> Result<(), IndexError> {
+        let document = serde_json::to_string(e).map_err(|err| IndexError::Invalid(err.to_string()))?;
+        match self {
+            Index::Sqlite(i) => {
+                let (i, e) = (i.clone(), e.clone());
+                blocking(move || i.insert_exemption(&e, &document)).await?
+            }
+            Index::Postgres(i) => i.insert_exemption(e, &document).await,
+        }
+    }
+
+    /// The exemption that covers `install_id` at `now`: the newest granted, unless it has ended
+    /// (a newer grant replaces an older one, even to end it sooner — as the agent sees it).
+    pub async fn exemption_for(&self, install_id: &str, now: Timestamp) -> Result<Option<Exemption>, IndexError> {
+        let row = match self {
+            Index::Sqlite(i) => {
+                let (i, id) = (i.clone(), install_id.to_string());
+                blocking(move || i.newest_exemption(&id)).await??
+            }
+            Index::Postgres(i) => i.newest_exemption(install_id).await?,
+        };
+        Ok(row.filter(|(_, ends)| *ends > now).and_then(|(doc, _)| serde_json::from_str(&doc).ok()))
+    }
+
+    /// Every exemption granted, newest first.
+    pub async fn exemptions(&self) -> Result<Vec<Exemption>, IndexError> {
+        let docs = match self {
+            Index::Sqlite(i) => {
+                let i = i.clone();
+                blocking(move || i.exemption_documents()).await??
+            }
+            Index::Postgres(i) => i.exemption_documents().await?,
+        };
+        Ok(docs.iter().filter_map(|d| serde_json::from_str(d).ok()).collect())
+    }
+
     /// How many bundles the index records.
     pub async fn bundle_count(&self) -> Result<u64, IndexError> {
         match self {
@@ -322,6 +371,26 @@ mod tests {
         assert_eq!(index.authenticate(&token, 40).await.unwrap(), Err(TokenRefusal::Revoked));
         assert_eq!(index.tokens().await.unwrap().len(), 2);
         assert!(index.create_token(" ", None, true, 1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_newest_exemption_granted_counts_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&IndexSpec::Sqlite(dir.path().join("index.sqlite"))).await.unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+        let grant = |id: &str, until: &str, at: &str| {
+            Exemption::grant(&key, id.into(), "inst-1", until, "audit", at.into()).unwrap()
+        };
+        assert_eq!(index.exemption_for("inst-1", 0).await.unwrap(), None);
+        index.record_exemption(&grant("a", "2027-06-30", "2026-11-01T00:00:00Z")).await.unwrap();
+        let now = callhome_protocol::time::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+        assert_eq!(index.exemption_for("inst-1", now).await.unwrap().unwrap().exemption_id, "a");
+        assert_eq!(index.exemption_for("inst-2", now).await.unwrap(), None);
+        index.record_exemption(&grant("b", "2026-12-31", "2026-11-20T00:00:00Z")).await.unwrap();
+        assert_eq!(index.exemption_for("inst-1", now).await.unwrap().unwrap().exemption_id, "b", "a newer grant replaces");
+        let january = callhome_protocol::time::parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
+        assert_eq!(index.exemption_for("inst-1", january).await.unwrap(), None, "ended with its day");
+        assert_eq!(index.exemptions().await.unwrap().len(), 2);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio_postgres::{Client, NoTls, Row};
 use super::fleet::{self as f, InstallFacts, merge};
 use super::{BindRefusal, BundleRow, ExportRow, IndexError, Recorded, Token};
 use crate::fleet::{ClockRange, Install};
+use callhome_protocol::exemption::Exemption;
 use callhome_protocol::time::Timestamp;
 
 /// The schema, one migration per entry, applied in order and recorded in `callhome_migrations`.
@@ -68,6 +69,18 @@ CREATE TABLE install_reports (
 CREATE INDEX install_reports_by_clock ON install_reports(clock_from, install_id);
 INSERT INTO install_reports (install_id, customer, first_seen, clock_from)
     SELECT install_id, customer, first_seen, first_seen FROM installs;
+"#,
+    r#"
+CREATE TABLE exemptions (
+    exemption_id TEXT PRIMARY KEY,
+    install_id TEXT NOT NULL,
+    until TEXT NOT NULL,
+    ends_at BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    granted_at BIGINT NOT NULL,
+    document TEXT NOT NULL
+);
+CREATE INDEX exemptions_by_install ON exemptions(install_id, granted_at);
 "#,
 ];
 
@@ -376,6 +389,54 @@ impl PgIndex {
         tx.execute("ANALYZE install_reports", &[]).await.map_err(e)?;
         tx.commit().await.map_err(e)?;
         Ok(added)
+    }
+
+    pub(super) async fn install_known(&self, install_id: &str) -> Result<bool, IndexError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM installs WHERE install_id = $1)
+                     OR EXISTS(SELECT 1 FROM bundles WHERE install_id = $1)",
+                &[&install_id],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(row.get(0))
+    }
+
+    pub(super) async fn insert_exemption(&self, e: &Exemption, document: &str) -> Result<(), IndexError> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO exemptions (exemption_id, install_id, until, ends_at, reason, granted_at, document)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&e.exemption_id, &e.install_id, &e.until, &e.ends_at(), &e.reason, &e.granted(), &document],
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The newest exemption granted to `install_id`: its document and when it ends.
+    pub(super) async fn newest_exemption(&self, install_id: &str) -> Result<Option<(String, Timestamp)>, IndexError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT document, ends_at FROM exemptions WHERE install_id = $1
+                 ORDER BY granted_at DESC, exemption_id DESC LIMIT 1",
+                &[&install_id],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    pub(super) async fn exemption_documents(&self) -> Result<Vec<String>, IndexError> {
+        let c = self.client().await?;
+        let rows = c
+            .query("SELECT document FROM exemptions ORDER BY granted_at DESC, exemption_id DESC", &[])
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     pub(super) async fn bundle_count(&self) -> Result<u64, IndexError> {

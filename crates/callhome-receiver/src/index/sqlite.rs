@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::fleet::{self as f, InstallFacts, merge};
 use super::{BindRefusal, BundleRow, ExportRow, IndexError, Recorded, Token};
 use crate::fleet::{ClockRange, Install};
+use callhome_protocol::exemption::Exemption;
 use callhome_protocol::time::Timestamp;
 
 /// The schema, one migration per entry, applied in order (`PRAGMA user_version` counts them).
@@ -66,6 +67,18 @@ CREATE TABLE install_reports (
 CREATE INDEX install_reports_by_clock ON install_reports(clock_from, install_id);
 INSERT INTO install_reports (install_id, customer, first_seen, clock_from)
     SELECT install_id, customer, first_seen, first_seen FROM installs;
+"#,
+    r#"
+CREATE TABLE exemptions (
+    exemption_id TEXT PRIMARY KEY,
+    install_id TEXT NOT NULL,
+    until TEXT NOT NULL,
+    ends_at INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    granted_at INTEGER NOT NULL,
+    document TEXT NOT NULL
+);
+CREATE INDEX exemptions_by_install ON exemptions(install_id, granted_at);
 "#,
 ];
 
@@ -296,6 +309,48 @@ impl SqliteIndex {
             )?;
             tx.commit()?;
             Ok(added as u64)
+        })
+    }
+
+    pub(super) fn install_known(&self, install_id: &str) -> Result<bool, IndexError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM installs WHERE install_id = ?1)
+                     OR EXISTS(SELECT 1 FROM bundles WHERE install_id = ?1)",
+                [install_id],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    pub(super) fn insert_exemption(&self, e: &Exemption, document: &str) -> Result<(), IndexError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO exemptions (exemption_id, install_id, until, ends_at, reason, granted_at, document)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![e.exemption_id, e.install_id, e.until, e.ends_at(), e.reason, e.granted(), document],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The newest exemption granted to `install_id`: its document and when it ends.
+    pub(super) fn newest_exemption(&self, install_id: &str) -> Result<Option<(String, Timestamp)>, IndexError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT document, ends_at FROM exemptions WHERE install_id = ?1
+                 ORDER BY granted_at DESC, rowid DESC LIMIT 1",
+                [install_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })
+    }
+
+    pub(super) fn exemption_documents(&self) -> Result<Vec<String>, IndexError> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT document FROM exemptions ORDER BY granted_at DESC, rowid DESC")?;
+            st.query_map([], |r| r.get(0))?.collect()
         })
     }
 

@@ -344,6 +344,7 @@ pub fn export_of(export_id: &str, install_id: &str, bundles: &[(&str, &[u8])]) -
                 size: b.len() as u64,
             })
             .collect(),
+        ledger_head: None,
     };
     export_zip(&m, bundles)
 }
