@@ -199,7 +199,10 @@ pub(super) async fn login(State(st): State<Arc<ApiState>>, RawQuery(query): RawQ
 #[utoipa::path(post, path = "/login", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses(
     (status = 200, description = "signed in: a page that keeps the session in this tab and opens /", content_type = "text/html"),
     (status = 403, description = "the code was used already or expired", content_type = "text/html")))]
-pub(super) async fn login_form(State(st): State<Arc<ApiState>>, body: axum::body::Bytes) -> Response {
+pub(super) async fn login_form(
+    State(st): State<Arc<ApiState>>,
+    super::extract::RawBody(body): super::extract::RawBody,
+) -> Response {
     signed_in(&st, &code_in(&String::from_utf8_lossy(&body)))
 }
 
@@ -235,7 +238,8 @@ pub(super) async fn logout(State(st): State<Arc<ApiState>>, headers: axum::http:
 
 /// The dashboard's static files (HTML, CSS, JavaScript, icon); they hold no data.
 #[utoipa::path(get, path = "/ui/{file}", params(("file" = String, Path, description = "app.js, style.css, …")),
-    responses((status = 200, description = "the file"), (status = 404)))]
+    responses((status = 200, description = "the file", content(
+        (String = "text/html"), (String = "text/css"), (String = "text/javascript"), (String = "image/svg+xml"))), (status = 404)))]
 pub(super) async fn ui_file(Path(file): Path<String>) -> Response {
     match asset(&file) {
         Some((ctype, bytes)) => {
@@ -283,7 +287,11 @@ pub fn write_signin_page(link: &DashboardLinkDoc, fragment: &str) -> std::io::Re
     let port = link.login.rsplit(':').next().and_then(|p| p.split('/').next()).unwrap_or("0");
     let path = dir.join(format!("dashboard-{port}.html"));
     let code: String = link.code.chars().filter(char::is_ascii_hexdigit).collect();
-    let action = format!("{}{}", link.login, fragment.chars().filter(|c| !matches!(c, '"' | '<' | '>' | '&')).collect::<String>());
+    let action = format!(
+        "{}{}",
+        link.login,
+        fragment.chars().filter(|c| !matches!(c, '"' | '<' | '>' | '&')).collect::<String>()
+    );
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing in · callhome dashboard</title></head>\n\
 <body><form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"code\" value=\"{code}\">\n\
@@ -379,12 +387,7 @@ fn spawn_reaped(argv: &[String]) -> std::io::Result<()> {
     // The opener gets the desktop's variables and none of the agent's secrets.
     let desktop: Vec<String> = crate::childenv::DESKTOP.iter().map(|s| s.to_string()).collect();
     crate::childenv::apply(&mut cmd, &desktop);
-    let mut child = cmd
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
     std::thread::spawn(move || child.wait());
     Ok(())
 }
