@@ -199,7 +199,10 @@ pub(super) async fn login(State(st): State<Arc<ApiState>>, RawQuery(query): RawQ
 #[utoipa::path(post, path = "/login", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses(
     (status = 200, description = "signed in: a page that keeps the session in this tab and opens /", content_type = "text/html"),
     (status = 403, description = "the code was used already or expired", content_type = "text/html")))]
-pub(super) async fn login_form(State(st): State<Arc<ApiState>>, body: axum::body::Bytes) -> Response {
+pub(super) async fn login_form(
+    State(st): State<Arc<ApiState>>,
+    super::extract::RawBody(body): super::extract::RawBody,
+) -> Response {
     signed_in(&st, &code_in(&String::from_utf8_lossy(&body)))
 }
 
@@ -235,7 +238,8 @@ pub(super) async fn logout(State(st): State<Arc<ApiState>>, headers: axum::http:
 
 /// The dashboard's static files (HTML, CSS, JavaScript, icon); they hold no data.
 #[utoipa::path(get, path = "/ui/{file}", params(("file" = String, Path, description = "app.js, style.css, …")),
-    responses((status = 200, description = "the file"), (status = 404)))]
+    responses((status = 200, description = "the file", content(
+        (String = "text/html"), (String = "text/css"), (String = "text/javascript"), (String = "image/svg+xml"))), (status = 404)))]
 pub(super) async fn ui_file(Path(file): Path<String>) -> Response {
     match asset(&file) {
         Some((ctype, bytes)) => {
