@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Value, json};
 
 use common::http::{Answer, parse_answer};
@@ -42,6 +42,10 @@ struct Call {
 }
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+
+/// How the agent's problem detail starts when a body is well-formed JSON of the wrong shape
+/// (the words of the document's generic 422).
+const NOT_PER_SCHEMA: &str = "the body does not fit the schema";
 
 impl Contract {
     fn fetch(api: &AgentApi) -> Contract {
@@ -232,39 +236,56 @@ fn build(path: &str, method: &str, op: &Value, params: &BTreeMap<String, Value>,
     Call { method: method.to_uppercase(), path: p, body, content_type }
 }
 
-/// Sends a call with the write token; an event stream is read up to its head only.
-fn send(api: &AgentApi, call: &Call, streaming: bool) -> Answer {
-    let mut s = TcpStream::connect(("127.0.0.1", api.port)).unwrap();
+/// Sends a call with the write token; an event stream is read up to its head only. `Err` when
+/// the connection ends without an answer.
+fn send(api: &AgentApi, call: &Call, streaming: bool) -> Result<Answer, String> {
+    send_as(api, Some(&api.token), call, streaming)
+}
+
+fn send_as(api: &AgentApi, token: Option<&str>, call: &Call, streaming: bool) -> Result<Answer, String> {
+    let what = format!("{} {}", call.method, call.path);
+    let mut s = TcpStream::connect(("127.0.0.1", api.port)).map_err(|e| format!("{what}: connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let body = call.body.clone().unwrap_or_default();
     let mut req = format!(
-        "{} {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
         call.method,
         call.path,
         api.host(),
-        api.token,
         body.len()
     );
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
     if call.body.is_some() {
         req.push_str(&format!("Content-Type: {}\r\n", call.content_type));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
+    s.write_all(req.as_bytes()).map_err(|e| format!("{what}: write: {e}"))?;
+    // The server may answer (413) before taking the whole body.
+    let _ = s.write_all(body.as_bytes());
     let mut buf = Vec::new();
-    if streaming {
-        let mut chunk = [0u8; 4096];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut chunk).unwrap();
-            assert!(n > 0, "closed before its head");
-            buf.extend_from_slice(&chunk[..n]);
+    let mut chunk = [0u8; 8192];
+    loop {
+        if streaming && buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
         }
-        let mut a = parse_answer(&buf);
-        a.body.clear();
-        return a;
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            // A reset after the answer (the body was not all read) ends it too.
+            Err(_) if buf.windows(4).any(|w| w == b"\r\n\r\n") => break,
+            Err(e) => return Err(format!("no answer to {what}: {e}")),
+        }
     }
-    s.read_to_end(&mut buf).unwrap();
-    parse_answer(&buf)
+    if !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(format!("no answer to {what} (the connection closed)"));
+    }
+    let mut a = parse_answer(&buf);
+    if streaming {
+        a.body.clear();
+    }
+    Ok(a)
 }
 
 /// The mismatches one answer shows (empty when it keeps the contract).
@@ -276,8 +297,13 @@ fn check(c: &Contract, op: &Value, call: &Call, kind: &Kind, a: &Answer) -> Vec<
         out.push(format!("undeclared status {code}: {what}: {}", a.text()));
         return out;
     };
+    let detail = serde_json::from_slice::<Value>(&a.body).ok().and_then(|v| v["detail"].as_str().map(String::from));
+    let not_per_schema = a.status == 422 && detail.is_some_and(|d| d.starts_with(NOT_PER_SCHEMA));
+    if a.status >= 500 && a.status != 503 {
+        out.push(format!("server error {code}: {what}: {}", a.text()));
+    }
     match kind {
-        Kind::Valid if matches!(a.status, 400 | 415) => {
+        Kind::Valid if matches!(a.status, 400 | 415) || not_per_schema => {
             out.push(format!("schema-valid request rejected with {code}: {what}: {}", a.text()));
         }
         Kind::Invalid(how) if (200..300).contains(&a.status) => {
@@ -315,9 +341,59 @@ fn check(c: &Contract, op: &Value, call: &Call, kind: &Kind, a: &Answer) -> Vec<
     out
 }
 
+/// Values seen in the agent's answers (ids, file names), by the parameter name they fit; path
+/// parameters draw on them as well as on their schemas, so item routes are reached with items
+/// that exist, not only with ones that do not.
+#[derive(Default)]
+struct Seen(BTreeMap<String, Vec<Value>>);
+
+impl Seen {
+    fn learn(&mut self, v: &Value) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    let key = match k.as_str() {
+                        "id" | "bundle" => "id",
+                        "file" => "file",
+                        "name" => "name",
+                        _ => "",
+                    };
+                    if !key.is_empty() && (x.is_string() || x.is_u64()) {
+                        let known = self.0.entry(key.to_string()).or_default();
+                        if !known.contains(x) && known.len() < 50 {
+                            known.push(x.clone());
+                        }
+                    }
+                    self.learn(x);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| self.learn(x)),
+            _ => {}
+        }
+    }
+}
+
+/// A parameter's schema as the generator reads it: a path parameter is never empty.
+fn param_schema(c: &Contract, p: &Value) -> Value {
+    let mut schema = c.resolve(&p["schema"]).clone();
+    if p["in"] == "path" && schema["type"] == "string" && schema.get("minLength").is_none() {
+        schema["minLength"] = json!(1);
+    }
+    schema
+}
+
 /// The cases for one operation: valid ones generated from its schemas, then invalid ones, each
-/// made by breaking one thing of a valid one.
-fn cases(c: &Contract, path: &str, method: &str, op: &Value, runner: &mut TestRunner, n: usize) -> Vec<(Call, Kind)> {
+/// made by breaking one thing of a valid one (a parameter or a body field of the wrong type, a
+/// required field left out, an unknown field, a body of the wrong type).
+fn cases(
+    c: &Contract,
+    path: &str,
+    method: &str,
+    op: &Value,
+    seen: &Seen,
+    runner: &mut TestRunner,
+    n: usize,
+) -> Vec<(Call, Kind)> {
     let params: Vec<Value> = op["parameters"].as_array().cloned().unwrap_or_default();
     let body_schema =
         op["requestBody"]["content"].as_object().and_then(|m| m.values().next()).and_then(|m| m.get("schema")).cloned();
@@ -327,107 +403,238 @@ fn cases(c: &Contract, path: &str, method: &str, op: &Value, runner: &mut TestRu
         for p in &params {
             let name = p["name"].as_str().unwrap().to_string();
             let required = p["required"].as_bool().unwrap_or(false);
-            let st = strategy(c, &p["schema"], 0);
-            let v = st.new_tree(runner).unwrap().current();
+            let schema = param_schema(c, p);
+            let mut st = strategy(c, &schema, 0);
+            let known: Vec<Value> = seen
+                .0
+                .get(&name)
+                .into_iter()
+                .flatten()
+                .filter(|v| p["in"] == "path" && c.violations(&schema, &text_or_number(&schema, v)).is_empty())
+                .cloned()
+                .collect();
+            if !known.is_empty() {
+                st = prop_oneof![st, proptest::sample::select(known)].boxed();
+            }
+            let v = generate(c, &schema, &st, runner);
             if required || any::<bool>().new_tree(runner).unwrap().current() {
                 values.insert(name, v);
             }
         }
-        let body = body_schema.as_ref().map(|s| strategy(c, s, 0).new_tree(runner).unwrap().current());
+        let body = body_schema.as_ref().map(|s| generate(c, s, &strategy(c, s, 0), runner));
         out.push((build(path, method, op, &values, body.as_ref()), Kind::Valid));
         // Invalid: a parameter of the wrong type.
         for p in &params {
             let name = p["name"].as_str().unwrap();
-            if let Some(bad) = wrong_for(c, &p["schema"]) {
-                let mut vs = values.clone();
-                vs.insert(name.to_string(), bad.clone());
+            if let Some(bad) = wrong_for(c, &param_schema(c, p)) {
                 if p["in"] == "path" && text(&bad).is_empty() {
                     continue;
                 }
+                let mut vs = values.clone();
+                vs.insert(name.to_string(), bad.clone());
                 out.push((build(path, method, op, &vs, body.as_ref()), Kind::Invalid(format!("{name}={bad}"))));
             }
         }
-        // Invalid: the body of the wrong type, or one of its properties.
-        if let (Some(schema), Some(b)) = (&body_schema, &body) {
-            if let Some(bad) = wrong_for(c, schema) {
-                out.push((build(path, method, op, &values, Some(&bad)), Kind::Invalid(format!("body {bad}"))));
+        let (Some(schema), Some(b)) = (&body_schema, &body) else { continue };
+        if op["requestBody"]["content"].get("application/json").is_none() {
+            continue;
+        }
+        // Invalid: the body of the wrong type.
+        if let Some(bad) = wrong_for(c, schema) {
+            out.push((build(path, method, op, &values, Some(&bad)), Kind::Invalid(format!("body {bad}"))));
+        }
+        let resolved = c.resolve(schema);
+        let Some(obj) = b.as_object() else { continue };
+        let mut broken: Vec<(Value, String)> = Vec::new();
+        // One field of the wrong type.
+        for (k, ps) in resolved.get("properties").and_then(Value::as_object).into_iter().flatten() {
+            if let Some(bad) = wrong_for(c, ps) {
+                let mut o = obj.clone();
+                o.insert(k.clone(), bad.clone());
+                broken.push((Value::Object(o), format!("{k}: {bad}")));
             }
-            if let (Some(props), Some(obj)) =
-                (c.resolve(schema).get("properties").and_then(Value::as_object), b.as_object())
-            {
-                for (k, ps) in props {
-                    if let Some(bad) = wrong_for(c, ps) {
-                        let mut o = obj.clone();
-                        o.insert(k.clone(), bad.clone());
-                        let o = Value::Object(o);
-                        if c.violations(schema, &o).is_empty() {
-                            continue;
-                        }
-                        out.push((build(path, method, op, &values, Some(&o)), Kind::Invalid(format!("{k}: {bad}"))));
-                    }
-                }
+        }
+        // A required field left out.
+        for k in resolved.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+            let mut o = obj.clone();
+            o.remove(k);
+            broken.push((Value::Object(o), format!("without {k}")));
+        }
+        // A field the schema does not know.
+        let mut o = obj.clone();
+        o.insert("unknown_field".into(), json!(1));
+        broken.push((Value::Object(o), "an unknown field".into()));
+        for (o, how) in broken {
+            // Only what the schema really refuses counts as invalid.
+            if !c.violations(schema, &o).is_empty() {
+                out.push((build(path, method, op, &values, Some(&o)), Kind::Invalid(how)));
             }
         }
     }
     out
 }
 
-/// Operations that the generated cases must leave alone: signing out ends nothing with a token,
-/// but the link route makes codes, which is harmless; none is skipped today.
+/// A value of `schema` from `st`: the strategies read regular expressions the way Rust does, the
+/// document the way JSON Schema does (ECMA-262: `\\s` takes a few more characters), so a value
+/// is drawn again until the schema takes it.
+fn generate(c: &Contract, schema: &Value, st: &BoxedStrategy<Value>, runner: &mut TestRunner) -> Value {
+    let mut last = Vec::new();
+    for _ in 0..50 {
+        let v = st.new_tree(runner).unwrap().current();
+        let typed = text_or_number(schema, &v);
+        last = c.violations(schema, &typed);
+        if last.is_empty() {
+            return v;
+        }
+    }
+    panic!("no value of {schema} in 50 tries: {last:?}");
+}
+
+/// A value as a URL carries it, typed the way `schema` reads it (a number stays a number).
+fn text_or_number(schema: &Value, v: &Value) -> Value {
+    match (v, schema["type"].as_str()) {
+        (Value::String(s), Some("integer")) => s.parse::<u64>().map(Value::from).unwrap_or_else(|_| v.clone()),
+        (Value::Number(n), Some("string")) => Value::from(n.to_string()),
+        _ => v.clone(),
+    }
+}
+
 fn streaming(op: &Value) -> bool {
     op["responses"]["200"]["content"].get("text/event-stream").is_some()
 }
 
+/// The order a script would go in: reading first (which teaches the ids), then changing,
+/// deleting last.
+fn order(method: &str) -> u8 {
+    match method {
+        "get" => 0,
+        "post" => 1,
+        "put" | "patch" => 2,
+        _ => 3,
+    }
+}
+
+/// The generator's seed: `CONTRACT_SEED` (hex) to replay a run, else a fresh one, printed with
+/// any failure.
+fn seeded_runner() -> (TestRunner, String) {
+    let seed: [u8; 32] = match std::env::var("CONTRACT_SEED") {
+        Ok(hex) => {
+            let bytes: Vec<u8> =
+                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+            bytes.try_into().expect("CONTRACT_SEED is 64 hexadecimal digits")
+        }
+        Err(_) => std::array::from_fn(|_| fastrand::u8(..)),
+    };
+    let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed);
+    (TestRunner::new_with_rng(Config::default(), rng), hex)
+}
+
+/// Valid cases generated per operation (and the invalid ones made from each): enough to reach
+/// every branch the schemas describe, few enough for CI (the whole test takes about a minute).
+const CASES_PER_OPERATION: usize = 6;
+
 #[test]
 fn every_operation_of_the_served_document_keeps_its_contract() {
-    let a = RunningAgent::with_receiver("");
-    // Something to point at: a pending bundle of every program, a job, an export.
+    let a = RunningAgent::offline("");
+    // Something to point at: pending bundles of every program, a job.
     let job = a.call("POST", "/api/v1/collect", Some("{}"));
     a.job(&job);
     let c = Contract::fetch(&a);
-    let mut runner = TestRunner::new(Config { cases: 1, ..Config::default() });
+    let (mut runner, seed) = seeded_runner();
     let mut problems = Vec::new();
+    let mut seen = Seen::default();
+    let mut jobs = Vec::new();
     let mut sent = 0;
-    for (path, method, op) in c.operations() {
-        for (call, kind) in cases(&c, &path, &method, &op, &mut runner, 4) {
-            let answer = send(&a, &call, streaming(&op));
+    let mut operations = c.operations();
+    operations.sort_by_key(|(path, method, _)| (order(method), path.clone()));
+    for (path, method, op) in &operations {
+        for (call, kind) in cases(&c, path, method, op, &seen, &mut runner, CASES_PER_OPERATION) {
             sent += 1;
-            problems.extend(check(&c, &op, &call, &kind, &answer));
+            let began = std::time::Instant::now();
+            let answer = send(&a, &call, streaming(op));
+            if began.elapsed() > Duration::from_secs(2) {
+                eprintln!("slow ({:?}): {} {}", began.elapsed(), call.method, call.path);
+            }
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            problems.extend(check(&c, op, &call, &kind, &answer));
+            if (200..300).contains(&answer.status) && answer.header("content-type") == Some("application/json") {
+                let doc = answer.json();
+                if answer.status == 202 {
+                    jobs.push(doc["href"].as_str().unwrap_or_default().to_string());
+                }
+                seen.learn(&doc);
+            }
         }
     }
-    // Methods the document does not declare for a path.
+    // Every job started, followed to its end: its document as the document says.
+    let job_op = op(&c, "/api/v1/jobs/{id}", "get");
+    for href in &jobs {
+        let mut last = None;
+        wait_until(Duration::from_secs(120), "the jobs to finish", || {
+            let answer = a.get(href);
+            let running = answer.status == 200 && answer.json()["state"] == "running";
+            last = Some(answer);
+            !running
+        });
+        let call = Call { method: "GET".into(), path: href.clone(), body: None, content_type: "" };
+        problems.extend(check(&c, job_op, &call, &Kind::Valid, &last.unwrap()));
+    }
+    // Methods the document does not declare for a path, with the token and without.
     for (path, item) in c.doc["paths"].as_object().unwrap() {
         let concrete = path.replace("{id}", "x").replace("{name}", "ceip").replace("{file}", "x.zip");
         let declared: Vec<String> =
             METHODS.iter().filter(|m| item.get(**m).is_some()).map(|m| m.to_uppercase()).collect();
-        for m in METHODS.iter().map(|m| m.to_uppercase()).filter(|m| !declared.contains(m)) {
+        for m in METHODS.iter().map(|m| m.to_uppercase()).chain(["OPTIONS".to_string()]) {
+            if declared.contains(&m) {
+                continue;
+            }
             let call = Call {
                 method: m.clone(),
                 path: concrete.clone(),
                 body: Some("{}".into()),
                 content_type: "application/json",
             };
-            let answer = send(&a, &call, false);
-            sent += 1;
-            problems.extend(undeclared_method(&declared, &call, &answer));
+            for token in [Some(a.token.as_str()), None] {
+                sent += 1;
+                match send_as(&a, token, &call, false) {
+                    Ok(answer) => problems.extend(undeclared_method(&declared, &call, &answer)),
+                    Err(e) => problems.push(e),
+                }
+            }
         }
     }
     problems.sort();
     problems.dedup();
-    assert!(sent > 200, "only {sent} requests");
-    assert!(problems.is_empty(), "{} mismatches in {sent} requests:\n{}", problems.len(), problems.join("\n"));
+    eprintln!("{sent} requests, {} jobs followed (CONTRACT_SEED={seed})", jobs.len());
+    assert!(sent > 300, "only {sent} requests");
+    assert!(!jobs.is_empty(), "no job was started");
+    assert!(
+        problems.is_empty(),
+        "{} mismatches in {sent} requests (replay with CONTRACT_SEED={seed}):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
-/// Class 2: an undeclared method answers 405 with `Allow` naming the declared ones.
+/// Class 2: an undeclared method answers 405 with `Allow` naming exactly the declared ones.
 fn undeclared_method(declared: &[String], call: &Call, a: &Answer) -> Vec<String> {
     let what = format!("{} {}", call.method, call.path);
     if a.status != 405 {
         return vec![format!("undeclared method answered {}: {what}: {}", a.status, a.text())];
     }
-    let allow: Vec<String> = a.header("allow").unwrap_or("").split(',').map(|m| m.trim().to_uppercase()).collect();
+    let allow: Vec<String> =
+        a.header("allow").unwrap_or("").split(',').map(|m| m.trim().to_uppercase()).filter(|m| !m.is_empty()).collect();
     let missing: Vec<&String> = declared.iter().filter(|m| !allow.contains(m)).collect();
-    if !missing.is_empty() {
-        return vec![format!("405 without {missing:?} in Allow ({allow:?}): {what}")];
+    let extra: Vec<&String> = allow.iter().filter(|m| !declared.contains(m) && *m != "HEAD").collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        return vec![format!("405 with Allow {allow:?}, declared {declared:?}: {what}")];
     }
     Vec::new()
 }
@@ -450,7 +657,7 @@ fn a_job_document_and_the_4xx_of_collect_are_what_the_document_says() {
         body: Some(r#"{"program": "nope"}"#.into()),
         content_type: "application/json",
     };
-    let answer = send(&a, &call, false);
+    let answer = send(&a, &call, false).unwrap();
     assert_eq!(
         check(&c, op(&c, "/api/v1/collect", "post"), &call, &Kind::Invalid("program".into()), &answer),
         Vec::<String>::new()
@@ -458,7 +665,7 @@ fn a_job_document_and_the_4xx_of_collect_are_what_the_document_says() {
     let started = a.call("POST", "/api/v1/collect", Some("{}"));
     let done = a.job(&started);
     let call = Call { method: "GET".into(), path: done["href"].as_str().unwrap().into(), body: None, content_type: "" };
-    let answer = send(&a, &call, false);
+    let answer = send(&a, &call, false).unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(check(&c, op(&c, "/api/v1/jobs/{id}", "get"), &call, &Kind::Valid, &answer), Vec::<String>::new());
 }
@@ -472,7 +679,7 @@ fn put_on_a_get_only_route_answers_405_with_allow() {
         body: Some("{}".into()),
         content_type: "application/json",
     };
-    let answer = send(&a, &call, false);
+    let answer = send(&a, &call, false).unwrap();
     assert_eq!(undeclared_method(&["GET".into()], &call, &answer), Vec::<String>::new());
     assert!(http::is_problem(&answer), "{}", answer.text());
 }
@@ -500,7 +707,7 @@ fn a_schema_valid_support_bundle_and_registration_are_not_refused_as_malformed()
             )
             .is_empty()
         );
-        let answer = send(&a, &call, false);
+        let answer = send(&a, &call, false).unwrap();
         assert_eq!(check(&c, o, &call, &Kind::Valid, &answer), Vec::<String>::new());
     }
 }
@@ -511,7 +718,7 @@ fn history_refuses_a_limit_or_offset_of_the_wrong_type() {
     let c = Contract::fetch(&a);
     for q in ["limit=abc", "offset=-1", "limit=1.5", "limit=%2B5", "limit=", "offset=1e3"] {
         let call = Call { method: "GET".into(), path: format!("/api/v1/history?{q}"), body: None, content_type: "" };
-        let answer = send(&a, &call, false);
+        let answer = send(&a, &call, false).unwrap();
         assert_eq!(answer.status, 400, "{q}: {}", answer.text());
         assert_eq!(
             check(&c, op(&c, "/api/v1/history", "get"), &call, &Kind::Invalid(q.into()), &answer),
@@ -531,7 +738,7 @@ fn an_import_receipt_too_large_is_a_problem_document() {
         body: Some(big),
         content_type: "application/json",
     };
-    let answer = send(&a, &call, false);
+    let answer = send(&a, &call, false).unwrap();
     assert_eq!(answer.status, 413);
     assert!(http::is_problem(&answer), "{}", answer.text());
     assert_eq!(
@@ -557,5 +764,98 @@ fn error_bodies_name_no_local_path() {
         assert!(answer.status >= 400, "{m} {p}");
         let t = answer.text();
         assert!(!t.contains(&data) && !t.contains(&tmp) && !t.contains("/tmp/"), "{m} {p}: {t}");
+    }
+}
+
+/// The checks themselves, on answers made up to show each class: a contract test that cannot
+/// see a mismatch would pass against anything.
+#[test]
+fn each_class_of_mismatch_is_seen() {
+    let a = RunningAgent::offline("");
+    let c = Contract::fetch(&a);
+    let answer = |status: u16, ctype: &str, body: &str| Answer {
+        status,
+        headers: vec![("Content-Type".into(), ctype.into())],
+        body: body.as_bytes().to_vec(),
+    };
+    let problem = |status: u16, detail: &str| {
+        answer(
+            status,
+            "application/problem+json",
+            &json!({"type": "about:blank", "title": "x", "status": status, "detail": detail}).to_string(),
+        )
+    };
+    let get = |path: &str| Call { method: "GET".into(), path: path.into(), body: None, content_type: "" };
+    let status = op(&c, "/api/v1/status", "get");
+    let collect = op(&c, "/api/v1/collect", "post");
+    let post = Call {
+        method: "POST".into(),
+        path: "/api/v1/collect".into(),
+        body: Some("{}".into()),
+        content_type: "application/json",
+    };
+    let seen = |v: Vec<String>, what: &str| {
+        assert!(v.iter().any(|m| m.contains(what)), "{what:?} not seen in {v:?}");
+    };
+    // 1: a status the operation does not declare.
+    seen(check(&c, status, &get("/api/v1/status"), &Kind::Valid, &problem(418, "teapot")), "undeclared status 418");
+    // 2: an undeclared method answered otherwise than 405 with Allow.
+    let put = Call { method: "PUT".into(), path: "/api/v1/status".into(), body: None, content_type: "" };
+    seen(undeclared_method(&["GET".into()], &put, &problem(401, "no token")), "undeclared method answered 401");
+    let mut no_allow = problem(405, "no");
+    assert!(!undeclared_method(&["GET".into()], &put, &no_allow).is_empty());
+    no_allow.headers.push(("Allow".into(), "GET,HEAD".into()));
+    assert_eq!(undeclared_method(&["GET".into()], &put, &no_allow), Vec::<String>::new());
+    // 3: a schema-valid request refused as malformed.
+    seen(check(&c, collect, &post, &Kind::Valid, &problem(400, "bad")), "schema-valid request rejected");
+    seen(
+        check(&c, collect, &post, &Kind::Valid, &problem(422, &format!("{NOT_PER_SCHEMA}: program"))),
+        "schema-valid request rejected",
+    );
+    // 4: a response off its schema (the job's id a string; a problem without its detail).
+    let job = json!({"id": "1", "kind": "collect", "state": "running", "started_at": "x", "result": null,
+        "href": "/api/v1/jobs/1", "finished_at": null, "ok": null});
+    seen(
+        check(&c, collect, &post, &Kind::Valid, &answer(202, "application/json", &job.to_string())),
+        "violates its schema",
+    );
+    seen(
+        check(&c, status, &get("/api/v1/status"), &Kind::Valid, &answer(401, "application/problem+json", "{}")),
+        "violates its schema",
+    );
+    // 5: a schema-violating request accepted.
+    let good_job = json!({"id": 1, "kind": "collect", "state": "running", "started_at": "x", "result": null,
+        "href": "/api/v1/jobs/1", "finished_at": null, "ok": null});
+    let accepted = answer(202, "application/json", &good_job.to_string());
+    assert_eq!(check(&c, collect, &post, &Kind::Valid, &accepted), Vec::<String>::new());
+    seen(
+        check(&c, collect, &post, &Kind::Invalid("program: 1".into()), &accepted),
+        "schema-violating request accepted",
+    );
+}
+
+/// Found by the contract test: jobs started back to back queued on the work lock in the
+/// runtime's few blocking threads, took them all, and the job holding the lock waited for one
+/// for ever (every later change answered 503 after a minute, and the agent could not stop).
+#[test]
+fn jobs_started_at_once_do_not_hang_the_agent() {
+    let a = RunningAgent::offline("");
+    let started: Vec<Answer> = (0..6)
+        .flat_map(|_| {
+            [
+                a.call("POST", "/api/v1/support-bundle", Some(r#"{"case": "1", "upload": true}"#)),
+                a.call("POST", "/api/v1/upload", Some("{}")),
+                a.call("POST", "/api/v1/export", Some("{}")),
+                a.call("POST", "/api/v1/collect", Some("{}")),
+            ]
+        })
+        .collect();
+    let began = std::time::Instant::now();
+    let changed = a.call("PUT", "/api/v1/programs/ceip", Some(r#"{"enabled": true}"#));
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert!(began.elapsed() < Duration::from_secs(20), "a change waited {:?} behind the jobs", began.elapsed());
+    for s in &started {
+        let done = a.job(s);
+        assert_ne!(done["state"], "running");
     }
 }

@@ -19,6 +19,10 @@ fn public(path: &str) -> bool {
 const PROGRAMS: [&str; 4] = ["telemetry", "call_home", "ceip", "events"];
 /// Something other than blanks.
 const NOT_BLANK: &str = "\\S";
+/// A day, `YYYY-MM-DD`.
+const DATE: &str = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
+/// A duration as humantime reads it: numbers with units (`30m`, `1h 30m`, `0s`).
+const DURATION: &str = "^([0-9]{1,6} ?(ns|us|ms|s|sec|secs|m|min|mins|h|hr|hrs|d|days|w|weeks) ?)+$";
 
 /// Completes `doc` (the generated OpenAPI document as JSON).
 pub fn complete(doc: &mut Value) {
@@ -66,7 +70,7 @@ fn complete_operation(path: &str, op: &mut Value) {
             errors.extend([
                 (400, "the body is not JSON"),
                 (415, "send the body as Content-Type: application/json"),
-                (422, "the body does not fit the schema"),
+                (422, super::extract::NOT_PER_SCHEMA),
             ]);
         }
     }
@@ -80,9 +84,17 @@ fn complete_operation(path: &str, op: &mut Value) {
     for (code, description) in errors {
         responses.entry(code.to_string()).or_insert_with(|| json!({ "description": description }));
     }
+    // Every error can be a problem document (the layers around a handler answer with one even
+    // where the handler itself answers with a page).
     for (code, resp) in responses.iter_mut() {
-        if code.parse::<u16>().is_ok_and(|c| c >= 400) && resp.get("content").is_none() {
-            resp["content"] = json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
+        if code.parse::<u16>().is_ok_and(|c| c >= 400) {
+            let problem = json!({"schema": {"$ref": "#/components/schemas/Problem"}});
+            match resp.get_mut("content").and_then(Value::as_object_mut) {
+                Some(content) => {
+                    content.entry("application/problem+json").or_insert(problem);
+                }
+                None => resp["content"] = json!({ "application/problem+json": problem }),
+            }
         }
     }
     // A path parameter that names a program takes only the programs' names.
@@ -120,7 +132,47 @@ fn constrain(schemas: &mut Value) {
         schemas["SupportRequest"]["properties"]["severity"] =
             json!({"type": ["integer", "null"], "minimum": 1, "maximum": 4});
     }
+    if schemas["ExportRequest"].is_object() {
+        schemas["ExportRequest"]["properties"]["max_size"]["minimum"] = json!(1);
+    }
+    if schemas["AckRequest"].is_object() {
+        schemas["AckRequest"]["properties"]["until"]["pattern"] = json!(DATE);
+    }
+    if schemas["TestAlertRequest"].is_object() {
+        schemas["TestAlertRequest"]["properties"]["channel"]["enum"] = json!(["email", "webhook", "journal", null]);
+    }
+    if schemas["NotificationsRequest"].is_object() {
+        schemas["NotificationsRequest"]["properties"]["quiet_period"]["pattern"] = json!(DURATION);
+    }
+    job_results(schemas);
     if schemas["TokenRequest"].is_object() {
         schemas["TokenRequest"]["properties"]["token"]["pattern"] = json!(NOT_BLANK);
     }
+}
+
+/// What a job's `result` is, by its `kind`: null while it runs, `{"error": …}` when it failed,
+/// else the kind's document.
+fn job_results(schemas: &mut Value) {
+    if !schemas["JobDoc"].is_object() {
+        return;
+    }
+    let error = json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}},
+        "additionalProperties": false});
+    let support = json!({"type": "object", "required": ["file", "href"], "properties": {
+        "file": {"type": "string"}, "href": {"type": "string"},
+        "receipt_id": {"type": "string", "description": "the receiver's receipt, when it was sent"},
+        "error": {"type": "string", "description": "why sending it failed (the file stays in exports/)"}},
+        "additionalProperties": false});
+    let of = |kind: &str, doc: Value| json!({"properties": {"kind": {"const": kind}, "result": {"anyOf": [{"type": "null"}, error.clone(), doc]}}});
+    let job = &mut schemas["JobDoc"];
+    job["properties"]["kind"] = json!({"type": "string", "enum": ["collect", "upload", "export", "support-bundle"]});
+    job["properties"]["state"] = json!({"type": "string", "enum": ["running", "succeeded", "failed"]});
+    job["properties"]["result"] =
+        json!({"description": "null while the job runs; then the kind's document, or {\"error\": …}"});
+    job["oneOf"] = json!([
+        of("collect", json!({"type": "array", "items": {"$ref": "#/components/schemas/CollectedDoc"}})),
+        of("upload", json!({"$ref": "#/components/schemas/UploadReportDoc"})),
+        of("export", json!({"$ref": "#/components/schemas/ExportDoc"})),
+        of("support-bundle", support),
+    ]);
 }

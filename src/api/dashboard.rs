@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Path, RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -175,6 +175,7 @@ pub(super) async fn index() -> Response {
 
 /// `/login`'s query or form: the one-time code.
 #[derive(Debug, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)] // documentation only: the handlers read the raw query or form
 pub(super) struct LoginForm {
     /// The one-time code from `POST /api/v1/dashboard/link` (64 hexadecimal digits).
@@ -240,7 +241,7 @@ pub(super) async fn logout(State(st): State<Arc<ApiState>>, headers: axum::http:
 #[utoipa::path(get, path = "/ui/{file}", params(("file" = String, Path, description = "app.js, style.css, …")),
     responses((status = 200, description = "the file", content(
         (String = "text/html"), (String = "text/css"), (String = "text/javascript"), (String = "image/svg+xml"))), (status = 404)))]
-pub(super) async fn ui_file(Path(file): Path<String>) -> Response {
+pub(super) async fn ui_file(super::extract::P(file): super::extract::P<String>) -> Response {
     match asset(&file) {
         Some((ctype, bytes)) => {
             let mut r = Response::new(Body::from(bytes));

@@ -123,16 +123,24 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
+/// How the detail of a 422 for a body of the wrong shape starts (the contract test tells these
+/// from a well-formed request refused on its merits).
+pub(super) const NOT_PER_SCHEMA: &str = "the body does not fit the schema";
+
 /// `Json` whose rejections are problem documents.
 pub(super) struct Body_<T>(pub(super) T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body_<T> {
     type Rejection = Problem;
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        Json::<T>::from_request(req, state)
-            .await
-            .map(|Json(v)| Body_(v))
-            .map_err(|r: JsonRejection| Problem::new(r.status(), r.body_text()))
+        Json::<T>::from_request(req, state).await.map(|Json(v)| Body_(v)).map_err(|r: JsonRejection| {
+            let detail = match r.status() {
+                // Well-formed JSON of the wrong shape: say so in the words the document uses.
+                StatusCode::UNPROCESSABLE_ENTITY => format!("{NOT_PER_SCHEMA}: {}", r.body_text()),
+                _ => r.body_text(),
+            };
+            Problem::new(r.status(), detail)
+        })
     }
 }
 

@@ -29,10 +29,13 @@ type St = State<Arc<ApiState>>;
 pub const BODY_LIMIT: usize = 1 << 20;
 
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "callhome agent API",
-    description = "Control and observe the callhome agent on this machine. Every route but /healthz, /api/openapi.json and the dashboard's pages (/, /login, /ui/…) needs Authorization: Bearer <token> (api-token, or api-token-read for GET), or the dashboard's session (X-Callhome-Session, sent by the dashboard's own pages)."
-))]
+#[openapi(
+    components(schemas(CollectedDoc, UploadReportDoc, ProgramUploadDoc, ExportDoc, ExportPartDoc)),
+    info(
+        title = "callhome agent API",
+        description = "Control and observe the callhome agent on this machine. Every route but /healthz, /api/openapi.json and the dashboard's pages (/, /login, /ui/…) needs Authorization: Bearer <token> (api-token, or api-token-read for GET), or the dashboard's session (X-Callhome-Session, sent by the dashboard's own pages)."
+    )
+)]
 struct ApiDoc;
 
 pub fn router(st: Arc<ApiState>) -> axum::Router {
@@ -275,6 +278,7 @@ async fn quarantine_purge(State(st): St, P(id): P<String>) -> Result<Json<Quaran
 
 /// `history`'s paging (documentation; [`paging`] reads the query strictly).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 struct Paging {
     /// How many attempts (default 50).
@@ -342,6 +346,7 @@ async fn licenses(State(st): St) -> Result<Json<serde_json::Value>, Problem> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct UsageQuery {
     /// Only this feature.
