@@ -165,6 +165,16 @@ fn of_type(c: &Contract, s: &Value, t: &str, depth: u32) -> BoxedStrategy<Value>
     }
 }
 
+/// A value a URL parameter of `schema` must refuse (not a number where one is wanted, outside
+/// its enum or pattern), if there is one: in a URL everything is text, so only what the text
+/// itself breaks counts.
+fn wrong_in_url(c: &Contract, schema: &Value) -> Option<Value> {
+    ["not-a-valid-value", "1.5", "true", "-1", ""]
+        .into_iter()
+        .map(Value::from)
+        .find(|v| !c.violations(schema, &text_or_number(schema, v)).is_empty())
+}
+
 /// A value of the wrong type for `schema` (or one outside its enum or pattern), if there is one.
 fn wrong_for(c: &Contract, schema: &Value) -> Option<Value> {
     let s = c.resolve(schema);
@@ -426,7 +436,7 @@ fn cases(
         // Invalid: a parameter of the wrong type.
         for p in &params {
             let name = p["name"].as_str().unwrap();
-            if let Some(bad) = wrong_for(c, &param_schema(c, p)) {
+            if let Some(bad) = wrong_in_url(c, &param_schema(c, p)) {
                 if p["in"] == "path" && text(&bad).is_empty() {
                     continue;
                 }
@@ -493,7 +503,8 @@ fn generate(c: &Contract, schema: &Value, st: &BoxedStrategy<Value>, runner: &mu
 /// A value as a URL carries it, typed the way `schema` reads it (a number stays a number).
 fn text_or_number(schema: &Value, v: &Value) -> Value {
     match (v, schema["type"].as_str()) {
-        (Value::String(s), Some("integer")) => s.parse::<u64>().map(Value::from).unwrap_or_else(|_| v.clone()),
+        (Value::String(s), Some("integer")) => s.parse::<i64>().map(Value::from).unwrap_or_else(|_| v.clone()),
+        (Value::String(s), Some("number")) => s.parse::<f64>().map(Value::from).unwrap_or_else(|_| v.clone()),
         (Value::Number(n), Some("string")) => Value::from(n.to_string()),
         _ => v.clone(),
     }

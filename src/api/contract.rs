@@ -97,6 +97,17 @@ fn complete_operation(path: &str, op: &mut Value) {
             }
         }
     }
+    // A query parameter is left out, never null.
+    for p in op["parameters"].as_array_mut().into_iter().flatten() {
+        if p["in"] == "query"
+            && let Some(types) = p["schema"]["type"].as_array_mut()
+        {
+            types.retain(|t| t != "null");
+            if types.len() == 1 {
+                p["schema"]["type"] = types[0].clone();
+            }
+        }
+    }
     // A path parameter that names a program takes only the programs' names.
     if path.contains("/programs/{name}") {
         for p in op["parameters"].as_array_mut().into_iter().flatten() {

@@ -225,9 +225,13 @@ fn signed_in(st: &ApiState, code: &str) -> Response {
 }
 
 /// Ends the session that sends it (`X-Callhome-Session`); the page forgets it too.
-#[utoipa::path(post, path = "/logout", request_body(content = Object, description = "{}"), responses(
+#[utoipa::path(post, path = "/logout", request_body = super::dto::EmptyRequest, responses(
     (status = 204, description = "the session has ended")))]
-pub(super) async fn logout(State(st): State<Arc<ApiState>>, headers: axum::http::HeaderMap) -> Response {
+pub(super) async fn logout(
+    State(st): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+    super::extract::Body_(_empty): super::extract::Body_<super::dto::EmptyRequest>,
+) -> Response {
     // The guard let only a credential through; a bearer token has no session to end.
     for v in headers.get_all(SESSION_HEADER).iter().filter_map(|v| v.to_str().ok()) {
         for s in v.split(',') {
@@ -255,11 +259,12 @@ pub(super) async fn ui_file(super::extract::P(file): super::extract::P<String>) 
 /// A one-time sign-in link to the dashboard, valid for two minutes (write token only: a
 /// dashboard session cannot make links). `callhome dashboard` and the tray write the sign-in
 /// page for it ([`write_signin_page`]); `--no-open` prints the link. The body is `{}`.
-#[utoipa::path(post, path = "/api/v1/dashboard/link", request_body(content = Object, description = "{}"),
+#[utoipa::path(post, path = "/api/v1/dashboard/link", request_body = super::dto::EmptyRequest,
     responses((status = 200, body = DashboardLinkDoc)))]
 pub(super) async fn dashboard_link(
     State(st): State<Arc<ApiState>>,
     Extension(auth): Extension<Auth>,
+    super::extract::Body_(_empty): super::extract::Body_<super::dto::EmptyRequest>,
 ) -> Result<Json<DashboardLinkDoc>, super::extract::Problem> {
     if auth.via != super::security::Via::Bearer {
         return Err(super::extract::Problem::new(

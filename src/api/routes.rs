@@ -463,9 +463,9 @@ async fn support_bundle(State(st): St, Body_(req): Body_<SupportRequest>) -> Res
 }
 
 /// Tests the path to the receiver step by step (DNS, TCP, proxy, TLS, probe).
-#[utoipa::path(post, path = "/api/v1/diagnostics/connection", request_body(content = Object, description = "{}"),
+#[utoipa::path(post, path = "/api/v1/diagnostics/connection", request_body = EmptyRequest,
     responses((status = 200, body = Vec<StepDoc>)))]
-async fn test_connection(State(st): St, Body_(_req): Body_<serde_json::Value>) -> Json<Vec<StepDoc>> {
+async fn test_connection(State(st): St, Body_(_req): Body_<EmptyRequest>) -> Json<Vec<StepDoc>> {
     Json(st.control.test_connection().await)
 }
 

@@ -23,6 +23,11 @@ pub struct ProgramChanged {
     pub withdrawn: Vec<String>,
 }
 
+/// The body of a request that takes no parameters: `{}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyRequest {}
+
 /// `POST /api/v1/collect` and `/upload`: `{}` for every program, or one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
