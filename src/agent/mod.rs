@@ -97,6 +97,17 @@ pub struct Agent {
     work: std::sync::atomic::AtomicU64,
     /// Wakes the scheduler loop when a front end moved a due time (a failed "Upload now").
     rescheduled: tokio::sync::Notify,
+    /// The in-process queue for the work lock: waiters wait here, on no thread, so that waiting
+    /// jobs never fill the runtime's few blocking threads while the holder needs one.
+    work_gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The work lock as held: this process's gate, then the data directory's file lock (which other
+/// processes on the directory, such as the CLI, take too).
+#[derive(Debug)]
+pub struct WorkGuard {
+    _file: WorkLock,
+    _gate: tokio::sync::OwnedMutexGuard<()>,
 }
 
 /// Something changed that a live view or a notification may care about.
@@ -136,6 +147,7 @@ impl Agent {
             notices: tokio::sync::broadcast::channel(256).0,
             work: std::sync::atomic::AtomicU64::new(0),
             rescheduled: tokio::sync::Notify::new(),
+            work_gate: Arc::new(tokio::sync::Mutex::new(())),
             cfg,
             dir,
             clock,
@@ -182,9 +194,14 @@ impl Agent {
     }
 
     /// Waits for and takes the data directory's work lock.
-    pub async fn work_lock(&self) -> Result<WorkLock> {
+    pub async fn work_lock(&self) -> Result<WorkGuard> {
+        // In this process one job at a time goes on to the file lock: a wait for the file blocks
+        // a thread, and the runtime has only a few (jobs queued behind the holder once took them
+        // all, and the holder, needing one, waited for ever).
+        let gate = self.work_gate.clone().lock_owned().await;
         let dir = self.dir.clone();
-        Ok(tokio::task::spawn_blocking(move || dir.lock_work()).await.expect("lock task does not panic")?)
+        let file = tokio::task::spawn_blocking(move || dir.lock_work()).await.expect("lock task does not panic")?;
+        Ok(WorkGuard { _file: file, _gate: gate })
     }
 
     /// The programs' effective state. Event data exists only for registered agents: without an

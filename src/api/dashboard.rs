@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Path, RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -175,6 +175,7 @@ pub(super) async fn index() -> Response {
 
 /// `/login`'s query or form: the one-time code.
 #[derive(Debug, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)] // documentation only: the handlers read the raw query or form
 pub(super) struct LoginForm {
     /// The one-time code from `POST /api/v1/dashboard/link` (64 hexadecimal digits).
@@ -199,7 +200,10 @@ pub(super) async fn login(State(st): State<Arc<ApiState>>, RawQuery(query): RawQ
 #[utoipa::path(post, path = "/login", request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses(
     (status = 200, description = "signed in: a page that keeps the session in this tab and opens /", content_type = "text/html"),
     (status = 403, description = "the code was used already or expired", content_type = "text/html")))]
-pub(super) async fn login_form(State(st): State<Arc<ApiState>>, body: axum::body::Bytes) -> Response {
+pub(super) async fn login_form(
+    State(st): State<Arc<ApiState>>,
+    super::extract::RawBody(body): super::extract::RawBody,
+) -> Response {
     signed_in(&st, &code_in(&String::from_utf8_lossy(&body)))
 }
 
@@ -221,9 +225,13 @@ fn signed_in(st: &ApiState, code: &str) -> Response {
 }
 
 /// Ends the session that sends it (`X-Callhome-Session`); the page forgets it too.
-#[utoipa::path(post, path = "/logout", request_body(content = Object, description = "{}"), responses(
+#[utoipa::path(post, path = "/logout", request_body = super::dto::EmptyRequest, responses(
     (status = 204, description = "the session has ended")))]
-pub(super) async fn logout(State(st): State<Arc<ApiState>>, headers: axum::http::HeaderMap) -> Response {
+pub(super) async fn logout(
+    State(st): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+    super::extract::Body_(_empty): super::extract::Body_<super::dto::EmptyRequest>,
+) -> Response {
     // The guard let only a credential through; a bearer token has no session to end.
     for v in headers.get_all(SESSION_HEADER).iter().filter_map(|v| v.to_str().ok()) {
         for s in v.split(',') {
@@ -235,8 +243,9 @@ pub(super) async fn logout(State(st): State<Arc<ApiState>>, headers: axum::http:
 
 /// The dashboard's static files (HTML, CSS, JavaScript, icon); they hold no data.
 #[utoipa::path(get, path = "/ui/{file}", params(("file" = String, Path, description = "app.js, style.css, …")),
-    responses((status = 200, description = "the file"), (status = 404)))]
-pub(super) async fn ui_file(Path(file): Path<String>) -> Response {
+    responses((status = 200, description = "the file", content(
+        (String = "text/html"), (String = "text/css"), (String = "text/javascript"), (String = "image/svg+xml"))), (status = 404)))]
+pub(super) async fn ui_file(super::extract::P(file): super::extract::P<String>) -> Response {
     match asset(&file) {
         Some((ctype, bytes)) => {
             let mut r = Response::new(Body::from(bytes));
@@ -250,11 +259,12 @@ pub(super) async fn ui_file(Path(file): Path<String>) -> Response {
 /// A one-time sign-in link to the dashboard, valid for two minutes (write token only: a
 /// dashboard session cannot make links). `callhome dashboard` and the tray write the sign-in
 /// page for it ([`write_signin_page`]); `--no-open` prints the link. The body is `{}`.
-#[utoipa::path(post, path = "/api/v1/dashboard/link", request_body(content = Object, description = "{}"),
+#[utoipa::path(post, path = "/api/v1/dashboard/link", request_body = super::dto::EmptyRequest,
     responses((status = 200, body = DashboardLinkDoc)))]
 pub(super) async fn dashboard_link(
     State(st): State<Arc<ApiState>>,
     Extension(auth): Extension<Auth>,
+    super::extract::Body_(_empty): super::extract::Body_<super::dto::EmptyRequest>,
 ) -> Result<Json<DashboardLinkDoc>, super::extract::Problem> {
     if auth.via != super::security::Via::Bearer {
         return Err(super::extract::Problem::new(

@@ -8,6 +8,7 @@
 //! (`dashboard`: `/`, `/login`, `/ui/…`), which works through this API like any other client.
 
 pub mod client;
+mod contract;
 pub mod dashboard;
 pub mod dto;
 mod extract;

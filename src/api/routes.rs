@@ -17,8 +17,8 @@ use utoipa_axum::routes;
 
 use super::ApiState;
 use super::dto::*;
-use super::extract::{Body_, P, Problem, Q, internal, job_outcome, json_bytes};
-use super::security::{guard, problem};
+use super::extract::{Body_, P, Problem, Q, RawBody, internal, job_outcome, json_bytes};
+use super::security::{authorize, guard, problem};
 use crate::agent::Notice;
 use crate::control::{self};
 use crate::programs::{Program, TelemetryMode};
@@ -29,10 +29,13 @@ type St = State<Arc<ApiState>>;
 pub const BODY_LIMIT: usize = 1 << 20;
 
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "callhome agent API",
-    description = "Control and observe the callhome agent on this machine. Every route but /healthz, /api/openapi.json and the dashboard's pages (/, /login, /ui/…) needs Authorization: Bearer <token> (api-token, or api-token-read for GET), or the dashboard's session (X-Callhome-Session, sent by the dashboard's own pages)."
-))]
+#[openapi(
+    components(schemas(CollectedDoc, UploadReportDoc, ProgramUploadDoc, ExportDoc, ExportPartDoc)),
+    info(
+        title = "callhome agent API",
+        description = "Control and observe the callhome agent on this machine. Every route but /healthz, /api/openapi.json and the dashboard's pages (/, /login, /ui/…) needs Authorization: Bearer <token> (api-token, or api-token-read for GET), or the dashboard's session (X-Callhome-Session, sent by the dashboard's own pages)."
+    )
+)]
 struct ApiDoc;
 
 pub fn router(st: Arc<ApiState>) -> axum::Router {
@@ -76,7 +79,9 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         .routes(routes!(super::dashboard::ui_file))
         .routes(routes!(super::dashboard::dashboard_link))
         .split_for_parts();
-    let doc = Arc::new(api.to_json().expect("the OpenAPI document serializes"));
+    let mut doc = serde_json::to_value(&api).expect("the OpenAPI document serializes");
+    super::contract::complete(&mut doc);
+    let doc = Arc::new(doc.to_string());
     router
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route; GET /api/openapi.json lists them") })
         .method_not_allowed_fallback(|| async {
@@ -85,6 +90,7 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
                 "this route does not take that method; GET /api/openapi.json lists them",
             )
         })
+        .route_layer(axum::middleware::from_fn_with_state(st.clone(), authorize))
         .layer(axum::Extension(OpenApiJson(doc)))
         .layer(axum::middleware::from_fn_with_state(st.clone(), guard))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
@@ -101,7 +107,7 @@ async fn healthz() -> &'static str {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/api/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[utoipa::path(get, path = "/api/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
 async fn openapi(axum::Extension(doc): axum::Extension<OpenApiJson>) -> Response {
     json_bytes(bytes::Bytes::from(doc.0.as_bytes().to_vec()))
 }
@@ -199,7 +205,7 @@ async fn bundles(State(st): St) -> Result<Json<Vec<BundleDoc>>, Problem> {
 
 /// A pending bundle's manifest.
 #[utoipa::path(get, path = "/api/v1/bundles/{id}", params(("id" = String, Path, description = "the bundle's file name")),
-    responses((status = 200, description = "manifest.json of the bundle"), (status = 404)))]
+    responses((status = 200, description = "manifest.json of the bundle", body = Object), (status = 404)))]
 async fn bundle(State(st): St, P(id): P<String>) -> Result<Response, Problem> {
     let bytes = st.control.bundle_file(&id, crate::bundle::MANIFEST_NAME).await?;
     Ok(json_bytes(bytes.into()))
@@ -207,7 +213,7 @@ async fn bundle(State(st): St, P(id): P<String>) -> Result<Response, Problem> {
 
 /// One file of a pending bundle, byte for byte (URL-encode a `/` in its name as `%2F`).
 #[utoipa::path(get, path = "/api/v1/bundles/{id}/files/{name}", params(("id" = String, Path), ("name" = String, Path)),
-    responses((status = 200, description = "the file's exact bytes"), (status = 404)))]
+    responses((status = 200, description = "the file's exact bytes", content_type = "application/octet-stream"), (status = 404)))]
 async fn bundle_file(State(st): St, P((id, name)): P<(String, String)>) -> Result<Response, Problem> {
     let bytes = st.control.bundle_file(&id, &name).await?;
     let mut r = Response::new(Body::from(bytes));
@@ -217,7 +223,7 @@ async fn bundle_file(State(st): St, P((id, name)): P<(String, String)>) -> Resul
 
 /// The exact zip that will be uploaded; `X-Bundle-SHA256` is what the ledger will record.
 #[utoipa::path(get, path = "/api/v1/bundles/{id}/raw", params(("id" = String, Path)),
-    responses((status = 200, description = "application/zip"), (status = 404)))]
+    responses((status = 200, description = "the zip", content_type = "application/zip"), (status = 404)))]
 async fn bundle_raw(State(st): St, P(id): P<String>) -> Result<Response, Problem> {
     let p = st.control.raw_bundle(&id).await?;
     let sha = p.sha256;
@@ -270,17 +276,54 @@ async fn quarantine_purge(State(st): St, P(id): P<String>) -> Result<Json<Quaran
     Ok(Json(doc))
 }
 
+/// `history`'s paging (documentation; [`paging`] reads the query strictly).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
 struct Paging {
+    /// How many attempts (default 50).
+    #[param(minimum = 0, maximum = 1000)]
     limit: Option<u32>,
+    /// How many of the newest to skip.
+    #[param(minimum = 0, maximum = 4294967295_u64)]
     offset: Option<u32>,
+}
+
+/// `limit` and `offset` as plain decimal digits only (no sign, no fraction, no exponent, nothing
+/// empty), `limit` at most 1000; any other key is refused.
+fn paging(query: Option<&str>) -> Result<(u32, u32), Problem> {
+    let (mut limit, mut offset) = (50, 0);
+    for kv in query.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let bad = |what: &str| Problem::new(StatusCode::BAD_REQUEST, format!("{k}={v:?}: {what}"));
+        let n = if !v.is_empty() && v.len() <= 10 && v.bytes().all(|b| b.is_ascii_digit()) {
+            v.parse::<u64>().ok().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| bad("too large"))?
+        } else {
+            return Err(bad("give a whole number such as 50"));
+        };
+        match k {
+            "limit" if n <= 1000 => limit = n,
+            "limit" => return Err(bad("at most 1000")),
+            "offset" => offset = n,
+            _ => {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown query parameter {k:?}; history takes limit and offset"),
+                ));
+            }
+        }
+    }
+    Ok((limit, offset))
 }
 
 /// Upload attempts, newest first, paged.
 #[utoipa::path(get, path = "/api/v1/history", params(Paging), responses((status = 200, body = HistoryPage)))]
-async fn history(State(st): St, Q(p): Q<Paging>) -> Result<Json<HistoryPage>, Problem> {
-    Ok(Json(st.control.history(p.limit.unwrap_or(50).min(1000), p.offset.unwrap_or(0)).await?))
+async fn history(
+    State(st): St,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Result<Json<HistoryPage>, Problem> {
+    let (limit, offset) = paging(q.as_deref())?;
+    Ok(Json(st.control.history(limit, offset).await?))
 }
 
 /// The sent ledger (sent, withdrawn, evicted, quarantined bundles), oldest first.
@@ -303,11 +346,13 @@ async fn licenses(State(st): St) -> Result<Json<serde_json::Value>, Problem> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct UsageQuery {
     /// Only this feature.
     feature: Option<String>,
-    /// From this time on (RFC 3339).
+    /// From this time on (RFC 3339 in UTC, such as 2026-11-01T00:00:00Z).
+    #[param(pattern = "^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$")]
     since: Option<String>,
 }
 
@@ -324,7 +369,7 @@ async fn usage(State(st): St, Q(q): Q<UsageQuery>) -> Result<Json<Vec<serde_json
 }
 
 /// State changes as Server-Sent Events: `state`, `upload`, `license_event`.
-#[utoipa::path(get, path = "/api/v1/events", responses((status = 200, description = "text/event-stream")))]
+#[utoipa::path(get, path = "/api/v1/events", responses((status = 200, description = "Server-Sent Events", content_type = "text/event-stream")))]
 async fn events(State(st): St) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let rx = st.control.subscribe();
     let mut stop = st.shutdown.clone();
@@ -374,7 +419,7 @@ async fn export(State(st): St, Body_(req): Body_<ExportRequest>) -> Result<Respo
 }
 
 /// Downloads an export or support bundle written in `exports/`.
-#[utoipa::path(get, path = "/api/v1/exports/{file}", params(("file" = String, Path)), responses((status = 200, description = "application/zip"), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/exports/{file}", params(("file" = String, Path)), responses((status = 200, description = "the zip", content_type = "application/zip"), (status = 404)))]
 async fn export_file(State(st): St, P(file): P<String>) -> Result<Response, Problem> {
     let path = st.control.export_path(&file)?;
     let f = tokio::fs::File::open(&path).await.map_err(internal)?;
@@ -387,7 +432,7 @@ async fn export_file(State(st): St, P(file): P<String>) -> Result<Response, Prob
 /// fails a check answers 422 and changes nothing; importing twice is harmless.
 #[utoipa::path(post, path = "/api/v1/import-receipt", request_body(content = Object, description = "the receipt JSON"),
     responses((status = 200, body = ImportDoc), (status = 422, description = "refused; nothing changed")))]
-async fn import_receipt(State(st): St, body: axum::body::Bytes) -> Result<Json<ImportDoc>, Problem> {
+async fn import_receipt(State(st): St, RawBody(body): RawBody) -> Result<Json<ImportDoc>, Problem> {
     let doc = st.control.import_receipt(&body).await?;
     st.refresh();
     Ok(Json(doc))
@@ -418,9 +463,9 @@ async fn support_bundle(State(st): St, Body_(req): Body_<SupportRequest>) -> Res
 }
 
 /// Tests the path to the receiver step by step (DNS, TCP, proxy, TLS, probe).
-#[utoipa::path(post, path = "/api/v1/diagnostics/connection", request_body(content = Object, description = "{}"),
+#[utoipa::path(post, path = "/api/v1/diagnostics/connection", request_body = EmptyRequest,
     responses((status = 200, body = Vec<StepDoc>)))]
-async fn test_connection(State(st): St, Body_(_req): Body_<serde_json::Value>) -> Json<Vec<StepDoc>> {
+async fn test_connection(State(st): St, Body_(_req): Body_<EmptyRequest>) -> Json<Vec<StepDoc>> {
     Json(st.control.test_connection().await)
 }
 

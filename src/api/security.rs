@@ -138,9 +138,13 @@ connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 /// Everything else (JSON, zips, scripts themselves) needs no permission at all.
 const DATA_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
-/// The one middleware every request passes.
+/// The middleware every request passes, routed or not: the exact Host, no foreign Origin, and
+/// the security headers on every answer.
 pub async fn guard(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
-    let mut resp = check_and_run(&st, req, next).await;
+    let mut resp = match check_address(&st, &req) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    };
     let html = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -155,29 +159,39 @@ pub async fn guard(State(st): State<Arc<ApiState>>, req: Request, next: Next) ->
     resp
 }
 
-async fn check_and_run(st: &ApiState, mut req: Request<Body>, next: Next) -> Response {
+/// The Host and Origin rules; `Some(answer)` refuses the request.
+fn check_address(st: &ApiState, req: &Request<Body>) -> Option<Response> {
     let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !st.allowed_hosts.iter().any(|h| h == host) {
-        return problem(
+        return Some(problem(
             StatusCode::FORBIDDEN,
             format!("Host {host:?} is not this agent's address; use http://127.0.0.1:{}/", st.port),
-        );
+        ));
     }
-    let path = req.uri().path().to_string();
-    let own_origin = match req.headers().get(header::ORIGIN) {
+    match req.headers().get(header::ORIGIN) {
         // The sign-in page `callhome dashboard` writes is a file: its form comes from the opaque
         // origin "null". The one-time code is the credential there, and /login changes nothing
         // else.
-        Some(_) if path == "/login" => false,
+        Some(_) if req.uri().path() == "/login" => None,
         Some(origin) => {
             let origin = origin.to_str().unwrap_or("");
-            if !st.allowed_origins.iter().any(|o| o == origin) {
-                return problem(StatusCode::FORBIDDEN, format!("requests from {origin:?} are not accepted"));
-            }
-            true
+            (!st.allowed_origins.iter().any(|o| o == origin))
+                .then(|| problem(StatusCode::FORBIDDEN, format!("requests from {origin:?} are not accepted")))
         }
-        None => false,
-    };
+        None => None,
+    }
+}
+
+/// The middleware of every routed request (a method the route does not take is answered 405
+/// before it): the credential and its scope, the content-type rule, the time limit.
+pub async fn authorize(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    check_and_run(&st, req, next).await
+}
+
+async fn check_and_run(st: &ApiState, mut req: Request<Body>, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    // An Origin that is not this agent's was refused by `guard` (/login aside).
+    let own_origin = path != "/login" && req.headers().contains_key(header::ORIGIN);
     let mutation = !matches!(*req.method(), Method::GET | Method::HEAD);
     if public(&path) {
         // The public pages are the same for everyone: no credential is looked at.

@@ -23,6 +23,11 @@ pub struct ProgramChanged {
     pub withdrawn: Vec<String>,
 }
 
+/// The body of a request that takes no parameters: `{}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyRequest {}
+
 /// `POST /api/v1/collect` and `/upload`: `{}` for every program, or one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -34,14 +39,15 @@ pub struct WorkRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JobDoc {
     pub id: u64,
-    /// `collect` or `upload`.
+    /// `collect`, `upload`, `export` or `support-bundle`.
     pub kind: String,
     /// `running`, `succeeded` or `failed`.
     pub state: String,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub ok: Option<bool>,
-    /// `collect`: a list of CollectedDoc; `upload`: an UploadReportDoc.
+    /// Null while it runs; then `collect`: a list of CollectedDoc, `upload`: an UploadReportDoc,
+    /// `export`: an ExportDoc, `support-bundle`: the file written; `{"error": …}` when it failed.
     #[schema(value_type = Object)]
     pub result: Option<serde_json::Value>,
     /// Where to follow it.
