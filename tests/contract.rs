@@ -693,6 +693,27 @@ fn put_on_a_get_only_route_answers_405_with_allow() {
     let answer = send(&a, &call, false).unwrap();
     assert_eq!(undeclared_method(&["GET".into()], &call, &answer), Vec::<String>::new());
     assert!(http::is_problem(&answer), "{}", answer.text());
+    // Without a credential too: the method is refused before a token is asked for (it was 401).
+    let anonymous = send_as(&a, None, &call, false).unwrap();
+    assert_eq!(undeclared_method(&["GET".into()], &call, &anonymous), Vec::<String>::new());
+}
+
+#[test]
+fn a_post_without_a_body_is_not_asked_for_a_content_type() {
+    // quarantine retry takes no body: it answered 415 (undocumented) for want of a
+    // Content-Type; an unknown id is the 404 the document lists.
+    let a = RunningAgent::offline("");
+    let c = Contract::fetch(&a);
+    let call = Call {
+        method: "POST".into(),
+        path: "/api/v1/quarantine/no-such-bundle/retry".into(),
+        body: None,
+        content_type: "",
+    };
+    let answer = send(&a, &call, false).unwrap();
+    assert_eq!(answer.status, 404, "{}", answer.text());
+    let o = op(&c, "/api/v1/quarantine/{id}/retry", "post");
+    assert!(o["responses"]["404"].is_object(), "the document lists the 404");
 }
 
 #[test]

@@ -81,6 +81,7 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         .split_for_parts();
     let mut doc = serde_json::to_value(&api).expect("the OpenAPI document serializes");
     super::contract::complete(&mut doc);
+    let declared = super::security::DeclaredMethods::of(&doc);
     let doc = Arc::new(doc.to_string());
     router
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route; GET /api/openapi.json lists them") })
@@ -92,6 +93,7 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
         })
         .route_layer(axum::middleware::from_fn_with_state(st.clone(), authorize))
         .layer(axum::Extension(OpenApiJson(doc)))
+        .layer(axum::Extension(declared))
         .layer(axum::middleware::from_fn_with_state(st.clone(), guard))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(st)

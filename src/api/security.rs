@@ -188,7 +188,55 @@ pub async fn authorize(State(st): State<Arc<ApiState>>, req: Request, next: Next
     check_and_run(&st, req, next).await
 }
 
+/// The methods the OpenAPI document declares per route template: a method a route does not
+/// take is answered 405 with `Allow` before any credential is asked for (the answer tells
+/// nothing the public document does not).
+#[derive(Clone, Default)]
+pub struct DeclaredMethods(Arc<std::collections::HashMap<String, Vec<Method>>>);
+
+impl DeclaredMethods {
+    pub fn of(doc: &serde_json::Value) -> DeclaredMethods {
+        let mut map = std::collections::HashMap::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            let methods = item
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(m, _)| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+                .collect();
+            map.insert(path.clone(), methods);
+        }
+        DeclaredMethods(Arc::new(map))
+    }
+
+    /// The route `template` is declared and does not take `method` (HEAD goes with GET).
+    fn refuses(&self, template: &str, method: &Method) -> bool {
+        let Some(methods) = self.0.get(template) else { return false };
+        let m = if method == Method::HEAD { &Method::GET } else { method };
+        !methods.contains(m)
+    }
+}
+
+/// Whether the request's method is one its route does not take (answered 405 without a
+/// credential).
+fn undeclared_method(req: &Request<Body>) -> bool {
+    match (req.extensions().get::<axum::extract::MatchedPath>(), req.extensions().get::<DeclaredMethods>()) {
+        (Some(template), Some(declared)) => declared.refuses(template.as_str(), req.method()),
+        _ => false,
+    }
+}
+
+/// Whether the request carries a body (a POST without one has no content type to check).
+fn has_body(req: &Request<Body>) -> bool {
+    let h = req.headers();
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0")
+}
+
 async fn check_and_run(st: &ApiState, mut req: Request<Body>, next: Next) -> Response {
+    if undeclared_method(&req) {
+        return next.run(req).await;
+    }
     let path = req.uri().path().to_string();
     // An Origin that is not this agent's was refused by `guard` (/login aside).
     let own_origin = path != "/login" && req.headers().contains_key(header::ORIGIN);
@@ -238,7 +286,7 @@ async fn check_and_run(st: &ApiState, mut req: Request<Body>, next: Next) -> Res
         if mutation && auth.scope == Scope::Read {
             return problem(StatusCode::FORBIDDEN, "the read-only token cannot change anything; use api-token");
         }
-        if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+        if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) && has_body(&req) {
             let ctype = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let essence = ctype.split(';').next().unwrap_or("").trim();
             if !essence.eq_ignore_ascii_case("application/json") {
