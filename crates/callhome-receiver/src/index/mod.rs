@@ -387,7 +387,11 @@ mod tests {
         assert_eq!(index.exemption_for("inst-1", now).await.unwrap().unwrap().exemption_id, "a");
         assert_eq!(index.exemption_for("inst-2", now).await.unwrap(), None);
         index.record_exemption(&grant("b", "2026-12-31", "2026-11-20T00:00:00Z")).await.unwrap();
-        assert_eq!(index.exemption_for("inst-1", now).await.unwrap().unwrap().exemption_id, "b", "a newer grant replaces");
+        assert_eq!(
+            index.exemption_for("inst-1", now).await.unwrap().unwrap().exemption_id,
+            "b",
+            "a newer grant replaces"
+        );
         let january = callhome_protocol::time::parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
         assert_eq!(index.exemption_for("inst-1", january).await.unwrap(), None, "ended with its day");
         assert_eq!(index.exemptions().await.unwrap().len(), 2);
