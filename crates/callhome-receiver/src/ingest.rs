@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{BundleStore, Refusal, zipcheck};
 use callhome_protocol::export::{BUNDLES_DIR, EXPORT_FORMAT, ExportManifest, ManualReceipt, RECEIPT_FORMAT, Rejected};
 use callhome_protocol::manifest::MAX_ENTRIES;
-use callhome_protocol::time::{now, rfc3339};
+use callhome_protocol::time::{Timestamp, rfc3339};
 
 /// Largest `export.json` read.
 const MAX_MANIFEST: u64 = 16 << 20;
@@ -106,7 +106,8 @@ fn read_manifest<R: Read + std::io::Seek>(
     Ok(manifest)
 }
 
-/// Checks and stores every bundle of the export at `path`; returns the signed receipt.
+/// Checks and stores every bundle of the export at `path` as received at `received_at`;
+/// returns the signed receipt.
 ///
 /// `admit` sees the checked `export.json` first and may refuse the export (for an install of
 /// another customer); when it returns an install id, every inner bundle's manifest must name it.
@@ -115,6 +116,7 @@ pub fn ingest(
     store: &BundleStore,
     limits: &ExportLimits,
     admit: &dyn Fn(&ExportManifest) -> Result<Option<String>, Refusal>,
+    received_at: Timestamp,
 ) -> Result<ManualReceipt, Refusal> {
     let file =
         std::fs::File::open(path).map_err(|e| Refusal { status: 500, reason: format!("{}: {e}", path.display()) })?;
@@ -174,7 +176,7 @@ pub fn ingest(
             rejected.push(reject(format!("its SHA-256 is {sha}, not the {} export.json lists", b.sha256)));
             continue;
         }
-        match store.accept_file(incoming, &sha, expected_install.as_deref()) {
+        match store.accept_file(incoming, &sha, expected_install.as_deref(), received_at) {
             Ok((r, _, _)) => accepted.push(r.bundle_sha256),
             Err(refusal) if refusal.status >= 500 => return Err(refusal),
             Err(refusal) => rejected.push(reject(refusal.reason)),
@@ -187,7 +189,7 @@ pub fn ingest(
         receipt_id: hex::encode(id),
         export_id: manifest.export_id,
         install_id: manifest.install_id,
-        received_at: rfc3339(now()),
+        received_at: rfc3339(received_at),
         accepted,
         rejected,
         signature: String::new(),

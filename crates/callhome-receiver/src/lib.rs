@@ -18,6 +18,7 @@ pub mod http;
 pub mod index;
 pub mod ingest;
 pub mod limits;
+pub mod simulate;
 pub mod store;
 pub mod tls;
 pub mod zipcheck;
@@ -31,7 +32,7 @@ use tokio::net::TcpListener;
 use tracing::warn;
 
 pub use faults::{Fault, FaultKind};
-pub use store::BundleStore;
+pub use store::{BundleStore, StoreSpec};
 pub use tls::TlsSource;
 pub use zipcheck::check_zip;
 
@@ -57,8 +58,11 @@ pub enum ReceiverError {
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
-    pub store: PathBuf,
-    /// The SQLite index; `STORE/index.sqlite` when not given.
+    /// `--store DIR` or `--store s3://BUCKET/PREFIX`.
+    pub store: StoreSpec,
+    /// Where bodies are received and checked (`--spool`); see [`store`].
+    pub spool: Option<PathBuf>,
+    /// The SQLite index; `STORE/index.sqlite` when not given (required with an S3 store).
     pub index: Option<PathBuf>,
     pub tls: TlsSource,
     /// Where to copy the self-signed CA (PEM), for agents to trust.
@@ -80,6 +84,9 @@ pub struct ServeOptions {
     pub install_rate: limits::Rate,
     /// Most bytes an export's bundles may decompress to.
     pub max_export_unpacked: u64,
+    /// Honour `X-Callhome-Simulated-Received-At` (the fleet simulator's backdating; never for a
+    /// real fleet).
+    pub allow_backdating: bool,
 }
 
 /// Why a bundle or an export was refused: the HTTP status and what to tell the sender.
@@ -97,9 +104,16 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// The index's path: given, or `index.sqlite` in the store.
-pub fn index_path(store: &std::path::Path, index: Option<&std::path::Path>) -> PathBuf {
-    index.map(PathBuf::from).unwrap_or_else(|| store.join("index.sqlite"))
+/// The index's path: given, or `index.sqlite` in a local store; an S3 store needs one given.
+pub fn index_path(store: &StoreSpec, index: Option<&std::path::Path>) -> Result<PathBuf, ReceiverError> {
+    match (index, store.local_dir()) {
+        (Some(p), _) => Ok(p.to_path_buf()),
+        (None, Some(dir)) => Ok(dir.join("index.sqlite")),
+        (None, None) => Err(ReceiverError::Io(format!(
+            "--store {store}: the index is not kept in a bucket; give --index sqlite:PATH (one receiver) or the \
+             shared index of the replicas"
+        ))),
+    }
 }
 
 /// Prepares keys, TLS, the index and the listener; `ready` gets the bound address before
@@ -114,9 +128,15 @@ pub async fn serve(
         fsutil::write_atomic(out, receipt::public_key_pem(&key).as_bytes())
             .map_err(|e| ReceiverError::Io(format!("--public-key-out {}: {e}", out.display())))?;
     }
-    let store = BundleStore::open(&opts.store, key)?.advertise(opts.latest_agent.clone());
-    let index = index::Index::open(&index_path(&opts.store, opts.index.as_deref()))?;
-    let (tls, ca) = tls::server_config(&opts.tls, &opts.store)?;
+    let index_at = index_path(&opts.store, opts.index.as_deref())?;
+    // Opened on a blocking thread: the store drives its async client from blocking code.
+    let (spec, spool) = (opts.store.clone(), opts.spool.clone());
+    let store = tokio::task::spawn_blocking(move || BundleStore::open(&spec, spool.as_deref(), key))
+        .await
+        .map_err(|e| ReceiverError::Io(format!("opening the store: {e}")))??
+        .advertise(opts.latest_agent.clone());
+    let index = index::Index::open(&index_at)?;
+    let (tls, ca) = tls::server_config(&opts.tls, store.local_dir())?;
     if let (Some(out), Some(ca)) = (&opts.ca_out, ca) {
         fsutil::write_atomic(out, ca.as_bytes())
             .map_err(|e| ReceiverError::Io(format!("--ca-out {}: {e}", out.display())))?;
@@ -135,6 +155,12 @@ pub async fn serve(
     let listener =
         listen(opts.listen).map_err(|e| ReceiverError::Io(format!("cannot listen on {}: {e}", opts.listen)))?;
     let addr = listener.local_addr().map_err(|e| ReceiverError::Io(e.to_string()))?;
+    if opts.allow_backdating {
+        warn!(
+            "BACKDATING ALLOWED: uploads may set their own received time (X-Callhome-Simulated-Received-At), \
+             for the fleet simulator; never run a receiver for a fleet like this"
+        );
+    }
     if opts.open_enrolment {
         warn!(
             "OPEN ENROLMENT: bundles and exports are taken from anyone, without a token, and get signed receipts; \

@@ -13,7 +13,7 @@ use callhome_protocol::receipt;
 use callhome_protocol::time::{now, parse_rfc3339, rfc3339};
 use callhome_receiver::{self as receiver, ServeOptions, TlsSource, conn::ConnLimits, index::Index, limits::Rate};
 use clap::Parser;
-use cli::{Cli, Command, IndexArgs, ServeArgs, TokensCommand};
+use cli::{Cli, Command, IndexArgs, ServeArgs, SimulateArgs, TokensCommand};
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
@@ -24,12 +24,18 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    // Everything the receiver writes (bundles, receipts, the index, keys) is the operator's alone.
+    #[cfg(unix)]
+    unsafe {
+        libc::umask(0o077);
+    }
     let result = match Cli::parse().command {
         Command::Ingest { export, store, signing_key, receipt_out, public_key_out, max_body } => {
             ingest(&export, &store, &signing_key, &receipt_out, public_key_out.as_deref(), max_body)
         }
         Command::Serve(args) => serve(*args),
         Command::Tokens { command } => tokens(command),
+        Command::Simulate(args) => simulate(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,6 +66,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         listen: args.listen,
         index: index_path_arg(&args.index.index)?,
         store: args.index.store,
+        spool: args.spool,
         tls,
         ca_out: args.ca_out,
         signing_key: args.signing_key,
@@ -78,6 +85,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         max_uploads: args.max_uploads,
         install_rate: Rate { per_second: args.install_rate, burst: args.install_burst },
         max_export_unpacked: args.max_export_unpacked,
+        allow_backdating: args.allow_backdating,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -117,7 +125,7 @@ fn index_path_arg(spec: &Option<String>) -> Result<Option<PathBuf>> {
 }
 
 fn open_index(args: &IndexArgs) -> Result<Index> {
-    let path = receiver::index_path(&args.store, index_path_arg(&args.index)?.as_deref());
+    let path = receiver::index_path(&args.store, index_path_arg(&args.index)?.as_deref()).map_err(|e| e.to_string())?;
     Index::open(&path).map_err(|e| e.to_string())
 }
 
@@ -195,7 +203,7 @@ fn tokens(command: TokensCommand) -> Result<()> {
 
 fn ingest(
     export: &Path,
-    store: &Path,
+    store: &receiver::StoreSpec,
     key: &Path,
     out: &Path,
     public_key_out: Option<&Path>,
@@ -206,10 +214,10 @@ fn ingest(
         fsutil::write_atomic(p, receipt::public_key_pem(&key).as_bytes())
             .map_err(|e| format!("--public-key-out {}: {e}", p.display()))?;
     }
-    let store = receiver::BundleStore::open(store, key).map_err(|e| e.to_string())?;
+    let store = receiver::BundleStore::open(store, None, key).map_err(|e| e.to_string())?;
     let limits = receiver::ingest::ExportLimits { max_bundle: max_body, ..Default::default() };
     // The operator runs this command: no token is asked for.
-    let receipt = receiver::ingest::ingest(export, &store, &limits, &|_| Ok(None))
+    let receipt = receiver::ingest::ingest(export, &store, &limits, &|_| Ok(None), now())
         .map_err(|r| format!("{}: {r}", export.display()))?;
     let json = serde_json::to_vec_pretty(&receipt).map_err(|e| e.to_string())?;
     fsutil::write_atomic(out, &json).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -223,6 +231,81 @@ fn ingest(
     );
     for r in &receipt.rejected {
         println!("  rejected {}: {}", r.name, r.reason);
+    }
+    Ok(())
+}
+
+/// `--backdate-days MIN-MAX`.
+fn parse_days(s: &str) -> Result<(u32, u32)> {
+    let err = || format!("--backdate-days {s}: give MIN-MAX in days, such as 91-365");
+    let (a, b) = s.split_once('-').ok_or_else(err)?;
+    let (a, b) = (a.trim().parse::<u32>().map_err(|_| err())?, b.trim().parse::<u32>().map_err(|_| err())?);
+    if a > b { Err(err()) } else { Ok((a, b)) }
+}
+
+fn simulate(args: SimulateArgs) -> Result<()> {
+    let backdate_days = parse_days(&args.backdate_days)?;
+    let public_key = match &args.public_key {
+        Some(p) => Some(receipt::load_public_key(p).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let tokens = match (&args.store, args.open_enrolment) {
+        (_, true) | (None, _) => Vec::new(),
+        (Some(store), false) => {
+            let index = open_index(&IndexArgs { store: store.clone(), index: args.index.clone() })?;
+            let tag = format!("{:06x}", fastrand::u32(..) & 0xff_ffff);
+            (1..=args.customers.max(1))
+                .map(|c| {
+                    let customer = format!("Simulated customer {c:03} ({tag})");
+                    index
+                        .create_token(&customer, None, false, now())
+                        .map(|(_, t)| (customer, t))
+                        .map_err(|e| e.to_string())
+                })
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
+    let urls = args
+        .urls
+        .iter()
+        .map(|u| {
+            let u = u.trim_end_matches('/');
+            if u.ends_with("/bundles") { u.to_string() } else { format!("{u}/v1/bundles") }
+        })
+        .collect();
+    let opts = receiver::simulate::SimulateOptions {
+        urls,
+        ca: args.ca,
+        public_key,
+        installs: args.installs,
+        uploads_per_install: args.uploads_per_install.max(1),
+        concurrency: args.concurrency,
+        tokens,
+        id_prefix: args.id_prefix.unwrap_or_else(|| format!("sim-{:08x}", fastrand::u32(..))),
+        backdate_fraction: args.backdate_fraction,
+        backdate_days,
+        attempts: args.attempts,
+        agent_version: args.agent_version,
+        product_version: args.product_version,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let report = rt.block_on(receiver::simulate::run(opts, |_, _| {})).map_err(|e| e.to_string())?;
+    if let Some(out) = &args.receipts_out {
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
+        fsutil::write_atomic(out, &json).map_err(|e| format!("--receipts-out {}: {e}", out.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.summary).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", report.summary.text());
+    }
+    if report.summary.failed > 0 {
+        let first = report.installs.iter().flat_map(|i| i.failures.iter()).next().cloned().unwrap_or_default();
+        return Err(format!("{} upload(s) got no receipt; the first: {first}", report.summary.failed));
     }
     Ok(())
 }

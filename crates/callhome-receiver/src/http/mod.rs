@@ -46,6 +46,8 @@ pub struct App {
     uploads: Arc<Semaphore>,
     rate: RateLimiter,
     export_limits: ExportLimits,
+    /// Whether uploads may set their received time (`--allow-backdating`).
+    allow_backdating: bool,
 }
 
 impl App {
@@ -60,6 +62,7 @@ impl App {
             uploads: Arc::new(Semaphore::new(opts.max_uploads.max(1))),
             rate: RateLimiter::new(opts.install_rate),
             export_limits: ExportLimits { max_bundle: opts.max_body, max_unpacked: opts.max_export_unpacked },
+            allow_backdating: opts.allow_backdating,
         }
     }
 
@@ -247,6 +250,29 @@ async fn bundles_or_404(State(app): State<Arc<App>>, req: Request) -> Response {
     upload(app, req).await
 }
 
+/// When the bundle counts as received: now, or — only under `--allow-backdating`, for the fleet
+/// simulator — the past time in `X-Callhome-Simulated-Received-At` (RFC 3339).
+fn received_at(app: &App, h: &HeaderMap) -> Result<callhome_protocol::time::Timestamp, Response> {
+    let now = now();
+    let Some(v) = h.get(SIMULATED_RECEIVED_AT) else { return Ok(now) };
+    if !app.allow_backdating {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            &format!("{SIMULATED_RECEIVED_AT} is honoured only by a receiver started with --allow-backdating"),
+        ));
+    }
+    match v.to_str().ok().and_then(callhome_protocol::time::parse_rfc3339) {
+        Some(t) if t <= now => Ok(t),
+        _ => Err(problem(
+            StatusCode::BAD_REQUEST,
+            &format!("{SIMULATED_RECEIVED_AT} must be an RFC 3339 time in the past"),
+        )),
+    }
+}
+
+/// The fleet simulator's backdating header (see [`received_at`]).
+pub const SIMULATED_RECEIVED_AT: &str = "x-callhome-simulated-received-at";
+
 /// `POST …/bundles`: every header check first, then the body into the store.
 async fn upload(app: Arc<App>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
@@ -268,6 +294,10 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
         );
     }
     let claimed = claimed.to_ascii_lowercase();
+    let received_at = match received_at(&app, h) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     if let Some(r) = declared_length_refusal(h, app.max_body, "bundles") {
         return r;
     }
@@ -323,7 +353,7 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     let app2 = app.clone();
     let accepted = tokio::task::spawn_blocking(move || {
         let Received { incoming, sha256, size } = received;
-        let (receipt, new, _) = app2.store.accept_file(incoming, &sha256, install.as_deref())?;
+        let (receipt, new, _) = app2.store.accept_file(incoming, &sha256, install.as_deref(), received_at)?;
         if new {
             let row = BundleRow {
                 sha256: &sha256,
@@ -331,7 +361,7 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
                 program: &program,
                 size,
                 receipt_id: &receipt.receipt_id,
-                received_at: now(),
+                received_at,
             };
             if let Err(e) = app2.index.record_bundle(&row) {
                 warn!("{e}");
@@ -388,7 +418,7 @@ async fn take_export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
     let app2 = app.clone();
     let done = tokio::task::spawn_blocking(move || {
         let admit = |m: &callhome_protocol::export::ExportManifest| auth::admit_export(&app2.index, &caller, m);
-        ingest::ingest(received.incoming.path(), &app2.store, &app2.export_limits, &admit)
+        ingest::ingest(received.incoming.path(), &app2.store, &app2.export_limits, &admit, now())
     })
     .await
     .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the export check failed: {e}") }));
