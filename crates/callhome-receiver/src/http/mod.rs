@@ -252,21 +252,16 @@ async fn bundles_or_404(State(app): State<Arc<App>>, req: Request) -> Response {
 
 /// When the bundle counts as received: now, or — only under `--allow-backdating`, for the fleet
 /// simulator — the past time in `X-Callhome-Simulated-Received-At` (RFC 3339).
-fn received_at(app: &App, h: &HeaderMap) -> Result<callhome_protocol::time::Timestamp, Response> {
+/// A refusal is a 400's detail.
+fn received_at(app: &App, h: &HeaderMap) -> Result<callhome_protocol::time::Timestamp, String> {
     let now = now();
     let Some(v) = h.get(SIMULATED_RECEIVED_AT) else { return Ok(now) };
     if !app.allow_backdating {
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            &format!("{SIMULATED_RECEIVED_AT} is honoured only by a receiver started with --allow-backdating"),
-        ));
+        return Err(format!("{SIMULATED_RECEIVED_AT} is honoured only by a receiver started with --allow-backdating"));
     }
     match v.to_str().ok().and_then(callhome_protocol::time::parse_rfc3339) {
         Some(t) if t <= now => Ok(t),
-        _ => Err(problem(
-            StatusCode::BAD_REQUEST,
-            &format!("{SIMULATED_RECEIVED_AT} must be an RFC 3339 time in the past"),
-        )),
+        _ => Err(format!("{SIMULATED_RECEIVED_AT} must be an RFC 3339 time in the past")),
     }
 }
 
@@ -296,7 +291,7 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     let claimed = claimed.to_ascii_lowercase();
     let received_at = match received_at(&app, h) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, &why),
     };
     if let Some(r) = declared_length_refusal(h, app.max_body, "bundles") {
         return r;
