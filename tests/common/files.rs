@@ -23,7 +23,11 @@ pub fn list(dir: &Path, suffix: &str) -> Vec<String> {
 /// The bundles a receiver's local store holds, by file name (`<sha256>.zip`), from
 /// `STORE/bundles/YYYY/MM/DD/<install>/`.
 pub fn stored_bundles(store: &Path) -> Vec<String> {
-    let mut v: Vec<String> = files_under(&store.join("bundles"))
+    let dir = store.join("bundles");
+    if !dir.is_dir() {
+        return Vec::new();
+    }
+    let mut v: Vec<String> = files_under(&dir)
         .iter()
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .filter(|n| n.ends_with(".zip"))
