@@ -241,7 +241,7 @@ fn an_agent_killed_mid_upload_gets_the_bundle_acknowledged_once() {
     for row in &sent {
         let sha = row["sha256"].as_str().unwrap();
         let stored: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(r.store.join(format!("{sha}.receipt.json"))).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(r.store.join(format!("receipts/{sha}.json"))).unwrap()).unwrap();
         let ours: serde_json::Value = serde_json::from_str(row["detail"].as_str().unwrap()).unwrap();
         assert_eq!(stored["receipt_id"], ours["receipt_id"]);
     }

@@ -210,14 +210,15 @@ fn bundle_zips_at_the_receiver() {
 #[test]
 fn export_zips_at_the_receivers_ingest() {
     let dir = tempfile::tempdir().unwrap();
-    let store = callhome_receiver::BundleStore::open(&dir.path().join("store"), key()).unwrap();
+    let store = callhome_receiver::BundleStore::open_local(&dir.path().join("store"), key()).unwrap();
     let file = dir.path().join("export.zip");
     let limits = callhome_receiver::ingest::ExportLimits { max_bundle: 64 << 20, max_unpacked: 256 << 20 };
     fuzz("export", |_, input| {
         std::fs::write(&file, input).unwrap();
-        match callhome_receiver::ingest::ingest(&file, &store, &limits, &|_| Ok(None)) {
-            Ok(receipt) => {
+        match callhome_receiver::ingest::ingest(&file, &store, &limits, &|_| Ok(None), callhome_protocol::time::now()) {
+            Ok((receipt, taken)) => {
                 prop_assert!(receipt.verify(&key().verifying_key()).is_ok());
+                prop_assert_eq!(taken.len(), receipt.accepted.len());
                 for r in &receipt.rejected {
                     prop_assert!(!r.reason.is_empty());
                 }

@@ -169,14 +169,17 @@ fn the_receivers_store_is_closed_to_others_under_umask_022() {
     assert!(out.status.success(), "{}", stdout(&out));
     assert_eq!(r.bundles().len(), 1);
     assert_eq!(std::fs::metadata(&r.store).unwrap().permissions().mode() & 0o777, 0o700);
-    let stored: Vec<String> = std::fs::read_dir(&r.store)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
+    // Every file at any depth (bundles/YYYY/MM/DD/<install>/, receipts/), and every folder.
+    let open: Vec<String> = files_under(&r.store)
+        .into_iter()
         .filter(|p| std::fs::metadata(p).unwrap().permissions().mode() & 0o077 != 0)
         .map(|p| p.display().to_string())
         .collect();
-    assert!(stored.iter().all(|p| !p.ends_with(".zip") && !p.ends_with(".receipt.json")), "{stored:?}");
+    assert!(open.is_empty(), "readable by others: {open:?}");
+    let bundle = files_under(&r.store.join("bundles")).pop().unwrap();
+    for dir in bundle.ancestors().skip(1).take_while(|d| d.starts_with(&r.store)) {
+        assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700, "{}", dir.display());
+    }
 }
 
 /// Every command line and environment of every process readable in /proc, read over and over

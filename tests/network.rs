@@ -81,7 +81,7 @@ fn the_receiver_serves_given_certificate_files() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(out.status.success(), "{}", stdout(&out));
-    assert_eq!(list(&store, ".zip").len(), 1);
+    assert_eq!(stored_bundles(&store).len(), 1);
 }
 
 #[test]

@@ -20,6 +20,22 @@ pub fn list(dir: &Path, suffix: &str) -> Vec<String> {
     v
 }
 
+/// The bundles a receiver's local store holds, by file name (`<sha256>.zip`), from
+/// `STORE/bundles/YYYY/MM/DD/<install>/`.
+pub fn stored_bundles(store: &Path) -> Vec<String> {
+    let dir = store.join("bundles");
+    if !dir.is_dir() {
+        return Vec::new();
+    }
+    let mut v: Vec<String> = files_under(&dir)
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".zip"))
+        .collect();
+    v.sort();
+    v
+}
+
 /// Every file under `dir`, at any depth.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();

@@ -127,7 +127,7 @@ impl Receiver {
 
     /// Bundles the receiver holds.
     pub fn bundles(&self) -> Vec<String> {
-        list(&self.store, ".zip")
+        stored_bundles(&self.store)
     }
 
     pub fn stop(mut self) {

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use callhome_receiver::{self as receiver, Fault};
+use callhome_receiver::{self as receiver, Fault, StoreSpec};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -20,8 +20,9 @@ pub enum Command {
     Ingest {
         /// The export zip (`callhome export --out …`).
         export: PathBuf,
-        #[arg(long)]
-        store: PathBuf,
+        /// The store: a folder, or s3://BUCKET/PREFIX (endpoint and credentials from AWS_*).
+        #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+        store: StoreSpec,
         /// The Ed25519 receipt-signing key (PKCS#8 PEM); created when absent.
         #[arg(long, value_name = "FILE")]
         signing_key: PathBuf,
@@ -55,6 +56,9 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<FleetCommand>,
     },
+    /// Simulate a fleet: enrol installs and upload real bundles from them concurrently over TLS
+    /// (benchmarks, fault tests). Prints a summary; --receipts-out keeps every receipt held.
+    Simulate(Box<SimulateArgs>),
     /// Enrolment tokens: the vendor makes one per install (or per customer) and the customer's
     /// administrator stores it with `callhome register --token-stdin`.
     Tokens {
@@ -104,10 +108,13 @@ pub enum ExemptionsCommand {
 /// Where the store and the index are.
 #[derive(Debug, clap::Args)]
 pub struct IndexArgs {
-    /// The store folder (bundles, receipts; the index by default).
-    #[arg(long)]
-    pub store: PathBuf,
-    /// The index: sqlite:PATH (default: STORE/index.sqlite) or postgres://USER@HOST:PORT/DATABASE.
+    /// The store: a folder (bundles, receipts; the index by default), or s3://BUCKET/PREFIX
+    /// for any S3-compatible service (endpoint and credentials from AWS_ENDPOINT_URL,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub store: StoreSpec,
+    /// The index: sqlite:PATH (default: STORE/index.sqlite; required with an S3 store) or
+    /// postgres://USER@HOST:PORT/DATABASE.
     #[arg(long, value_name = "sqlite:PATH|postgres://…")]
     pub index: Option<String>,
 }
@@ -124,9 +131,10 @@ pub struct FleetArgs {
     /// product_version, outdated}].
     #[arg(long)]
     pub json: bool,
-    /// The store folder (its index.sqlite is the index unless --index says otherwise).
-    #[arg(long)]
-    pub store: Option<PathBuf>,
+    /// The store folder (its index.sqlite is the index unless --index says otherwise); an S3
+    /// store needs --index.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub store: Option<StoreSpec>,
     /// The index: sqlite:PATH or postgres://USER@HOST:PORT/DATABASE.
     #[arg(long, value_name = "sqlite:PATH|postgres://…")]
     pub index: Option<String>,
@@ -227,6 +235,15 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub index: IndexArgs,
+    /// A local folder for bodies being received and checked before they are stored (default:
+    /// STORE/.incoming; with an S3 store a private temporary folder). Needs room for
+    /// --max-uploads bodies.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Let uploads set their received time with X-Callhome-Simulated-Received-At (the fleet
+    /// simulator's backdating; logged loudly; never for a real fleet).
+    #[arg(long)]
+    pub allow_backdating: bool,
     /// Make (once, kept in STORE/tls) a CA and a certificate for localhost.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"], required_unless_present = "tls_cert")]
     pub tls_self_signed: bool,
@@ -288,4 +305,64 @@ pub struct ServeArgs {
     pub releases: ReleaseArgs,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// A receiver to upload to (https://HOST:PORT or its …/v1/bundles URL); repeat for replicas,
+    /// used in turn and failed over.
+    #[arg(long = "url", required = true, value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Trust only this CA (PEM) for the receivers (the file --ca-out wrote).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Check every receipt's signature with this public key (the file --public-key-out wrote).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// How many installs.
+    #[arg(long, default_value_t = 100)]
+    pub installs: usize,
+    /// Bundles each install uploads.
+    #[arg(long, default_value_t = 1)]
+    pub uploads_per_install: usize,
+    /// Uploads in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Send no token (the receivers run with --open-enrolment).
+    #[arg(long, conflicts_with_all = ["store", "index", "customers"])]
+    pub open_enrolment: bool,
+    /// Enrol through this store's index: one multi-install token per customer is made there.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX", required_unless_present = "open_enrolment")]
+    pub store: Option<StoreSpec>,
+    /// The index to make the tokens in: sqlite:PATH (default: STORE/index.sqlite) or postgres://….
+    #[arg(long, value_name = "sqlite:PATH|postgres://…")]
+    pub index: Option<String>,
+    /// How many customers the installs are spread over (one token each).
+    #[arg(long, default_value_t = 10)]
+    pub customers: usize,
+    /// Install ids are PREFIX-000001, PREFIX-000002, … (default: sim- and a random tag).
+    #[arg(long, value_name = "PREFIX")]
+    pub id_prefix: Option<String>,
+    /// The share of installs (0 to 1) whose uploads are dated in the past, so the fleet view
+    /// shows them overdue; the receivers must run with --allow-backdating.
+    #[arg(long, default_value_t = 0.0)]
+    pub backdate_fraction: f64,
+    /// How many days back backdated uploads are: MIN-MAX.
+    #[arg(long, default_value = "91-365", value_name = "MIN-MAX")]
+    pub backdate_days: String,
+    /// Attempts per bundle (retries after 429/503/5xx and connection failures).
+    #[arg(long, default_value_t = 5)]
+    pub attempts: u32,
+    /// Write every install's receipts (and failures) here as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub receipts_out: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The agent version the bundles carry.
+    #[arg(long, default_value = "0.1.0")]
+    pub agent_version: String,
+    /// The product version the bundles carry.
+    #[arg(long, default_value = "4.2.0")]
+    pub product_version: String,
 }

@@ -32,7 +32,7 @@ pub fn run(args: FleetArgs, command: Option<FleetCommand>) -> Result<()> {
 fn list(rt: &tokio::runtime::Runtime, args: FleetArgs) -> Result<()> {
     let store = match (&args.store, &args.index) {
         (Some(s), _) => s.clone(),
-        (None, Some(_)) => std::path::PathBuf::new(),
+        (None, Some(_)) => callhome_receiver::StoreSpec::Local(std::path::PathBuf::new()),
         (None, None) => return Err("give the receiver's --store (or its --index)".into()),
     };
     let index = open_index(rt, &IndexArgs { store, index: args.index.clone() })?;

@@ -16,9 +16,10 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::{BundleStore, Refusal, zipcheck};
+use crate::store::Accepted;
 use callhome_protocol::export::{BUNDLES_DIR, EXPORT_FORMAT, ExportManifest, ManualReceipt, RECEIPT_FORMAT, Rejected};
 use callhome_protocol::manifest::MAX_ENTRIES;
-use callhome_protocol::time::{now, rfc3339};
+use callhome_protocol::time::{Timestamp, rfc3339};
 
 /// Largest `export.json` read.
 const MAX_MANIFEST: u64 = 16 << 20;
@@ -106,7 +107,8 @@ fn read_manifest<R: Read + std::io::Seek>(
     Ok(manifest)
 }
 
-/// Checks and stores every bundle of the export at `path`; returns the signed receipt.
+/// Checks and stores every bundle of the export at `path` as received at `received_at`;
+/// returns the signed receipt and what the store answered for each bundle it accepted.
 ///
 /// `admit` sees the checked `export.json` first and may refuse the export (for an install of
 /// another customer); when it returns an install id, every inner bundle's manifest must name it.
@@ -115,7 +117,8 @@ pub fn ingest(
     store: &BundleStore,
     limits: &ExportLimits,
     admit: &dyn Fn(&ExportManifest) -> Result<Option<String>, Refusal>,
-) -> Result<ManualReceipt, Refusal> {
+    received_at: Timestamp,
+) -> Result<(ManualReceipt, Vec<Accepted>), Refusal> {
     let file =
         std::fs::File::open(path).map_err(|e| Refusal { status: 500, reason: format!("{}: {e}", path.display()) })?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
@@ -124,6 +127,7 @@ pub fn ingest(
     let expected_install = admit(&manifest)?;
     let mut budget = limits.max_unpacked;
     let mut accepted = Vec::new();
+    let mut taken = Vec::new();
     let mut rejected = Vec::new();
     for b in &manifest.bundles {
         let reject = |reason: String| Rejected { sha256: b.sha256.clone(), name: b.name.clone(), reason };
@@ -174,8 +178,11 @@ pub fn ingest(
             rejected.push(reject(format!("its SHA-256 is {sha}, not the {} export.json lists", b.sha256)));
             continue;
         }
-        match store.accept_file(incoming, &sha, expected_install.as_deref(), manifest.ledger_head.clone()) {
-            Ok((r, _, _)) => accepted.push(r.bundle_sha256),
+        match store.accept_file(incoming, &sha, expected_install.as_deref(), received_at, manifest.ledger_head.clone()) {
+            Ok(a) => {
+                accepted.push(a.receipt.bundle_sha256.clone());
+                taken.push(a);
+            }
             Err(refusal) if refusal.status >= 500 => return Err(refusal),
             Err(refusal) => rejected.push(reject(refusal.reason)),
         }
@@ -187,14 +194,14 @@ pub fn ingest(
         receipt_id: hex::encode(id),
         export_id: manifest.export_id,
         install_id: manifest.install_id,
-        received_at: rfc3339(now()),
+        received_at: rfc3339(received_at),
         accepted,
         rejected,
         // The export's ledger head, signed back so the agent's ledger is anchored by it.
         ledger_head: manifest.ledger_head,
         signature: String::new(),
     };
-    Ok(receipt.sign(store.key()))
+    Ok((receipt.sign(store.key()), taken))
 }
 
 /// Writes to a file while hashing what passes.

@@ -9,7 +9,7 @@
 //!
 //! The modules, in the order a request meets them: [`conn`] (accepting, TLS, timeouts, the
 //! connection cap), [`http`] (routes, header checks, authentication, limits), [`store`] (the
-//! bundles on disk), [`zipcheck`] and [`ingest`] (what a bundle or an export must be), [`index`]
+//! bundles, in a folder or an S3 bucket), [`zipcheck`] and [`ingest`] (what a bundle or an export must be), [`index`]
 //! (tokens, installs, bundles, receipts, exports, reported versions in SQLite or PostgreSQL),
 //! [`record`] (what a stored bundle tells the index), [`fleet`] (the fleet view: compliance
 //! states, currency), [`metrics`] (Prometheus), [`limits`] (per-install rate), [`tls`] (the
@@ -24,6 +24,7 @@ pub mod ingest;
 pub mod limits;
 pub mod metrics;
 pub mod record;
+pub mod simulate;
 pub mod store;
 pub mod tls;
 pub mod zipcheck;
@@ -37,7 +38,7 @@ use tokio::net::TcpListener;
 use tracing::warn;
 
 pub use faults::{Fault, FaultKind};
-pub use store::BundleStore;
+pub use store::{BundleStore, StoreSpec};
 pub use tls::TlsSource;
 pub use zipcheck::check_zip;
 
@@ -63,8 +64,12 @@ pub enum ReceiverError {
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
-    pub store: PathBuf,
-    /// The index: `sqlite:PATH` or `postgres://…`; `STORE/index.sqlite` when not given.
+    /// `--store DIR` or `--store s3://BUCKET/PREFIX`.
+    pub store: StoreSpec,
+    /// Where bodies are received and checked (`--spool`); see [`store`].
+    pub spool: Option<PathBuf>,
+    /// The index: `sqlite:PATH` or `postgres://…`; `STORE/index.sqlite` for a local store when
+    /// not given (required with an S3 store).
     pub index: Option<String>,
     pub tls: TlsSource,
     /// Where to copy the self-signed CA (PEM), for agents to trust.
@@ -93,6 +98,9 @@ pub struct ServeOptions {
     pub thresholds: fleet::Thresholds,
     /// The agent and product releases installs are measured against (the fleet view).
     pub currency: fleet::Currency,
+    /// Honour `X-Callhome-Simulated-Received-At` (the fleet simulator's backdating; never for a
+    /// real fleet).
+    pub allow_backdating: bool,
 }
 
 /// Why a bundle or an export was refused: the HTTP status and what to tell the sender.
@@ -122,11 +130,16 @@ pub async fn serve(
         fsutil::write_atomic(out, receipt::public_key_pem(&key).as_bytes())
             .map_err(|e| ReceiverError::Io(format!("--public-key-out {}: {e}", out.display())))?;
     }
-    let store = BundleStore::open(&opts.store, key)?
+    let index_spec = index::IndexSpec::parse(opts.index.as_deref(), &opts.store)?;
+    // Opened on a blocking thread: the store drives its async client from blocking code.
+    let (spec, spool) = (opts.store.clone(), opts.spool.clone());
+    let store = tokio::task::spawn_blocking(move || BundleStore::open(&spec, spool.as_deref(), key))
+        .await
+        .map_err(|e| ReceiverError::Io(format!("opening the store: {e}")))??
         .advertise(opts.latest_agent.clone())
         .advertise_product(opts.latest_product.clone());
-    let index = index::Index::open(&index::IndexSpec::parse(opts.index.as_deref(), &opts.store)?).await?;
-    let (tls, ca) = tls::server_config(&opts.tls, &opts.store)?;
+    let index = index::Index::open(&index_spec).await?;
+    let (tls, ca) = tls::server_config(&opts.tls, store.local_dir())?;
     if let (Some(out), Some(ca)) = (&opts.ca_out, ca) {
         fsutil::write_atomic(out, ca.as_bytes())
             .map_err(|e| ReceiverError::Io(format!("--ca-out {}: {e}", out.display())))?;
@@ -145,6 +158,12 @@ pub async fn serve(
     let listener =
         listen(opts.listen).map_err(|e| ReceiverError::Io(format!("cannot listen on {}: {e}", opts.listen)))?;
     let addr = listener.local_addr().map_err(|e| ReceiverError::Io(e.to_string()))?;
+    if opts.allow_backdating {
+        warn!(
+            "BACKDATING ALLOWED: uploads may set their own received time (X-Callhome-Simulated-Received-At), \
+             for the fleet simulator; never run a receiver for a fleet like this"
+        );
+    }
     if opts.open_enrolment {
         warn!(
             "OPEN ENROLMENT: bundles and exports are taken from anyone, without a token, and get signed receipts; \

@@ -1,7 +1,6 @@
 //! `callhome-receiver`: the vendor's ingestion server (protocol v1) and its operator commands —
-//! `serve`, `tokens create|list|revoke`, `exemptions grant|list`, `fleet` (the fleet view) and
-//! `ingest` of an export by
-//! the operator.
+//! `serve`, `tokens create|list|revoke`, `exemptions grant|list`, `fleet` (the fleet view),
+//! `ingest` of an export by the operator and `simulate` (the fleet simulator).
 
 mod cli;
 mod fleet_cmd;
@@ -18,7 +17,9 @@ use callhome_receiver::fleet::{Currency, Release, Thresholds};
 use callhome_receiver::index::{Index, IndexSpec};
 use callhome_receiver::{self as receiver, ServeOptions, TlsSource, conn::ConnLimits, limits::Rate};
 use clap::Parser;
-use cli::{Cli, Command, ExemptionsCommand, IndexArgs, ReleaseArgs, ServeArgs, ThresholdArgs, TokensCommand};
+use cli::{
+    Cli, Command, ExemptionsCommand, IndexArgs, ReleaseArgs, ServeArgs, SimulateArgs, ThresholdArgs, TokensCommand,
+};
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALLHOME_LOG")
@@ -29,6 +30,11 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    // Everything the receiver writes (bundles, receipts, the index, keys) is the operator's alone.
+    #[cfg(unix)]
+    unsafe {
+        libc::umask(0o077);
+    }
     let result = match Cli::parse().command {
         Command::Ingest { export, store, signing_key, receipt_out, public_key_out, max_body, index, received_at } => {
             let out = IngestOut { receipt: &receipt_out, public_key: public_key_out.as_deref() };
@@ -38,6 +44,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Tokens { command } => tokens(command),
         Command::Exemptions { command } => exemptions(command),
+        Command::Simulate(args) => simulate(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,6 +85,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         listen: args.listen,
         index: args.index.index,
         store: args.index.store,
+        spool: args.spool,
         tls,
         ca_out: args.ca_out,
         signing_key: args.signing_key,
@@ -99,6 +107,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         max_export_unpacked: args.max_export_unpacked,
         thresholds,
         currency,
+        allow_backdating: args.allow_backdating,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -319,7 +328,7 @@ fn exemptions(command: ExemptionsCommand) -> Result<()> {
 
 fn ingest(
     export: &Path,
-    store: &Path,
+    store: &receiver::StoreSpec,
     index: Option<&str>,
     received_at: Option<&str>,
     key: &Path,
@@ -340,13 +349,13 @@ fn ingest(
             .map_err(|e| format!("--public-key-out {}: {e}", p.display()))?;
     }
     let rt = runtime()?;
-    let index = open_index(&rt, &IndexArgs { store: store.to_path_buf(), index: index.map(str::to_string) })?;
-    let store = receiver::BundleStore::open(store, key).map_err(|e| e.to_string())?;
+    let index = open_index(&rt, &IndexArgs { store: store.clone(), index: index.map(str::to_string) })?;
+    let store = receiver::BundleStore::open(store, None, key).map_err(|e| e.to_string())?;
     let limits = receiver::ingest::ExportLimits { max_bundle: max_body, ..Default::default() };
     // The operator runs this command: no token is asked for.
-    let receipt = receiver::ingest::ingest(export, &store, &limits, &|_| Ok(None))
+    let (receipt, taken) = receiver::ingest::ingest(export, &store, &limits, &|_| Ok(None), received_at)
         .map_err(|r| format!("{}: {r}", export.display()))?;
-    rt.block_on(receiver::record::export(&index, &store, &receipt, received_at)).map_err(|e| e.to_string())?;
+    rt.block_on(receiver::record::export(&index, &store, &receipt, taken, received_at)).map_err(|e| e.to_string())?;
     let json = serde_json::to_vec_pretty(&receipt).map_err(|e| e.to_string())?;
     fsutil::write_atomic(out.receipt, &json).map_err(|e| format!("{}: {e}", out.receipt.display()))?;
     println!(
@@ -359,6 +368,81 @@ fn ingest(
     );
     for r in &receipt.rejected {
         println!("  rejected {}: {}", r.name, r.reason);
+    }
+    Ok(())
+}
+
+/// `--backdate-days MIN-MAX`.
+fn parse_days(s: &str) -> Result<(u32, u32)> {
+    let err = || format!("--backdate-days {s}: give MIN-MAX in days, such as 91-365");
+    let (a, b) = s.split_once('-').ok_or_else(err)?;
+    let (a, b) = (a.trim().parse::<u32>().map_err(|_| err())?, b.trim().parse::<u32>().map_err(|_| err())?);
+    if a > b { Err(err()) } else { Ok((a, b)) }
+}
+
+fn simulate(args: SimulateArgs) -> Result<()> {
+    let backdate_days = parse_days(&args.backdate_days)?;
+    let public_key = match &args.public_key {
+        Some(p) => Some(receipt::load_public_key(p).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let tokens = match (&args.store, args.open_enrolment) {
+        (_, true) | (None, _) => Vec::new(),
+        (Some(store), false) => {
+            let rt = runtime()?;
+            let index = open_index(&rt, &IndexArgs { store: store.clone(), index: args.index.clone() })?;
+            let tag = format!("{:06x}", fastrand::u32(..) & 0xff_ffff);
+            (1..=args.customers.max(1))
+                .map(|c| {
+                    let customer = format!("Simulated customer {c:03} ({tag})");
+                    rt.block_on(index.create_token(&customer, None, false, now()))
+                        .map(|(_, t)| (customer, t))
+                        .map_err(|e| e.to_string())
+                })
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
+    let urls = args
+        .urls
+        .iter()
+        .map(|u| {
+            let u = u.trim_end_matches('/');
+            if u.ends_with("/bundles") { u.to_string() } else { format!("{u}/v1/bundles") }
+        })
+        .collect();
+    let opts = receiver::simulate::SimulateOptions {
+        urls,
+        ca: args.ca,
+        public_key,
+        installs: args.installs,
+        uploads_per_install: args.uploads_per_install.max(1),
+        concurrency: args.concurrency,
+        tokens,
+        id_prefix: args.id_prefix.unwrap_or_else(|| format!("sim-{:08x}", fastrand::u32(..))),
+        backdate_fraction: args.backdate_fraction,
+        backdate_days,
+        attempts: args.attempts,
+        agent_version: args.agent_version,
+        product_version: args.product_version,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let report = rt.block_on(receiver::simulate::run(opts, |_, _| {})).map_err(|e| e.to_string())?;
+    if let Some(out) = &args.receipts_out {
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
+        fsutil::write_atomic(out, &json).map_err(|e| format!("--receipts-out {}: {e}", out.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.summary).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", report.summary.text());
+    }
+    if report.summary.failed > 0 {
+        let first = report.installs.iter().flat_map(|i| i.failures.iter()).next().cloned().unwrap_or_default();
+        return Err(format!("{} upload(s) got no receipt; the first: {first}", report.summary.failed));
     }
     Ok(())
 }

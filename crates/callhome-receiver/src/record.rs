@@ -3,15 +3,16 @@
 //! with each bundle it carried. Uploads, exports over HTTP and the operator's `ingest` all go
 //! through here, so the index learns the same from each.
 //!
-//! It reads the stored copy ([`crate::fleet::report`]) off the async threads; it decides nothing
-//! about who may send what.
+//! What a bundle tells about its install ([`crate::fleet::report`]) was read by the store from
+//! the checked copy in its spool, before the bundle was moved or uploaded (so a bucket is never
+//! read back); this decides nothing about who may send what.
 
 use callhome_protocol::export::ManualReceipt;
 use callhome_protocol::receipt::Receipt;
 use callhome_protocol::time::Timestamp;
 
-use crate::BundleStore;
-use crate::fleet::report::{self, Report};
+use crate::fleet::report::Report;
+use crate::store::{Accepted, BundleStore};
 use crate::index::{BundleRow, ExportRow, Index, IndexError, InstallFacts, Recorded};
 
 /// A bundle just stored.
@@ -24,19 +25,14 @@ pub struct Stored {
     pub program: String,
     pub size: u64,
     pub received_at: Timestamp,
+    /// What the bundle tells the fleet view (see [`Accepted::report`]).
+    pub report: Report,
 }
 
-/// Records the stored bundle `s` and what its stored copy tells about its install; answers the
-/// receipt the index holds for it (another replica's when that one recorded it first).
+/// Records the stored bundle `s` and what it tells about its install; answers the receipt the
+/// index holds for it (another replica's when that one recorded it first).
 pub async fn bundle(index: &Index, store: &BundleStore, s: Stored) -> Result<(Receipt, bool), IndexError> {
-    let path = store.dir().join(format!("{}.zip", s.receipt.bundle_sha256));
-    let report = tokio::task::spawn_blocking(move || report::read(&path))
-        .await
-        .map_err(|e| IndexError::Invalid(format!("reading the stored bundle failed: {e}")))?
-        .unwrap_or_else(|e| {
-            tracing::warn!("the fleet view learns nothing from a stored bundle: {e}");
-            Report::default()
-        });
+    let report = s.report;
     let facts = report.install_id.clone().or_else(|| s.install_id.clone()).map(|install_id| InstallFacts {
         install_id,
         at: s.received_at,
@@ -61,26 +57,25 @@ pub async fn bundle(index: &Index, store: &BundleStore, s: Stored) -> Result<(Re
     })?;
     if kept != s.receipt {
         // Another replica recorded this bundle first: its receipt is the receiver's answer.
-        if let Err(e) = store.keep_receipt(&kept) {
-            tracing::warn!("cannot keep the receipt the index holds beside the stored bundle: {e}");
+        if let Err(e) = store.keep_receipt(&kept).await {
+            tracing::warn!("cannot keep the receipt the index holds in the store: {e}");
         }
     }
     Ok((kept, inserted))
 }
 
-/// Records an export taken in and each bundle it carried (all stored by then).
+/// Records an export taken in and each bundle it carried (`bundles`: what the store answered
+/// for each, all stored by then).
 pub async fn export(
     index: &Index,
     store: &BundleStore,
     r: &ManualReceipt,
+    bundles: Vec<Accepted>,
     received_at: Timestamp,
 ) -> Result<(), IndexError> {
-    for sha in &r.accepted {
-        let Some(receipt) = store.receipt_for(sha) else {
-            return Err(IndexError::Invalid(format!("the stored bundle {sha} has no receipt beside it")));
-        };
-        let size = std::fs::metadata(store.dir().join(format!("{sha}.zip"))).map(|m| m.len()).unwrap_or(0);
-        let stored = Stored { receipt, install_id: None, program: "?".into(), size, received_at };
+    for a in bundles {
+        let stored =
+            Stored { receipt: a.receipt, install_id: None, program: "?".into(), size: a.size, received_at, report: a.report };
         bundle(index, store, stored).await?;
     }
     index

@@ -1,31 +1,137 @@
-//! The receiver's bundle storage on the local filesystem: bundles as `DIR/<sha256>.zip` beside
-//! the receipt given for each (`DIR/<sha256>.receipt.json`), and `DIR/.incoming/` for bodies
-//! being received.
+//! The receiver's bundle storage, through the `object_store` crate: a local folder (the embedded
+//! default) or a bucket of any S3-compatible service.
 //!
-//! A body is streamed into an [`Incoming`] file (created exclusively, 0600) and checked there;
-//! only a checked bundle is renamed into place, and its receipt is written atomically, so the
-//! store never holds half a bundle, and a failed or abandoned upload leaves nothing behind.
-//! Files are 0600 and folders 0700. It knows nothing of HTTP or of who sent a bundle.
+//! The layout, the same in a folder and under a bucket's prefix:
+//!
+//! ```text
+//! bundles/YYYY/MM/DD/<install>/<sha256>.zip   the bundle, by the UTC day it was received
+//! receipts/<sha256>.json                      the receipt it got (found by SHA-256 alone)
+//! ```
+//!
+//! `<install>` is the sending install's id, or the manifest's when the sender was not
+//! authenticated (open enrolment, operator exports); `_` when that is no plain id.
+//!
+//! A body is streamed into an [`Incoming`] file in the local spool (created exclusively, 0600;
+//! `DIR/.incoming/` for a local store, `--spool DIR` or a private temporary folder for S3) and
+//! its zip is checked there, so nothing unchecked ever reaches the store and no body is held in
+//! memory. A checked bundle is then moved into place: renamed for a local store, sent to the
+//! bucket for S3 (in one PUT up to [`MULTIPART_OVER`] bytes, else as a multipart upload of
+//! [`PART_SIZE`] parts, at most two in flight). Only then is its receipt written, create-only,
+//! so a bundle has one receipt; the same bundle again gets it back and is not stored again.
+//! Local files are 0600 and folders 0700. It knows nothing of HTTP or of who sent a bundle.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::SigningKey;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart};
+use tokio::io::AsyncReadExt;
 
 use super::{ReceiverError, Refusal, zipcheck};
-use callhome_protocol::fs::{self as fsutil, sha256_hex};
-use callhome_protocol::manifest::Manifest;
+use crate::fleet::report::{self, Report};
+use callhome_protocol::fs::sha256_hex;
 use callhome_protocol::receipt::{self, Receipt};
-use callhome_protocol::time::{now, rfc3339};
+use callhome_protocol::time::{Timestamp, rfc3339};
 
-/// Where bodies are received before they are checked.
+/// Where bodies are received before they are checked, in a local store.
 const INCOMING: &str = ".incoming";
+/// Bodies up to this size go to S3 in one PUT; larger ones as a multipart upload.
+pub const MULTIPART_OVER: u64 = 8 << 20;
+/// The part size of a multipart upload (S3's smallest is 5 MiB).
+pub const PART_SIZE: usize = 5 << 20;
 
-/// The receiver's storage: bundles by SHA-256, and the receipt given for each.
+/// Where the bundles are kept: `--store DIR` or `--store s3://BUCKET/PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// A local folder.
+    Local(PathBuf),
+    /// A bucket of an S3-compatible service; endpoint and credentials from `AWS_*`.
+    S3 { bucket: String, prefix: String },
+}
+
+impl FromStr for StoreSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<StoreSpec, String> {
+        let Some(rest) = s.strip_prefix("s3://") else {
+            if s.is_empty() {
+                return Err("give a folder or s3://BUCKET/PREFIX".into());
+            }
+            return Ok(StoreSpec::Local(PathBuf::from(s)));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !bucket_ok {
+            return Err(format!(
+                "{s}: the bucket name {bucket:?} must be 3 to 63 lowercase letters, digits, '-' or '.' (s3://BUCKET/PREFIX)"
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+            return Err(format!("{s}: the prefix may not hold '.', '..' or empty segments"));
+        }
+        Ok(StoreSpec::S3 { bucket: bucket.to_string(), prefix: prefix.to_string() })
+    }
+}
+
+impl std::fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreSpec::Local(dir) => write!(f, "{}", dir.display()),
+            StoreSpec::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            StoreSpec::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+impl StoreSpec {
+    /// The folder of a local store.
+    pub fn local_dir(&self) -> Option<&Path> {
+        match self {
+            StoreSpec::Local(dir) => Some(dir),
+            StoreSpec::S3 { .. } => None,
+        }
+    }
+}
+
+/// The key of a bundle received at `received_at` from `install` (see the module's layout).
+pub fn bundle_key(received_at: Timestamp, install: Option<&str>, sha256: &str) -> String {
+    let day = &rfc3339(received_at)[..10];
+    let install = install.filter(|i| crate::ingest::plain_id(i)).unwrap_or("_");
+    format!("bundles/{}/{}/{}/{install}/{sha256}.zip", &day[..4], &day[5..7], &day[8..10])
+}
+
+/// The key of the receipt given for `sha256`.
+pub fn receipt_key(sha256: &str) -> String {
+    format!("receipts/{sha256}.json")
+}
+
+/// How the store's async client is driven from the blocking code that checks bundles.
+enum Driver {
+    /// The runtime the store was opened in (its calls come from blocking threads).
+    Shared(tokio::runtime::Handle),
+    /// A runtime of its own, when opened outside one (the CLI's ingest).
+    Own(tokio::runtime::Runtime),
+}
+
+/// The receiver's storage: bundles, and the receipt given for each.
 pub struct BundleStore {
-    dir: PathBuf,
+    spec: StoreSpec,
+    objects: Arc<dyn ObjectStore>,
+    /// The prefix every key is under (a bucket's PREFIX; empty for a folder).
+    root: String,
+    /// Where bodies are received and checked.
+    spool: PathBuf,
+    /// The private temporary spool, removed with the store.
+    _spool_dir: Option<tempfile::TempDir>,
+    driver: Driver,
     key: SigningKey,
     /// Serialises acceptance so one bundle gets one receipt.
     lock: Mutex<()>,
@@ -36,8 +142,21 @@ pub struct BundleStore {
     latest_product: Option<receipt::LatestRelease>,
 }
 
-/// A file being received in `.incoming/`: removed when dropped unless it was taken into the
-/// store.
+/// A bundle taken into the store (or found there already).
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The receipt given for it (the one given before, for a bundle stored already).
+    pub receipt: Receipt,
+    /// Whether this call stored it.
+    pub new: bool,
+    /// Its size in bytes.
+    pub size: u64,
+    /// What it tells the fleet view, read from the checked copy in the spool before it was
+    /// moved or uploaded (so the store is never read back).
+    pub report: Report,
+}
+
+/// A file being received in the spool: removed when dropped unless it was taken into the store.
 pub struct Incoming {
     path: PathBuf,
 }
@@ -65,6 +184,20 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Creates the folders from `base` down to `dir`, each readable by the owner only.
+fn create_private_dirs_under(base: &Path, dir: &Path) -> io::Result<()> {
+    let mut at = base.to_path_buf();
+    for part in dir.strip_prefix(base).map_err(io::Error::other)?.components() {
+        at.push(part);
+        match fs::create_dir(&at) {
+            Ok(()) => create_private_dir(&at)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Opens a new file exclusively, mode 0600.
 fn create_private(path: &Path) -> io::Result<File> {
     let mut opts = OpenOptions::new();
@@ -77,34 +210,133 @@ fn create_private(path: &Path) -> io::Result<File> {
     opts.open(path)
 }
 
-/// Replaces `path` with `bytes` atomically, mode 0600.
-fn write_private_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = fsutil::parent_dir(path);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.{:08x}.tmp", std::process::id(), fastrand::u32(..)));
-    let result = (|| {
-        let mut f = create_private(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fsutil::sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
     Refusal { status: 500, reason: format!("cannot store the bundle ({what}): {e}") }
 }
 
+/// A store error at start, said with where and what to do.
+fn s3_error(spec: &StoreSpec, what: &str, e: impl std::fmt::Display) -> ReceiverError {
+    ReceiverError::Io(format!(
+        "--store {spec}: {what}: {e}. Check the bucket exists and that AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, \
+         AWS_SECRET_ACCESS_KEY and AWS_REGION (and AWS_ALLOW_HTTP=true for a plain-HTTP endpoint) name a key \
+         allowed to read and write it"
+    ))
+}
+
 impl BundleStore {
-    pub fn open(dir: &Path, key: SigningKey) -> Result<BundleStore, ReceiverError> {
-        let err = |e: io::Error| ReceiverError::Io(format!("store {}: {e}", dir.display()));
-        create_private_dir(dir).map_err(err)?;
-        create_private_dir(&dir.join(INCOMING)).map_err(err)?;
-        Ok(BundleStore { dir: dir.to_path_buf(), key, lock: Mutex::new(()), latest: None, latest_product: None })
+    /// Opens a local store in `dir` (the embedded default).
+    pub fn open_local(dir: &Path, key: SigningKey) -> Result<BundleStore, ReceiverError> {
+        BundleStore::open(&StoreSpec::Local(dir.to_path_buf()), None, key)
+    }
+
+    /// Opens the store `spec`, receiving bodies in `spool` (a local store's `.incoming/` by
+    /// default; a private temporary folder for S3). An S3 store is tried at once — listed, and
+    /// a probe object written and removed — so wrong credentials or a missing bucket stop the
+    /// start with a message instead of failing the first upload.
+    pub fn open(spec: &StoreSpec, spool: Option<&Path>, key: SigningKey) -> Result<BundleStore, ReceiverError> {
+        let driver = match tokio::runtime::Handle::try_current() {
+            Ok(h) => Driver::Shared(h),
+            Err(_) => Driver::Own(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| ReceiverError::Io(format!("cannot start the store's runtime: {e}")))?,
+            ),
+        };
+        let spool_err = |dir: &Path, e: io::Error| ReceiverError::Io(format!("--spool {}: {e}", dir.display()));
+        let (objects, root, spool, spool_dir): (Arc<dyn ObjectStore>, _, _, _) = match spec {
+            StoreSpec::Local(dir) => {
+                let err = |e: io::Error| ReceiverError::Io(format!("store {}: {e}", dir.display()));
+                create_private_dir(dir).map_err(err)?;
+                let fs = LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| ReceiverError::Io(format!("store {}: {e}", dir.display())))?
+                    .with_fsync(true);
+                let spool = spool.map(Path::to_path_buf).unwrap_or_else(|| dir.join(INCOMING));
+                create_private_dir(&spool).map_err(|e| spool_err(&spool, e))?;
+                (Arc::new(fs), String::new(), spool, None)
+            }
+            StoreSpec::S3 { bucket, prefix } => {
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(RetryConfig {
+                        max_retries: 3,
+                        retry_timeout: std::time::Duration::from_secs(30),
+                        ..Default::default()
+                    })
+                    .build()
+                    .map_err(|e| s3_error(spec, "cannot configure the S3 client", e))?;
+                let (spool, dir) = match spool {
+                    Some(p) => {
+                        create_private_dir(p).map_err(|e| spool_err(p, e))?;
+                        (p.to_path_buf(), None)
+                    }
+                    None => {
+                        let t = tempfile::Builder::new().prefix("callhome-receiver-spool-").tempdir().map_err(|e| {
+                            ReceiverError::Io(format!("cannot make a spool folder (give --spool DIR): {e}"))
+                        })?;
+                        create_private_dir(t.path()).map_err(|e| spool_err(t.path(), e))?;
+                        (t.path().to_path_buf(), Some(t))
+                    }
+                };
+                (Arc::new(s3), prefix.clone(), spool, dir)
+            }
+        };
+        let store = BundleStore {
+            spec: spec.clone(),
+            objects,
+            root,
+            spool,
+            _spool_dir: spool_dir,
+            driver,
+            key,
+            lock: Mutex::new(()),
+            latest: None,
+            latest_product: None,
+        };
+        if matches!(spec, StoreSpec::S3 { .. }) {
+            store.probe()?;
+        }
+        Ok(store)
+    }
+
+    /// Lists the prefix and writes, then removes, a probe object.
+    fn probe(&self) -> Result<(), ReceiverError> {
+        let root = (!self.root.is_empty()).then(|| ObjectPath::from(self.root.as_str()));
+        self.block_on(self.objects.list_with_delimiter(root.as_ref()))
+            .map_err(|e| s3_error(&self.spec, "cannot list the bucket", e))?;
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| ReceiverError::Io(format!("no randomness: {e}")))?;
+        let probe = self.path(&format!("probe/{}", hex::encode(id)));
+        let create = || PutOptions { mode: PutMode::Create, ..Default::default() };
+        let body = || PutPayload::from_static(b"callhome-receiver probe");
+        self.block_on(self.objects.put_opts(&probe, body(), create()))
+            .map_err(|e| s3_error(&self.spec, "cannot write to the bucket", e))?;
+        // Whether the service honours create-only writes (If-None-Match: *): AWS S3 does; some
+        // S3-compatible services (Garage 2.5) overwrite anyway.
+        let second = self.block_on(self.objects.put_opts(&probe, body(), create()));
+        self.block_on(self.objects.delete(&probe))
+            .map_err(|e| s3_error(&self.spec, "cannot delete from the bucket", e))?;
+        if second.is_ok() {
+            tracing::warn!(
+                "--store {}: the service does not honour create-only writes (If-None-Match); one receiver \
+                 still gives one receipt per bundle, but replicas sharing this bucket rely on their shared index for it",
+                self.spec
+            );
+        }
+        Ok(())
+    }
+
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        match &self.driver {
+            Driver::Shared(h) => h.block_on(f),
+            Driver::Own(rt) => rt.block_on(f),
+        }
+    }
+
+    /// The object path of `key` under the store's prefix.
+    fn path(&self, key: &str) -> ObjectPath {
+        if self.root.is_empty() { ObjectPath::from(key) } else { ObjectPath::from(format!("{}/{key}", self.root)) }
     }
 
     /// Advertise this agent release in new receipts.
@@ -119,9 +351,15 @@ impl BundleStore {
         self
     }
 
-    /// The store's folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// What the store is (`--store`).
+    pub fn spec(&self) -> &StoreSpec {
+        &self.spec
+    }
+
+    /// A local folder for what the receiver keeps beside the bundles (the self-signed TLS
+    /// identity, the default index): the store's folder, or the spool for S3.
+    pub fn local_dir(&self) -> &Path {
+        self.spec.local_dir().unwrap_or(&self.spool)
     }
 
     /// The receipt-signing key.
@@ -133,38 +371,47 @@ impl BundleStore {
     pub fn incoming(&self) -> io::Result<(Incoming, File)> {
         let mut id = [0u8; 12];
         getrandom::fill(&mut id).map_err(|e| io::Error::other(e.to_string()))?;
-        let path = self.dir.join(INCOMING).join(format!("{}.part", hex::encode(id)));
+        let path = self.spool.join(format!("{}.part", hex::encode(id)));
         let file = create_private(&path)?;
         Ok((Incoming { path }, file))
     }
 
     /// The receipt already given for `sha256`, if any.
-    pub fn receipt_for(&self, sha256: &str) -> Option<Receipt> {
-        let bytes = fs::read(self.dir.join(format!("{sha256}.receipt.json"))).ok()?;
-        serde_json::from_slice(&bytes).ok()
+    pub fn receipt_for(&self, sha256: &str) -> Result<Option<Receipt>, Refusal> {
+        let got = self.block_on(async {
+            match self.objects.get(&self.path(&receipt_key(sha256))).await {
+                Ok(r) => r.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        match got {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| internal(&format!("the stored receipt {}", receipt_key(sha256)), e)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(internal("reading the receipts", e)),
+        }
     }
 
-    /// Replaces the receipt kept beside a stored bundle with `r`: the receipt the index holds,
-    /// when another replica sharing this store recorded the bundle first.
-    pub fn keep_receipt(&self, r: &Receipt) -> io::Result<()> {
-        let json = serde_json::to_vec(r).map_err(io::Error::other)?;
-        write_private_atomic(&self.dir.join(format!("{}.receipt.json", r.bundle_sha256)), &json)
-    }
-
-    /// Takes the received, fsynced file `incoming` whose SHA-256 is `sha256` into the store:
-    /// the same bundle again gets the receipt it got before; otherwise the zip is checked (and,
-    /// with `install_id`, its manifest must name that install: 403 when it names another), the
-    /// file is renamed into place and a new receipt is signed, with the sender's ledger `head`
-    /// when it gave one. Returns the receipt and whether the bundle was new.
+    /// Takes the received, fsynced file `incoming` whose SHA-256 is `sha256` into the store as
+    /// received at `received_at`: the same bundle again gets the receipt it got before;
+    /// otherwise the zip is checked (and, with `install_id`, its manifest must name that
+    /// install: 403 when it names another), the bundle is stored under [`bundle_key`] and a new
+    /// receipt is signed, with the sender's ledger `head` when it gave one. Either way what the
+    /// bundle tells the fleet view is read from the spool copy first.
     pub fn accept_file(
         &self,
         incoming: Incoming,
         sha256: &str,
         install_id: Option<&str>,
+        received_at: Timestamp,
         head: Option<receipt::LedgerHead>,
-    ) -> Result<(Receipt, bool, Option<Manifest>), Refusal> {
-        if let Some(r) = self.receipt_for(sha256) {
-            return Ok((r, false, None));
+    ) -> Result<Accepted, Refusal> {
+        let size = fs::metadata(incoming.path()).map_err(|e| internal("reading the received body", e))?.len();
+        if let Some(r) = self.receipt_for(sha256)? {
+            // The same bytes as the bundle checked when it was first stored (same SHA-256).
+            return Ok(Accepted { receipt: r, new: false, size, report: read_report(&incoming) });
         }
         // The check runs outside the lock: uploads of different bundles are checked side by side.
         let file = File::open(incoming.path()).map_err(|e| internal("reopening the received body", e))?;
@@ -181,27 +428,98 @@ impl BundleStore {
                 ),
             });
         }
+        let report = read_report(&incoming);
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = self.receipt_for(sha256) {
-            return Ok((r, false, Some(manifest)));
+        if let Some(r) = self.receipt_for(sha256)? {
+            return Ok(Accepted { receipt: r, new: false, size, report });
         }
-        fs::rename(incoming.path(), self.dir.join(format!("{sha256}.zip"))).map_err(|e| internal("rename", e))?;
-        fsutil::sync_dir(&self.dir).map_err(|e| internal("fsync", e))?;
+        let key = bundle_key(received_at, Some(install_id.unwrap_or(&manifest.install_id)), sha256);
+        self.put_bundle(incoming, &key)?;
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| internal("randomness", e))?;
         // The fields added after v1's first receipts go only to agents that send their head.
         let latest_product = head.as_ref().and(self.latest_product.clone());
         let extras = receipt::Extras { latest_agent: self.latest.clone(), ledger_head: head, latest_product };
-        let receipt = Receipt::sign(&self.key, hex::encode(id), sha256.to_string(), rfc3339(now()), extras);
-        let json = serde_json::to_vec(&receipt).map_err(|e| internal("receipt", e))?;
-        write_private_atomic(&self.dir.join(format!("{sha256}.receipt.json")), &json)
-            .map_err(|e| internal("receipt", e))?;
-        Ok((receipt, true, Some(manifest)))
+        let receipt = Receipt::sign(&self.key, hex::encode(id), sha256.to_string(), rfc3339(received_at), extras);
+        match self.put_receipt(sha256, &receipt)? {
+            // Another replica receipted this bundle first: its receipt stands.
+            Some(theirs) => Ok(Accepted { receipt: theirs, new: false, size, report }),
+            None => Ok(Accepted { receipt, new: true, size, report }),
+        }
     }
 
-    /// Checks and stores a bundle held in memory (the CLI's ingest of small bundles and tests);
-    /// the same rules as [`BundleStore::accept_file`].
-    pub fn accept(&self, body: &[u8], claimed_sha256: Option<&str>) -> Result<(Receipt, bool), Refusal> {
+    /// Replaces the receipt kept for a stored bundle with `r`: the receipt the index holds,
+    /// when another replica sharing this store recorded the bundle first. Async: it is called
+    /// from the index's side, on the runtime.
+    pub async fn keep_receipt(&self, r: &Receipt) -> Result<(), Refusal> {
+        let json = serde_json::to_vec(r).map_err(|e| internal("receipt", e))?;
+        let key = receipt_key(&r.bundle_sha256);
+        self.objects.put(&self.path(&key), PutPayload::from(json)).await.map_err(|e| internal("receipt", e))?;
+        #[cfg(unix)]
+        if let StoreSpec::Local(dir) = &self.spec {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir.join(&key), fs::Permissions::from_mode(0o600))
+                .map_err(|e| internal("permissions", e))?;
+        }
+        Ok(())
+    }
+
+    /// Moves the checked file into the store at `key`.
+    fn put_bundle(&self, incoming: Incoming, key: &str) -> Result<(), Refusal> {
+        let to = self.path(key);
+        match &self.spec {
+            StoreSpec::Local(dir) => {
+                let target = dir.join(key);
+                create_private_dirs_under(dir, crate::fsutil::parent_dir(&target))
+                    .map_err(|e| internal("making its folder", e))?;
+                let rel = incoming.path().strip_prefix(dir).ok().and_then(|p| p.to_str()).map(ObjectPath::from);
+                match rel {
+                    Some(from) => self.block_on(self.objects.rename(&from, &to)).map_err(|e| internal("rename", e)),
+                    // A spool outside the store's folder: copy the file in.
+                    None => self.block_on(upload_file(self.objects.as_ref(), incoming.path(), &to)),
+                }?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(&target, fs::Permissions::from_mode(0o600))
+                        .map_err(|e| internal("permissions", e))?;
+                }
+                Ok(())
+            }
+            StoreSpec::S3 { .. } => self.block_on(upload_file(self.objects.as_ref(), incoming.path(), &to)),
+        }
+    }
+
+    /// Writes the receipt for `sha256` unless one is there; returns the one there.
+    fn put_receipt(&self, sha256: &str, receipt: &Receipt) -> Result<Option<Receipt>, Refusal> {
+        let json = serde_json::to_vec(receipt).map_err(|e| internal("receipt", e))?;
+        let path = self.path(&receipt_key(sha256));
+        if let StoreSpec::Local(dir) = &self.spec {
+            create_private_dirs_under(dir, &dir.join("receipts")).map_err(|e| internal("receipts folder", e))?;
+        }
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.block_on(self.objects.put_opts(&path, PutPayload::from(json), opts)) {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return self.receipt_for(sha256),
+            Err(e) => return Err(internal("receipt", e)),
+        }
+        #[cfg(unix)]
+        if let StoreSpec::Local(dir) = &self.spec {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir.join(receipt_key(sha256)), fs::Permissions::from_mode(0o600))
+                .map_err(|e| internal("permissions", e))?;
+        }
+        Ok(None)
+    }
+
+    /// Checks and stores a bundle held in memory (tests and small tools); the same rules as
+    /// [`BundleStore::accept_file`].
+    pub fn accept(
+        &self,
+        body: &[u8],
+        claimed_sha256: Option<&str>,
+        received_at: Timestamp,
+    ) -> Result<(Receipt, bool), Refusal> {
         let sha = sha256_hex(body);
         if let Some(claimed) = claimed_sha256
             && !claimed.eq_ignore_ascii_case(&sha)
@@ -214,11 +532,87 @@ impl BundleStore {
         let (incoming, mut file) = self.incoming().map_err(|e| internal("incoming", e))?;
         file.write_all(body).and_then(|()| file.sync_all()).map_err(|e| internal("incoming", e))?;
         drop(file);
-        self.accept_file(incoming, &sha, None, None).map(|(r, new, _)| (r, new))
+        self.accept_file(incoming, &sha, None, received_at, None).map(|a| (a.receipt, a.new))
+    }
+
+    /// The keys of every stored bundle (for checks and tests; lists the whole store).
+    pub fn bundle_keys(&self) -> Result<Vec<String>, Refusal> {
+        use futures_util::TryStreamExt;
+        let prefix = self.path("bundles");
+        let metas: Vec<_> = self
+            .block_on(self.objects.list(Some(&prefix)).try_collect::<Vec<_>>())
+            .map_err(|e| internal("listing", e))?;
+        let skip = if self.root.is_empty() { 0 } else { self.root.len() + 1 };
+        Ok(metas.into_iter().map(|m| m.location.as_ref()[skip..].to_string()).collect())
     }
 
     /// A receipt with the same fields, signed with another key (the `bad-signature` fault).
     pub fn sign_with(&self, r: &Receipt, key: &SigningKey) -> Receipt {
         Receipt::sign(key, r.receipt_id.clone(), r.bundle_sha256.clone(), r.received_at.clone(), r.extras())
+    }
+}
+
+/// What the checked bundle in the spool tells the fleet view; nothing when it cannot be read (it
+/// was accepted: the view just learns less from it).
+fn read_report(incoming: &Incoming) -> Report {
+    report::read(incoming.path()).unwrap_or_else(|e| {
+        tracing::warn!("the fleet view learns nothing from a received bundle: {e}");
+        Report::default()
+    })
+}
+
+/// Sends the file at `from` to `to`: one PUT when small, else a multipart upload of
+/// [`PART_SIZE`] parts with at most two in flight, so memory stays bounded.
+async fn upload_file(objects: &dyn ObjectStore, from: &Path, to: &ObjectPath) -> Result<(), Refusal> {
+    let mut file = tokio::fs::File::open(from).await.map_err(|e| internal("reopening the checked bundle", e))?;
+    let size = file.metadata().await.map_err(|e| internal("reopening the checked bundle", e))?.len();
+    if size <= MULTIPART_OVER {
+        let mut buf = Vec::with_capacity(size as usize);
+        file.read_to_end(&mut buf).await.map_err(|e| internal("reading the checked bundle", e))?;
+        objects.put(to, PutPayload::from(buf)).await.map_err(|e| internal("upload", e))?;
+        return Ok(());
+    }
+    let upload = objects.put_multipart(to).await.map_err(|e| internal("starting a multipart upload", e))?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match file.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(internal("reading the checked bundle", e));
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = writer.wait_for_capacity(2).await {
+            let _ = writer.abort().await;
+            return Err(internal("multipart upload", e));
+        }
+        writer.write(&buf[..n]);
+    }
+    writer.finish().await.map_err(|e| internal("completing the multipart upload", e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_specs_parse_and_keys_are_by_day_install_and_sha() {
+        assert_eq!("/var/lib/x".parse::<StoreSpec>(), Ok(StoreSpec::Local("/var/lib/x".into())));
+        assert_eq!(
+            "s3://fleet-bundles/eu/prod/".parse::<StoreSpec>(),
+            Ok(StoreSpec::S3 { bucket: "fleet-bundles".into(), prefix: "eu/prod".into() })
+        );
+        assert_eq!("s3://b12".parse::<StoreSpec>(), Ok(StoreSpec::S3 { bucket: "b12".into(), prefix: "".into() }));
+        assert!("s3://Bad_Bucket/x".parse::<StoreSpec>().unwrap_err().contains("bucket name"));
+        assert!("s3://bucket/a/../b".parse::<StoreSpec>().is_err());
+        let t = callhome_protocol::time::parse_rfc3339("2026-03-07T23:59:59Z").unwrap();
+        assert_eq!(bundle_key(t, Some("inst-1"), "ab"), "bundles/2026/03/07/inst-1/ab.zip");
+        assert_eq!(bundle_key(t, Some("../x"), "ab"), "bundles/2026/03/07/_/ab.zip");
+        assert_eq!(bundle_key(t, None, "ab"), "bundles/2026/03/07/_/ab.zip");
     }
 }

@@ -1,5 +1,5 @@
 //! The receiver's TLS identity: given files, or a self-signed CA and server certificate that are
-//! made once and kept in the store (`DIR/tls/`), so a restarted receiver keeps the CA its agents
+//! made once and kept in the store's folder (`DIR/tls/`; the spool with an S3 store), so a restarted receiver keeps the CA its agents
 //! trust.
 
 use std::path::{Path, PathBuf};

@@ -26,7 +26,8 @@ async fn an_enrolled_install_gets_a_signed_receipt_and_the_same_one_again() {
     let again = upload(&s, &c, Some(&token), Some("install-a"), body).await;
     assert_eq!(again.status(), 200);
     assert_eq!(json::<Receipt>(again).await, r1);
-    assert!(s.store.join(format!("{sha}.zip")).is_file());
+    assert_eq!(s.stored(&sha).len(), 1, "stored once, under bundles/YYYY/MM/DD/install-a/");
+    assert!(s.stored(&sha)[0].parent().unwrap().ends_with("install-a"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +52,7 @@ async fn no_token_unknown_or_revoked_token_is_401() {
     assert!(listed[0]["revoked_at"].is_string(), "{listed}");
     assert!(!s.cli(&["tokens", "revoke", "ffffffffffffffff"]).status.success());
     // Nothing was stored for any of them.
-    assert!(std::fs::read_dir(&s.store).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".zip")));
+    assert!(files_under(&s.store.join("bundles")).is_empty(), "nothing stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +119,7 @@ async fn unsafe_entry_names_and_duplicates_are_422() {
     }
     let d = expect_problem(upload(&s, &c, None, Some("i"), body).await, 422).await;
     assert!(d.to_lowercase().contains("duplicate") || d.contains("twice"), "{d}");
-    assert!(std::fs::read_dir(&s.store).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".zip")));
+    assert!(files_under(&s.store.join("bundles")).is_empty(), "nothing stored");
     assert_eq!(std::fs::read_dir(s.store.join(".incoming")).unwrap().count(), 0, "no half-received file stays");
 }
 
@@ -275,7 +276,8 @@ async fn the_manual_page_is_locked_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_files_are_readable_by_the_receiver_only() {
     use std::os::unix::fs::PermissionsExt;
-    let s = Server::start(&["--open-enrolment"]);
+    // Under a permissive umask, so the receiver's own modes are what is checked.
+    let s = Server::start_in(tempfile::tempdir().unwrap(), &["--open-enrolment"], Some("umask 022;"));
     let c = s.client();
     let body = bundle("i", b"{}");
     let sha = sha256_hex(&body);
@@ -283,9 +285,19 @@ async fn stored_files_are_readable_by_the_receiver_only() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&s.store), 0o700);
     assert_eq!(mode(&s.store.join(".incoming")), 0o700);
-    assert_eq!(mode(&s.store.join(format!("{sha}.zip"))), 0o600);
-    assert_eq!(mode(&s.store.join(format!("{sha}.receipt.json"))), 0o600);
+    let stored = s.stored(&sha);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(mode(&stored[0]), 0o600);
+    assert_eq!(mode(&s.store.join(format!("receipts/{sha}.json"))), 0o600);
     assert_eq!(mode(&s.store.join("index.sqlite")), 0o600);
+    let mut dir = stored[0].parent().unwrap();
+    while dir != s.store {
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+        dir = dir.parent().unwrap();
+    }
+    for f in files_under(&s.store) {
+        assert_eq!(mode(&f) & 0o077, 0, "{} is readable by others", f.display());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -202,12 +202,10 @@ async fn the_same_bundle_sent_to_two_replicas_is_stored_once_with_one_receipt() 
         assert_eq!(rows.len(), 1);
         assert_eq!(serde_json::from_str::<Receipt>(&rows[0]).unwrap(), ra, "the index holds the receipt answered");
         let kept: Receipt =
-            serde_json::from_slice(&std::fs::read(a.store.join(format!("{sha}.receipt.json"))).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(a.store.join(format!("receipts/{sha}.json"))).unwrap()).unwrap();
         assert_eq!(kept, ra, "the store keeps the receipt the index holds");
     }
-    let zips = std::fs::read_dir(&a.store)
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "zip"));
+    let zips = files_under(&a.store.join("bundles")).into_iter().filter(|p| p.extension().is_some_and(|x| x == "zip"));
     assert_eq!(zips.count(), 8, "one stored object per bundle");
 }
 

@@ -37,7 +37,7 @@ use crate::store::{BundleStore, Incoming};
 use crate::{Refusal, ServeOptions};
 use callhome_protocol::headers::{BUNDLE_CONTENT_TYPE, IDEMPOTENCY_KEY, INSTALL_ID, LEDGER_HEAD, PROGRAM};
 use callhome_protocol::receipt::{LedgerHead, Receipt, UploadAnswer};
-use callhome_protocol::time::now;
+use callhome_protocol::time::{Timestamp, now};
 
 /// What every request handler shares.
 pub struct App {
@@ -56,6 +56,8 @@ pub struct App {
     thresholds: Thresholds,
     /// The releases installs are measured against.
     currency: Currency,
+    /// Whether uploads may set their received time (`--allow-backdating`).
+    allow_backdating: bool,
 }
 
 impl App {
@@ -73,6 +75,7 @@ impl App {
             metrics: Metrics::default(),
             thresholds: opts.thresholds.clone(),
             currency: opts.currency.clone(),
+            allow_backdating: opts.allow_backdating,
         }
     }
 
@@ -275,6 +278,24 @@ fn index_unavailable(e: impl std::fmt::Display) -> Response {
     )
 }
 
+/// When the bundle counts as received: now, or — only under `--allow-backdating`, for the fleet
+/// simulator — the past time in `X-Callhome-Simulated-Received-At` (RFC 3339).
+/// A refusal is a 400's detail.
+fn received_at(app: &App, h: &HeaderMap) -> Result<callhome_protocol::time::Timestamp, String> {
+    let now = now();
+    let Some(v) = h.get(SIMULATED_RECEIVED_AT) else { return Ok(now) };
+    if !app.allow_backdating {
+        return Err(format!("{SIMULATED_RECEIVED_AT} is honoured only by a receiver started with --allow-backdating"));
+    }
+    match v.to_str().ok().and_then(callhome_protocol::time::parse_rfc3339) {
+        Some(t) if t <= now => Ok(t),
+        _ => Err(format!("{SIMULATED_RECEIVED_AT} must be an RFC 3339 time in the past")),
+    }
+}
+
+/// The fleet simulator's backdating header (see [`received_at`]).
+pub const SIMULATED_RECEIVED_AT: &str = "x-callhome-simulated-received-at";
+
 /// `POST …/bundles`: every header check first, then the body into the store.
 async fn upload(app: Arc<App>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
@@ -305,6 +326,10 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
                 "the X-Callhome-Ledger-Head header must be the ledger's row count and head hash: `<rows> <64 hex digits>`",
             );
         }
+    };
+    let received_at = match received_at(&app, h) {
+        Ok(t) => t,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, &why),
     };
     if let Some(r) = declared_length_refusal(h, app.max_body, "bundles") {
         return r;
@@ -369,7 +394,7 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     };
     let (receipt, new) = match held {
         Some(r) => (r, false),
-        None => match store_and_record(&app, received, caller.install_id(), &program, head).await {
+        None => match store_and_record(&app, received, caller.install_id(), &program, head, received_at).await {
             Ok(r) => r,
             Err(r) => return r,
         },
@@ -408,25 +433,26 @@ async fn store_and_record(
     install: Option<&str>,
     program: &str,
     head: Option<LedgerHead>,
+    received_at: Timestamp,
 ) -> Result<(Receipt, bool), Response> {
-    let size = received.size;
     let (app2, install2) = (app.clone(), install.map(str::to_string));
     let accepted = tokio::task::spawn_blocking(move || {
         let Received { incoming, sha256, .. } = received;
-        app2.store.accept_file(incoming, &sha256, install2.as_deref(), head).map(|(r, _, _)| r)
+        app2.store.accept_file(incoming, &sha256, install2.as_deref(), received_at, head)
     })
     .await
     .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the bundle check failed: {e}") }));
-    let receipt = accepted.map_err(|r| {
+    let accepted = accepted.map_err(|r| {
         warn!(status = r.status, "refused a bundle: {}", r.reason);
         refusal(&r)
     })?;
     let stored = Stored {
-        receipt,
+        receipt: accepted.receipt,
         install_id: install.map(str::to_string),
         program: program.to_string(),
-        size,
-        received_at: now(),
+        size: accepted.size,
+        received_at,
+        report: accepted.report,
     };
     record::bundle(&app.index, &app.store, stored).await.map_err(index_unavailable)
 }
@@ -453,17 +479,17 @@ async fn take_export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         Ok(r) => r,
         Err(r) => return r,
     };
-    let app2 = app.clone();
+    let (app2, received_at) = (app.clone(), now());
     let rt = tokio::runtime::Handle::current();
     let done = tokio::task::spawn_blocking(move || {
         let admit = |m: &callhome_protocol::export::ExportManifest| auth::admit_export(&rt, &app2.index, &caller, m);
-        ingest::ingest(received.incoming.path(), &app2.store, &app2.export_limits, &admit)
+        ingest::ingest(received.incoming.path(), &app2.store, &app2.export_limits, &admit, received_at)
     })
     .await
     .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the export check failed: {e}") }));
     match done {
-        Ok(receipt) => {
-            if let Err(e) = record::export(&app.index, &app.store, &receipt, now()).await {
+        Ok((receipt, taken)) => {
+            if let Err(e) = record::export(&app.index, &app.store, &receipt, taken, received_at).await {
                 return index_unavailable(e);
             }
             info!(export = %receipt.export_id, accepted = receipt.accepted.len(), rejected = receipt.rejected.len(), "export ingested");

@@ -10,10 +10,12 @@ mod fleet;
 mod postgres;
 mod sqlite;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use callhome_protocol::exemption::Exemption;
 use callhome_protocol::time::Timestamp;
+
+use crate::store::StoreSpec;
 
 pub use fleet::InstallFacts;
 pub use postgres::PgIndex;
@@ -46,10 +48,16 @@ pub enum IndexSpec {
 }
 
 impl IndexSpec {
-    /// Parses `--index`; without one, `index.sqlite` in the store.
-    pub fn parse(spec: Option<&str>, store: &Path) -> Result<IndexSpec, IndexError> {
+    /// Parses `--index`; without one, `index.sqlite` in a local store (an S3 store needs one).
+    pub fn parse(spec: Option<&str>, store: &StoreSpec) -> Result<IndexSpec, IndexError> {
         match spec {
-            None => Ok(IndexSpec::Sqlite(store.join("index.sqlite"))),
+            None => match store.local_dir() {
+                Some(dir) => Ok(IndexSpec::Sqlite(dir.join("index.sqlite"))),
+                None => Err(IndexError::Invalid(format!(
+                    "--store {store}: the index is not kept in a bucket; give --index sqlite:PATH or \
+                     postgres://USER@HOST:PORT/DATABASE (the replicas' shared index)"
+                ))),
+            },
             Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
                 Ok(IndexSpec::Postgres(s.to_string()))
             }
@@ -399,8 +407,12 @@ mod tests {
 
     #[test]
     fn index_specs() {
-        let store = Path::new("/s");
+        let store = &StoreSpec::Local("/s".into());
         assert_eq!(IndexSpec::parse(None, store).unwrap(), IndexSpec::Sqlite("/s/index.sqlite".into()));
+        let bucket = &"s3://bundles/eu".parse::<StoreSpec>().unwrap();
+        let e = IndexSpec::parse(None, bucket).unwrap_err().to_string();
+        assert!(e.contains("the index is not kept in a bucket") && e.contains("--index sqlite:PATH"), "{e}");
+        assert_eq!(IndexSpec::parse(Some("sqlite:/x.db"), bucket).unwrap(), IndexSpec::Sqlite("/x.db".into()));
         assert_eq!(IndexSpec::parse(Some("sqlite:/x.db"), store).unwrap(), IndexSpec::Sqlite("/x.db".into()));
         assert!(matches!(IndexSpec::parse(Some("postgres://u@h/d"), store).unwrap(), IndexSpec::Postgres(_)));
         assert!(IndexSpec::parse(Some("mysql://x"), store).unwrap_err().to_string().contains("postgres://"));

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod garage;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const BIN: &str = env!("CARGO_BIN_EXE_callhome-receiver");
 
 /// What a replica shares with the receiver it replicates.
-struct Shared {
+pub struct Shared {
     store: PathBuf,
     key: PathBuf,
 }
@@ -35,6 +36,22 @@ pub struct Server {
     pub store: PathBuf,
     pub ca: PathBuf,
     pub log: PathBuf,
+    /// What `cli` appends: `--store …` (and `--index …` for an S3 store).
+    store_args: Vec<String>,
+    /// The environment of the process and of `cli` (the S3 credentials).
+    env: Vec<(String, String)>,
+}
+
+/// How to start a receiver beyond the defaults.
+#[derive(Default)]
+pub struct Start<'a> {
+    /// `sh -c` prefix such as `ulimit -n 64;`.
+    pub shell_prefix: Option<&'a str>,
+    /// `--store` and `--index` in place of the local store in the temporary folder.
+    pub store_args: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    /// The store folder and signing key of the receiver this one replicates.
+    pub shared: Option<Shared>,
 }
 
 impl Server {
@@ -46,28 +63,44 @@ impl Server {
     /// Starts a replica of `of`: the same store and signing key, its own log and address.
     pub fn start_replica(of: &Server, extra: &[&str]) -> Server {
         let shared = Shared { store: of.store.clone(), key: of.dir.path().join("key.pem") };
-        Self::start_with(tempfile::tempdir().unwrap(), extra, None, Some(shared))
+        let how = Start {
+            store_args: Some(of.store_args.clone()),
+            env: of.env.clone(),
+            shared: Some(shared),
+            ..Default::default()
+        };
+        Self::start_with(tempfile::tempdir().unwrap(), extra, how)
     }
 
     /// Starts it in `dir`, through `sh -c` with `shell_prefix` (such as `ulimit -n 64;`) when given.
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str], shell_prefix: Option<&str>) -> Server {
-        Self::start_with(dir, extra, shell_prefix, None)
+        Self::start_with(dir, extra, Start { shell_prefix, ..Default::default() })
     }
 
-    fn start_with(
-        dir: tempfile::TempDir,
-        extra: &[&str],
-        shell_prefix: Option<&str>,
-        shared: Option<Shared>,
-    ) -> Server {
-        let (store, key) = match shared {
+    /// Starts it on the bucket of `garage` under `prefix`, its index in the temporary folder.
+    pub fn start_s3(garage: &garage::Garage, prefix: &str, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let store_args = vec![
+            "--store".to_string(),
+            format!("s3://{}/{prefix}", garage.bucket),
+            "--index".to_string(),
+            format!("sqlite:{}", dir.path().join("index.sqlite").display()),
+        ];
+        Self::start_with(dir, extra, Start { store_args: Some(store_args), env: garage.env(), ..Default::default() })
+    }
+
+    /// Starts it in `dir` as `how` says.
+    pub fn start_with(dir: tempfile::TempDir, extra: &[&str], how: Start<'_>) -> Server {
+        let (store, key) = match how.shared {
             Some(s) => (s.store, s.key),
             None => (dir.path().join("store"), dir.path().join("key.pem")),
         };
         let ca = dir.path().join("ca.pem");
         let log = dir.path().join("receiver.log");
-        let mut args: Vec<String> = ["serve", "--listen", "127.0.0.1:0", "--store"].map(String::from).to_vec();
-        args.push(store.display().to_string());
+        let store_args = how.store_args.unwrap_or_else(|| vec!["--store".into(), store.display().to_string()]);
+        let shell_prefix = how.shell_prefix;
+        let mut args: Vec<String> = ["serve", "--listen", "127.0.0.1:0"].map(String::from).to_vec();
+        args.extend(store_args.iter().cloned());
         args.extend(["--tls-self-signed".into(), "--ca-out".into(), ca.display().to_string()]);
         args.extend(["--signing-key".into(), key.display().to_string()]);
         args.extend(["--public-key-out".into(), dir.path().join("public.pem").display().to_string()]);
@@ -84,7 +117,8 @@ impl Server {
                 c
             }
         };
-        cmd.env("CALLHOME_LOG", "info").stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
+        cmd.env("CALLHOME_LOG", "info").envs(how.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
         let mut child = cmd.spawn().expect("the receiver starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -96,7 +130,7 @@ impl Server {
             })
             .to_string();
         let base = url.trim_end_matches("/v1/bundles").to_string();
-        Server { child, dir, url, base, store, ca, log }
+        Server { child, dir, url, base, store, ca, log, store_args, env: how.env }
     }
 
     pub fn pid(&self) -> u32 {
@@ -116,9 +150,9 @@ impl Server {
         token.trim().to_string()
     }
 
-    /// Runs a `callhome-receiver` command against this store, `--store` appended.
+    /// Runs a `callhome-receiver` command against this store, `--store` (and `--index`) appended.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN).args(args).arg("--store").arg(&self.store).output().unwrap()
+        Command::new(BIN).args(args).args(&self.store_args).envs(self.env.iter().map(|(k, v)| (k, v))).output().unwrap()
     }
 
     pub fn log_text(&self) -> String {
@@ -136,6 +170,12 @@ impl Server {
         let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         let line = text.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in {text}"));
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// The stored copies of the bundle `sha` (`bundles/YYYY/MM/DD/<install>/<sha>.zip`).
+    pub fn stored(&self, sha: &str) -> Vec<PathBuf> {
+        let name = format!("{sha}.zip");
+        files_under(&self.store.join("bundles")).into_iter().filter(|p| p.ends_with(&name)).collect()
     }
 
     /// Open file descriptors of the process.
@@ -400,6 +440,20 @@ pub async fn expect_problem(resp: reqwest::Response, status: u16) -> String {
     let detail = v["detail"].as_str().unwrap().to_string();
     assert!(!detail.is_empty());
     detail
+}
+
+/// Every file under `dir`, at any depth (none when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() { todo.push(p) } else { out.push(p) }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Polls `cond` until it holds or `within` passes.
