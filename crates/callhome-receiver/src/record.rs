@@ -12,8 +12,8 @@ use callhome_protocol::receipt::Receipt;
 use callhome_protocol::time::Timestamp;
 
 use crate::fleet::report::Report;
-use crate::store::{Accepted, BundleStore};
 use crate::index::{BundleRow, ExportRow, Index, IndexError, InstallFacts, Recorded};
+use crate::store::{Accepted, BundleStore};
 
 /// A bundle just stored.
 #[derive(Debug, Clone)]
@@ -74,8 +74,14 @@ pub async fn export(
     received_at: Timestamp,
 ) -> Result<(), IndexError> {
     for a in bundles {
-        let stored =
-            Stored { receipt: a.receipt, install_id: None, program: "?".into(), size: a.size, received_at, report: a.report };
+        let stored = Stored {
+            receipt: a.receipt,
+            install_id: None,
+            program: "?".into(),
+            size: a.size,
+            received_at,
+            report: a.report,
+        };
         bundle(index, store, stored).await?;
     }
     index

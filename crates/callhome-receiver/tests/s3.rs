@@ -48,7 +48,12 @@ async fn a_bundle_lands_in_the_bucket_under_its_documented_key_once() {
     assert_eq!(fleet.as_array().unwrap().len(), 1, "{fleet}");
     assert_eq!(
         (&fleet[0]["install_id"], &fleet[0]["customer"], &fleet[0]["agent_version"], &fleet[0]["state"]),
-        (&serde_json::json!("install-a"), &serde_json::json!("Acme"), &serde_json::json!("0.1.0"), &serde_json::json!("ok")),
+        (
+            &serde_json::json!("install-a"),
+            &serde_json::json!("Acme"),
+            &serde_json::json!("0.1.0"),
+            &serde_json::json!("ok")
+        ),
         "{fleet}"
     );
     assert_eq!(fleet[0]["last_success"].as_str(), Some(r1.received_at.as_str()), "{fleet}");
@@ -110,10 +115,8 @@ fn an_s3_store_without_an_index_is_refused_with_what_to_give() {
         .arg(dir.path().join("key.pem"))
         .output()
         .unwrap();
-    let tokens = std::process::Command::new(BIN)
-        .args(["tokens", "list", "--store", "s3://fleet-bundles/eu"])
-        .output()
-        .unwrap();
+    let tokens =
+        std::process::Command::new(BIN).args(["tokens", "list", "--store", "s3://fleet-bundles/eu"]).output().unwrap();
     for out in [serve, tokens] {
         assert!(!out.status.success());
         assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
