@@ -49,7 +49,7 @@ impl From<ControlError> for Problem {
 pub(super) fn scrub_paths(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(start) = rest.find(|c: char| c == '/' || c == '\\').map(|i| {
+    while let Some(start) = rest.find(['/', '\\']).map(|i| {
         // Back up over a drive letter (`C:`).
         let b = rest.as_bytes();
         if i >= 2 && b[i - 1] == b':' && b[i - 2].is_ascii_alphabetic() { i - 2 } else { i }
@@ -94,23 +94,6 @@ pub(super) fn job_outcome<T: serde::Serialize>(
 
 pub(super) fn internal(e: impl std::fmt::Display) -> Problem {
     Problem::new(StatusCode::INTERNAL_SERVER_ERROR, scrub_paths(&e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::scrub_paths;
-
-    #[test]
-    fn local_paths_are_cut_to_their_file_names() {
-        assert_eq!(scrub_paths("/var/lib/callhome/exports/x.zip: not found"), "x.zip: not found");
-        assert_eq!(scrub_paths("cannot open \"/tmp/a/b/state.sqlite\" (busy)"), "cannot open \"state.sqlite\" (busy)");
-        assert_eq!(scrub_paths("C:\\ProgramData\\callhome\\api.json missing"), "api.json missing");
-        assert_eq!(
-            scrub_paths("no bundle nope.zip; GET /api/v1/bundles lists them"),
-            "no bundle nope.zip; GET /api/v1/bundles lists them"
-        );
-        assert_eq!(scrub_paths("https://example.com/v1/bundles and 1/2"), "https://example.com/v1/bundles and 1/2");
-    }
 }
 
 /// The raw body whose rejections (413 above the limit) are problem documents.
@@ -174,4 +157,21 @@ pub(super) fn json_bytes(bytes: bytes::Bytes) -> Response {
     let mut r = Response::new(Body::from(bytes));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub_paths;
+
+    #[test]
+    fn local_paths_are_cut_to_their_file_names() {
+        assert_eq!(scrub_paths("/var/lib/callhome/exports/x.zip: not found"), "x.zip: not found");
+        assert_eq!(scrub_paths("cannot open \"/tmp/a/b/state.sqlite\" (busy)"), "cannot open \"state.sqlite\" (busy)");
+        assert_eq!(scrub_paths("C:\\ProgramData\\callhome\\api.json missing"), "api.json missing");
+        assert_eq!(
+            scrub_paths("no bundle nope.zip; GET /api/v1/bundles lists them"),
+            "no bundle nope.zip; GET /api/v1/bundles lists them"
+        );
+        assert_eq!(scrub_paths("https://example.com/v1/bundles and 1/2"), "https://example.com/v1/bundles and 1/2");
+    }
 }
