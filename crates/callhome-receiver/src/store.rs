@@ -18,6 +18,11 @@
 //! bucket for S3 (in one PUT up to [`MULTIPART_OVER`] bytes, else as a multipart upload of
 //! [`PART_SIZE`] parts, at most two in flight). Only then is its receipt written, create-only,
 //! so a bundle has one receipt; the same bundle again gets it back and is not stored again.
+//! Replicas sharing a store and an index answer the receipt the index recorded first, and
+//! [`BundleStore::keep_receipt`] puts that one in `receipts/` in place of a replica's own.
+//! What the fleet view learns from a bundle ([`crate::fleet::report`]) is read from the checked
+//! spool copy before it is moved or uploaded ([`Accepted::report`]), so a bucket is never read
+//! back.
 //! Local files are 0600 and folders 0700. It knows nothing of HTTP or of who sent a bundle.
 
 use std::fs::{self, File, OpenOptions};
