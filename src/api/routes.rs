@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
+use axum::handler::Handler;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -83,8 +84,13 @@ pub fn router(st: Arc<ApiState>) -> axum::Router {
     super::contract::complete(&mut doc);
     let declared = super::security::DeclaredMethods::of(&doc);
     let doc = Arc::new(doc.to_string());
+    // An unknown route asks for a credential like a known one (which routes exist is told to
+    // callers with a token, and by the public document): `route_layer` does not reach the
+    // router's fallback, so it carries `authorize` itself.
+    let not_found = (|| async { problem(StatusCode::NOT_FOUND, "no such route; GET /api/openapi.json lists them") })
+        .layer(axum::middleware::from_fn_with_state(st.clone(), authorize));
     router
-        .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such route; GET /api/openapi.json lists them") })
+        .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             problem(
                 StatusCode::METHOD_NOT_ALLOWED,
