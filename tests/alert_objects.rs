@@ -21,24 +21,6 @@ fn iso(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
 }
 
-/// libfaketime, which moves the wall clock of one process (scripts/deps installs faketime).
-fn libfaketime() -> String {
-    glob::glob("/usr/lib/*/faketime/libfaketime.so.1")
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("libfaketime is installed (scripts/deps installs the faketime package)")
-        .display()
-        .to_string()
-}
-
-/// `callhome check` with the wall clock `offset` away (`+0`, `+5d`): its exit code and line.
-fn check_at(s: &Setup, offset: &str) -> (i32, String) {
-    let lib = libfaketime();
-    let out = s.cli_env(&["check"], &[("LD_PRELOAD", lib.as_str()), ("FAKETIME", offset), ("FAKETIME_NO_CACHE", "1")]);
-    (out.status.code().unwrap(), stdout(&out))
-}
-
 fn alerts(s: &Setup) -> Vec<Value> {
     let out = s.cli(&["alerts", "list", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -246,7 +228,7 @@ fn a_grace_period_starts_with_use_above_capacity_and_counts_down_to_its_end() {
     assert!(stdout(&s.cli(&["status"])).contains("grace period: planner"));
 
     // 7 and 1 days before the end, the alert says so (and the last day is critical).
-    let lib = libfaketime();
+    let lib = libfaketime().display().to_string();
     let end_ts = callhome::clock::parse_rfc3339(&end).unwrap();
     let now = callhome::clock::Clock::now(&callhome::clock::SystemClock);
     let at = |left_secs: i64| {

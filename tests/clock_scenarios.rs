@@ -153,15 +153,6 @@ fn each_program_keeps_its_own_upload_cadence() {
     assert_eq!((st.programs[0].upload_interval.as_str(), st.programs[1].upload_interval.as_str()), ("1day", "7days"));
 }
 
-/// libfaketime, which moves the wall clock of one process (scripts/deps installs faketime).
-fn libfaketime() -> std::path::PathBuf {
-    glob::glob("/usr/lib/*/faketime/libfaketime.so.1")
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("libfaketime is installed (scripts/deps installs the faketime package)")
-}
-
 fn telemetry_attempts(s: &Setup) -> usize {
     s.history().iter().filter(|a| a["program"] == "telemetry").count()
 }

@@ -26,23 +26,6 @@ fn iso_in(days: i64) -> String {
     format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
 }
 
-fn libfaketime() -> String {
-    glob::glob("/usr/lib/*/faketime/libfaketime.so.1")
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("libfaketime is installed (scripts/deps installs the faketime package)")
-        .display()
-        .to_string()
-}
-
-/// `callhome check` with the wall clock `offset` away (`+0`, `+100d`): its exit code and line.
-fn check_at(s: &Setup, offset: &str) -> (i32, String) {
-    let lib = libfaketime();
-    let out = s.cli_env(&["check"], &[("LD_PRELOAD", lib.as_str()), ("FAKETIME", offset), ("FAKETIME_NO_CACHE", "1")]);
-    (out.status.code().unwrap(), stdout(&out))
-}
-
 fn ok(out: &Output, what: &str) {
     assert!(out.status.success(), "{what}: {}{}", stdout(out), stderr(out));
 }

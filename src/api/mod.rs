@@ -7,6 +7,7 @@
 //! job the caller follows at `/api/v1/jobs/{id}`. The same server serves the web dashboard
 //! (`dashboard`: `/`, `/login`, `/ui/…`), which works through this API like any other client.
 
+mod alerts;
 pub mod client;
 mod contract;
 pub mod dashboard;

@@ -60,9 +60,11 @@ impl From<AgentError> for ControlError {
         match e {
             AgentError::Refused(m) => ControlError::Refused(m),
             AgentError::NotFound(m) => ControlError::NotFound(m),
-            AgentError::Secret(e @ crate::secrets::SecretError::NoKeyring { .. }) => {
-                ControlError::Unavailable(e.to_string())
-            }
+            // No keyring, or a locked one: the service is unavailable until the administrator
+            // acts (503), not an internal failure.
+            AgentError::Secret(
+                e @ (crate::secrets::SecretError::NoKeyring { .. } | crate::secrets::SecretError::Refused { .. }),
+            ) => ControlError::Unavailable(e.to_string()),
             other => ControlError::Agent(other),
         }
     }
@@ -264,4 +266,25 @@ pub enum OpenError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Agent(#[from] AgentError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::SecretError;
+
+    #[test]
+    fn a_locked_or_missing_keyring_is_unavailable_not_a_failure() {
+        let locked = AgentError::Secret(SecretError::Refused { what: "the endpoint token", detail: "locked".into() });
+        assert!(matches!(ControlError::from(locked), ControlError::Unavailable(m) if m.contains("unlock the keyring")));
+        let none = AgentError::Secret(SecretError::NoKeyring {
+            detail: "no service".into(),
+            what: "the endpoint token",
+            env: "CALLHOME_ENDPOINT_TOKEN",
+            key: "endpoint-token",
+        });
+        assert!(matches!(ControlError::from(none), ControlError::Unavailable(_)));
+        let other = AgentError::Secret(SecretError::Other { what: "the endpoint token", detail: "broken".into() });
+        assert!(matches!(ControlError::from(other), ControlError::Agent(_)));
+    }
 }

@@ -392,3 +392,21 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// libfaketime, which moves the wall clock of one process (scripts/deps installs faketime).
+pub fn libfaketime() -> std::path::PathBuf {
+    // std only: this module is also compiled into the tray crate's tests, which have no glob.
+    std::fs::read_dir("/usr/lib")
+        .expect("/usr/lib is readable")
+        .flatten()
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .find(|lib| lib.is_file())
+        .expect("libfaketime is installed (scripts/deps installs the faketime package)")
+}
+
+/// `callhome check` with the wall clock `offset` away (`+0`, `+100d`): its exit code and line.
+pub fn check_at(s: &Setup, offset: &str) -> (i32, String) {
+    let lib = libfaketime().display().to_string();
+    let out = s.cli_env(&["check"], &[("LD_PRELOAD", lib.as_str()), ("FAKETIME", offset), ("FAKETIME_NO_CACHE", "1")]);
+    (out.status.code().unwrap(), stdout(&out))
+}
