@@ -7,7 +7,7 @@ use callhome_receiver::fleet::dto::InstallEntry;
 use callhome_receiver::fleet::{ClockRange, State};
 
 use crate::cli::{FleetArgs, FleetCommand, IndexArgs};
-use crate::{Result, currency, open_index, runtime, thresholds};
+use crate::{Result, currency, open_existing_index, open_index, runtime, thresholds};
 
 pub fn run(args: FleetArgs, command: Option<FleetCommand>) -> Result<()> {
     let rt = runtime()?;
@@ -20,7 +20,7 @@ pub fn run(args: FleetArgs, command: Option<FleetCommand>) -> Result<()> {
         }
         Some(FleetCommand::Explain { state, index }) => {
             let state: State = state.parse()?;
-            let index = open_index(&rt, &index)?;
+            let index = open_existing_index(&rt, &index)?;
             let range = callhome_receiver::fleet::Thresholds::default().range(state, now());
             println!("{}", rt.block_on(index.explain_installs(range)).map_err(|e| e.to_string())?);
             Ok(())
@@ -35,7 +35,7 @@ fn list(rt: &tokio::runtime::Runtime, args: FleetArgs) -> Result<()> {
         (None, Some(_)) => callhome_receiver::StoreSpec::Local(std::path::PathBuf::new()),
         (None, None) => return Err("give the receiver's --store (or its --index)".into()),
     };
-    let index = open_index(rt, &IndexArgs { store, index: args.index.clone() })?;
+    let index = open_existing_index(rt, &IndexArgs { store, index: args.index.clone() })?;
     let t = thresholds(&args.thresholds)?;
     let c = currency(&args.releases)?;
     let now = now();

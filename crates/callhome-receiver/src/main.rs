@@ -184,6 +184,22 @@ pub(crate) fn open_index(rt: &tokio::runtime::Runtime, args: &IndexArgs) -> Resu
     rt.block_on(Index::open(&spec)).map_err(|e| e.to_string())
 }
 
+/// The index for a command that only reads or changes what is there (`tokens list`, `fleet`…):
+/// a SQLite index that does not exist is an error naming it, not a new empty one that would
+/// answer "nothing" for a mistyped `--store`.
+pub(crate) fn open_existing_index(rt: &tokio::runtime::Runtime, args: &IndexArgs) -> Result<Index> {
+    let spec = IndexSpec::parse(args.index.as_deref(), &args.store).map_err(|e| e.to_string())?;
+    if let IndexSpec::Sqlite(path) = &spec
+        && !path.exists()
+    {
+        return Err(format!(
+            "no receiver index at {}: give the --store (or --index) that `callhome-receiver serve` uses",
+            path.display()
+        ));
+    }
+    rt.block_on(Index::open(&spec)).map_err(|e| e.to_string())
+}
+
 /// `--expires`: a date (`YYYY-MM-DD`, the token stops working at its start, UTC) or an RFC 3339
 /// time.
 pub(crate) fn parse_expiry(s: &str) -> Result<i64> {
@@ -208,7 +224,7 @@ fn tokens(command: TokensCommand) -> Result<()> {
             Ok(())
         }
         TokensCommand::List { json, index } => {
-            let tokens = rt.block_on(open_index(&rt, &index)?.tokens()).map_err(|e| e.to_string())?;
+            let tokens = rt.block_on(open_existing_index(&rt, &index)?.tokens()).map_err(|e| e.to_string())?;
             let opt = |t: Option<i64>| t.map(rfc3339);
             if json {
                 let list: Vec<_> = tokens
@@ -248,7 +264,7 @@ fn tokens(command: TokensCommand) -> Result<()> {
             Ok(())
         }
         TokensCommand::Revoke { token_id, index } => {
-            if rt.block_on(open_index(&rt, &index)?.revoke(&token_id, now())).map_err(|e| e.to_string())? {
+            if rt.block_on(open_existing_index(&rt, &index)?.revoke(&token_id, now())).map_err(|e| e.to_string())? {
                 println!("token {token_id} revoked");
                 Ok(())
             } else {
@@ -305,7 +321,7 @@ fn exemptions(command: ExemptionsCommand) -> Result<()> {
         }
         ExemptionsCommand::List { json, index } => {
             let rt = runtime()?;
-            let list = rt.block_on(open_index(&rt, &index)?.exemptions()).map_err(|e| e.to_string())?;
+            let list = rt.block_on(open_existing_index(&rt, &index)?.exemptions()).map_err(|e| e.to_string())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?);
             } else if list.is_empty() {

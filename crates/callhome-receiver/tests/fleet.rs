@@ -53,3 +53,23 @@ fn a_seeded_fleet_is_listed_by_state_through_the_clock_index() {
     let plan = String::from_utf8_lossy(&plan.stdout);
     assert!(plan.contains("install_reports_by_clock"), "the overdue query scans the clock index: {plan}");
 }
+
+#[test]
+fn reading_commands_on_a_store_that_does_not_exist_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-store");
+    let store = missing.to_str().unwrap();
+    for args in [
+        vec!["fleet", "--store", store],
+        vec!["fleet", "explain", "--store", store],
+        vec!["tokens", "list", "--store", store],
+        vec!["tokens", "revoke", "0123456789abcdef", "--store", store],
+        vec!["exemptions", "list", "--store", store],
+    ] {
+        let out = std::process::Command::new(BIN).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("no receiver index at") && err.contains("no-such-store"), "{args:?}: {err}");
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
+}
