@@ -73,3 +73,27 @@ fn reading_commands_on_a_store_that_does_not_exist_say_so_and_create_nothing() {
         assert!(!missing.exists(), "{args:?} created {}", missing.display());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_an_endpoint_does_not_take_is_a_problem_document_with_allow() {
+    let s = Server::start(&[]);
+    let c = s.client();
+    for (method, path, allow) in [
+        (reqwest::Method::PUT, "/admin/v1/installs", "GET"),
+        (reqwest::Method::DELETE, "/admin/v1/installs/x", "GET"),
+        (reqwest::Method::POST, "/metrics", "GET"),
+        (reqwest::Method::GET, "/v1/exports", "POST"),
+        (reqwest::Method::GET, "/v1/bundles", "POST"),
+    ] {
+        let resp = c.request(method.clone(), format!("{}{path}", s.base)).send().await.unwrap();
+        let allowed = resp.headers().get("allow").map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            allowed.as_deref().is_some_and(|a| a.contains(allow)),
+            "{method} {path}: Allow {allowed:?}: {} {:?}",
+            resp.status(),
+            resp.headers()
+        );
+        let detail = expect_problem(resp, 405).await;
+        assert!(detail.contains(allow), "{method} {path}: {detail}");
+    }
+}

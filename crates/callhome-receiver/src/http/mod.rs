@@ -119,6 +119,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/v1/installs", get(admin::installs))
         .route("/admin/v1/installs/{id}", get(admin::install))
         .route("/metrics", get(admin::metrics))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(bundles_or_404)
         .layer(axum::middleware::map_response(page::security_headers))
         .with_state(app)
@@ -254,6 +255,16 @@ async fn probe(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     }
 }
 
+/// A known path asked with a method it does not take, as a problem document with `Allow`:
+/// exports are sent with POST, every other named route is read with GET.
+async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+    let allow = if uri.path() == "/v1/exports" { "POST" } else { "GET, HEAD" };
+    let mut r =
+        problem(StatusCode::METHOD_NOT_ALLOWED, &format!("{} does not take that method; it takes {allow}", uri.path()));
+    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
 /// Any path ending in `/bundles` takes uploads; anything else is unknown.
 async fn bundles_or_404(State(app): State<Arc<App>>, req: Request) -> Response {
     let path = req.uri().path();
@@ -261,7 +272,9 @@ async fn bundles_or_404(State(app): State<Arc<App>>, req: Request) -> Response {
         return problem(StatusCode::NOT_FOUND, "no such endpoint; bundles go to POST /v1/bundles");
     }
     if req.method() != Method::POST {
-        return problem(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+        let mut r = problem(StatusCode::METHOD_NOT_ALLOWED, "bundles are sent with POST");
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
     }
     let start = Instant::now();
     let resp = upload(app.clone(), req).await;
