@@ -168,9 +168,8 @@ wrk -t2 -c48 -d"${wrk_s}s" --latency -s "$work/post.lua" "https://127.0.0.1:$ngp
 ng_row=$(awk '/Requests\/sec/{r=$2} /^ +99%/{p99=$2} END{printf "%d/s, p99 %s", r, p99}' "$work/wrk-post.out")
 ng_files=$(find "$ng/bodies" -type f | wc -l)
 body_size=$(stat -c %s "$work/body.zip")
-row "uploads of ~2 KB bundles, SQLite+files" "$local_row" "nginx to disk ($body_size B, wrk): $ng_row"
+row "uploads of ~2 KB bundles, SQLite+files" "$local_row" "nginx to disk ($body_size B, wrk): $ng_row, $ng_files files"
 row "uploads of ~2 KB bundles, PG+Garage" "$s3_row" "(goals: 2,000/s and 1,000/s)"
-[ "$ng_files" -eq 0 ] || echo "note: nginx left $ng_files body file(s) behind" >&2
 $smoke && gross "$([ "$(rps_of "$local_row")" -ge 50 ] && echo 1)" "SQLite+files uploads at $(rps_of "$local_row")/s"
 if $smoke && [ ${#garage_env[@]} -gt 0 ]; then
   gross "$([ "$(rps_of "$s3_row")" -ge 20 ] && echo 1)" "PG+Garage uploads at $(rps_of "$s3_row")/s"
@@ -178,6 +177,7 @@ fi
 
 # ---- peak RSS ingesting large bundles --------------------------------------------------------
 head -c $(( (big_mb - 1) * 1048576 )) /dev/urandom >"$work/big.bin"
+mkdir -p "$work/big"
 "$bin/examples/bench_tool" bundle "$work/big.bin" "$work/big" >"$work/big.path"
 rm -f "$work/big.bin"
 big=$(cat "$work/big.path")
