@@ -56,7 +56,10 @@ GARAGE
   i=0; until node=$(gcli node id -q 2>/dev/null | cut -c1-16) && [ ${#node} -eq 16 ]; do
     i=$((i+1)); [ $i -gt 600 ] && { echo "garage did not start: $(cat "$g/log")" >&2; exit 1; }; sleep 0.05
   done
-  gcli layout assign -z dc1 -c 1G "$node" >/dev/null
+  # `node id` reads the key from disk; the layout needs the node's RPC, which may still be starting.
+  i=0; until gcli layout assign -z dc1 -c 1G "$node" >/dev/null 2>&1; do
+    i=$((i+1)); [ $i -gt 600 ] && { echo "garage's RPC did not answer: $(cat "$g/log")" >&2; exit 1; }; sleep 0.05
+  done
   gcli layout apply --version 1 >/dev/null
   i=0; until gcli bucket create bench >/dev/null 2>&1; do
     i=$((i+1)); [ $i -gt 600 ] && { echo "garage took no layout" >&2; exit 1; }; sleep 0.05
