@@ -56,6 +56,23 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<FleetCommand>,
     },
+    /// Record in the index every stored bundle it does not know (a replica killed between
+    /// storing a bundle and indexing it), keep one copy of a bundle stored twice; safe beside
+    /// running replicas. Prints what it did.
+    Reconcile {
+        #[command(flatten)]
+        index: IndexArgs,
+        /// The receipt-signing key (PKCS#8 PEM) the replicas use: a stored bundle without a
+        /// receipt gets one signed with it.
+        #[arg(long, value_name = "FILE")]
+        signing_key: PathBuf,
+        /// Only the bundles stored under the last DAYS days' keys (default: every one).
+        #[arg(long, value_name = "DAYS")]
+        days: Option<u32>,
+        /// Print what it did as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulate a fleet: enrol installs and upload real bundles from them concurrently over TLS
     /// (benchmarks, fault tests). Prints a summary; --receipts-out keeps every receipt held.
     Simulate(Box<SimulateArgs>),
@@ -244,6 +261,11 @@ pub struct ServeArgs {
     /// simulator's backdating; logged loudly; never for a real fleet).
     #[arg(long)]
     pub allow_backdating: bool,
+    /// At start, record in the index any bundle stored in the last DAYS days that it does not
+    /// know (a replica killed between storing a bundle and indexing it); 0: do not. In the
+    /// background, beside the uploads. `callhome-receiver reconcile` does it over any span.
+    #[arg(long, default_value_t = 2, value_name = "DAYS")]
+    pub reconcile_days: u32,
     /// Make (once, kept in STORE/tls) a CA and a certificate for localhost.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"], required_unless_present = "tls_cert")]
     pub tls_self_signed: bool,
@@ -313,9 +335,10 @@ pub struct SimulateArgs {
     /// used in turn and failed over.
     #[arg(long = "url", required = true, value_name = "URL")]
     pub urls: Vec<String>,
-    /// Trust only this CA (PEM) for the receivers (the file --ca-out wrote).
+    /// Trust only this CA (PEM) for the receivers (the file --ca-out wrote); repeat for
+    /// replicas with identities of their own.
     #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
+    pub ca: Vec<PathBuf>,
     /// Check every receipt's signature with this public key (the file --public-key-out wrote).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,

@@ -23,6 +23,7 @@ pub mod index;
 pub mod ingest;
 pub mod limits;
 pub mod metrics;
+pub mod reconcile;
 pub mod record;
 pub mod simulate;
 pub mod store;
@@ -101,6 +102,9 @@ pub struct ServeOptions {
     /// Honour `X-Callhome-Simulated-Received-At` (the fleet simulator's backdating; never for a
     /// real fleet).
     pub allow_backdating: bool,
+    /// Reconcile the store with the index over this many last days at start ([`reconcile`]);
+    /// 0: not at all.
+    pub reconcile_days: u32,
 }
 
 /// Why a bundle or an export was refused: the HTTP status and what to tell the sender.
@@ -171,10 +175,36 @@ pub async fn serve(
         );
     }
     let app = Arc::new(http::App::new(store, index, &opts));
+    let reconciling = (opts.reconcile_days > 0).then(|| {
+        let (app, days) = (app.clone(), opts.reconcile_days);
+        tokio::spawn(async move { reconcile_at_start(&app, days).await })
+    });
     let service = http::service(app);
     ready(addr);
     conn::accept_loop(listener, tls, limits, service, shutdown).await;
+    if let Some(task) = reconciling {
+        task.abort();
+        let _ = task.await;
+    }
     Ok(())
+}
+
+/// Reconciles the last `days` days of the store with the index, beside the uploads, and says
+/// what it did.
+async fn reconcile_at_start(app: &http::App, days: u32) {
+    let span = reconcile::Span::LastDays { days, now: callhome_protocol::time::now() };
+    match reconcile::run(&app.store, &app.index, span).await {
+        Ok(r) => tracing::info!(
+            bundles = r.bundles,
+            indexed = r.indexed,
+            receipted = r.receipted,
+            removed = r.removed,
+            "reconciled the store with the index over the last {days} day(s)"
+        ),
+        Err(e) => warn!(
+            "could not reconcile the store with the index at start ({e}); run `callhome-receiver reconcile` once it is reachable"
+        ),
+    }
 }
 
 /// Binds `addr` with a listen backlog of 4096, so a burst of connections waits in the kernel

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::Tokens { command } => tokens(command),
         Command::Exemptions { command } => exemptions(command),
         Command::Simulate(args) => simulate(*args),
+        Command::Reconcile { index, signing_key, days, json } => reconcile(&index, &signing_key, days, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -108,6 +109,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         thresholds,
         currency,
         allow_backdating: args.allow_backdating,
+        reconcile_days: args.reconcile_days,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -384,6 +386,31 @@ fn ingest(
     );
     for r in &receipt.rejected {
         println!("  rejected {}: {}", r.name, r.reason);
+    }
+    Ok(())
+}
+
+/// `reconcile`: the store against the index (see [`receiver::reconcile`]).
+fn reconcile(args: &IndexArgs, key: &Path, days: Option<u32>, json: bool) -> Result<()> {
+    if !key.is_file() {
+        return Err(format!("--signing-key {}: no such file; give the key the replicas sign with", key.display()));
+    }
+    let key = receipt::load_or_create_signing_key(key).map_err(|e| e.to_string())?;
+    let rt = runtime()?;
+    let index = open_index(&rt, args)?;
+    let store = receiver::BundleStore::open(&args.store, None, key).map_err(|e| e.to_string())?;
+    let span = match days {
+        Some(days) => receiver::reconcile::Span::LastDays { days, now: now() },
+        None => receiver::reconcile::Span::All,
+    };
+    let done = rt.block_on(receiver::reconcile::run(&store, &index, span)).map_err(|e| format!("reconcile: {e}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&done).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "{} stored bundle(s) looked at: {} recorded in the index ({} of them receipted now), {} second copies removed, {} foreign key(s) left alone",
+            done.bundles, done.indexed, done.receipted, done.removed, done.foreign
+        );
     }
     Ok(())
 }

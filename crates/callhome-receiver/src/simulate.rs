@@ -41,8 +41,9 @@ use crate::http::SIMULATED_RECEIVED_AT;
 pub struct SimulateOptions {
     /// The receivers' bundle URLs (`https://HOST:PORT/v1/bundles`), used in turn.
     pub urls: Vec<String>,
-    /// Trust only this CA (PEM) for the receivers; the system's roots when absent.
-    pub ca: Option<PathBuf>,
+    /// Trust only these CAs (PEM) for the receivers (one per replica with an identity of its
+    /// own); the system's roots when none.
+    pub ca: Vec<PathBuf>,
     /// Check every receipt's signature with this key.
     pub public_key: Option<ed25519_dalek::VerifyingKey>,
     pub installs: usize,
@@ -216,11 +217,16 @@ fn client(opts: &SimulateOptions) -> Result<reqwest::Client, SimulateError> {
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(opts.concurrency.max(1));
-    if let Some(ca) = &opts.ca {
+    let mut certs = Vec::new();
+    for ca in &opts.ca {
         let pem = std::fs::read(ca).map_err(|e| SimulateError::Setup(format!("--ca {}: {e}", ca.display())))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| SimulateError::Setup(format!("--ca {}: not a PEM certificate ({e})", ca.display())))?;
-        b = b.tls_certs_only([cert]);
+        certs.push(
+            reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| SimulateError::Setup(format!("--ca {}: not a PEM certificate ({e})", ca.display())))?,
+        );
+    }
+    if !certs.is_empty() {
+        b = b.tls_certs_only(certs);
     }
     b.build().map_err(|e| SimulateError::Setup(format!("cannot make the HTTPS client: {e}")))
 }

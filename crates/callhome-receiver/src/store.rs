@@ -14,22 +14,39 @@
 //! A body is streamed into an [`Incoming`] file in the local spool (created exclusively, 0600;
 //! `DIR/.incoming/` for a local store, `--spool DIR` or a private temporary folder for S3) and
 //! its zip is checked there, so nothing unchecked ever reaches the store and no body is held in
-//! memory. A checked bundle is then moved into place: renamed for a local store, sent to the
-//! bucket for S3 (in one PUT up to [`MULTIPART_OVER`] bytes, else as a multipart upload of
-//! [`PART_SIZE`] parts, at most two in flight). Only then is its receipt written, create-only,
-//! so a bundle has one receipt; the same bundle again gets it back and is not stored again.
-//! Replicas sharing a store and an index answer the receipt the index recorded first, and
-//! [`BundleStore::keep_receipt`] puts that one in `receipts/` in place of a replica's own.
-//! What the fleet view learns from a bundle ([`crate::fleet::report`]) is read from the checked
-//! spool copy before it is moved or uploaded ([`Accepted::report`]), so a bucket is never read
-//! back.
+//! memory. What the fleet view learns from a bundle ([`crate::fleet::report`]) is read from that
+//! checked spool copy ([`Accepted::report`]), so a bucket is never read back.
+//!
+//! **The order of a write, and why** ([`BundleStore::accept_file`]): (1) the receipt, written
+//! create-only to `receipts/<sha256>.json` — or the one found there taken —; (2) the bundle,
+//! under the key that receipt fixes (its day, the install, the SHA-256: [`bundle_key_of`]),
+//! unless it is there already — renamed into place for a local store, sent to the bucket for S3
+//! (one PUT up to [`MULTIPART_OVER`] bytes, else a multipart upload of [`PART_SIZE`] parts, at
+//! most two in flight); (3) the index row ([`crate::record`]), and only then the answer. So:
+//! - an agent holds a receipt only for a bundle that is stored and indexed;
+//! - a crash (a replica SIGKILLed, the index lost) after (1) leaves a receipt and maybe a bundle
+//!   without a row. The agent got no answer and sends the bundle again; the retry, on any
+//!   replica and on any day, takes the receipt kept in (1), finds or stores the bundle under the
+//!   same key, and records the row: one object, one row, one receipt;
+//! - a bundle whose agent never comes back is recorded by [`crate::reconcile`] (at `serve`'s
+//!   start, or `callhome-receiver reconcile`).
+//!
+//! Create-only is honoured by the local store and AWS S3, not by Garage 2.5 (found out at start:
+//! [`BundleStore::open`] probes it): there, two replicas taking the same bundle at the same
+//! moment may both write a receipt. The shared index decides which stands (`ON CONFLICT` on the
+//! SHA-256) and [`BundleStore::keep_receipt`] puts that one in `receipts/`; were the two on
+//! either side of a UTC midnight, the bundle is under two keys, and reconciling removes the copy
+//! the standing receipt does not name. Within one process a bundle is taken in by one thread at
+//! a time; different bundles go side by side.
+//!
 //! Local files are 0600 and folders 0700. It knows nothing of HTTP or of who sent a bundle.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use ed25519_dalek::SigningKey;
 use object_store::aws::AmazonS3Builder;
@@ -113,6 +130,14 @@ pub fn bundle_key(received_at: Timestamp, install: Option<&str>, sha256: &str) -
     format!("bundles/{}/{}/{}/{install}/{sha256}.zip", &day[..4], &day[5..7], &day[8..10])
 }
 
+/// The key of the bundle `r` acknowledges, sent by `install`: the receipt's day fixes it, so
+/// whichever replica stores the bundle, and whenever, it lands in one place.
+pub fn bundle_key_of(r: &Receipt, install: &str) -> Result<String, Refusal> {
+    let at = callhome_protocol::time::parse_rfc3339(&r.received_at)
+        .ok_or_else(|| internal("the receipt's time", format!("{:?} is no RFC 3339 time", r.received_at)))?;
+    Ok(bundle_key(at, Some(install), &r.bundle_sha256))
+}
+
 /// The key of the receipt given for `sha256`.
 pub fn receipt_key(sha256: &str) -> String {
     format!("receipts/{sha256}.json")
@@ -138,8 +163,9 @@ pub struct BundleStore {
     _spool_dir: Option<tempfile::TempDir>,
     driver: Driver,
     key: SigningKey,
-    /// Serialises acceptance so one bundle gets one receipt.
-    lock: Mutex<()>,
+    /// The bundles being taken in by this process: one at a time per SHA-256, so one bundle
+    /// gets one receipt (across replicas the index decides).
+    busy: Busy,
     /// The newest agent release to advertise in receipts.
     latest: Option<receipt::LatestAgent>,
     /// The newest product release to advertise in receipts (to agents that send their ledger
@@ -159,6 +185,50 @@ pub struct Accepted {
     /// What it tells the fleet view, read from the checked copy in the spool before it was
     /// moved or uploaded (so the store is never read back).
     pub report: Report,
+}
+
+/// The SHA-256s being taken in, each by one thread at a time (uploads of different bundles go
+/// side by side).
+#[derive(Default)]
+struct Busy {
+    taken: Mutex<HashSet<String>>,
+    freed: Condvar,
+}
+
+/// Holds one SHA-256 of a [`Busy`] set until dropped.
+struct BusyGuard<'a> {
+    busy: &'a Busy,
+    sha256: String,
+}
+
+impl Busy {
+    /// Waits until no other thread takes in `sha256`, then holds it.
+    fn lock(&self, sha256: &str) -> BusyGuard<'_> {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        while taken.contains(sha256) {
+            taken = self.freed.wait(taken).unwrap_or_else(|e| e.into_inner());
+        }
+        taken.insert(sha256.to_string());
+        BusyGuard { busy: self, sha256: sha256.to_string() }
+    }
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        let mut taken = self.busy.taken.lock().unwrap_or_else(|e| e.into_inner());
+        taken.remove(&self.sha256);
+        self.busy.freed.notify_all();
+    }
+}
+
+/// A stored object, as listed.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    /// Its key (under the store's prefix).
+    pub key: String,
+    pub size: u64,
+    /// When it was written (Unix seconds).
+    pub modified: Timestamp,
 }
 
 /// A file being received in the spool: removed when dropped unless it was taken into the store.
@@ -295,7 +365,7 @@ impl BundleStore {
             _spool_dir: spool_dir,
             driver,
             key,
-            lock: Mutex::new(()),
+            busy: Busy::default(),
             latest: None,
             latest_product: None,
         };
@@ -400,11 +470,22 @@ impl BundleStore {
     }
 
     /// Takes the received, fsynced file `incoming` whose SHA-256 is `sha256` into the store as
-    /// received at `received_at`: the same bundle again gets the receipt it got before;
-    /// otherwise the zip is checked (and, with `install_id`, its manifest must name that
-    /// install: 403 when it names another), the bundle is stored under [`bundle_key`] and a new
-    /// receipt is signed, with the sender's ledger `head` when it gave one. Either way what the
-    /// bundle tells the fleet view is read from the spool copy first.
+    /// received at `received_at`. The zip is checked (and, with `install_id`, its manifest must
+    /// name that install: 403 when it names another); then, under this bundle's lock:
+    ///
+    /// 1. the receipt already in `receipts/` is taken when there is one (a replica gave it, or
+    ///    crashed before it stored the bundle or recorded it); otherwise a new one is signed,
+    ///    with the sender's ledger `head` when it gave one, and written create-only (a receipt
+    ///    found there instead is taken);
+    /// 2. the bundle is stored under the key the receipt fixes ([`bundle_key_of`]: its day,
+    ///    the install, the SHA-256) unless it is there already — so a retry after a crash, on
+    ///    any replica and on any day, stores the bundle once, in one place.
+    ///
+    /// The caller then records it in the index ([`crate::record`]); only after that is a receipt
+    /// answered, so an agent never holds a receipt whose bundle is not stored and indexed. A
+    /// crash between 2 and the index leaves a bundle without an index row:
+    /// [`crate::reconcile`] indexes it. What the bundle tells the fleet view is read from the
+    /// spool copy.
     pub fn accept_file(
         &self,
         incoming: Incoming,
@@ -414,10 +495,6 @@ impl BundleStore {
         head: Option<receipt::LedgerHead>,
     ) -> Result<Accepted, Refusal> {
         let size = fs::metadata(incoming.path()).map_err(|e| internal("reading the received body", e))?.len();
-        if let Some(r) = self.receipt_for(sha256)? {
-            // The same bytes as the bundle checked when it was first stored (same SHA-256).
-            return Ok(Accepted { receipt: r, new: false, size, report: read_report(&incoming) });
-        }
         // The check runs outside the lock: uploads of different bundles are checked side by side.
         let file = File::open(incoming.path()).map_err(|e| internal("reopening the received body", e))?;
         let manifest = zipcheck::check_zip(io::BufReader::with_capacity(64 * 1024, file))
@@ -434,23 +511,30 @@ impl BundleStore {
             });
         }
         let report = read_report(&incoming);
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = self.receipt_for(sha256)? {
-            return Ok(Accepted { receipt: r, new: false, size, report });
+        let install = install_id.unwrap_or(&manifest.install_id);
+        let _g = self.busy.lock(sha256);
+        let (receipt, new) = match self.receipt_for(sha256)? {
+            Some(r) => (r, false),
+            None => {
+                let mut id = [0u8; 16];
+                getrandom::fill(&mut id).map_err(|e| internal("randomness", e))?;
+                // The fields added after v1's first receipts go only to agents that send their head.
+                let latest_product = head.as_ref().and(self.latest_product.clone());
+                let extras = receipt::Extras { latest_agent: self.latest.clone(), ledger_head: head, latest_product };
+                let receipt =
+                    Receipt::sign(&self.key, hex::encode(id), sha256.to_string(), rfc3339(received_at), extras);
+                match self.put_receipt(sha256, &receipt)? {
+                    // Another replica receipted this bundle first: its receipt stands.
+                    Some(theirs) => (theirs, false),
+                    None => (receipt, true),
+                }
+            }
+        };
+        let key = bundle_key_of(&receipt, install)?;
+        if new || !self.exists(&key)? {
+            self.put_bundle(incoming, &key)?;
         }
-        let key = bundle_key(received_at, Some(install_id.unwrap_or(&manifest.install_id)), sha256);
-        self.put_bundle(incoming, &key)?;
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| internal("randomness", e))?;
-        // The fields added after v1's first receipts go only to agents that send their head.
-        let latest_product = head.as_ref().and(self.latest_product.clone());
-        let extras = receipt::Extras { latest_agent: self.latest.clone(), ledger_head: head, latest_product };
-        let receipt = Receipt::sign(&self.key, hex::encode(id), sha256.to_string(), rfc3339(received_at), extras);
-        match self.put_receipt(sha256, &receipt)? {
-            // Another replica receipted this bundle first: its receipt stands.
-            Some(theirs) => Ok(Accepted { receipt: theirs, new: false, size, report }),
-            None => Ok(Accepted { receipt, new: true, size, report }),
-        }
+        Ok(Accepted { receipt, new, size, report })
     }
 
     /// Replaces the receipt kept for a stored bundle with `r`: the receipt the index holds,
@@ -467,6 +551,15 @@ impl BundleStore {
                 .map_err(|e| internal("permissions", e))?;
         }
         Ok(())
+    }
+
+    /// Whether an object is stored at `key`.
+    fn exists(&self, key: &str) -> Result<bool, Refusal> {
+        match self.block_on(self.objects.head(&self.path(key))) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(internal("looking for the stored bundle", e)),
+        }
     }
 
     /// Moves the checked file into the store at `key`.
@@ -549,6 +642,76 @@ impl BundleStore {
             .map_err(|e| internal("listing", e))?;
         let skip = if self.root.is_empty() { 0 } else { self.root.len() + 1 };
         Ok(metas.into_iter().map(|m| m.location.as_ref()[skip..].to_string()).collect())
+    }
+
+    /// The bundles stored under `bundles/<under>` (`YYYY/MM/DD` for a day, empty for all): key,
+    /// size and when it was written. Async, for [`crate::reconcile`].
+    pub async fn list_bundles(&self, under: &str) -> Result<Vec<StoredObject>, Refusal> {
+        use futures_util::TryStreamExt;
+        let prefix = if under.is_empty() { "bundles".to_string() } else { format!("bundles/{under}") };
+        let metas: Vec<_> = match self.objects.list(Some(&self.path(&prefix))).try_collect::<Vec<_>>().await {
+            Ok(m) => m,
+            // A local store without that folder has nothing under it.
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(internal("listing the bundles", e)),
+        };
+        let skip = if self.root.is_empty() { 0 } else { self.root.len() + 1 };
+        Ok(metas
+            .into_iter()
+            .map(|m| StoredObject {
+                key: m.location.as_ref()[skip..].to_string(),
+                size: m.size,
+                modified: m.last_modified.timestamp(),
+            })
+            .collect())
+    }
+
+    /// The receipt kept in `receipts/` for `sha256`, if any (async).
+    pub async fn stored_receipt(&self, sha256: &str) -> Result<Option<Receipt>, Refusal> {
+        let key = receipt_key(sha256);
+        let bytes = match self.objects.get(&self.path(&key)).await {
+            Ok(r) => r.bytes().await.map_err(|e| internal("reading a receipt", e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(internal("reading a receipt", e)),
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| internal(&format!("the stored receipt {key}"), e))
+    }
+
+    /// Signs a receipt for a stored bundle that has none (stored by a receiver that wrote the
+    /// receipt after the bundle, and crashed between), as received at `received_at`, and
+    /// keeps it.
+    pub async fn receipt_orphan(&self, sha256: &str, received_at: Timestamp) -> Result<Receipt, Refusal> {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| internal("randomness", e))?;
+        let extras = receipt::Extras { latest_agent: self.latest.clone(), ledger_head: None, latest_product: None };
+        let r = Receipt::sign(&self.key, hex::encode(id), sha256.to_string(), rfc3339(received_at), extras);
+        self.keep_receipt(&r).await?;
+        Ok(r)
+    }
+
+    /// Copies the stored bundle at `key` into a new spool file (to read what it tells the fleet
+    /// view), streaming.
+    pub async fn fetch(&self, key: &str) -> Result<Incoming, Refusal> {
+        use futures_util::StreamExt;
+        use std::io::Write as _;
+        let (incoming, file) = self.incoming().map_err(|e| internal("spool", e))?;
+        let got = self.objects.get(&self.path(key)).await.map_err(|e| internal("reading a stored bundle", e))?;
+        let mut out = std::io::BufWriter::new(file);
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| internal("reading a stored bundle", e))?;
+            out.write_all(&chunk).map_err(|e| internal("spool", e))?;
+        }
+        out.flush().map_err(|e| internal("spool", e))?;
+        Ok(incoming)
+    }
+
+    /// Removes the stored object at `key` (a second copy of a bundle stored elsewhere).
+    pub async fn remove(&self, key: &str) -> Result<(), Refusal> {
+        match self.objects.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(internal("removing a second copy", e)),
+        }
     }
 
     /// A receipt with the same fields, signed with another key (the `bad-signature` fault).

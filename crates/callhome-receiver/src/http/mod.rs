@@ -41,8 +41,8 @@ use callhome_protocol::time::{Timestamp, now};
 
 /// What every request handler shares.
 pub struct App {
-    store: BundleStore,
-    index: Index,
+    pub(crate) store: BundleStore,
+    pub(crate) index: Index,
     faults: Mutex<std::collections::VecDeque<Fault>>,
     max_body: u64,
     open_enrolment: bool,

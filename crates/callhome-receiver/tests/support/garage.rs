@@ -92,7 +92,11 @@ impl Garage {
             node = String::from_utf8_lossy(&out.stdout).trim().chars().take(16).collect();
             out.status.success() && node.len() == 16
         });
-        g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
+        // `node id` reads the key from the metadata folder; the layout needs the node's RPC,
+        // which may still be starting.
+        wait_until(Duration::from_secs(30), "garage's RPC to take the layout assignment", || {
+            g.try_cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]).status.success()
+        });
         g.cli(&["layout", "apply", "--version", "1"]);
         // The layout takes a moment to be in force: the bucket is made once it is.
         wait_until(Duration::from_secs(30), "garage to take the layout (bucket create)", || {

@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod garage;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -23,8 +24,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_callhome-receiver");
 
 /// What a replica shares with the receiver it replicates.
 pub struct Shared {
-    store: PathBuf,
-    key: PathBuf,
+    pub store: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A running receiver.
@@ -131,6 +132,12 @@ impl Server {
             .to_string();
         let base = url.trim_end_matches("/v1/bundles").to_string();
         Server { child, dir, url, base, store, ca, log, store_args, env: how.env }
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     pub fn pid(&self) -> u32 {

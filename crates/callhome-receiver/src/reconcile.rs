@@ -1,0 +1,313 @@
+//! Reconciling the store with the index after a crash: every stored bundle gets its index row,
+//! and a bundle stored twice keeps one copy.
+//!
+//! The order of an upload ([`crate::store::BundleStore::accept_file`], then
+//! [`crate::record::bundle`]) is: receipt into `receipts/` (create-only), bundle under the key
+//! that receipt fixes, index row; the receipt is answered only once the row is committed. A
+//! replica killed, or an index lost, between the bundle and its row leaves a bundle the index
+//! does not know. Its agent got no receipt, so it sends the bundle again, and the retry (on any
+//! replica) finds the receipt, the bundle in place, and records the row. Should the agent never
+//! come back, this module records it: it lists the stored bundles, and for each SHA-256 the
+//! index has no row for, it takes the receipt kept in `receipts/` (or signs one, for a bundle
+//! stored by a receiver that wrote receipts after bundles), reads what the bundle tells the fleet
+//! view, and records the row as an upload would. Recording is `ON CONFLICT DO NOTHING` on the
+//! SHA-256, so it races with nothing: a replica taking the same bundle at the same moment keeps
+//! the receipt the index settled on. Nothing that has a receipt is removed.
+//!
+//! A bundle found under two keys (two receipts for it raced on a store that does not honour
+//! create-only writes — Garage — across a UTC midnight) keeps the copy under the key of the
+//! receipt the index holds; the other copy is removed.
+//!
+//! Run at `serve`'s start over the last days' keys (in the background, beside the uploads), and
+//! by `callhome-receiver reconcile` over any span. It does not read or check bundles beyond
+//! what the fleet view learns from them: everything stored was checked before it was stored.
+
+use std::collections::BTreeMap;
+
+use callhome_protocol::receipt::Receipt;
+use callhome_protocol::time::{Timestamp, parse_rfc3339, rfc3339};
+use serde::Serialize;
+
+use crate::index::{Index, IndexError};
+use crate::record::{self, Stored};
+use crate::store::{BundleStore, StoredObject, bundle_key_of};
+use crate::{Refusal, fleet};
+
+/// What reconciling found and did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Stored bundles looked at.
+    pub bundles: u64,
+    /// Bundles the index had no row for, now recorded.
+    pub indexed: u64,
+    /// Of those, bundles that had no receipt kept either, now receipted.
+    pub receipted: u64,
+    /// Second copies of a bundle removed.
+    pub removed: u64,
+    /// Keys that are not `bundles/YYYY/MM/DD/<install>/<sha256>.zip`, left alone.
+    pub foreign: u64,
+}
+
+/// Why reconciling stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The store could not be listed or read.
+    #[error("the store: {0}")]
+    Store(#[from] Refusal),
+    /// The index could not be read or written.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// Which keys to look at.
+#[derive(Debug, Clone, Copy)]
+pub enum Span {
+    /// Every stored bundle.
+    All,
+    /// Bundles under the days from `days - 1` days before `now` to `now` (UTC).
+    LastDays { days: u32, now: Timestamp },
+}
+
+/// A stored bundle's key, taken apart.
+struct Key {
+    /// The start (UTC) of the day the key is under.
+    day: Timestamp,
+    install: Option<String>,
+    sha256: String,
+}
+
+/// `bundles/YYYY/MM/DD/<install>/<sha256>.zip`, taken apart.
+fn parse_key(key: &str) -> Option<Key> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let [b, y, m, d, install, file] = parts.as_slice() else { return None };
+    let sha = file.strip_suffix(".zip")?;
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|c| c.is_ascii_digit());
+    let ok = *b == "bundles"
+        && digits(y, 4)
+        && digits(m, 2)
+        && digits(d, 2)
+        && sha.len() == 64
+        && sha.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    if !ok {
+        return None;
+    }
+    Some(Key {
+        day: parse_rfc3339(&format!("{y}-{m}-{d}T00:00:00Z"))?,
+        install: (*install != "_").then(|| install.to_string()),
+        sha256: sha.to_string(),
+    })
+}
+
+/// Reconciles the bundles of `span` in `store` with `index` (see the module's doc).
+pub async fn run(store: &BundleStore, index: &Index, span: Span) -> Result<Reconciled, ReconcileError> {
+    let mut objects = Vec::new();
+    match span {
+        Span::All => objects = store.list_bundles("").await?,
+        Span::LastDays { days, now } => {
+            for back in 0..days.max(1) {
+                let day = rfc3339(now - i64::from(back) * 86_400);
+                let under = format!("{}/{}/{}", &day[..4], &day[5..7], &day[8..10]);
+                objects.extend(store.list_bundles(&under).await?);
+            }
+        }
+    }
+    let mut done = Reconciled { bundles: objects.len() as u64, ..Default::default() };
+    let mut by_sha: BTreeMap<String, Vec<(StoredObject, Option<String>)>> = BTreeMap::new();
+    for mut o in objects {
+        match parse_key(&o.key) {
+            Some(k) => {
+                // When it was received, as far as the store can tell: written that day.
+                o.modified = o.modified.clamp(k.day, k.day + 86_399);
+                by_sha.entry(k.sha256).or_default().push((o, k.install));
+            }
+            None => done.foreign += 1,
+        }
+    }
+    for (sha, copies) in by_sha {
+        let held = index.receipt(&sha).await?.and_then(|json| serde_json::from_str::<Receipt>(&json).ok());
+        let receipt = match held {
+            Some(_) if copies.len() == 1 => continue,
+            Some(r) => r,
+            None => {
+                let (first, install) = &copies[0];
+                let (receipt, new) = match store.stored_receipt(&sha).await? {
+                    Some(r) => (r, false),
+                    None => (store.receipt_orphan(&sha, first.modified).await?, true),
+                };
+                let keep = copies
+                    .iter()
+                    .find(|(o, i)| bundle_key_of(&receipt, i.as_deref().unwrap_or("_")).ok().as_deref() == Some(&o.key))
+                    .unwrap_or(&copies[0]);
+                index_one(store, index, &receipt, &keep.0, keep.1.clone().or(install.clone())).await?;
+                done.indexed += 1;
+                done.receipted += u64::from(new);
+                // The index may have settled on another replica's receipt meanwhile.
+                match index.receipt(&sha).await?.and_then(|json| serde_json::from_str::<Receipt>(&json).ok()) {
+                    Some(r) => r,
+                    None => continue,
+                }
+            }
+        };
+        if copies.len() < 2 {
+            continue;
+        }
+        // Two copies: keep the one under the key of the receipt the index holds.
+        let canonical: Vec<String> =
+            copies.iter().filter_map(|(_, i)| bundle_key_of(&receipt, i.as_deref().unwrap_or("_")).ok()).collect();
+        if !copies.iter().any(|(o, _)| canonical.contains(&o.key)) {
+            tracing::warn!("reconcile: no copy of {sha} is under its receipt's key; all {} kept", copies.len());
+            continue;
+        }
+        for (o, _) in &copies {
+            if !canonical.contains(&o.key) {
+                tracing::warn!(key = %o.key, "reconcile: removing a second copy of a stored bundle");
+                store.remove(&o.key).await?;
+                done.removed += 1;
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Records the stored bundle `o` with `receipt`, as its upload would have.
+async fn index_one(
+    store: &BundleStore,
+    index: &Index,
+    receipt: &Receipt,
+    o: &StoredObject,
+    install: Option<String>,
+) -> Result<(), ReconcileError> {
+    let received_at = parse_rfc3339(&receipt.received_at).unwrap_or(o.modified);
+    let copy = store.fetch(&o.key).await?;
+    let path = copy.path().to_path_buf();
+    let report = tokio::task::spawn_blocking(move || fleet::report::read(&path))
+        .await
+        .map_err(|e| IndexError::Invalid(format!("reading a stored bundle: {e}")))?
+        .unwrap_or_else(|e| {
+            tracing::warn!("reconcile: the fleet view learns nothing from {}: {e}", o.key);
+            Default::default()
+        });
+    drop(copy);
+    tracing::warn!(key = %o.key, "reconcile: recording a stored bundle the index did not know");
+    let stored = Stored {
+        receipt: receipt.clone(),
+        install_id: install,
+        program: "?".into(),
+        size: o.size,
+        received_at,
+        report,
+    };
+    record::bundle(index, store, stored).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::IndexSpec;
+    use crate::store::{bundle_key, receipt_key};
+
+    /// A bundle as an agent makes one for `install`, distinct per `serial`.
+    fn bundle(install: &str, serial: u64) -> Vec<u8> {
+        crate::simulate::compliance_bundle(install, 1_764_460_800, serial, "0.1.0", "4.2.0")
+    }
+
+    /// A local store (opened outside any runtime: it drives its client itself), a SQLite index
+    /// in it, and a runtime for the async calls.
+    fn setup(dir: &std::path::Path) -> (BundleStore, Index, tokio::runtime::Runtime) {
+        let store = BundleStore::open_local(dir, ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let index = rt.block_on(Index::open(&IndexSpec::Sqlite(dir.join("index.sqlite")))).unwrap();
+        (store, index, rt)
+    }
+
+    #[test]
+    fn a_receipt_kept_before_a_crash_fixes_where_the_retry_stores_the_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _index, _rt) = setup(dir.path());
+        let body = bundle("inst-1", 1);
+        let sha = callhome_protocol::fs::sha256_hex(&body);
+        // A replica wrote the receipt on 2026-03-07, then died before it stored the bundle.
+        let day = parse_rfc3339("2026-03-07T23:59:59Z").unwrap();
+        let kept = Receipt::sign(store.key(), "r1".into(), sha.clone(), rfc3339(day), Default::default());
+        std::fs::create_dir_all(dir.path().join("receipts")).unwrap();
+        std::fs::write(dir.path().join(receipt_key(&sha)), serde_json::to_vec(&kept).unwrap()).unwrap();
+        // The agent sends it again days later: the kept receipt stands and fixes the key.
+        let later = parse_rfc3339("2026-03-09T08:00:00Z").unwrap();
+        let (r, _) = store.accept(&body, Some(&sha), later).unwrap();
+        assert_eq!(r, kept);
+        assert_eq!(store.bundle_keys().unwrap(), vec![bundle_key(day, Some("inst-1"), &sha)]);
+        // Once more: nothing stored twice.
+        let (again, _) = store.accept(&body, Some(&sha), later + 86_400).unwrap();
+        assert_eq!(again, kept);
+        assert_eq!(store.bundle_keys().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_stored_bundle_without_a_row_is_recorded_once_and_a_second_copy_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, index, rt) = setup(dir.path());
+        let now = parse_rfc3339("2026-11-30T12:00:00Z").unwrap();
+        // Stored, never recorded: the replica died before its index row.
+        let orphan = bundle("inst-2", 1);
+        let (receipt, _) = store.accept(&orphan, None, now).unwrap();
+        // Stored and recorded, and also found under another day (a second copy).
+        let indexed = bundle("inst-3", 2);
+        let (r3, _) = store.accept(&indexed, None, now).unwrap();
+        let stored = Stored {
+            receipt: r3.clone(),
+            install_id: Some("inst-3".into()),
+            program: "telemetry".into(),
+            size: indexed.len() as u64,
+            received_at: now,
+            report: Default::default(),
+        };
+        rt.block_on(record::bundle(&index, &store, stored)).unwrap();
+        let copy = bundle_key(now - 86_400, Some("inst-3"), &r3.bundle_sha256);
+        std::fs::create_dir_all(dir.path().join(&copy).parent().unwrap()).unwrap();
+        std::fs::write(dir.path().join(&copy), &indexed).unwrap();
+
+        let done = rt.block_on(run(&store, &index, Span::LastDays { days: 2, now })).unwrap();
+        assert_eq!(done, Reconciled { bundles: 3, indexed: 1, receipted: 0, removed: 1, foreign: 0 });
+        let row = rt.block_on(index.receipt(&receipt.bundle_sha256)).unwrap().unwrap();
+        assert_eq!(serde_json::from_str::<Receipt>(&row).unwrap(), receipt, "recorded with the kept receipt");
+        assert!(!dir.path().join(&copy).exists(), "the second copy is gone");
+        let installs = rt.block_on(index.installs(crate::fleet::ClockRange::ALL)).unwrap();
+        assert!(installs.iter().any(|i| i.install_id == "inst-2"), "the fleet view learnt the install");
+        // Nothing left to do.
+        let again = rt.block_on(run(&store, &index, Span::All)).unwrap();
+        assert_eq!(again, Reconciled { bundles: 2, ..Default::default() });
+    }
+
+    #[test]
+    fn a_stored_bundle_without_receipt_or_row_is_receipted_and_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, index, rt) = setup(dir.path());
+        let now = callhome_protocol::time::now();
+        let body = bundle("inst-4", 1);
+        let sha = callhome_protocol::fs::sha256_hex(&body);
+        // Left by a receiver that wrote receipts after bundles.
+        let key = bundle_key(now, Some("inst-4"), &sha);
+        std::fs::create_dir_all(dir.path().join(&key).parent().unwrap()).unwrap();
+        std::fs::write(dir.path().join(&key), &body).unwrap();
+        let done = rt.block_on(run(&store, &index, Span::All)).unwrap();
+        assert_eq!((done.indexed, done.receipted), (1, 1));
+        let kept: Receipt =
+            serde_json::from_slice(&std::fs::read(dir.path().join(receipt_key(&sha))).unwrap()).unwrap();
+        kept.check(&sha, Some(&store.key().verifying_key())).unwrap();
+        let row = rt.block_on(index.receipt(&sha)).unwrap().unwrap();
+        assert_eq!(serde_json::from_str::<Receipt>(&row).unwrap(), kept);
+    }
+
+    #[test]
+    fn only_the_documented_keys_are_taken_apart() {
+        let sha = "ab".repeat(32);
+        let k = parse_key(&format!("bundles/2026/11/30/inst-1/{sha}.zip")).unwrap();
+        assert_eq!((k.install.as_deref(), k.sha256.as_str()), (Some("inst-1"), sha.as_str()));
+        assert_eq!(parse_key(&format!("bundles/2026/11/30/_/{sha}.zip")).unwrap().install, None);
+        assert!(parse_key(&format!("bundles/2026/11/inst-1/{sha}.zip")).is_none());
+        assert!(parse_key("bundles/2026/11/30/inst-1/short.zip").is_none());
+        assert!(parse_key(&format!("bundles/2026/11/30/inst-1/{}.zip", "AB".repeat(32))).is_none());
+        assert!(parse_key(&format!("receipts/{sha}.json")).is_none());
+    }
+}
