@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! bundles/YYYY/MM/DD/<install>/<sha256>.zip   the bundle, by the UTC day it was received
+//! ceip/YYYY/MM/DD/<sha256>.zip                an anonymous CEIP bundle: under no install
 //! receipts/<sha256>.json                      the receipt it got (found by SHA-256 alone)
 //! ```
 //!
@@ -111,6 +112,18 @@ pub fn bundle_key(received_at: Timestamp, install: Option<&str>, sha256: &str) -
     let day = &rfc3339(received_at)[..10];
     let install = install.filter(|i| crate::ingest::plain_id(i)).unwrap_or("_");
     format!("bundles/{}/{}/{}/{install}/{sha256}.zip", &day[..4], &day[5..7], &day[8..10])
+}
+
+/// The key of an anonymous CEIP bundle received at `received_at`: by day only, under no install.
+pub fn ceip_key(received_at: Timestamp, sha256: &str) -> String {
+    let day = &rfc3339(received_at)[..10];
+    format!("ceip/{}/{}/{}/{sha256}.zip", &day[..4], &day[5..7], &day[8..10])
+}
+
+/// Checks the received zip and reads its manifest (422 when it is no acceptable bundle).
+fn check(incoming: &Incoming) -> Result<callhome_protocol::manifest::Manifest, Refusal> {
+    let file = File::open(incoming.path()).map_err(|e| internal("reopening the received body", e))?;
+    zipcheck::check_zip(io::BufReader::with_capacity(64 * 1024, file)).map_err(|reason| Refusal { status: 422, reason })
 }
 
 /// The key of the receipt given for `sha256`.
@@ -419,27 +432,68 @@ impl BundleStore {
             return Ok(Accepted { receipt: r, new: false, size, report: read_report(&incoming) });
         }
         // The check runs outside the lock: uploads of different bundles are checked side by side.
-        let file = File::open(incoming.path()).map_err(|e| internal("reopening the received body", e))?;
-        let manifest = zipcheck::check_zip(io::BufReader::with_capacity(64 * 1024, file))
-            .map_err(|reason| Refusal { status: 422, reason })?;
+        let manifest = check(&incoming)?;
         if let Some(id) = install_id
             && manifest.install_id != id
         {
+            let named = if manifest.install_id.is_empty() {
+                "no install (an anonymous CEIP bundle: send it without a token)".to_string()
+            } else {
+                format!("install {:?}", manifest.install_id)
+            };
             return Err(Refusal {
                 status: 403,
-                reason: format!(
-                    "the bundle's manifest names install {:?}, not the sending install {id:?}",
-                    manifest.install_id
-                ),
+                reason: format!("the bundle's manifest names {named}, not the sending install {id:?}"),
             });
         }
+        let key = if manifest.is_anonymous_ceip() {
+            ceip_key(received_at, sha256)
+        } else {
+            bundle_key(received_at, Some(install_id.unwrap_or(&manifest.install_id)), sha256)
+        };
+        self.store_new(incoming, sha256, &key, size, received_at, head)
+    }
+
+    /// Takes an anonymous upload (no token, no install): only an anonymous CEIP bundle
+    /// ([`Manifest::is_anonymous_ceip`](callhome_protocol::manifest::Manifest::is_anonymous_ceip)),
+    /// checked before anything else (so an anonymous sender learns nothing of other bundles), is
+    /// stored, under [`ceip_key`], and receipted without a ledger head; anything else is 401.
+    pub fn accept_anonymous_ceip(
+        &self,
+        incoming: Incoming,
+        sha256: &str,
+        received_at: Timestamp,
+    ) -> Result<Accepted, Refusal> {
+        let size = fs::metadata(incoming.path()).map_err(|e| internal("reading the received body", e))?.len();
+        let manifest = check(&incoming)?;
+        if !manifest.is_anonymous_ceip() {
+            return Err(Refusal {
+                status: 401,
+                reason: "only an anonymous CEIP bundle (program ceip, a CEIP id, no install id) may be sent without a token; enrol the install with a token from the vendor (`callhome register --token-stdin`)".into(),
+            });
+        }
+        if let Some(r) = self.receipt_for(sha256)? {
+            return Ok(Accepted { receipt: r, new: false, size, report: read_report(&incoming) });
+        }
+        self.store_new(incoming, sha256, &ceip_key(received_at, sha256), size, received_at, None)
+    }
+
+    /// Stores a checked bundle at `key` and signs its receipt, unless another call did first.
+    fn store_new(
+        &self,
+        incoming: Incoming,
+        sha256: &str,
+        key: &str,
+        size: u64,
+        received_at: Timestamp,
+        head: Option<receipt::LedgerHead>,
+    ) -> Result<Accepted, Refusal> {
         let report = read_report(&incoming);
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = self.receipt_for(sha256)? {
             return Ok(Accepted { receipt: r, new: false, size, report });
         }
-        let key = bundle_key(received_at, Some(install_id.unwrap_or(&manifest.install_id)), sha256);
-        self.put_bundle(incoming, &key)?;
+        self.put_bundle(incoming, key)?;
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| internal("randomness", e))?;
         // The fields added after v1's first receipts go only to agents that send their head.
@@ -619,5 +673,6 @@ mod tests {
         assert_eq!(bundle_key(t, Some("inst-1"), "ab"), "bundles/2026/03/07/inst-1/ab.zip");
         assert_eq!(bundle_key(t, Some("../x"), "ab"), "bundles/2026/03/07/_/ab.zip");
         assert_eq!(bundle_key(t, None, "ab"), "bundles/2026/03/07/_/ab.zip");
+        assert_eq!(ceip_key(t, "ab"), "ceip/2026/03/07/ab.zip");
     }
 }
