@@ -290,7 +290,7 @@ pub async fn build(agent: &Agent, case: &Case, out: &Path) -> Result<PathBuf, Su
         match redacted_tail(&path) {
             Ok(text) => c.add_file(
                 &name,
-                &format!(
+                format!(
                     "the last lines of {} (at most {LOG_TAIL_LINES} lines, {LOG_TAIL_BYTES} bytes), numbers, addresses and e-mail addresses blanked",
                     path.display()
                 ),
