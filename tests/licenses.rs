@@ -313,6 +313,14 @@ fn no_value_of_a_ceip_bundle_but_versions_os_names_and_counts_appears_in_an_iden
             assert!(!text.contains(signature), "a license signature is in {name}");
         }
     }
+    // The preview shows the exact bytes that will be sent, CEIP's id in the manifest.
+    let shown = json_of(&s, &["preview", "--latest", "--program", "ceip", "--json"]);
+    let bytes = std::fs::read(only_bundle(&s, "usage")).unwrap();
+    use sha2::Digest;
+    assert_eq!(shown["sha256"].as_str().unwrap(), hex::encode(sha2::Sha256::digest(&bytes)), "{shown}");
+    assert_eq!(shown["manifest"]["ceip_id"].as_str(), Some(ceip_id.as_str()), "{shown}");
+    assert!(shown["manifest"].get("install_id").is_none(), "{shown}");
+
     // Nor a time of day in the zip's own entry headers.
     let mut zip = zip::ZipArchive::new(std::fs::File::open(only_bundle(&s, "usage")).unwrap()).unwrap();
     for i in 0..zip.len() {
