@@ -78,13 +78,23 @@ pub struct Stamp<'a> {
     pub program: &'a str,
     /// The upload type (`compliance`, `usage`, `events`, `support`).
     pub upload_type: &'a str,
+    /// The install id; empty in a CEIP bundle.
     pub install_id: &'a str,
+    /// CEIP's own id, in a CEIP bundle only (see [`Stamp::ceip`]).
+    pub ceip_id: Option<&'a str>,
     pub now: Timestamp,
 }
 
 impl<'a> Stamp<'a> {
     pub fn of(p: Program, install_id: &'a str, now: Timestamp) -> Stamp<'a> {
-        Stamp { program: p.name(), upload_type: p.upload_kind(), install_id, now }
+        Stamp { program: p.name(), upload_type: p.upload_kind(), install_id, ceip_id: None, now }
+    }
+
+    /// A CEIP bundle's stamp: CEIP's own id instead of the install id, and only the day of `now`.
+    pub fn ceip(ceip_id: &'a str, now: Timestamp) -> Stamp<'a> {
+        let p = Program::Ceip;
+        let day = now - now.rem_euclid(86_400);
+        Stamp { program: p.name(), upload_type: p.upload_kind(), install_id: "", ceip_id: Some(ceip_id), now: day }
     }
 }
 
@@ -157,6 +167,15 @@ fn write_at(path: &Path, stamp: &Stamp<'_>, contents: Contents) -> Result<(), Bu
         program: stamp.program.into(),
         upload_type: stamp.upload_type.into(),
         install_id: stamp.install_id.into(),
+        ceip_id: stamp.ceip_id.map(str::to_string),
+        nonce: match stamp.ceip_id {
+            Some(_) => {
+                let mut n = [0u8; 16];
+                getrandom::fill(&mut n).map_err(|e| io_err(io::Error::other(format!("no randomness: {e}"))))?;
+                Some(hex::encode(n))
+            }
+            None => None,
+        },
         created_at: rfc3339(stamp.now),
         files,
         errors: contents.errors,

@@ -4,6 +4,11 @@
 //! every receipt kept beside the chain must still have its row, and `ledger.head` must not be
 //! ahead of it.
 //!
+//! A CEIP bundle's `sent` row holds no receipt: CEIP is sent anonymously, and a receipt kept
+//! here would join the anonymous bundle to this install. Its detail is an
+//! [`ANONYMOUS_FORMAT`] note with a random nonce, so the ledger's head hash (sent with the next
+//! identifiable upload) cannot be recomputed by guessing the row from what the receiver saw.
+//!
 //! Shared by `callhome ledger verify` and `GET /api/v1/ledger/verify`, so both say the same
 //! thing. It reads and changes nothing; printing and exit codes are the callers' business.
 
@@ -11,6 +16,27 @@ use crate::config::Config;
 use crate::manual::format::{ManualReceipt, RECEIPT_FORMAT};
 use crate::receipt::{LedgerHead, Receipt, ReceiptError, load_public_key};
 use crate::store::{GENESIS, LedgerRow, ReceiptCopy, verify_chain};
+
+/// The `format` of an anonymous CEIP row's detail.
+pub const ANONYMOUS_FORMAT: &str = "callhome-ceip-anonymous-1";
+
+/// The detail of the `sent` row of an anonymous CEIP upload: that it was sent and its receipt
+/// checked, and a random nonce; nothing the receiver knows. Fails only without randomness.
+pub fn anonymous_detail() -> Result<String, String> {
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(|e| format!("no randomness for the ledger row: {e}"))?;
+    Ok(serde_json::json!({
+        "format": ANONYMOUS_FORMAT,
+        "note": "CEIP, sent anonymously: the receiver's receipt was checked and is not kept",
+        "nonce": hex::encode(nonce),
+    })
+    .to_string())
+}
+
+/// Whether a `sent` row's detail is an anonymous CEIP note rather than a receipt.
+pub fn is_anonymous(detail: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(detail).is_ok_and(|v| v["format"] == ANONYMOUS_FORMAT)
+}
 
 /// What the check reads: the rows, the receipts kept beside them, and the head file. Read the
 /// head file first and the rows last, so a row appended meanwhile only makes the ledger longer.
@@ -37,6 +63,8 @@ pub struct LedgerCheck {
     pub signatures_checked: bool,
     /// Bundles recorded as reported by hand without a receipt (`export confirm`).
     pub unverified: usize,
+    /// CEIP bundles sent anonymously (their receipts were checked at upload and not kept).
+    pub anonymous: usize,
 }
 
 /// Why the ledger does not verify, or could not be checked.
@@ -142,7 +170,12 @@ pub fn verify(cfg: &Config, ev: &Evidence) -> Result<LedgerCheck, LedgerCheckErr
     };
     let mut receipts = 0;
     let mut anchors: Vec<Anchor> = Vec::new();
+    let mut anonymous = 0;
     for r in rows.iter().filter(|r| r.event == "sent") {
+        if is_anonymous(&r.detail) {
+            anonymous += 1;
+            continue;
+        }
         let bad = |why: String| LedgerCheckError::Receipt { seq: r.seq, bundle: r.bundle.clone(), why };
         let read = read_receipt(&r.detail, key.as_ref()).map_err(bad)?;
         if !read.acknowledges(&r.sha256) {
@@ -164,6 +197,15 @@ pub fn verify(cfg: &Config, ev: &Evidence) -> Result<LedgerCheck, LedgerCheckErr
     // A receipt kept beside the chain whose rows are gone proves the ledger was longer.
     for c in &ev.copies {
         if rows.iter().any(|r| r.event == "sent" && r.detail == c.detail) {
+            continue;
+        }
+        if is_anonymous(&c.detail) {
+            cut.push(format!(
+                "it ends at row {}, but row {} recorded the anonymous CEIP upload of {}, which is gone",
+                rows.len(),
+                c.seq,
+                c.bundle
+            ));
             continue;
         }
         match read_receipt(&c.detail, key.as_ref()) {
@@ -216,6 +258,7 @@ pub fn verify(cfg: &Config, ev: &Evidence) -> Result<LedgerCheck, LedgerCheckErr
         anchored: anchors.len(),
         signatures_checked: key.is_some(),
         unverified: rows.iter().filter(|r| r.event == "reported").count(),
+        anonymous,
     })
 }
 
@@ -239,6 +282,9 @@ impl std::fmt::Display for LedgerCheck {
         )?;
         if self.unverified > 0 {
             write!(f, "; {} reported by hand without a receipt (unverified)", self.unverified)?;
+        }
+        if self.anonymous > 0 {
+            write!(f, "; {} CEIP bundle(s) sent anonymously (receipts checked at upload, not kept)", self.anonymous)?;
         }
         Ok(())
     }

@@ -2,7 +2,9 @@
 //!
 //! The bundle holds `case.json` (the case's fields), the status, recent attempts, the system
 //! information, the configuration as written (secret-looking values redacted), the agent's recent
-//! log, and a timed dry run of every collector (nothing is spooled, no log cursor moves). Every
+//! log, the tails of the product's logs (`collect.error_logs`) and of the license debug logs
+//! (`licenses.debug_logs`) — bounded, each line redacted like the errors collector's samples —
+//! and a timed dry run of every collector (nothing is spooled, no log cursor moves). Every
 //! text is scrubbed of the secrets the agent knows (the proxy password, the endpoint token, the
 //! alert channels' SMTP password and webhook secret, the API tokens) before it
 //! is written. It is a bundle like the others (manifest, SHA-256s), of upload type `support`.
@@ -108,6 +110,46 @@ fn redact_config(text: &str) -> String {
         .join("\n")
 }
 
+/// How much of each product or debug log goes in: its last lines, at most this many bytes …
+const LOG_TAIL_BYTES: u64 = 256 * 1024;
+/// … and this many lines.
+const LOG_TAIL_LINES: usize = 2000;
+
+/// The last lines of `path` (bounded by [`LOG_TAIL_BYTES`] and [`LOG_TAIL_LINES`]), each
+/// redacted as the errors collector redacts its samples (numbers, addresses, e-mail addresses).
+fn redacted_tail(path: &Path) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(LOG_TAIL_BYTES);
+    f.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    f.take(LOG_TAIL_BYTES).read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0); // cut mid-line
+    }
+    let skip = lines.len().saturating_sub(LOG_TAIL_LINES);
+    let mut out = String::new();
+    for l in &lines[skip..] {
+        out.push_str(&collect::errors::redact(l));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The product logs and license debug logs the configuration names, as (what, path), and why a
+/// configured name found no file (each goes in the manifest's errors).
+fn product_logs(agent: &Agent) -> (Vec<(&'static str, PathBuf)>, Vec<licenses::FileProblem>) {
+    let base = agent.config_base();
+    let (errors, mut problems) = licenses::license_paths(&agent.config().collect.error_logs, &base);
+    let (debug, more) = licenses::license_paths(&agent.config().licenses.debug_logs, &base);
+    problems.extend(more);
+    let logs = errors.into_iter().map(|p| ("product", p)).chain(debug.into_iter().map(|p| ("license-debug", p)));
+    (logs.collect(), problems)
+}
+
 /// Runs every collector once, timed, without spooling anything.
 async fn dry_run(agent: &Agent) -> Value {
     let mut results = Vec::new();
@@ -144,6 +186,29 @@ async fn dry_run(agent: &Agent) -> Value {
             inv.problems.len()
         )),
     );
+    // The errors collector: what the product logs hold beyond the saved cursors (not saved).
+    let (paths, problems) = licenses::license_paths(&agent.config().collect.error_logs, &agent.config_base());
+    for p in problems {
+        timed(&format!("errors:{}", p.file.display()), Instant::now(), Err(p.message));
+    }
+    for path in paths {
+        let key = path.display().to_string();
+        let mut cursor = agent.error_log_cursor(&path);
+        let patterns = agent.config().collect.error_patterns.clone();
+        let t = Instant::now();
+        let r = tokio::task::spawn_blocking(move || collect::errors::scan(&path, &mut cursor, &patterns))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        timed(
+            &format!("errors:{key}"),
+            t,
+            r.map(|f| {
+                let n: u64 = f.counts.iter().map(|(_, c)| c).sum();
+                format!("{n} new error lines over {} patterns (not recorded: dry run)", f.counts.len())
+            }),
+        );
+    }
     let base = agent.config_base();
     for log in &agent.config().licenses.debug_logs {
         let path = base.join(log);
@@ -213,6 +278,27 @@ pub async fn build(agent: &Agent, case: &Case, out: &Path) -> Result<PathBuf, Su
         "the agent's recent log (the last MiB)",
         scrub(&String::from_utf8_lossy(&log), &secrets).into_bytes(),
     );
+    let (logs, problems) = product_logs(agent);
+    for p in problems {
+        c.add_error(format!("logs:{}", p.file.display()), p.message);
+    }
+    for (i, (what, path)) in logs.into_iter().enumerate() {
+        let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "log".into());
+        let safe: String =
+            file.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+        let name = format!("logs/{what}/{}-{safe}", i + 1);
+        match redacted_tail(&path) {
+            Ok(text) => c.add_file(
+                &name,
+                format!(
+                    "the last lines of {} (at most {LOG_TAIL_LINES} lines, {LOG_TAIL_BYTES} bytes), numbers, addresses and e-mail addresses blanked",
+                    path.display()
+                ),
+                scrub(&text, &secrets).into_bytes(),
+            ),
+            Err(e) => c.add_error(&name, format!("cannot read {}: {e}", path.display())),
+        }
+    }
     c.add_file(
         "collectors.json",
         "a timed dry run of every collector (nothing spooled)",
@@ -226,7 +312,7 @@ pub async fn build(agent: &Agent, case: &Case, out: &Path) -> Result<PathBuf, Su
         bundle::write(
             &dir,
             &name,
-            &Stamp { program: "support", upload_type: "support", install_id: &install_id, now },
+            &Stamp { program: "support", upload_type: "support", install_id: &install_id, ceip_id: None, now },
             c,
         )
     })

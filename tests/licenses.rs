@@ -230,13 +230,130 @@ fn a_ceip_bundle_holds_no_user_or_host_name() {
     assert!(out.status.success(), "{}", stderr(&out));
     let entries = ZipEntries::read(&only_bundle(&s, "usage"));
     let v = entries.json("license_usage.json");
-    let cad = v["features"].as_array().unwrap().iter().find(|f| f["feature"] == "cad_pro").unwrap();
+    // cad_pro (25 installed), under a name keyed with CEIP's id.
+    let cad = v["features"].as_array().unwrap().iter().find(|f| f["count_installed"] == 25).unwrap();
     assert_eq!((cad["count_used_max"].as_u64(), cad["licensees"]["users"].as_u64()), (Some(4), Some(4)));
+    assert!(cad["feature"].as_str().unwrap().starts_with("f-"), "{cad}");
     for (name, text) in entries.texts() {
         for n in NAMES {
             assert!(!text.contains(n), "{n:?} appears in {name} of the CEIP bundle");
         }
     }
+}
+
+/// Every leaf value of every JSON file (and the manifest) of a bundle, as text; keys are not
+/// values. Numbers and booleans are kept apart: they are counts.
+fn leaf_strings(entries: &ZipEntries) -> std::collections::BTreeSet<String> {
+    fn walk(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::String(s) => {
+                out.insert(s.clone());
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for name in entries.names() {
+        if name.ends_with(".json") {
+            walk(&entries.json(name), &mut out);
+        }
+    }
+    out
+}
+
+#[test]
+fn no_value_of_a_ceip_bundle_but_versions_os_names_and_counts_appears_in_an_identifiable_bundle() {
+    let s = with_fixtures("[programs]\nceip = true\ncall_home = true\n");
+    json_of(&s, &["usage", "--json"]); // reads the debug log into the state
+    for p in ["telemetry", "call_home", "ceip"] {
+        let out = s.cli(&["collect", "--program", p]);
+        assert!(out.status.success(), "{p}: {}", stderr(&out));
+    }
+    let ceip = ZipEntries::read(&only_bundle(&s, "usage"));
+    let telemetry = ZipEntries::read(&only_bundle(&s, "compliance"));
+    let call_home = ZipEntries::read(&only_bundle(&s, "callhome"));
+    let ceip_values = leaf_strings(&ceip);
+    let mut identifiable = leaf_strings(&telemetry);
+    identifiable.extend(leaf_strings(&call_home));
+
+    // What may be shared: versions, OS names, and the agent's own words (file names and what
+    // each holds, the upload type CEIP shares with Call Home).
+    let env = ceip.json("environment.json");
+    let mut allowed: Vec<String> = ["os", "os_version", "os_long_version", "kernel", "arch"]
+        .iter()
+        .filter_map(|k| env[*k].as_str().map(str::to_string))
+        .collect();
+    allowed.push(env!("CARGO_PKG_VERSION").to_string()); // the agent's version
+    allowed.extend(["usage".to_string(), "ceip".to_string()]); // the upload type and program name
+    for f in ceip.json("manifest.json")["files"].as_array().unwrap() {
+        allowed.extend(["name", "holds"].iter().map(|k| f[*k].as_str().unwrap().to_string()));
+    }
+    let shared: Vec<&String> =
+        ceip_values.iter().filter(|v| identifiable.contains(*v) && !allowed.contains(v)).collect();
+    assert!(shared.is_empty(), "CEIP values that also appear in identifiable bundles: {shared:?}");
+    // The license usage is there (counts), under names keyed with CEIP's own id.
+    let usage = ceip.json("license_usage.json");
+    assert!(!usage["features"].as_array().unwrap().is_empty(), "{usage}");
+
+    // The identifiers in particular: no install id anywhere, CEIP's own id instead.
+    let manifest = ceip.json("manifest.json");
+    let install_id = telemetry.json("manifest.json")["install_id"].as_str().unwrap().to_string();
+    let ceip_id = manifest["ceip_id"].as_str().unwrap().to_string();
+    assert!(manifest.get("install_id").is_none(), "{manifest}");
+    assert!(ceip_id.starts_with("ceip-") && ceip_id.len() == 37, "{ceip_id}");
+    assert!(manifest["created_at"].as_str().unwrap().ends_with("T00:00:00Z"), "only the day: {manifest}");
+    let system = telemetry.json("system.json");
+    for (name, text) in ceip.texts() {
+        for id in [install_id.as_str(), system["hostname"].as_str().unwrap(), system["hardware_id"].as_str().unwrap()] {
+            assert!(!text.contains(id), "{id:?} is in {name} of the CEIP bundle");
+        }
+        for signature in ["0A1B 2C3D", "1122 3344", "SIGN="] {
+            assert!(!text.contains(signature), "a license signature is in {name}");
+        }
+    }
+    // The preview shows the exact bytes that will be sent, CEIP's id in the manifest.
+    let shown = json_of(&s, &["preview", "--latest", "--program", "ceip", "--json"]);
+    let bytes = std::fs::read(only_bundle(&s, "usage")).unwrap();
+    use sha2::Digest;
+    assert_eq!(shown["sha256"].as_str().unwrap(), hex::encode(sha2::Sha256::digest(&bytes)), "{shown}");
+    assert_eq!(shown["manifest"]["ceip_id"].as_str(), Some(ceip_id.as_str()), "{shown}");
+    assert!(shown["manifest"].get("install_id").is_none(), "{shown}");
+
+    // Nor a time of day in the zip's own entry headers.
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(only_bundle(&s, "usage")).unwrap()).unwrap();
+    for i in 0..zip.len() {
+        let f = zip.by_index(i).unwrap();
+        if let Some(t) = f.last_modified() {
+            assert_eq!((t.hour(), t.minute(), t.second()), (0, 0, 0), "{:?} carries a time of day", f.name());
+        }
+    }
+}
+
+#[test]
+fn ceip_keeps_its_own_id_for_30_days_and_then_takes_a_new_one() {
+    let s = with_fixtures("[programs]\nceip = true\n[collect]\nerror_logs = [\"product.log\"]\n");
+    let log = s.path().join("product.log");
+    let lib = libfaketime().display().to_string();
+    let ceip_id_after = |days: u32| {
+        // Something new for CEIP each time: one more error line in the product's log.
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        writeln!(f, "ERROR after {days} days").unwrap();
+        let faked = format!("+{days}d");
+        let env = [("LD_PRELOAD", lib.as_str()), ("FAKETIME", faked.as_str()), ("FAKETIME_NO_CACHE", "1")];
+        let out = s.cli_env(&["collect", "--program", "ceip"], &env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let b = only_bundle(&s, "usage");
+        let id = ZipEntries::read(&b).json("manifest.json")["ceip_id"].as_str().unwrap().to_string();
+        std::fs::remove_file(b).unwrap();
+        id
+    };
+    let first = ceip_id_after(0);
+    assert_eq!(ceip_id_after(29), first, "the same id within 30 days");
+    let next = ceip_id_after(31);
+    assert_ne!(next, first, "a new id after 30 days");
+    assert!(next.starts_with("ceip-"), "{next}");
 }
 
 #[test]
@@ -294,8 +411,14 @@ fn product_log_errors_go_to_call_home_with_redacted_samples_and_to_ceip_as_count
     assert!(samples.contains("license checkout failed for [email] from [ip] (code #)"), "{samples}");
     let ceip = ZipEntries::read(&only_bundle(&s, "usage"));
     let counts = ceip.json("errors.json");
-    assert_eq!(count(&counts, "ERROR"), 2);
+    // CEIP: a total per pattern, named by its place in collect.error_patterns (ERROR is first),
+    // without hours or the patterns' text.
+    let at =
+        |i: u64| counts["counts"].as_array().unwrap().iter().find(|c| c["pattern"] == i).map(|c| c["count"].clone());
+    assert_eq!((at(0), at(1)), (Some(Value::from(2)), Some(Value::from(1))), "{counts}");
+    assert_eq!(counts["patterns"], 4, "{counts}");
     assert!(counts.get("samples").is_none(), "CEIP gets counts only");
+    assert!(!counts.to_string().contains("hour") && !counts.to_string().contains("ERROR"), "{counts}");
     for (_, bytes) in ch.entries.iter().chain(&ceip.entries) {
         let text = String::from_utf8_lossy(bytes);
         assert!(!text.contains("annika") && !text.contains("10.20.30.40"), "the e-mail and the address never leave");

@@ -226,6 +226,89 @@ fn a_support_bundle_has_the_case_and_no_secret() {
 }
 
 #[test]
+fn ceip_bundles_stay_out_of_an_export_which_is_tied_to_the_install() {
+    let s = isolated();
+    s.configure_offline(&format!(
+        "receipt_public_key = \"{}\"\n[programs]\ntelemetry_mode = \"manual\"\ncall_home = false\nceip = true\n\
+         [collect]\nerror_logs = [\"product.log\"]\n",
+        s.path().join("receiver-public.pem").display()
+    ));
+    // CEIP has something to send: an error line in the product's log.
+    std::fs::write(s.path().join("product.log"), "ERROR once\n").unwrap();
+    collect_n(&s, 1);
+    assert!(s.cli(&["collect", "--program", "ceip"]).status.success());
+    let out_path = s.path().join("export.zip");
+    let o = s.cli(&["export", "--out", out_path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("1 CEIP bundle(s) left out"), "the administrator is told: {}", stdout(&o));
+    let e = ZipEntries::read(&out_path);
+    let listed = e.json("export.json")["bundles"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0]["name"].as_str().unwrap().starts_with("upload_compliance_"), "{listed:?}");
+    assert_eq!(s.spool("usage").len(), 1, "the CEIP bundle stays pending");
+
+    let o = s.cli(&["export", "--out", s.path().join("ceip.zip").to_str().unwrap(), "--program", "ceip"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("CEIP bundles are not exported") && stderr(&o).contains("programs set ceip off"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.path().join("ceip.zip").exists());
+}
+
+#[test]
+fn a_support_bundle_carries_the_redacted_bounded_tails_of_the_product_and_license_logs() {
+    const PASSWORD: &str = "Sup3r-S3cret-Proxy-Pw";
+    let s = Setup::new();
+    let mut log = String::new();
+    for i in 0..5000 {
+        log.push_str(&format!("2026-11-30 10:00:{:02} INFO request {i} served\n", i % 60));
+    }
+    log.push_str(&format!(
+        "2026-11-30 10:01:00 ERROR login failed for bob@example.com from 10.1.2.3 with {PASSWORD}\n"
+    ));
+    std::fs::write(s.path().join("product.log"), log).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/licenses/acme-debug.log"),
+        s.path().join("acme-debug.log"),
+    )
+    .unwrap();
+    s.configure_offline(
+        "[collect]\nerror_logs = [\"product.log\"]\nerror_patterns = [\"ERROR\"]\n[licenses]\ndebug_logs = [\"acme-debug.log\"]\n",
+    );
+    let out_path = s.path().join("support.zip");
+    let out = s.cli_env(
+        &["support-bundle", "--case", "9", "--out", out_path.to_str().unwrap()],
+        &[("CALLHOME_PROXY_PASSWORD", PASSWORD)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = ZipEntries::read(&out_path);
+    let product = String::from_utf8_lossy(e.get("logs/product/1-product.log")).into_owned();
+    // 5,001 lines of about 45 bytes: under the byte cap, so the line cap (2,000) holds, and the
+    // lines kept are the newest.
+    assert_eq!(product.lines().count(), 2000, "bounded to the last 2,000 lines");
+    let last = product.lines().last().unwrap();
+    assert!(last.contains("ERROR login failed for [email] from [ip]"), "the newest line, redacted: {last}");
+    assert!(product.lines().next().unwrap().contains("INFO request # served"), "{product:.200}");
+    assert!(!product.contains("bob@example.com") && !product.contains("10.1.2.3"));
+    let debug = String::from_utf8_lossy(e.get("logs/license-debug/2-acme-debug.log")).into_owned();
+    assert!(!debug.is_empty(), "the license debug log's tail");
+    for (name, text) in e.texts() {
+        assert!(!text.contains(PASSWORD), "the proxy password is in {name}");
+    }
+    let dry = e.json("collectors.json");
+    let errors = dry["collectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["collector"].as_str().unwrap().starts_with("errors:"))
+        .unwrap_or_else(|| panic!("the errors collector in {dry}"));
+    assert_eq!(errors["ok"], true, "{errors}");
+    assert!(errors["detail"].as_str().unwrap().starts_with("1 new error lines"), "{errors}");
+}
+
+#[test]
 fn a_support_bundle_can_be_sent_as_its_own_upload_type() {
     let s = Setup::new();
     let r = Receiver::start(s.path(), &[]);

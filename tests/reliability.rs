@@ -68,7 +68,13 @@ fn killed_at_random_moments_the_agent_loses_corrupts_and_duplicates_nothing() {
     // Corrupt: an acknowledged bundle missing at the receiver, or whose bytes are not its SHA-256
     // or not a whole bundle.
     let mut corrupt = Vec::new();
-    let stored = if r.store.join("bundles").is_dir() { files_under(&r.store.join("bundles")) } else { Vec::new() };
+    // Anonymous CEIP bundles are under ceip/, the others under bundles/.
+    let stored: Vec<_> = ["bundles", "ceip"]
+        .iter()
+        .map(|d| r.store.join(d))
+        .filter(|d| d.is_dir())
+        .flat_map(|d| files_under(&d))
+        .collect();
     for row in &sent {
         let sha = row["sha256"].as_str().unwrap();
         let name = format!("{sha}.zip");

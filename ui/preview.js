@@ -226,7 +226,9 @@ async function one(main, ctx, id) {
       h("dl", { class: "facts" },
         h("dt", {}, "Program"), h("dd", {}, `${TITLES[b.program] || b.program} (upload type ${manifest.upload_type})`),
         h("dt", {}, "Created"), h("dd", {}, when(manifest.created_at)),
-        h("dt", {}, "Install id"), h("dd", { class: "mono" }, manifest.install_id),
+        ...(manifest.ceip_id
+          ? [h("dt", {}, "CEIP id"), h("dd", { class: "mono" }, `${manifest.ceip_id} (no install id: CEIP is sent anonymously)`)]
+          : [h("dt", {}, "Install id"), h("dd", { class: "mono" }, manifest.install_id)]),
         h("dt", {}, "Agent version"), h("dd", {}, manifest.agent_version),
         h("dt", {}, "Zip size"), h("dd", {}, `${bytes(zip.byteLength)} (${zip.byteLength} bytes)`),
         h("dt", {}, "Zip SHA-256"), h("dd", { class: "mono", id: "zip-sha" }, zipSha || agentSha),

@@ -48,6 +48,11 @@ impl Agent {
         self.store().log_cursor(crate::store::LogKey::DebugLog(path)).unwrap_or_default()
     }
 
+    /// Where the errors collector stopped reading a product log (the default: the start).
+    pub fn error_log_cursor(&self, path: &std::path::Path) -> crate::tail::TailCursor {
+        self.store().log_cursor(crate::store::LogKey::ErrorLog(path)).unwrap_or_default()
+    }
+
     /// Every pending bundle, of every program.
     pub fn all_pending(&self) -> Result<Vec<Pending>> {
         Ok(self.spool().all_pending()?)

@@ -62,12 +62,20 @@ impl Agent {
         let errors = contents.errors().len();
         let name = bundle::bundle_name(p, now);
         let tmp = self.dir.tmp_dir();
+        // CEIP bundles carry CEIP's own rotating id and only the day they were made: neither the
+        // install id nor a time that would match an identifiable bundle of the same cycle.
+        let ceip_id = if p == Program::Ceip { Some(self.ceip_identity(now)?.id) } else { None };
         let install_id = self.install.install_id.clone();
         let name2 = name.clone();
-        let path =
-            tokio::task::spawn_blocking(move || bundle::write(&tmp, &name2, &Stamp::of(p, &install_id, now), contents))
-                .await
-                .expect("bundle writer does not panic")?;
+        let path = tokio::task::spawn_blocking(move || {
+            let stamp = match &ceip_id {
+                Some(id) => Stamp::ceip(id, now),
+                None => Stamp::of(p, &install_id, now),
+            };
+            bundle::write(&tmp, &name2, &stamp, contents)
+        })
+        .await
+        .expect("bundle writer does not panic")?;
         let pending = self.spool.commit(p, &path)?;
         let mut store = self.store();
         if max_sample > 0 {
@@ -239,18 +247,24 @@ impl Agent {
         if counts.is_empty() {
             return Ok(Vec::new());
         }
-        let mut doc = serde_json::json!({
-            "patterns": self.cfg.collect.error_patterns,
-            "counts": counts.iter().map(|(pat, hour, n)| serde_json::json!({ "pattern": pat, "hour": crate::clock::rfc3339(*hour), "count": n })).collect::<Vec<_>>(),
-        });
-        let holds = if samples {
-            doc["samples"] = sample_rows
-                .iter()
-                .map(|(pat, at, text)| serde_json::json!({ "pattern": pat, "at": crate::clock::rfc3339(*at), "line": text }))
-                .collect();
-            "error lines in the product's logs: counts per pattern and hour, and a few samples with numbers, addresses and e-mail addresses blanked"
+        let (doc, holds) = if samples {
+            let doc = serde_json::json!({
+                "patterns": self.cfg.collect.error_patterns,
+                "counts": counts.iter().map(|(pat, hour, n)| serde_json::json!({ "pattern": pat, "hour": crate::clock::rfc3339(*hour), "count": n })).collect::<Vec<_>>(),
+                "samples": sample_rows
+                    .iter()
+                    .map(|(pat, at, text)| serde_json::json!({ "pattern": pat, "at": crate::clock::rfc3339(*at), "line": text }))
+                    .collect::<Vec<_>>(),
+            });
+            (
+                doc,
+                "error lines in the product's logs: counts per pattern and hour, and a few samples with numbers, addresses and e-mail addresses blanked",
+            )
         } else {
-            "error lines in the product's logs: counts per pattern and hour only"
+            (
+                ceip_error_counts(&self.cfg.collect.error_patterns, &counts),
+                "error lines in the product's logs: counts per pattern (its place in the configured list), no hours, no text",
+            )
         };
         c.add_json("errors.json", holds, &doc);
         Ok(vec![(key(ErrorsPart::Counts), max.to_string()), (key(ErrorsPart::Samples), max_sample.to_string())])
@@ -292,10 +306,11 @@ impl Agent {
                 let rows = self.store().usage(None, window.0, window.1)?;
                 if !rows.is_empty() {
                     let inv = self.scan_licenses();
+                    let usage = usage_json(&rows, &inv, window, Identity::CountsOnly);
                     c.add_json(
                         "license_usage.json",
-                        "license usage counts by feature and hour: no user or device names",
-                        &usage_json(&rows, &inv, window, Identity::CountsOnly),
+                        "license usage counts per feature over the window: no user, device or feature names, no times; each feature under a pseudonym of this CEIP period",
+                        &unlinkable_usage(usage, &self.ceip_identity(self.clock.now())?),
                     );
                 }
             }
@@ -319,4 +334,88 @@ impl Agent {
         }
         Ok(after_commit)
     }
+}
+
+/// How long CEIP's own identifier lives before a new one replaces it. Bundles of one period can
+/// be told apart from other agents' (so the vendor can count machines), never joined to this
+/// machine's identifiable bundles, nor to its CEIP bundles of another period.
+pub const CEIP_ID_ROTATION: i64 = 30 * 86_400;
+
+/// CEIP's identity for one period: the id its bundles carry, and the key its feature pseudonyms
+/// are made with (never sent, so the vendor cannot recover a feature's name by trying names).
+pub(super) struct CeipIdentity {
+    pub id: String,
+    key: [u8; 32],
+}
+
+impl Agent {
+    /// CEIP's own random identity, made anew every [`CEIP_ID_ROTATION`] (and when the clock went
+    /// back more than a day before its making); never derived from the install id. Kept in the state as
+    /// `ceip.id` = `<id> <made, UTC seconds> <key, hex>`.
+    pub(super) fn ceip_identity(&self, now: Timestamp) -> Result<CeipIdentity> {
+        let store = self.store();
+        if let Some(v) = store.setting(Key::CeipId)?
+            && let [id, made, key] = v.split(' ').collect::<Vec<_>>()[..]
+            && let Ok(made) = made.parse::<i64>()
+            && made <= now + 86_400
+            && now - made < CEIP_ID_ROTATION
+            && let Ok(Ok(key)) = hex::decode(key).map(<[u8; 32]>::try_from)
+        {
+            return Ok(CeipIdentity { id: id.to_string(), key });
+        }
+        let mut raw = [0u8; 16];
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut raw)
+            .and_then(|()| getrandom::fill(&mut key))
+            .map_err(|e| AgentError::Refused(format!("no randomness for CEIP's id: {e}")))?;
+        let id = format!("ceip-{}", hex::encode(raw));
+        store.set_setting(Key::CeipId, &format!("{id} {now} {}", hex::encode(key)))?;
+        Ok(CeipIdentity { id, key })
+    }
+}
+
+/// CEIP's error counts: one total per pattern over the whole period, the pattern named by its
+/// place in `collect.error_patterns` (not its text, not its hours: those would match the Call Home
+/// bundle of the same machine).
+fn ceip_error_counts(patterns: &[String], counts: &[(String, Timestamp, u64)]) -> serde_json::Value {
+    let mut totals: std::collections::BTreeMap<usize, u64> = std::collections::BTreeMap::new();
+    for (pat, _, n) in counts {
+        let at = patterns.iter().position(|p| p == pat).unwrap_or(patterns.len());
+        *totals.entry(at).or_default() += n;
+    }
+    serde_json::json!({
+        "patterns": patterns.len(),
+        "counts": totals.iter().map(|(i, n)| serde_json::json!({ "pattern": i, "count": n })).collect::<Vec<_>>(),
+    })
+}
+
+/// CEIP's license usage with nothing that joins it to the license-telemetry bundle of the same
+/// machine: no window times, no hours, and each feature named by an HMAC of its name keyed with
+/// CEIP's secret key of the period (stable within one id's period, different in the next, and
+/// not recoverable by the vendor, who never sees the key); counts stay.
+fn unlinkable_usage(mut usage: serde_json::Value, ceip: &CeipIdentity) -> serde_json::Value {
+    use hmac::{KeyInit, Mac};
+    let window = match (usage.get("window_start"), usage.get("window_end")) {
+        (Some(a), Some(b)) => {
+            let t = |v: &serde_json::Value| v.as_str().and_then(crate::clock::parse_rfc3339);
+            t(b).zip(t(a)).map(|(b, a)| (b - a) / 3600)
+        }
+        _ => None,
+    };
+    let o = usage.as_object_mut().expect("usage is an object");
+    o.remove("window_start");
+    o.remove("window_end");
+    o.insert("window_hours".into(), serde_json::json!(window));
+    for f in usage["features"].as_array_mut().into_iter().flatten() {
+        let hours = f["hours"].as_array().map_or(0, Vec::len);
+        let name = f["feature"].as_str().unwrap_or_default().to_string();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&ceip.key).expect("any key length");
+        mac.update(name.as_bytes());
+        let tag = hex::encode(&mac.finalize().into_bytes()[..8]);
+        let o = f.as_object_mut().expect("a feature is an object");
+        o.remove("hours");
+        o.insert("hours_in_use".into(), serde_json::json!(hours));
+        o.insert("feature".into(), serde_json::json!(format!("f-{tag}")));
+    }
+    usage
 }

@@ -198,11 +198,21 @@ impl Agent {
                 return Ok(One::Failed(f));
             }
         };
-        // The ledger's head goes with the bundle: the receiver signs it into the receipt.
-        let head = self.store().ledger_head()?;
-        let sent = uploader
-            .send_anchored(Outgoing { path: &b.path, sha256: &sha, size, program: b.program.name() }, Some(&head))
-            .await;
+        // CEIP goes anonymously (no token, no install id, no ledger head) and keeps nothing of
+        // its receipt that could join it to the install; every other program's upload carries
+        // the ledger's head, which the receiver signs into the receipt.
+        let anonymous = b.program == Program::Ceip;
+        let sent = if anonymous {
+            uploader
+                .send_anonymous(Outgoing { path: &b.path, sha256: &sha, size, program: b.program.name() })
+                .await
+                .map(|receipt| crate::receipt::UploadAnswer { receipt, exemption: None })
+        } else {
+            let head = self.store().ledger_head()?;
+            uploader
+                .send_anchored(Outgoing { path: &b.path, sha256: &sha, size, program: b.program.name() }, Some(&head))
+                .await
+        };
         let now = self.clock.now();
         match sent {
             Ok(answer) => {
@@ -211,11 +221,20 @@ impl Agent {
                     at: now,
                     program: b.program,
                     bundle: Some(b.name.clone()),
-                    sha256: Some(sha.clone()),
+                    sha256: (!anonymous).then(|| sha.clone()),
                     code: Code::Success.as_str().into(),
-                    message: format!("receipt {}", receipt.receipt_id),
+                    message: if anonymous {
+                        "sent anonymously (CEIP): receipt checked, not kept".into()
+                    } else {
+                        format!("receipt {}", receipt.receipt_id)
+                    },
                     http_status: None,
                     duration_ms: started.elapsed().as_millis() as u64,
+                };
+                let detail = if anonymous {
+                    crate::ledger::anonymous_detail().map_err(AgentError::Refused)?
+                } else {
+                    serde_json::to_string(&receipt).expect("receipts serialize")
                 };
                 let entry = LedgerEntry {
                     at: now,
@@ -224,11 +243,11 @@ impl Agent {
                     bundle: b.name.clone(),
                     sha256: sha,
                     size,
-                    detail: serde_json::to_string(&receipt).expect("receipts serialize"),
+                    detail,
                 };
                 // Ledger first, then the file (invariant 3).
                 self.spool.retire(&mut self.store(), b, Fate::Sent { entry: &entry, attempt: &attempt })?;
-                if let Some(l) = &receipt.latest_agent {
+                if let Some(l) = receipt.latest_agent.as_ref().filter(|_| !anonymous) {
                     let store = self.store();
                     store.set_setting(Key::VersionLatest, &l.version)?;
                     store.set_setting(Key::VersionReleased, &l.released)?;
@@ -246,7 +265,7 @@ impl Agent {
                 Ok(One::Sent)
             }
             Err(f) => {
-                self.record_failure(b, Some(&sha), &f, now, started)?;
+                self.record_failure(b, (!anonymous).then_some(sha.as_str()), &f, now, started)?;
                 if f.disposition == Disposition::Quarantine {
                     let mut store = self.store();
                     self.spool.quarantine_bundle(&mut store, b, &sha, &f.message, now)?;

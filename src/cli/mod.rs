@@ -232,6 +232,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             println!(
                 "carry it to the vendor's receiver; bring back the receipt and run `callhome import-receipt RECEIPT.json`"
             );
+            let ceip = agent.pending(callhome::programs::Program::Ceip).map(|v| v.len()).unwrap_or(0);
+            if ceip > 0 && program.is_none() {
+                println!("{ceip} CEIP bundle(s) left out. {}", callhome::manual::CEIP_NOT_EXPORTED);
+            }
             Ok(0)
         }
         Command::SupportBundle { case, severity, impact, summary, contact, out, upload } => {

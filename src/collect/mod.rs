@@ -64,7 +64,11 @@ pub async fn gather(program: Program, ctx: &Context<'_>, samples: &Samples) -> C
                 system::collect(false),
             );
             if !samples.is_empty() {
-                c.add_json("samples.json", "hourly CPU, memory and process counts", &samples_json(samples));
+                c.add_json(
+                    "samples.json",
+                    "the hourly samples, coarsened: CPU and memory in whole percent, no times, processes by their place in product.processes",
+                    &ceip_samples(samples, &ctx.config.product.processes),
+                );
             }
         }
         Program::Events => {}
@@ -84,6 +88,36 @@ fn add(c: &mut Contents, file: &str, holds: &str, collector: &str, r: Result<Val
         Ok(v) => c.add_json(file, holds, &v),
         Err(e) => c.add_error(collector, e),
     }
+}
+
+/// CEIP's samples: nothing that would match the Call Home samples of the same hours (their times,
+/// exact byte counts, fractional percentages, process names); CPU and memory in whole percent,
+/// each process by its place in `product.processes`.
+fn ceip_samples(samples: &Samples, processes: &[String]) -> Value {
+    let pct = |v: &Value| v.as_f64().map(|f| f.round() as i64);
+    let list: Vec<Value> = samples
+        .iter()
+        .filter_map(|(_, data)| serde_json::from_str::<Value>(data).ok())
+        .map(|s| {
+            let total = s["memory_total_bytes"].as_f64().filter(|t| *t > 0.0);
+            let used = s["memory_used_bytes"].as_f64();
+            let procs: Vec<Value> = s["processes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let at = processes.iter().position(|n| p["name"].as_str() == Some(n.as_str()));
+                    json!({ "process": at, "running": p["running"], "cpu_percent": pct(&p["cpu_percent"]) })
+                })
+                .collect();
+            json!({
+                "cpu_percent": pct(&s["cpu_percent"]),
+                "memory_used_percent": used.zip(total).map(|(u, t)| (u * 100.0 / t).round() as i64),
+                "processes": procs,
+            })
+        })
+        .collect();
+    json!({ "samples": list })
 }
 
 fn samples_json(samples: &Samples) -> Value {

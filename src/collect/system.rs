@@ -1,6 +1,8 @@
 //! The system collector: OS, kernel, host, hardware id, CPU, memory, disks, uptime.
 //!
-//! With `identifiable = false` (CEIP) the host name, hardware id and mount points are left out.
+//! With `identifiable = false` (CEIP) the host name, hardware id and disks are left out, and so is
+//! every value that could join the bundle to an identifiable one of the same machine: the CPU
+//! model, the uptime, the free memory; the total memory is rounded to whole GiB.
 
 use serde_json::{Value, json};
 use sysinfo::{Disks, System};
@@ -26,6 +28,12 @@ pub fn collect(identifiable: bool) -> Result<Value, String> {
         "memory": { "total_bytes": sys.total_memory(), "available_bytes": sys.available_memory() },
         "uptime_s": System::uptime().ok(),
     });
+    if !identifiable {
+        let gib = (sys.total_memory() as f64 / (1u64 << 30) as f64).round() as u64;
+        v["cpu"].as_object_mut().expect("an object").remove("brand");
+        v["memory"] = json!({ "total_gib": gib });
+        v.as_object_mut().expect("an object").remove("uptime_s");
+    }
     if identifiable {
         v["hostname"] = json!(System::host_name().ok());
         v["hardware_id"] = json!(hardware_id());

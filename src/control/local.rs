@@ -304,6 +304,7 @@ impl Local {
         let parts = crate::manual::export(&self.agent, &out, program, max_size, Box::new(|_, _| {})).await.map_err(
             |e| match e {
                 e @ crate::manual::ManualError::TooLarge { .. } => ControlError::Invalid(e.to_string()),
+                crate::manual::ManualError::Agent(crate::agent::AgentError::Refused(why)) => ControlError::Refused(why),
                 e => ControlError::Failed(e.to_string()),
             },
         )?;

@@ -7,6 +7,9 @@
 //! exports, then records each acknowledged bundle in the ledger (at the receipt's time, which
 //! moves the compliance clock) before deleting it. A receipt that fails any check changes nothing;
 //! importing one twice is harmless. No network here.
+//!
+//! CEIP bundles are never exported ([`CEIP_NOT_EXPORTED`]): CEIP must not be joinable to the
+//! install, and an export, its `export.json` and its receipt all name the install.
 
 pub use callhome_protocol::export as format;
 
@@ -58,6 +61,10 @@ impl From<crate::spool::SpoolError> for ManualError {
 
 type Result<T> = std::result::Result<T, ManualError>;
 
+/// Why CEIP bundles are never exported, and what to do on a network that never reaches the
+/// receiver.
+pub const CEIP_NOT_EXPORTED: &str = "CEIP bundles are not exported: an export is tied to this install (its export.json and its receipt name it), and CEIP must not be; they are sent only by an online upload, anonymously. On a network that never reaches the receiver, turn CEIP off with `callhome programs set ceip off` (its pending bundles are withdrawn)";
+
 /// What an export wrote.
 #[derive(Debug, Clone)]
 pub struct Exported {
@@ -82,10 +89,14 @@ pub async fn export(
     max_size: Option<u64>,
     progress: Progress,
 ) -> Result<Vec<Exported>> {
+    if only == Some(Program::Ceip) {
+        return Err(ManualError::Agent(AgentError::Refused(CEIP_NOT_EXPORTED.into())));
+    }
     let _w = agent.work_lock().await?;
     let consent = agent.consent()?;
     let mut pending = Vec::new();
-    for p in Program::ALL.into_iter().filter(|p| only.is_none_or(|o| o == *p)) {
+    // CEIP stays out: an export is the install's (its export.json and receipt name the install).
+    for p in Program::ALL.into_iter().filter(|p| *p != Program::Ceip && only.is_none_or(|o| o == *p)) {
         if p.mandatory() || consent.enabled(p) {
             pending.extend(agent.pending(p)?);
         }

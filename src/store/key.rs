@@ -55,6 +55,9 @@ pub enum Key {
     ProductReleased,
     /// `compliance.exemption`: the signed exemption (JSON) the receiver granted this install.
     Exemption,
+    /// `ceip.id`: CEIP's own random identifier and when it was made (`<id> <UTC seconds>`),
+    /// rotated on a schedule; never derived from the install id.
+    CeipId,
 }
 
 /// Which of the errors collector's tables an [`Key::ErrorsSent`] mark is for.
@@ -97,6 +100,7 @@ impl Key {
             Key::ProductLatest => "product.latest".into(),
             Key::ProductReleased => "product.released".into(),
             Key::Exemption => "compliance.exemption".into(),
+            Key::CeipId => "ceip.id".into(),
         }
     }
 
@@ -115,6 +119,7 @@ impl Key {
             "product.latest" => Key::ProductLatest,
             "product.released" => Key::ProductReleased,
             "compliance.exemption" => Key::Exemption,
+            "ceip.id" => Key::CeipId,
             _ if Secret::ALL.iter().any(|x| x.key() == s) => {
                 Key::SecretInKeyring(Secret::ALL.into_iter().find(|x| x.key() == s).expect("found above"))
             }
@@ -190,6 +195,7 @@ mod tests {
             (Key::ErrorsSent(Program::CallHome, ErrorsPart::Counts), "errors.sent.call_home.counts"),
             (Key::ErrorsSent(Program::Ceip, ErrorsPart::Samples), "errors.sent.ceip.samples"),
             (Key::NotifyFailing, "notify.failing"),
+            (Key::CeipId, "ceip.id"),
             (Key::NotifyShown("compliance:30:1700000000".into()), "notified.compliance:30:1700000000"),
             (Key::NotifyShown(String::new()), "notified."),
             (Key::NotifyEnabled, "notify.enabled"),

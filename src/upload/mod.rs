@@ -131,12 +131,43 @@ impl Failure {
 /// The upload client, built once from the configuration.
 #[derive(Debug, Clone)]
 pub struct Uploader {
+    /// Sends the endpoint token (when there is one) as `Authorization: Bearer`.
     client: reqwest::Client,
+    /// Never sends a token: anonymous CEIP uploads, on connections of their own.
+    anonymous: reqwest::Client,
     /// The configured proxy and its credentials, to ask why it refused a tunnel.
     proxy: Option<(Url, Option<String>, Value)>,
     endpoint: Url,
     receipt_key: Option<VerifyingKey>,
     install_id: String,
+}
+
+/// An HTTPS client for uploads: system roots plus `upload.ca_file`, timeouts, proxy, and `token`
+/// as `Authorization: Bearer` on every request when given.
+fn build_client(cfg: &Config, proxy: &Access, token: Option<&Value>) -> Result<reqwest::Client, Failure> {
+    let config_err = |m: String| Failure::retry(Code::Config, m, None);
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("callhome/", env!("CARGO_PKG_VERSION")))
+        .https_only(true)
+        .connect_timeout(cfg.upload.connect_timeout)
+        .read_timeout(cfg.upload.read_timeout)
+        .timeout(cfg.upload.timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = &cfg.upload.ca_file {
+        let path = cfg.resolve(ca);
+        let pem = std::fs::read(&path).map_err(|e| config_err(format!("upload.ca_file {}: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| config_err(format!("upload.ca_file {}: not PEM certificates ({e})", path.display())))?;
+        b = b.tls_certs_merge(certs);
+    }
+    b = proxied(b, proxy).map_err(config_err)?;
+    if let Some(token) = token {
+        let mut v = header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| config_err("the endpoint token holds characters a header cannot carry".into()))?;
+        v.set_sensitive(true);
+        b = b.default_headers(header::HeaderMap::from_iter([(header::AUTHORIZATION, v)]));
+    }
+    b.build().map_err(|e| config_err(format!("cannot set up HTTPS: {}", chain(&e))))
 }
 
 /// A bundle to send.
@@ -150,44 +181,25 @@ pub struct Outgoing<'a> {
 }
 
 impl Uploader {
-    /// Builds the client: system roots plus `upload.ca_file`, timeouts, proxy.
+    /// Builds the clients: system roots plus `upload.ca_file`, timeouts, proxy; one that sends
+    /// the endpoint token, and one for anonymous CEIP uploads that never does (and never shares a
+    /// connection or TLS session with the first).
     pub fn new(cfg: &Config, install_id: &str, proxy: &Access) -> Result<Uploader, Failure> {
         let config_err = |m: String| Failure::retry(Code::Config, m, None);
         let endpoint = Url::parse(&cfg.upload.endpoint).map_err(|e| config_err(format!("upload.endpoint: {e}")))?;
         let mut probe = None;
-        let mut b = reqwest::Client::builder()
-            .user_agent(concat!("callhome/", env!("CARGO_PKG_VERSION")))
-            .https_only(true)
-            .connect_timeout(cfg.upload.connect_timeout)
-            .read_timeout(cfg.upload.read_timeout)
-            .timeout(cfg.upload.timeout)
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(ca) = &cfg.upload.ca_file {
-            let path = cfg.resolve(ca);
-            let pem =
-                std::fs::read(&path).map_err(|e| config_err(format!("upload.ca_file {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| config_err(format!("upload.ca_file {}: not PEM certificates ({e})", path.display())))?;
-            b = b.tls_certs_merge(certs);
-        }
-        b = proxied(b, proxy).map_err(config_err)?;
         if let Some(url) = &proxy.url
             && let Ok(u) = Url::parse(url)
         {
             probe = Some((u, proxy.user.clone(), Value::new(proxy.password_text())));
         }
-        if let Some((token, _)) = &proxy.token {
-            let mut v = header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                .map_err(|_| config_err("the endpoint token holds characters a header cannot carry".into()))?;
-            v.set_sensitive(true);
-            b = b.default_headers(header::HeaderMap::from_iter([(header::AUTHORIZATION, v)]));
-        }
-        let client = b.build().map_err(|e| config_err(format!("cannot set up HTTPS: {}", chain(&e))))?;
+        let client = build_client(cfg, proxy, proxy.token.as_ref().map(|(t, _)| t))?;
+        let anonymous = build_client(cfg, proxy, None)?;
         let receipt_key = match &cfg.upload.receipt_public_key {
             Some(k) => Some(load_public_key(&cfg.resolve(k)).map_err(|e| config_err(e.to_string()))?),
             None => None,
         };
-        Ok(Uploader { client, proxy: probe, endpoint, receipt_key, install_id: install_id.to_string() })
+        Ok(Uploader { client, anonymous, proxy: probe, endpoint, receipt_key, install_id: install_id.to_string() })
     }
 
     pub fn endpoint(&self) -> &Url {
@@ -203,23 +215,42 @@ impl Uploader {
         self.send_anchored(b, None).await.map(|a| a.receipt)
     }
 
+    /// Sends one anonymous CEIP bundle: no endpoint token, no install id, no ledger head, on a
+    /// connection of its own; the receiver takes it only because its manifest says it is an
+    /// anonymous CEIP bundle. On success, the checked receipt.
+    pub async fn send_anonymous(&self, b: Outgoing<'_>) -> Result<Receipt, Failure> {
+        self.post(&self.anonymous, b, None, false).await.map(|a| a.receipt)
+    }
+
     /// Sends one bundle declaring the ledger's `head` (the receiver signs it into the receipt);
     /// on success, the checked receipt and what came beside it (an exemption, unchecked: the
     /// agent checks it against its install).
     pub async fn send_anchored(&self, b: Outgoing<'_>, head: Option<&LedgerHead>) -> Result<UploadAnswer, Failure> {
+        self.post(&self.client, b, head, true).await
+    }
+
+    /// POSTs the bundle with `client`, naming the install when `named`.
+    async fn post(
+        &self,
+        client: &reqwest::Client,
+        b: Outgoing<'_>,
+        head: Option<&LedgerHead>,
+        named: bool,
+    ) -> Result<UploadAnswer, Failure> {
         use callhome_protocol::headers;
         let file = tokio::fs::File::open(b.path)
             .await
             .map_err(|e| Failure::retry(Code::Disk, format!("cannot read {}: {e}", b.path.display()), None))?;
         let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 64 * 1024));
-        let mut req = self
-            .client
+        let mut req = client
             .post(self.endpoint.clone())
             .header(header::CONTENT_TYPE, headers::BUNDLE_CONTENT_TYPE)
             .header(header::CONTENT_LENGTH, b.size)
             .header(headers::IDEMPOTENCY_KEY, b.sha256)
-            .header(headers::PROGRAM, b.program)
-            .header(headers::INSTALL_ID, &self.install_id);
+            .header(headers::PROGRAM, b.program);
+        if named {
+            req = req.header(headers::INSTALL_ID, &self.install_id);
+        }
         if let Some(h) = head {
             req = req.header(headers::LEDGER_HEAD, h.to_header());
         }

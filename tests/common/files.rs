@@ -21,14 +21,13 @@ pub fn list(dir: &Path, suffix: &str) -> Vec<String> {
 }
 
 /// The bundles a receiver's local store holds, by file name (`<sha256>.zip`), from
-/// `STORE/bundles/YYYY/MM/DD/<install>/`.
+/// `STORE/bundles/YYYY/MM/DD/<install>/` and (anonymous CEIP bundles) `STORE/ceip/YYYY/MM/DD/`.
 pub fn stored_bundles(store: &Path) -> Vec<String> {
-    let dir = store.join("bundles");
-    if !dir.is_dir() {
-        return Vec::new();
-    }
-    let mut v: Vec<String> = files_under(&dir)
+    let mut v: Vec<String> = ["bundles", "ceip"]
         .iter()
+        .map(|d| store.join(d))
+        .filter(|d| d.is_dir())
+        .flat_map(|d| files_under(&d))
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .filter(|n| n.ends_with(".zip"))
         .collect();

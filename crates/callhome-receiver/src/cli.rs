@@ -312,6 +312,13 @@ pub struct ServeArgs {
     /// Uploads one install may send at once after a quiet spell.
     #[arg(long, default_value_t = 120)]
     pub install_burst: u32,
+    /// Anonymous CEIP uploads per second the receiver takes from all senders together (they
+    /// name no install to count them by; more get 429 with Retry-After).
+    #[arg(long, default_value_t = 50.0)]
+    pub ceip_rate: f64,
+    /// Anonymous CEIP uploads taken at once after a quiet spell.
+    #[arg(long, default_value_t = 500)]
+    pub ceip_burst: u32,
     /// How long a client may take for its TLS handshake.
     #[arg(long, default_value = "10s")]
     pub handshake_timeout: humantime::Duration,

@@ -48,6 +48,8 @@ use callhome_protocol::receipt;
 
 /// Largest body accepted by default (413 beyond).
 pub const DEFAULT_MAX_BODY: u64 = 256 << 20;
+/// The largest anonymous CEIP bundle taken (CEIP carries counts: a few KiB a day).
+pub const CEIP_MAX_BODY: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiverError {
@@ -93,6 +95,8 @@ pub struct ServeOptions {
     pub max_uploads: usize,
     /// Uploads per install.
     pub install_rate: limits::Rate,
+    /// Anonymous CEIP uploads, all senders together.
+    pub ceip_rate: limits::Rate,
     /// Most bytes an export's bundles may decompress to.
     pub max_export_unpacked: u64,
     /// The agent's compliance thresholds, for the fleet view and `/metrics`.

@@ -105,6 +105,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         },
         max_uploads: args.max_uploads,
         install_rate: Rate { per_second: args.install_rate, burst: args.install_burst },
+        ceip_rate: Rate { per_second: args.ceip_rate, burst: args.ceip_burst },
         max_export_unpacked: args.max_export_unpacked,
         thresholds,
         currency,

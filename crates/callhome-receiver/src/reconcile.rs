@@ -136,7 +136,9 @@ pub async fn run(store: &BundleStore, index: &Index, span: Span) -> Result<Recon
                 };
                 let keep = copies
                     .iter()
-                    .find(|(o, i)| bundle_key_of(&receipt, i.as_deref().unwrap_or("_")).ok().as_deref() == Some(&o.key))
+                    .find(|(o, i)| {
+                        bundle_key_of(&receipt, Some(i.as_deref().unwrap_or("_"))).ok().as_deref() == Some(&o.key)
+                    })
                     .unwrap_or(&copies[0]);
                 index_one(store, index, &receipt, &keep.0, keep.1.clone().or(install.clone())).await?;
                 done.indexed += 1;
@@ -152,8 +154,10 @@ pub async fn run(store: &BundleStore, index: &Index, span: Span) -> Result<Recon
             continue;
         }
         // Two copies: keep the one under the key of the receipt the index holds.
-        let canonical: Vec<String> =
-            copies.iter().filter_map(|(_, i)| bundle_key_of(&receipt, i.as_deref().unwrap_or("_")).ok()).collect();
+        let canonical: Vec<String> = copies
+            .iter()
+            .filter_map(|(_, i)| bundle_key_of(&receipt, Some(i.as_deref().unwrap_or("_"))).ok())
+            .collect();
         if !copies.iter().any(|(o, _)| canonical.contains(&o.key)) {
             tracing::warn!("reconcile: no copy of {sha} is under its receipt's key; all {} kept", copies.len());
             continue;

@@ -186,6 +186,8 @@ pub fn compliance_bundle(
         program: "telemetry".into(),
         upload_type: "compliance".into(),
         install_id: install_id.into(),
+        ceip_id: None,
+        nonce: None,
         created_at: at,
         files: listed,
         errors: vec![],

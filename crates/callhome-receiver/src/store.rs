@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! bundles/YYYY/MM/DD/<install>/<sha256>.zip   the bundle, by the UTC day it was received
+//! ceip/YYYY/MM/DD/<sha256>.zip                an anonymous CEIP bundle: under no install
 //! receipts/<sha256>.json                      the receipt it got (found by SHA-256 alone)
 //! ```
 //!
@@ -130,12 +131,28 @@ pub fn bundle_key(received_at: Timestamp, install: Option<&str>, sha256: &str) -
     format!("bundles/{}/{}/{}/{install}/{sha256}.zip", &day[..4], &day[5..7], &day[8..10])
 }
 
-/// The key of the bundle `r` acknowledges, sent by `install`: the receipt's day fixes it, so
-/// whichever replica stores the bundle, and whenever, it lands in one place.
-pub fn bundle_key_of(r: &Receipt, install: &str) -> Result<String, Refusal> {
+/// The key of the bundle `r` acknowledges, sent by `install` (`None`: an anonymous CEIP
+/// bundle, [`ceip_key`]): the receipt's day fixes it, so whichever replica stores the bundle, and
+/// whenever, it lands in one place.
+pub fn bundle_key_of(r: &Receipt, install: Option<&str>) -> Result<String, Refusal> {
     let at = callhome_protocol::time::parse_rfc3339(&r.received_at)
         .ok_or_else(|| internal("the receipt's time", format!("{:?} is no RFC 3339 time", r.received_at)))?;
-    Ok(bundle_key(at, Some(install), &r.bundle_sha256))
+    Ok(match install {
+        Some(install) => bundle_key(at, Some(install), &r.bundle_sha256),
+        None => ceip_key(at, &r.bundle_sha256),
+    })
+}
+
+/// The key of an anonymous CEIP bundle received at `received_at`: by day only, under no install.
+pub fn ceip_key(received_at: Timestamp, sha256: &str) -> String {
+    let day = &rfc3339(received_at)[..10];
+    format!("ceip/{}/{}/{}/{sha256}.zip", &day[..4], &day[5..7], &day[8..10])
+}
+
+/// Checks the received zip and reads its manifest (422 when it is no acceptable bundle).
+fn check(incoming: &Incoming) -> Result<callhome_protocol::manifest::Manifest, Refusal> {
+    let file = File::open(incoming.path()).map_err(|e| internal("reopening the received body", e))?;
+    zipcheck::check_zip(io::BufReader::with_capacity(64 * 1024, file)).map_err(|reason| Refusal { status: 422, reason })
 }
 
 /// The key of the receipt given for `sha256`.
@@ -496,22 +513,57 @@ impl BundleStore {
     ) -> Result<Accepted, Refusal> {
         let size = fs::metadata(incoming.path()).map_err(|e| internal("reading the received body", e))?.len();
         // The check runs outside the lock: uploads of different bundles are checked side by side.
-        let file = File::open(incoming.path()).map_err(|e| internal("reopening the received body", e))?;
-        let manifest = zipcheck::check_zip(io::BufReader::with_capacity(64 * 1024, file))
-            .map_err(|reason| Refusal { status: 422, reason })?;
+        let manifest = check(&incoming)?;
         if let Some(id) = install_id
             && manifest.install_id != id
         {
+            let named = if manifest.install_id.is_empty() {
+                "no install (an anonymous CEIP bundle: send it without a token)".to_string()
+            } else {
+                format!("install {:?}", manifest.install_id)
+            };
             return Err(Refusal {
                 status: 403,
-                reason: format!(
-                    "the bundle's manifest names install {:?}, not the sending install {id:?}",
-                    manifest.install_id
-                ),
+                reason: format!("the bundle's manifest names {named}, not the sending install {id:?}"),
             });
         }
+        let install = (!manifest.is_anonymous_ceip()).then(|| install_id.unwrap_or(&manifest.install_id));
+        self.store_new(incoming, sha256, install, size, received_at, head)
+    }
+
+    /// Takes an anonymous upload (no token, no install): only an anonymous CEIP bundle
+    /// ([`Manifest::is_anonymous_ceip`](callhome_protocol::manifest::Manifest::is_anonymous_ceip)),
+    /// checked before anything else (so an anonymous sender learns nothing of other bundles), is
+    /// stored, under [`ceip_key`], and receipted without a ledger head; anything else is 401.
+    pub fn accept_anonymous_ceip(
+        &self,
+        incoming: Incoming,
+        sha256: &str,
+        received_at: Timestamp,
+    ) -> Result<Accepted, Refusal> {
+        let size = fs::metadata(incoming.path()).map_err(|e| internal("reading the received body", e))?.len();
+        let manifest = check(&incoming)?;
+        if !manifest.is_anonymous_ceip() {
+            return Err(Refusal {
+                status: 401,
+                reason: "only an anonymous CEIP bundle (program ceip, a CEIP id, no install id) may be sent without a token; enrol the install with a token from the vendor (`callhome register --token-stdin`)".into(),
+            });
+        }
+        self.store_new(incoming, sha256, None, size, received_at, None)
+    }
+
+    /// Receipts a checked bundle and stores it under the key the receipt fixes for `install`
+    /// (`None`: anonymous CEIP), in the order [`BundleStore::accept_file`] gives.
+    fn store_new(
+        &self,
+        incoming: Incoming,
+        sha256: &str,
+        install: Option<&str>,
+        size: u64,
+        received_at: Timestamp,
+        head: Option<receipt::LedgerHead>,
+    ) -> Result<Accepted, Refusal> {
         let report = read_report(&incoming);
-        let install = install_id.unwrap_or(&manifest.install_id);
         let _g = self.busy.lock(sha256);
         let (receipt, new) = match self.receipt_for(sha256)? {
             Some(r) => (r, false),
@@ -782,5 +834,6 @@ mod tests {
         assert_eq!(bundle_key(t, Some("inst-1"), "ab"), "bundles/2026/03/07/inst-1/ab.zip");
         assert_eq!(bundle_key(t, Some("../x"), "ab"), "bundles/2026/03/07/_/ab.zip");
         assert_eq!(bundle_key(t, None, "ab"), "bundles/2026/03/07/_/ab.zip");
+        assert_eq!(ceip_key(t, "ab"), "ceip/2026/03/07/ab.zip");
     }
 }

@@ -79,7 +79,12 @@ pub fn read(path: &Path) -> Result<Report, String> {
     if let Some(bytes) = entry(&mut zip, MANIFEST_NAME, MAX_SMALL)
         && let Ok(m) = serde_json::from_slice::<Manifest>(&bytes)
     {
-        report.install_id = Some(m.install_id);
+        // An anonymous CEIP bundle names no install: it tells the fleet view nothing.
+        if m.is_anonymous_ceip() {
+            report.program = Some(m.program);
+            return Ok(report);
+        }
+        report.install_id = Some(m.install_id).filter(|i| !i.is_empty());
         report.program = Some(m.program);
         report.agent_version = Some(m.agent_version).filter(|v| !v.is_empty());
     }

@@ -27,6 +27,9 @@ pub enum Caller {
     Customer(Token),
     /// The operator (`--admin-token-file`).
     Operator,
+    /// Nobody: an anonymous CEIP upload (no token, no install id), taken only when the bundle's
+    /// manifest says it is an anonymous CEIP bundle.
+    AnonymousCeip,
 }
 
 impl Caller {
@@ -91,6 +94,15 @@ async fn lookup(app: &Arc<App>, token: &str) -> Result<Token, Response> {
     }
 }
 
+/// Whether an upload is an anonymous CEIP one: no token, program `ceip`, and the receiver is not
+/// under open enrolment (which takes everything anyway).
+pub fn anonymous_ceip(app: &App, h: &HeaderMap) -> bool {
+    !app.open_enrolment
+        && h.get(header::AUTHORIZATION).is_none()
+        && h.get(callhome_protocol::headers::PROGRAM).and_then(|v| v.to_str().ok())
+            == Some(callhome_protocol::manifest::CEIP_PROGRAM)
+}
+
 /// The sender of an upload or probe: an enrolled install, bound to its token's customer on
 /// first use.
 pub async fn install(app: &Arc<App>, h: &HeaderMap) -> Result<Caller, Response> {
@@ -151,6 +163,10 @@ pub fn admit_export(
 ) -> Result<Option<String>, Refusal> {
     match caller {
         Caller::Open | Caller::Operator => Ok(None),
+        Caller::AnonymousCeip => Err(Refusal {
+            status: 401,
+            reason: "exports are taken only from a customer's or the operator's token".into(),
+        }),
         Caller::Install { install_id, .. } => Ok(Some(install_id.clone())),
         Caller::Customer(token) => match rt.block_on(index.bind(&m.install_id, token, now())) {
             Ok(Ok(())) => Ok(Some(m.install_id.clone())),

@@ -58,6 +58,8 @@ pub struct App {
     currency: Currency,
     /// Whether uploads may set their received time (`--allow-backdating`).
     allow_backdating: bool,
+    /// Anonymous CEIP uploads, all senders together (they name no one to count them by).
+    ceip_rate: RateLimiter,
 }
 
 impl App {
@@ -76,6 +78,7 @@ impl App {
             thresholds: opts.thresholds.clone(),
             currency: opts.currency.clone(),
             allow_backdating: opts.allow_backdating,
+            ceip_rate: RateLimiter::new(opts.ceip_rate),
         }
     }
 
@@ -313,10 +316,24 @@ pub const SIMULATED_RECEIVED_AT: &str = "x-callhome-simulated-received-at";
 async fn upload(app: Arc<App>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
-    let caller = match auth::install(&app, h).await {
-        Ok(c) => c,
-        Err(r) => return r,
+    // An upload without a token is refused (401) unless it is an anonymous CEIP one: then it may
+    // name no install and send no ledger head, is small, and its bundle must say it is CEIP.
+    let anonymous = auth::anonymous_ceip(&app, h);
+    let caller = if anonymous {
+        if h.contains_key(INSTALL_ID) || h.contains_key(LEDGER_HEAD) {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "an anonymous CEIP upload names no install (X-Callhome-Install-Id) and sends no ledger head (X-Callhome-Ledger-Head)",
+            );
+        }
+        auth::Caller::AnonymousCeip
+    } else {
+        match auth::install(&app, h).await {
+            Ok(c) => c,
+            Err(r) => return r,
+        }
     };
+    let max_body = if anonymous { crate::CEIP_MAX_BODY.min(app.max_body) } else { app.max_body };
     if let Some(r) = zip_type_refusal(h, "bundle") {
         return r;
     }
@@ -344,8 +361,16 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
         Ok(t) => t,
         Err(why) => return problem(StatusCode::BAD_REQUEST, &why),
     };
-    if let Some(r) = declared_length_refusal(h, app.max_body, "bundles") {
+    if let Some(r) = declared_length_refusal(h, max_body, if anonymous { "anonymous CEIP bundles" } else { "bundles" })
+    {
         return r;
+    }
+    if anonymous && let Err(wait) = app.ceip_rate.take("ceip", Instant::now()) {
+        let secs = wait.as_secs_f64().ceil() as u64;
+        return with_retry_after(
+            problem(StatusCode::TOO_MANY_REQUESTS, &format!("too many anonymous CEIP uploads; try again in {secs} s")),
+            secs,
+        );
     }
     if let Some(key) = caller.install_id().or_else(|| header(h, INSTALL_ID))
         && let Err(wait) = app.rate.take(key, Instant::now())
@@ -385,7 +410,7 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
         }
         _ => {}
     }
-    let received = match receive(&app.store, body, app.max_body, "bundle").await {
+    let received = match receive(&app.store, body, max_body, "bundle").await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -398,7 +423,9 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     app.metrics.bytes(received.size);
     // The receiver as a whole may hold this bundle already (taken by another replica): the
     // index answers with the receipt given then.
-    let held = match app.index.receipt(&received.sha256).await {
+    // An anonymous sender gets a receipt only once its bundle was checked to be CEIP.
+    let known = if anonymous { Ok(None) } else { app.index.receipt(&received.sha256).await };
+    let held = match known {
         Ok(Some(json)) => serde_json::from_str::<Receipt>(&json)
             .map_err(|e| warn!("the index holds an unreadable receipt for {}: {e}", received.sha256))
             .ok(),
@@ -407,7 +434,7 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     };
     let (receipt, new) = match held {
         Some(r) => (r, false),
-        None => match store_and_record(&app, received, caller.install_id(), &program, head, received_at).await {
+        None => match store_and_record(&app, received, &caller, &program, head, received_at).await {
             Ok(r) => r,
             Err(r) => return r,
         },
@@ -443,15 +470,21 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
 async fn store_and_record(
     app: &Arc<App>,
     received: Received,
-    install: Option<&str>,
+    caller: &auth::Caller,
     program: &str,
     head: Option<LedgerHead>,
     received_at: Timestamp,
 ) -> Result<(Receipt, bool), Response> {
+    let install = caller.install_id();
+    let anonymous = matches!(caller, auth::Caller::AnonymousCeip);
     let (app2, install2) = (app.clone(), install.map(str::to_string));
     let accepted = tokio::task::spawn_blocking(move || {
         let Received { incoming, sha256, .. } = received;
-        app2.store.accept_file(incoming, &sha256, install2.as_deref(), received_at, head)
+        if anonymous {
+            app2.store.accept_anonymous_ceip(incoming, &sha256, received_at)
+        } else {
+            app2.store.accept_file(incoming, &sha256, install2.as_deref(), received_at, head)
+        }
     })
     .await
     .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the bundle check failed: {e}") }));

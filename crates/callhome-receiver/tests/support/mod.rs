@@ -278,6 +278,8 @@ fn manifest_as(install_id: &str, agent_version: &str, program: &str, entries: &[
         program: program.into(),
         upload_type: "compliance".into(),
         install_id: install_id.into(),
+        ceip_id: None,
+        nonce: None,
         created_at: "2026-11-30T00:00:00Z".into(),
         files: entries
             .iter()
@@ -300,6 +302,21 @@ pub fn call_home_bundle(install_id: &str) -> Vec<u8> {
     zip.write_all(b"{}").unwrap();
     zip.start_file("manifest.json", opts).unwrap();
     let m = manifest_as(install_id, "0.1.0", "call_home", &[("system.json", b"{}")]);
+    zip.write_all(&serde_json::to_vec(&m).unwrap()).unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+/// An anonymous CEIP bundle as the agent makes one: no install id, CEIP's own id `ceip_id`.
+pub fn ceip_bundle(ceip_id: &str) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    let data = br#"{"os":"Linux","cpu":{"count":2}}"#;
+    zip.start_file("environment.json", opts).unwrap();
+    zip.write_all(data).unwrap();
+    zip.start_file("manifest.json", opts).unwrap();
+    let mut m = manifest_as("", "0.1.0", "ceip", &[("environment.json", data)]);
+    m.upload_type = "usage".into();
+    m.ceip_id = Some(ceip_id.into());
     zip.write_all(&serde_json::to_vec(&m).unwrap()).unwrap();
     zip.finish().unwrap().into_inner()
 }
