@@ -172,7 +172,8 @@ pub fn verify(cfg: &Config, ev: &Evidence) -> Result<LedgerCheck, LedgerCheckErr
     let mut anchors: Vec<Anchor> = Vec::new();
     let mut anonymous = 0;
     for r in rows.iter().filter(|r| r.event == "sent") {
-        if is_anonymous(&r.detail) {
+        // Only a CEIP row may stand without a receipt: the note on any other row is a forgery.
+        if r.program == "ceip" && is_anonymous(&r.detail) {
             anonymous += 1;
             continue;
         }
@@ -398,5 +399,39 @@ mod tests {
         long[2].hash = row_hash(&long[1].hash, &long[2]);
         let msg = verify(&cfg, &evidence(&long, &long, &long)).unwrap_err().to_string();
         assert!(msg.contains("it has 3 rows, but receipt far") && msg.contains("signed a head of 5 rows"), "{msg}");
+    }
+
+    /// Appends a `sent` row of `program` whose detail is the anonymous CEIP note.
+    fn with_anonymous_row(rows: &[LedgerRow], program: &str) -> Vec<LedgerRow> {
+        let mut rows = rows.to_vec();
+        let last = rows.last().unwrap().clone();
+        let mut row = LedgerRow {
+            seq: last.seq + 1,
+            program: program.into(),
+            bundle: "extra.zip".into(),
+            sha256: "cd".repeat(32),
+            detail: anonymous_detail().unwrap(),
+            prev_hash: last.hash.clone(),
+            hash: String::new(),
+            ..last
+        };
+        row.hash = row_hash(&row.prev_hash, &row);
+        rows.push(row);
+        rows
+    }
+
+    #[test]
+    fn only_a_ceip_row_may_stand_without_a_receipt() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]);
+        let cfg = cfg_with_key(dir.path(), &key);
+        let rows = chain(&key, 2);
+        let ceip = with_anonymous_row(&rows, "ceip");
+        let check = verify(&cfg, &evidence(&ceip, &ceip, &ceip)).unwrap();
+        assert_eq!((check.receipts, check.anonymous), (2, 1));
+        // The same note on a telemetry row is no receipt: a forged `sent` row fails the check.
+        let forged = with_anonymous_row(&rows, "telemetry");
+        let msg = verify(&cfg, &evidence(&forged, &forged, &forged)).unwrap_err().to_string();
+        assert!(msg.contains("row 3") || msg.contains("extra.zip"), "{msg}");
     }
 }

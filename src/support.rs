@@ -247,10 +247,12 @@ pub async fn build(agent: &Agent, case: &Case, out: &Path) -> Result<PathBuf, Su
     c.add_file("case.json", "the support case: number, severity, impact, summary, contact", json_scrubbed(&case_doc));
     let status = serde_json::to_value(StatusDoc::from(&agent.status()?)).expect("serializes");
     c.add_file("status.json", "the agent's status (as callhome status --json)", json_scrubbed(&status));
-    let attempts: Vec<AttemptDoc> = agent.history(200, 0)?.iter().map(AttemptDoc::from).collect();
+    // CEIP attempts are left out: their times would join the anonymous uploads to this install.
+    let attempts: Vec<AttemptDoc> =
+        agent.history(200, 0)?.iter().map(AttemptDoc::from).filter(|a| a.program != "ceip").collect();
     c.add_file(
         "history.json",
-        "the last 200 upload attempts",
+        "the last upload attempts, up to 200 (CEIP's left out: it is sent anonymously)",
         json_scrubbed(&serde_json::to_value(attempts).expect("serializes")),
     );
     match collect::system::collect(true) {

@@ -136,4 +136,23 @@ fn ceip_goes_anonymously_and_is_stored_under_no_install_while_anonymous_telemetr
     assert!(verify.status.success(), "{}{}", stdout(&verify), stderr(&verify));
     let anonymous = format!("{} CEIP bundle(s) sent anonymously", ceip_rows.len());
     assert!(stdout(&verify).contains(&anonymous), "{}", stdout(&verify));
+
+    // A support bundle of this install names no CEIP receipt and lists no CEIP attempt: either
+    // would join the anonymous uploads to the install.
+    let support = s.path().join("support.zip");
+    let out = s.cli(&["support-bundle", "--case", "1", "--out", support.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = ZipEntries::read(&support);
+    let attempts: serde_json::Value = serde_json::from_slice(e.get("history.json")).unwrap();
+    assert!(!attempts.as_array().unwrap().is_empty(), "the telemetry attempts are there");
+    assert!(attempts.as_array().unwrap().iter().all(|a| a["program"] != "ceip"), "{attempts}");
+    for sha in [&ceip_sha, &second_ceip] {
+        let receipt: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(r.store.join(format!("receipts/{sha}.json"))).unwrap()).unwrap();
+        let id = receipt["receipt_id"].as_str().unwrap();
+        for name in e.names() {
+            let text = String::from_utf8_lossy(e.get(name)).into_owned();
+            assert!(!text.contains(id) && !text.contains(sha.as_str()), "{name} names CEIP bundle {sha}");
+        }
+    }
 }

@@ -261,7 +261,13 @@ impl Agent {
                     self.exemption_from_receiver(e);
                 }
                 self.write_result(b.program, Code::Success, "", None, now);
-                info!(program = %b.program, bundle = %b.name, receipt = %receipt.receipt_id, "bundle acknowledged");
+                if anonymous {
+                    // The receipt id and the bundle's name would join it to this install in a
+                    // support bundle's log.
+                    info!(program = %b.program, "anonymous bundle acknowledged");
+                } else {
+                    info!(program = %b.program, bundle = %b.name, receipt = %receipt.receipt_id, "bundle acknowledged");
+                }
                 Ok(One::Sent)
             }
             Err(f) => {

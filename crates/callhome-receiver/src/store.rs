@@ -155,6 +155,13 @@ fn check(incoming: &Incoming) -> Result<callhome_protocol::manifest::Manifest, R
     zipcheck::check_zip(io::BufReader::with_capacity(64 * 1024, file)).map_err(|reason| Refusal { status: 422, reason })
 }
 
+/// [`check`], with the archive held to its manifest's listing (for a sender nothing vouches for).
+fn check_as_listed(incoming: &Incoming) -> Result<callhome_protocol::manifest::Manifest, Refusal> {
+    let file = File::open(incoming.path()).map_err(|e| internal("reopening the received body", e))?;
+    zipcheck::check_zip_as_listed(io::BufReader::with_capacity(64 * 1024, file))
+        .map_err(|reason| Refusal { status: 422, reason })
+}
+
 /// The key of the receipt given for `sha256`.
 pub fn receipt_key(sha256: &str) -> String {
     format!("receipts/{sha256}.json")
@@ -549,6 +556,8 @@ impl BundleStore {
                 reason: "only an anonymous CEIP bundle (program ceip, a CEIP id, no install id) may be sent without a token; enrol the install with a token from the vendor (`callhome register --token-stdin`)".into(),
             });
         }
+        // Then the archive must be what its manifest lists: a CEIP label on any other zip stores nothing.
+        check_as_listed(&incoming)?;
         self.store_new(incoming, sha256, None, size, received_at, None)
     }
 

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 
 use callhome_protocol::manifest::{MANIFEST_NAME, MAX_ENTRIES, Manifest};
+use sha2::{Digest, Sha256};
 
 /// Most bytes all entries of one bundle may decompress to.
 pub const MAX_UNPACKED: u64 = 1 << 30;
@@ -39,7 +40,25 @@ pub fn unsafe_name(name: &str) -> Option<&'static str> {
 }
 
 /// Checks the zip `r` (a stored bundle); returns its manifest or why it is refused.
-pub fn check_zip<R: Read + Seek>(mut r: R) -> Result<Manifest, String> {
+pub fn check_zip<R: Read + Seek>(r: R) -> Result<Manifest, String> {
+    check(r, Listing::Trusted)
+}
+
+/// [`check_zip`], and the archive must hold exactly what its manifest lists — every entry but
+/// `manifest.json` listed, with its size and SHA-256, and nothing listed missing. For a sender
+/// nothing vouches for (anonymous CEIP), so the manifest's program is not a label on any zip.
+pub fn check_zip_as_listed<R: Read + Seek>(r: R) -> Result<Manifest, String> {
+    check(r, Listing::Verified)
+}
+
+/// Whether the entries are held to the manifest's listing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    Trusted,
+    Verified,
+}
+
+fn check<R: Read + Seek>(mut r: R, listing: Listing) -> Result<Manifest, String> {
     let size = r.seek(SeekFrom::End(0)).map_err(|e| format!("cannot read the bundle: {e}"))?;
     r.seek(SeekFrom::Start(0)).map_err(|e| format!("cannot read the bundle: {e}"))?;
     let mut zip = zip::ZipArchive::new(r).map_err(|e| format!("not a zip archive: {e}"))?;
@@ -70,6 +89,7 @@ pub fn check_zip<R: Read + Seek>(mut r: R) -> Result<Manifest, String> {
     }
     let mut total = 0u64;
     let mut manifest = None;
+    let mut entries = Vec::new();
     for i in 0..zip.len() {
         let f = zip.by_index(i).map_err(|e| format!("entry {i}: {e}"))?;
         if f.enclosed_name().is_none() {
@@ -87,6 +107,11 @@ pub fn check_zip<R: Read + Seek>(mut r: R) -> Result<Manifest, String> {
                 manifest = Some(serde_json::from_slice::<Manifest>(&buf).map_err(|e| format!("{name}: {e}"))?);
             }
             n as u64
+        } else if listing == Listing::Verified {
+            let mut hasher = HashingSink(Sha256::new());
+            let n = std::io::copy(&mut capped, &mut hasher).map_err(|e| format!("{name}: {e}"))?;
+            entries.push((name, n, hex::encode(hasher.0.finalize())));
+            n
         } else {
             std::io::copy(&mut capped, &mut std::io::sink()).map_err(|e| format!("{name}: {e}"))?
         };
@@ -95,7 +120,41 @@ pub fn check_zip<R: Read + Seek>(mut r: R) -> Result<Manifest, String> {
             return Err(too_big());
         }
     }
-    manifest.ok_or_else(|| format!("the bundle has no {MANIFEST_NAME}"))
+    let manifest = manifest.ok_or_else(|| format!("the bundle has no {MANIFEST_NAME}"))?;
+    if listing == Listing::Verified {
+        as_listed(&manifest, &entries)?;
+    }
+    Ok(manifest)
+}
+
+/// Each entry (name, size, SHA-256) is the file the manifest lists, and every listed file is there.
+fn as_listed(manifest: &Manifest, entries: &[(String, u64, String)]) -> Result<(), String> {
+    for (name, size, sha) in entries {
+        match manifest.files.iter().find(|f| &f.name == name) {
+            None => return Err(format!("entry {name:?} is not listed in {MANIFEST_NAME}")),
+            Some(f) if f.size != *size || !f.sha256.eq_ignore_ascii_case(sha) => {
+                return Err(format!("entry {name:?} is not the file {MANIFEST_NAME} lists (size or SHA-256 differs)"));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(f) = manifest.files.iter().find(|f| !entries.iter().any(|(n, ..)| n == &f.name)) {
+        return Err(format!("{MANIFEST_NAME} lists {:?}, which the archive does not hold", f.name));
+    }
+    Ok(())
+}
+
+/// A writer that only hashes.
+struct HashingSink(Sha256);
+
+impl std::io::Write for HashingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ async fn an_anonymous_ceip_bundle_is_stored_under_no_install_and_anything_else_a
     let receipt: Receipt = serde_json::from_value(answer).unwrap();
     receipt.check(&sha, Some(&load_public_key(&s.dir.path().join("public.pem")).unwrap())).unwrap();
     assert!(receipt.ledger_head.is_none());
+    // Its time only to the day: to the second, it would sit beside the install's other uploads.
+    assert!(receipt.received_at.ends_with("T00:00:00Z"), "{}", receipt.received_at);
     let stored: Vec<String> = files_under(&s.store)
         .into_iter()
         .filter(|p| p.ends_with(format!("{sha}.zip")))
@@ -104,4 +106,21 @@ async fn anonymous_ceip_uploads_have_a_small_size_cap_and_their_own_rate() {
     let resp = anonymous(&s, &c, "ceip", &[], ceip_bundle(&format!("ceip-{:032x}", 9))).await;
     assert!(resp.headers().contains_key("retry-after"));
     expect_problem(resp, 429).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ceip_label_on_a_zip_that_is_not_what_its_manifest_lists_stores_nothing() {
+    let s = Server::start(&[]);
+    let c = s.client();
+    // A real CEIP bundle with one more file its manifest does not list.
+    let good = ceip_bundle(CEIP_ID);
+    let mut zip = zip::ZipWriter::new_append(std::io::Cursor::new(good)).unwrap();
+    zip.start_file("anything.bin", zip::write::SimpleFileOptions::default()).unwrap();
+    std::io::Write::write_all(&mut zip, b"whatever an anonymous sender wants kept").unwrap();
+    let smuggled = zip.finish().unwrap().into_inner();
+    let detail = expect_problem(anonymous(&s, &c, "ceip", &[], smuggled.clone()).await, 422).await;
+    assert!(detail.contains("anything.bin") && detail.contains("not listed"), "{detail}");
+    assert!(files_under(&s.store.join("ceip")).is_empty() && files_under(&s.store.join("receipts")).is_empty());
+    // The bundle as its manifest lists it is taken.
+    assert_eq!(anonymous(&s, &c, "ceip", &[], ceip_bundle(CEIP_ID)).await.status(), 201);
 }

@@ -477,6 +477,9 @@ async fn store_and_record(
 ) -> Result<(Receipt, bool), Response> {
     let install = caller.install_id();
     let anonymous = matches!(caller, auth::Caller::AnonymousCeip);
+    // An anonymous bundle's time is kept to the day (receipt, index row, key): to the second, it
+    // would sit beside the same install's identifiable uploads of that upload cycle.
+    let received_at = if anonymous { received_at - received_at.rem_euclid(86_400) } else { received_at };
     let (app2, install2) = (app.clone(), install.map(str::to_string));
     let accepted = tokio::task::spawn_blocking(move || {
         let Received { incoming, sha256, .. } = received;
