@@ -42,12 +42,10 @@
 //!
 //! Local files are 0600 and folders 0700. It knows nothing of HTTP or of who sent a bundle.
 
-use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use object_store::aws::AmazonS3Builder;
@@ -57,10 +55,17 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 use tokio::io::AsyncReadExt;
 
 use super::{ReceiverError, Refusal, zipcheck};
+
+mod layout;
+mod spool;
+
 use crate::fleet::report::{self, Report};
 use callhome_protocol::fs::sha256_hex;
 use callhome_protocol::receipt::{self, Receipt};
 use callhome_protocol::time::{Timestamp, rfc3339};
+pub use layout::{StoreSpec, bundle_key, bundle_key_of, ceip_key, receipt_key};
+use spool::{Busy, create_private, create_private_dirs_under};
+pub use spool::{Incoming, create_private_dir};
 
 /// Where bodies are received before they are checked, in a local store.
 const INCOMING: &str = ".incoming";
@@ -68,86 +73,6 @@ const INCOMING: &str = ".incoming";
 pub const MULTIPART_OVER: u64 = 8 << 20;
 /// The part size of a multipart upload (S3's smallest is 5 MiB).
 pub const PART_SIZE: usize = 5 << 20;
-
-/// Where the bundles are kept: `--store DIR` or `--store s3://BUCKET/PREFIX`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreSpec {
-    /// A local folder.
-    Local(PathBuf),
-    /// A bucket of an S3-compatible service; endpoint and credentials from `AWS_*`.
-    S3 { bucket: String, prefix: String },
-}
-
-impl FromStr for StoreSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<StoreSpec, String> {
-        let Some(rest) = s.strip_prefix("s3://") else {
-            if s.is_empty() {
-                return Err("give a folder or s3://BUCKET/PREFIX".into());
-            }
-            return Ok(StoreSpec::Local(PathBuf::from(s)));
-        };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let bucket_ok = (3..=63).contains(&bucket.len())
-            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !bucket_ok {
-            return Err(format!(
-                "{s}: the bucket name {bucket:?} must be 3 to 63 lowercase letters, digits, '-' or '.' (s3://BUCKET/PREFIX)"
-            ));
-        }
-        let prefix = prefix.trim_matches('/');
-        if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
-            return Err(format!("{s}: the prefix may not hold '.', '..' or empty segments"));
-        }
-        Ok(StoreSpec::S3 { bucket: bucket.to_string(), prefix: prefix.to_string() })
-    }
-}
-
-impl std::fmt::Display for StoreSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreSpec::Local(dir) => write!(f, "{}", dir.display()),
-            StoreSpec::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
-            StoreSpec::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
-        }
-    }
-}
-
-impl StoreSpec {
-    /// The folder of a local store.
-    pub fn local_dir(&self) -> Option<&Path> {
-        match self {
-            StoreSpec::Local(dir) => Some(dir),
-            StoreSpec::S3 { .. } => None,
-        }
-    }
-}
-
-/// The key of a bundle received at `received_at` from `install` (see the module's layout).
-pub fn bundle_key(received_at: Timestamp, install: Option<&str>, sha256: &str) -> String {
-    let day = &rfc3339(received_at)[..10];
-    let install = install.filter(|i| crate::ingest::plain_id(i)).unwrap_or("_");
-    format!("bundles/{}/{}/{}/{install}/{sha256}.zip", &day[..4], &day[5..7], &day[8..10])
-}
-
-/// The key of the bundle `r` acknowledges, sent by `install` (`None`: an anonymous CEIP
-/// bundle, [`ceip_key`]): the receipt's day fixes it, so whichever replica stores the bundle, and
-/// whenever, it lands in one place.
-pub fn bundle_key_of(r: &Receipt, install: Option<&str>) -> Result<String, Refusal> {
-    let at = callhome_protocol::time::parse_rfc3339(&r.received_at)
-        .ok_or_else(|| internal("the receipt's time", format!("{:?} is no RFC 3339 time", r.received_at)))?;
-    Ok(match install {
-        Some(install) => bundle_key(at, Some(install), &r.bundle_sha256),
-        None => ceip_key(at, &r.bundle_sha256),
-    })
-}
-
-/// The key of an anonymous CEIP bundle received at `received_at`: by day only, under no install.
-pub fn ceip_key(received_at: Timestamp, sha256: &str) -> String {
-    let day = &rfc3339(received_at)[..10];
-    format!("ceip/{}/{}/{}/{sha256}.zip", &day[..4], &day[5..7], &day[8..10])
-}
 
 /// Checks the received zip and reads its manifest (422 when it is no acceptable bundle).
 fn check(incoming: &Incoming) -> Result<callhome_protocol::manifest::Manifest, Refusal> {
@@ -160,11 +85,6 @@ fn check_as_listed(incoming: &Incoming) -> Result<callhome_protocol::manifest::M
     let file = File::open(incoming.path()).map_err(|e| internal("reopening the received body", e))?;
     zipcheck::check_zip_as_listed(io::BufReader::with_capacity(64 * 1024, file))
         .map_err(|reason| Refusal { status: 422, reason })
-}
-
-/// The key of the receipt given for `sha256`.
-pub fn receipt_key(sha256: &str) -> String {
-    format!("receipts/{sha256}.json")
 }
 
 /// How the store's async client is driven from the blocking code that checks bundles.
@@ -211,40 +131,6 @@ pub struct Accepted {
     pub report: Report,
 }
 
-/// The SHA-256s being taken in, each by one thread at a time (uploads of different bundles go
-/// side by side).
-#[derive(Default)]
-struct Busy {
-    taken: Mutex<HashSet<String>>,
-    freed: Condvar,
-}
-
-/// Holds one SHA-256 of a [`Busy`] set until dropped.
-struct BusyGuard<'a> {
-    busy: &'a Busy,
-    sha256: String,
-}
-
-impl Busy {
-    /// Waits until no other thread takes in `sha256`, then holds it.
-    fn lock(&self, sha256: &str) -> BusyGuard<'_> {
-        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        while taken.contains(sha256) {
-            taken = self.freed.wait(taken).unwrap_or_else(|e| e.into_inner());
-        }
-        taken.insert(sha256.to_string());
-        BusyGuard { busy: self, sha256: sha256.to_string() }
-    }
-}
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        let mut taken = self.busy.taken.lock().unwrap_or_else(|e| e.into_inner());
-        taken.remove(&self.sha256);
-        self.busy.freed.notify_all();
-    }
-}
-
 /// A stored object, as listed.
 #[derive(Debug, Clone)]
 pub struct StoredObject {
@@ -255,61 +141,7 @@ pub struct StoredObject {
     pub modified: Timestamp,
 }
 
-/// A file being received in the spool: removed when dropped unless it was taken into the store.
-pub struct Incoming {
-    path: PathBuf,
-}
-
-impl Incoming {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for Incoming {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-/// Creates `dir` (and its parents) readable by the owner only.
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// Creates the folders from `base` down to `dir`, each readable by the owner only.
-fn create_private_dirs_under(base: &Path, dir: &Path) -> io::Result<()> {
-    let mut at = base.to_path_buf();
-    for part in dir.strip_prefix(base).map_err(io::Error::other)?.components() {
-        at.push(part);
-        match fs::create_dir(&at) {
-            Ok(()) => create_private_dir(&at)?,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Opens a new file exclusively, mode 0600.
-fn create_private(path: &Path) -> io::Result<File> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)
-}
-
-fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
+pub(super) fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
     Refusal { status: 500, reason: format!("cannot store the bundle ({what}): {e}") }
 }
 

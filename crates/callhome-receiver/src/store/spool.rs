@@ -1,0 +1,96 @@
+//! The local side of the store: bodies received into the spool ([`Incoming`]), the per-bundle
+//! lock ([`Busy`]), and owner-only folders and files.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+
+/// The SHA-256s being taken in, each by one thread at a time (uploads of different bundles go
+/// side by side).
+#[derive(Default)]
+pub(super) struct Busy {
+    taken: Mutex<HashSet<String>>,
+    freed: Condvar,
+}
+
+/// Holds one SHA-256 of a [`Busy`] set until dropped.
+pub(super) struct BusyGuard<'a> {
+    busy: &'a Busy,
+    sha256: String,
+}
+
+impl Busy {
+    /// Waits until no other thread takes in `sha256`, then holds it.
+    pub(super) fn lock(&self, sha256: &str) -> BusyGuard<'_> {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        while taken.contains(sha256) {
+            taken = self.freed.wait(taken).unwrap_or_else(|e| e.into_inner());
+        }
+        taken.insert(sha256.to_string());
+        BusyGuard { busy: self, sha256: sha256.to_string() }
+    }
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        let mut taken = self.busy.taken.lock().unwrap_or_else(|e| e.into_inner());
+        taken.remove(&self.sha256);
+        self.busy.freed.notify_all();
+    }
+}
+
+/// A file being received in the spool: removed when dropped unless it was taken into the store.
+pub struct Incoming {
+    pub(super) path: PathBuf,
+}
+
+impl Incoming {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Creates `dir` (and its parents) readable by the owner only.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates the folders from `base` down to `dir`, each readable by the owner only.
+pub(super) fn create_private_dirs_under(base: &Path, dir: &Path) -> io::Result<()> {
+    let mut at = base.to_path_buf();
+    for part in dir.strip_prefix(base).map_err(io::Error::other)?.components() {
+        at.push(part);
+        match fs::create_dir(&at) {
+            Ok(()) => create_private_dir(&at)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Opens a new file exclusively, mode 0600.
+pub(super) fn create_private(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+}
