@@ -1,4 +1,4 @@
-//! Synthetic inputs shared by the benches and `examples/bench_tool.rs` (scripts/bench): a
+//! Synthetic inputs shared by the benches and `bench_tool` (crates/callhome-bench, for scripts/bench): a
 //! vendor-daemon debug log and telemetry NDJSON, both seeded, so every run measures the same bytes.
 
 #![allow(dead_code)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use callhome::bundle::{self, Contents, Stamp};
 use callhome::programs::Program;
 
-#[path = "../benches/data.rs"]
+#[path = "../../../benches/data.rs"]
 mod data;
 
 fn size(s: &str) -> usize {
