@@ -97,14 +97,7 @@ fn cutting_the_ledgers_tail_after_a_receipted_upload_fails_verify_naming_the_rec
 
 #[test]
 fn a_manual_receipt_signs_the_exports_ledger_head() {
-    let s = Setup::new();
-    let r = Receiver::start(s.path(), &[]);
-    let key = r.public_key.clone();
-    r.stop();
-    s.configure_offline(&format!(
-        "receipt_public_key = \"{}\"\n[programs]\ntelemetry_mode = \"manual\"\ncall_home = false\nceip = false\n",
-        key.display()
-    ));
+    let s = isolated_manual();
     ok(&s.cli(&["collect", "--program", "telemetry"]), "collect");
     let ex = s.path().join("export.zip");
     ok(&s.cli(&["export", "--out", ex.to_str().unwrap()]), "export");

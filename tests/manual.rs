@@ -8,20 +8,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::Value;
 
-/// An isolated agent in manual mode whose receipts come from the receiver key in `dir`.
-fn isolated() -> Setup {
-    let s = Setup::new();
-    // Make the receiver's keys once (a receiver started and stopped); no network is used after.
-    let r = Receiver::start(s.path(), &[]);
-    let key = r.public_key.clone();
-    r.stop();
-    s.configure_offline(&format!(
-        "receipt_public_key = \"{}\"\n[programs]\ntelemetry_mode = \"manual\"\ncall_home = false\nceip = false\n",
-        key.display()
-    ));
-    s
-}
-
 fn collect_n(s: &Setup, n: usize) {
     for _ in 0..n {
         let out = s.cli(&["collect", "--program", "telemetry"]);
@@ -52,7 +38,7 @@ fn age_install(s: &Setup, days: i64) {
 
 #[test]
 fn the_air_gapped_round_trip_empties_the_spool_and_resets_the_clock() {
-    let s = isolated();
+    let s = isolated_manual();
     collect_n(&s, 3);
     age_install(&s, 95);
     assert_eq!(s.status()["compliance"]["state"], "overdue");
@@ -117,7 +103,7 @@ fn the_air_gapped_round_trip_empties_the_spool_and_resets_the_clock() {
 
 #[test]
 fn a_receipt_from_another_receiver_key_is_refused() {
-    let s = isolated();
+    let s = isolated_manual();
     collect_n(&s, 1);
     let ex = s.path().join("export.zip");
     export(&s, &ex);
@@ -130,7 +116,7 @@ fn a_receipt_from_another_receiver_key_is_refused() {
 
 #[test]
 fn a_damaged_bundle_in_an_export_is_rejected_alone_and_stays_pending() {
-    let s = isolated();
+    let s = isolated_manual();
     collect_n(&s, 3);
     let names = s.spool("compliance");
     let damaged = s.data.join("spool/compliance").join(&names[1]);
@@ -150,7 +136,7 @@ fn a_damaged_bundle_in_an_export_is_rejected_alone_and_stays_pending() {
 
 #[test]
 fn an_export_confirmed_without_a_receipt_is_recorded_as_unverified() {
-    let s = isolated();
+    let s = isolated_manual();
     collect_n(&s, 2);
     let ex = s.path().join("export.zip");
     let id = export(&s, &ex);
@@ -227,7 +213,7 @@ fn a_support_bundle_has_the_case_and_no_secret() {
 
 #[test]
 fn ceip_bundles_stay_out_of_an_export_which_is_tied_to_the_install() {
-    let s = isolated();
+    let s = isolated_manual();
     s.configure_offline(&format!(
         "receipt_public_key = \"{}\"\n[programs]\ntelemetry_mode = \"manual\"\ncall_home = false\nceip = true\n\
          [collect]\nerror_logs = [\"product.log\"]\n",
@@ -327,7 +313,7 @@ fn a_support_bundle_can_be_sent_as_its_own_upload_type() {
 
 #[test]
 fn the_receivers_manual_page_takes_an_export_and_gives_the_receipt() {
-    let s = isolated();
+    let s = isolated_manual();
     collect_n(&s, 2);
     let ex = s.path().join("export.zip");
     export(&s, &ex);
@@ -359,7 +345,7 @@ fn the_receivers_manual_page_takes_an_export_and_gives_the_receipt() {
 
 /// An isolated agent whose Call Home is on too, so the export mixes bundle sizes.
 fn isolated_mixed() -> Setup {
-    let s = isolated();
+    let s = isolated_manual();
     let text = std::fs::read_to_string(&s.config).unwrap().replace("call_home = false", "call_home = true");
     std::fs::write(&s.config, text).unwrap();
     collect_n(&s, 3);
@@ -412,7 +398,7 @@ fn an_export_split_by_max_size_gives_parts_no_larger_than_the_cap_that_all_inges
 
 #[test]
 fn a_bundle_larger_than_the_cap_is_an_error_naming_it_and_writes_nothing() {
-    let s = isolated();
+    let s = isolated_manual();
     collect_n(&s, 1);
     let name = s.spool("compliance").remove(0);
     let out = s.cli(&["export", "--out", s.path().join("ex.zip").to_str().unwrap(), "--max-size", "1KB"]);
@@ -462,7 +448,7 @@ fn the_api_export_takes_a_maximum_size_and_receipted_parts_leave_exports() {
 
 #[test]
 fn exports_count_in_the_spool_quota_and_expire() {
-    let s = isolated();
+    let s = isolated_manual();
     collect_n(&s, 2);
     let exports = s.data.join("exports");
     std::fs::create_dir_all(&exports).unwrap();
@@ -488,7 +474,7 @@ fn exports_count_in_the_spool_quota_and_expire() {
 
 #[test]
 fn a_confirmed_export_writes_the_result_file_with_its_own_code_and_leaves_exports() {
-    let s = isolated();
+    let s = isolated_manual();
     collect_n(&s, 1);
     let exports = s.data.join("exports");
     std::fs::create_dir_all(&exports).unwrap();

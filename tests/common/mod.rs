@@ -410,3 +410,18 @@ pub fn check_at(s: &Setup, offset: &str) -> (i32, String) {
     let out = s.cli_env(&["check"], &[("LD_PRELOAD", lib.as_str()), ("FAKETIME", offset), ("FAKETIME_NO_CACHE", "1")]);
     (out.status.code().unwrap(), stdout(&out))
 }
+
+/// An isolated agent in manual mode (telemetry only, reported by hand) whose receipts come from the receiver key
+/// in its folder (`receiver-signing.pem`).
+pub fn isolated_manual() -> Setup {
+    let s = Setup::new();
+    // Make the receiver's keys once (a receiver started and stopped); no network is used after.
+    let r = Receiver::start(s.path(), &[]);
+    let key = r.public_key.clone();
+    r.stop();
+    s.configure_offline(&format!(
+        "receipt_public_key = \"{}\"\n[programs]\ntelemetry_mode = \"manual\"\ncall_home = false\nceip = false\n",
+        key.display()
+    ));
+    s
+}
