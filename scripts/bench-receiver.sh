@@ -78,7 +78,7 @@ serve_receiver() {
   rx_port=$(free_port)
   env "${garage_env[@]}" "$bin/callhome-receiver" serve --listen "127.0.0.1:$rx_port" --store "$store" \
     --tls-self-signed --ca-out "$work/$name-ca.pem" --signing-key "$work/$name-key.pem" \
-    --public-key-out "$work/$name-pub.pem" --spool "$work/$name-spool" --reconcile-days 0 "$@" \
+    --public-key-out "$work/$name-pub.pem" --reconcile-days 0 "$@" \
     >"$work/$name.out" 2>"$work/$name.log" &
   rx=$!; pids+=("$rx")
   wait_file "$work/$name-ca.pem"
@@ -112,7 +112,7 @@ cp "$work/fleet-local/tls/server.pem" "$work/fleet-local/tls/server-key.pem" "$w
 kill "$rx"; wait "$rx" 2>/dev/null || true
 
 if [ ${#garage_env[@]} -gt 0 ]; then
-  serve_receiver fleet-s3 "s3://bench/fleet" --index "$pg_url" --max-uploads 128
+  serve_receiver fleet-s3 "s3://bench/fleet" --index "$pg_url" --spool "$work/fleet-s3-spool" --max-uploads 128
   s3_row=$(fleet_row fleet-s3 "s3://bench/fleet" --index "$pg_url")
   kill "$rx"; wait "$rx" 2>/dev/null || true
 else

@@ -85,6 +85,32 @@ fn bind_refused(install_id: &str, why: &BindRefusal) -> Refusal {
     }
 }
 
+/// The (token, install) pairs this process saw bound: a binding is never undone (an install
+/// stays with its customer, a single-install token with its install), so a pair found here needs
+/// no write to the index again. The token itself is still looked up on every request, so a
+/// revoked or expired token is refused at once. At most [`Bound::MAX`] pairs are kept.
+#[derive(Default)]
+pub struct Bound {
+    pairs: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+impl Bound {
+    const MAX: usize = 50_000;
+
+    fn holds(&self, token_id: &str, install_id: &str) -> bool {
+        let pairs = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
+        pairs.contains(&(token_id.to_string(), install_id.to_string()))
+    }
+
+    fn insert(&self, token_id: &str, install_id: &str) {
+        let mut pairs = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
+        if pairs.len() >= Self::MAX {
+            pairs.clear();
+        }
+        pairs.insert((token_id.to_string(), install_id.to_string()));
+    }
+}
+
 /// Looks the presented token up.
 async fn lookup(app: &Arc<App>, token: &str) -> Result<Token, Response> {
     match app.index.authenticate(token, now()).await {
@@ -123,8 +149,14 @@ pub async fn install(app: &Arc<App>, h: &HeaderMap) -> Result<Caller, Response> 
         None => return Err(problem(StatusCode::BAD_REQUEST, "name the install with X-Callhome-Install-Id")),
     };
     let token = lookup(app, presented).await?;
+    if app.bound.holds(&token.id, &install_id) {
+        return Ok(Caller::Install { install_id });
+    }
     match app.index.bind(&install_id, &token, now()).await {
-        Ok(Ok(())) => Ok(Caller::Install { install_id }),
+        Ok(Ok(())) => {
+            app.bound.insert(&token.id, &install_id);
+            Ok(Caller::Install { install_id })
+        }
         Ok(Err(why)) => {
             let r = bind_refused(&install_id, &why);
             tracing::warn!(install = %install_id, token = %token.id, "refused: {}", r.reason);

@@ -50,6 +50,8 @@ pub struct App {
     /// Bodies being received at once.
     uploads: Arc<Semaphore>,
     rate: RateLimiter,
+    /// Installs seen bound to their tokens (no index write for them again).
+    bound: auth::Bound,
     export_limits: ExportLimits,
     metrics: Metrics,
     /// The agent's compliance thresholds, for the fleet view.
@@ -73,6 +75,7 @@ impl App {
             admin_token: opts.admin_token.clone(),
             uploads: Arc::new(Semaphore::new(opts.max_uploads.max(1))),
             rate: RateLimiter::new(opts.install_rate),
+            bound: auth::Bound::default(),
             export_limits: ExportLimits { max_bundle: opts.max_body, max_unpacked: opts.max_export_unpacked },
             metrics: Metrics::default(),
             thresholds: opts.thresholds.clone(),
@@ -208,23 +211,54 @@ fn zip_type_refusal(h: &HeaderMap, what: &str) -> Option<Response> {
     }
 }
 
-/// A body received into the store's incoming folder.
+/// Bodies up to this size are held in memory (each upload slot holds at most this much) and
+/// written to the spool by the blocking step that checks and stores them: one switch to a
+/// blocking thread instead of one per write. Larger bodies stream to the spool as they come.
+const HELD_IN_MEMORY: usize = 64 * 1024;
+
+/// Where a received body is.
+enum Spooled {
+    /// A small body, not yet written.
+    Memory(Vec<u8>),
+    /// A body written and fsynced in the store's incoming folder.
+    File(Incoming),
+}
+
+/// A body received, its SHA-256 computed on the way.
 struct Received {
-    incoming: Incoming,
+    body: Spooled,
     sha256: String,
     size: u64,
 }
 
-/// Streams `body` into a new incoming file, hashing it, refusing it past `max` bytes.
+impl Received {
+    /// The body as a fsynced file in the spool (blocking: call it where the bundle is checked).
+    fn into_incoming(self, store: &BundleStore) -> Result<(Incoming, String), Refusal> {
+        let incoming = match self.body {
+            Spooled::File(incoming) => incoming,
+            Spooled::Memory(bytes) => {
+                let (incoming, mut file) = store.incoming().map_err(|e| crate::store::internal("the spool", e))?;
+                std::io::Write::write_all(&mut file, &bytes)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| crate::store::internal("the spool", e))?;
+                incoming
+            }
+        };
+        Ok((incoming, self.sha256))
+    }
+}
+
+/// Receives `body`, hashing it, refusing it past `max` bytes: held in memory up to
+/// [`HELD_IN_MEMORY`], streamed into a new incoming file beyond.
 async fn receive(store: &BundleStore, body: Body, max: u64, what: &str) -> Result<Received, Response> {
     let internal = |e: std::io::Error| {
         warn!("cannot receive a body: {e}");
         problem(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot store the {what}: {e}"))
     };
-    let (incoming, file) = store.incoming().map_err(internal)?;
-    let mut out = tokio::io::BufWriter::with_capacity(128 * 1024, tokio::fs::File::from_std(file));
     let mut hash = Sha256::new();
     let mut size = 0u64;
+    let mut held = Vec::new();
+    let mut spooled: Option<(Incoming, tokio::io::BufWriter<tokio::fs::File>)> = None;
     let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| problem(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")))?;
@@ -234,11 +268,27 @@ async fn receive(store: &BundleStore, body: Body, max: u64, what: &str) -> Resul
             return Err(problem(StatusCode::PAYLOAD_TOO_LARGE, &format!("{what}s are limited to {max} bytes")));
         }
         hash.update(&data);
-        out.write_all(&data).await.map_err(internal)?;
+        match &mut spooled {
+            Some((_, out)) => out.write_all(&data).await.map_err(internal)?,
+            None if held.len() + data.len() <= HELD_IN_MEMORY => held.extend_from_slice(&data),
+            None => {
+                let (incoming, file) = store.incoming().map_err(internal)?;
+                let mut out = tokio::io::BufWriter::with_capacity(128 * 1024, tokio::fs::File::from_std(file));
+                out.write_all(&std::mem::take(&mut held)).await.map_err(internal)?;
+                out.write_all(&data).await.map_err(internal)?;
+                spooled = Some((incoming, out));
+            }
+        }
     }
-    out.flush().await.map_err(internal)?;
-    out.into_inner().sync_all().await.map_err(internal)?;
-    Ok(Received { incoming, sha256: hex::encode(hash.finalize()), size })
+    let body = match spooled {
+        Some((incoming, mut out)) => {
+            out.flush().await.map_err(internal)?;
+            out.into_inner().sync_all().await.map_err(internal)?;
+            Spooled::File(incoming)
+        }
+        None => Spooled::Memory(held),
+    };
+    Ok(Received { body, sha256: hex::encode(hash.finalize()), size })
 }
 
 /// The cheap authenticated probe `callhome test-connection` ends with: an agent names itself.
@@ -482,7 +532,7 @@ async fn store_and_record(
     let received_at = if anonymous { received_at - received_at.rem_euclid(86_400) } else { received_at };
     let (app2, install2) = (app.clone(), install.map(str::to_string));
     let accepted = tokio::task::spawn_blocking(move || {
-        let Received { incoming, sha256, .. } = received;
+        let (incoming, sha256) = received.into_incoming(&app2.store)?;
         if anonymous {
             app2.store.accept_anonymous_ceip(incoming, &sha256, received_at)
         } else {
@@ -532,7 +582,8 @@ async fn take_export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
     let rt = tokio::runtime::Handle::current();
     let done = tokio::task::spawn_blocking(move || {
         let admit = |m: &callhome_protocol::export::ExportManifest| auth::admit_export(&rt, &app2.index, &caller, m);
-        ingest::ingest(received.incoming.path(), &app2.store, &app2.export_limits, &admit, received_at)
+        let (incoming, _) = received.into_incoming(&app2.store)?;
+        ingest::ingest(incoming.path(), &app2.store, &app2.export_limits, &admit, received_at)
     })
     .await
     .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the export check failed: {e}") }));

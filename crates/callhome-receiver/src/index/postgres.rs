@@ -5,8 +5,10 @@
 //! It speaks plain TCP: keep the database on loopback or a private network (or put a TLS-capable
 //! pooler in front).
 
+use std::collections::HashMap;
+
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, GenericClient, NoTls, Row, Statement};
 
 use super::fleet::{self as f, InstallFacts, merge};
 use super::{BindRefusal, BundleRow, ExportRow, IndexError, Recorded, Token};
@@ -93,11 +95,51 @@ const TOKEN_COLUMNS: &str = "t.id, t.customer, t.created_at, t.expires_at, t.rev
 /// Connections a receiver keeps to PostgreSQL: requests take them in turn.
 const CONNECTIONS: usize = 4;
 
+/// One connection and the statements of the upload path prepared on it: parsed and planned once
+/// per connection instead of once per query (which also took a round trip each).
+struct Conn {
+    client: Client,
+    prepared: HashMap<String, Statement>,
+}
+
+impl Conn {
+    fn new(client: Client) -> Conn {
+        Conn { client, prepared: HashMap::new() }
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+/// The statement `sql` prepared on the connection `c` (or a transaction on it), from `cache`.
+async fn prepared(
+    cache: &mut HashMap<String, Statement>,
+    c: &impl GenericClient,
+    sql: &str,
+) -> Result<Statement, tokio_postgres::Error> {
+    if let Some(st) = cache.get(sql) {
+        return Ok(st.clone());
+    }
+    let st = c.prepare(sql).await?;
+    cache.insert(sql.to_string(), st.clone());
+    Ok(st)
+}
+
 /// The PostgreSQL index: a few connections taken in turn, each made again when it was lost
 /// (the first one lazily after a restart: that request fails with 503 and the agent retries).
 pub struct PgIndex {
     url: String,
-    clients: Vec<Mutex<Client>>,
+    clients: Vec<Mutex<Conn>>,
     next: std::sync::atomic::AtomicUsize,
 }
 
@@ -106,9 +148,9 @@ impl PgIndex {
     pub async fn connect(url: &str) -> Result<PgIndex, IndexError> {
         let mut first = connect(url).await?;
         migrate(url, &mut first).await?;
-        let mut clients = vec![Mutex::new(first)];
+        let mut clients = vec![Mutex::new(Conn::new(first))];
         for _ in 1..CONNECTIONS {
-            clients.push(Mutex::new(connect(url).await?));
+            clients.push(Mutex::new(Conn::new(connect(url).await?)));
         }
         Ok(PgIndex { url: url.to_string(), clients, next: Default::default() })
     }
@@ -118,12 +160,12 @@ impl PgIndex {
     }
 
     /// The next connection in turn, made again when the server closed it.
-    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, IndexError> {
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Conn>, IndexError> {
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.clients.len();
         let mut guard = self.clients[i].lock().await;
         if guard.is_closed() {
             tracing::warn!("an index connection to PostgreSQL was lost; connecting again");
-            *guard = connect(&self.url).await?;
+            *guard = Conn::new(connect(&self.url).await?);
         }
         Ok(guard)
     }
@@ -172,11 +214,12 @@ impl PgIndex {
     }
 
     pub(super) async fn token(&self, id: &str) -> Result<Option<(Token, String)>, IndexError> {
-        let c = self.client().await?;
-        let row = c
-            .query_opt(&format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.id = $1"), &[&id])
+        let mut c = self.client().await?;
+        let Conn { client, prepared: cache } = &mut *c;
+        let st = prepared(cache, client, &format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.id = $1"))
             .await
             .map_err(|e| self.err(e))?;
+        let row = client.query_opt(&st, &[&id]).await.map_err(|e| self.err(e))?;
         row.as_ref().map(token_row).transpose().map_err(|e| self.err(e))
     }
 
@@ -243,9 +286,11 @@ impl PgIndex {
     }
 
     pub(super) async fn receipt(&self, sha256: &str) -> Result<Option<String>, IndexError> {
-        let c = self.client().await?;
-        let row =
-            c.query_opt("SELECT receipt FROM bundles WHERE sha256 = $1", &[&sha256]).await.map_err(|e| self.err(e))?;
+        let mut c = self.client().await?;
+        let Conn { client, prepared: cache } = &mut *c;
+        let st =
+            prepared(cache, client, "SELECT receipt FROM bundles WHERE sha256 = $1").await.map_err(|e| self.err(e))?;
+        let row = client.query_opt(&st, &[&sha256]).await.map_err(|e| self.err(e))?;
         Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
     }
 
@@ -256,13 +301,18 @@ impl PgIndex {
     ) -> Result<Recorded, IndexError> {
         let mut c = self.client().await?;
         let e = |e| pg_error(&self.url, e);
-        let tx = c.transaction().await.map_err(e)?;
+        let Conn { client, prepared: cache } = &mut *c;
+        let tx = client.transaction().await.map_err(e)?;
         let size = i64::try_from(b.size).unwrap_or(i64::MAX);
+        let st = prepared(
+            cache,
+            &tx,
+            "INSERT INTO bundles (sha256, install_id, program, size, receipt_id, received_at, receipt) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sha256) DO NOTHING",
+        )
+        .await
+        .map_err(e)?;
         let n = tx
-            .execute(
-                "INSERT INTO bundles (sha256, install_id, program, size, receipt_id, received_at, receipt) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sha256) DO NOTHING",
-                &[&b.sha256, &b.install_id, &b.program, &size, &b.receipt_id, &b.received_at, &b.receipt],
-            )
+            .execute(&st, &[&b.sha256, &b.install_id, &b.program, &size, &b.receipt_id, &b.received_at, &b.receipt])
             .await
             .map_err(e)?;
         if n == 0 {
@@ -272,19 +322,22 @@ impl PgIndex {
             return Ok(Recorded { receipt: kept.unwrap_or_else(|| b.receipt.clone()), inserted: false });
         }
         if let Some(facts) = facts {
-            tx.execute(
+            let st = prepared(
+                cache,
+                &tx,
                 "INSERT INTO install_reports (install_id, first_seen, clock_from) VALUES ($1, $2, $2) ON CONFLICT (install_id) DO NOTHING",
-                &[&facts.install_id, &facts.at],
             )
             .await
             .map_err(e)?;
-            let old =
-                tx.query_opt(&format!("{} FOR UPDATE OF r", f::ONE_INSTALL), &[&facts.install_id]).await.map_err(e)?;
+            tx.execute(&st, &[&facts.install_id, &facts.at]).await.map_err(e)?;
+            let st = prepared(cache, &tx, &format!("{} FOR UPDATE OF r", f::ONE_INSTALL)).await.map_err(e)?;
+            let old = tx.query_opt(&st, &[&facts.install_id]).await.map_err(e)?;
             let old = old.as_ref().map(install_row).transpose().map_err(e)?;
             let m = merge(old, facts);
             let i = &m.install;
+            let st = prepared(cache, &tx, f::UPDATE_INSTALL).await.map_err(e)?;
             tx.execute(
-                f::UPDATE_INSTALL,
+                &st,
                 &[
                     &i.install_id,
                     &i.first_seen,
@@ -418,15 +471,17 @@ impl PgIndex {
 
     /// The newest exemption granted to `install_id`: its document and when it ends.
     pub(super) async fn newest_exemption(&self, install_id: &str) -> Result<Option<(String, Timestamp)>, IndexError> {
-        let c = self.client().await?;
-        let row = c
-            .query_opt(
-                "SELECT document, ends_at FROM exemptions WHERE install_id = $1
-                 ORDER BY granted_at DESC, exemption_id DESC LIMIT 1",
-                &[&install_id],
-            )
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut c = self.client().await?;
+        let Conn { client, prepared: cache } = &mut *c;
+        let st = prepared(
+            cache,
+            client,
+            "SELECT document, ends_at FROM exemptions WHERE install_id = $1
+             ORDER BY granted_at DESC, exemption_id DESC LIMIT 1",
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        let row = client.query_opt(&st, &[&install_id]).await.map_err(|e| self.err(e))?;
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 

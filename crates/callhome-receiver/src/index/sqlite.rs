@@ -164,7 +164,9 @@ impl SqliteIndex {
     /// The token `id` and the SHA-256 of its secret.
     pub(super) fn token(&self, id: &str) -> Result<Option<(Token, String)>, IndexError> {
         self.with(|c| {
-            c.query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.id = ?1"), [id], token_row).optional()
+            c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.id = ?1"))?
+                .query_row([id], token_row)
+                .optional()
         })
     }
 
@@ -205,7 +207,8 @@ impl SqliteIndex {
 
     pub(super) fn receipt(&self, sha256: &str) -> Result<Option<String>, IndexError> {
         self.with(|c| {
-            c.query_row("SELECT receipt FROM bundles WHERE sha256 = ?1", [sha256], |r| r.get::<_, Option<String>>(0))
+            c.prepare_cached("SELECT receipt FROM bundles WHERE sha256 = ?1")?
+                .query_row([sha256], |r| r.get::<_, Option<String>>(0))
                 .optional()
                 .map(Option::flatten)
         })
@@ -214,8 +217,9 @@ impl SqliteIndex {
     pub(super) fn record_bundle(&self, b: &BundleRow, facts: Option<&InstallFacts>) -> Result<Recorded, IndexError> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let n = tx.execute(
+            let n = tx.prepare_cached(
                 "INSERT OR IGNORE INTO bundles (sha256, install_id, program, size, receipt_id, received_at, receipt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?.execute(
                 params![b.sha256, b.install_id, b.program, i64::try_from(b.size).unwrap_or(i64::MAX), b.receipt_id, b.received_at, b.receipt],
             )?;
             if n == 0 {
@@ -225,15 +229,14 @@ impl SqliteIndex {
                 return Ok(Recorded { receipt: kept.unwrap_or_else(|| b.receipt.clone()), inserted: false });
             }
             if let Some(facts) = facts {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR IGNORE INTO install_reports (install_id, first_seen, clock_from) VALUES (?1, ?2, ?2)",
-                    params![facts.install_id, facts.at],
-                )?;
-                let old = tx.query_row(&f::ONE_INSTALL.replace('$', "?"), [&facts.install_id], install_row).optional()?;
+                )?
+                .execute(params![facts.install_id, facts.at])?;
+                let old = tx.prepare_cached(&f::ONE_INSTALL.replace('$', "?"))?.query_row([&facts.install_id], install_row).optional()?;
                 let m = merge(old, facts);
                 let i = &m.install;
-                tx.execute(
-                    &f::UPDATE_INSTALL.replace('$', "?"),
+                tx.prepare_cached(&f::UPDATE_INSTALL.replace('$', "?"))?.execute(
                     params![i.install_id, i.first_seen, i.last_success, i.clock_from, i.agent_version, i.product_version, m.versions_at, i.usage, m.usage_at],
                 )?;
             }
@@ -337,12 +340,11 @@ impl SqliteIndex {
     /// The newest exemption granted to `install_id`: its document and when it ends.
     pub(super) fn newest_exemption(&self, install_id: &str) -> Result<Option<(String, Timestamp)>, IndexError> {
         self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT document, ends_at FROM exemptions WHERE install_id = ?1
                  ORDER BY granted_at DESC, rowid DESC LIMIT 1",
-                [install_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            )?
+            .query_row([install_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
         })
     }

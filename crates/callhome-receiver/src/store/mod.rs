@@ -12,10 +12,10 @@
 //! `<install>` is the sending install's id, or the manifest's when the sender was not
 //! authenticated (open enrolment, operator exports); `_` when that is no plain id.
 //!
-//! A body is streamed into an [`Incoming`] file in the local spool (created exclusively, 0600;
+//! A body is written into an [`Incoming`] file in the local spool (created exclusively, 0600;
 //! `DIR/.incoming/` for a local store, `--spool DIR` or a private temporary folder for S3) and
-//! its zip is checked there, so nothing unchecked ever reaches the store and no body is held in
-//! memory. What the fleet view learns from a bundle ([`crate::fleet::report`]) is read from that
+//! its zip is checked there, so nothing unchecked ever reaches the store and no body larger than
+//! the HTTP side's 64 KiB is held in memory. What the fleet view learns from a bundle ([`crate::fleet::report`]) is read from that
 //! checked spool copy ([`Accepted::report`]), so a bucket is never read back.
 //!
 //! **The order of a write, and why** ([`BundleStore::accept_file`]): (1) the receipt, written
@@ -58,6 +58,7 @@ use super::{ReceiverError, Refusal, zipcheck};
 
 mod layout;
 mod listing;
+mod local;
 mod spool;
 
 use crate::fleet::report::{self, Report};
@@ -111,6 +112,8 @@ pub struct BundleStore {
     /// The bundles being taken in by this process: one at a time per SHA-256, so one bundle
     /// gets one receipt (across replicas the index decides).
     busy: Busy,
+    /// A local store's folder fsyncs, shared by the uploads that wait on one folder.
+    dirs: local::DirSync,
     /// The newest agent release to advertise in receipts.
     latest: Option<receipt::LatestAgent>,
     /// The newest product release to advertise in receipts (to agents that send their ledger
@@ -142,7 +145,7 @@ pub struct StoredObject {
     pub modified: Timestamp,
 }
 
-pub(super) fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
+pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
     Refusal { status: 500, reason: format!("cannot store the bundle ({what}): {e}") }
 }
 
@@ -186,6 +189,8 @@ impl BundleStore {
                     .with_fsync(true);
                 let spool = spool.map(Path::to_path_buf).unwrap_or_else(|| dir.join(INCOMING));
                 create_private_dir(&spool).map_err(|e| spool_err(&spool, e))?;
+                // Receipts are written through a temporary name on the store's file system.
+                create_private_dir(&dir.join(INCOMING)).map_err(err)?;
                 (Arc::new(fs), String::new(), spool, None)
             }
             StoreSpec::S3 { bucket, prefix } => {
@@ -223,6 +228,7 @@ impl BundleStore {
             driver,
             key,
             busy: Busy::default(),
+            dirs: local::DirSync::default(),
             latest: None,
             latest_product: None,
         };
@@ -301,15 +307,29 @@ impl BundleStore {
 
     /// A new, empty file to receive a body into, and its open handle.
     pub fn incoming(&self) -> io::Result<(Incoming, File)> {
-        let mut id = [0u8; 12];
-        getrandom::fill(&mut id).map_err(|e| io::Error::other(e.to_string()))?;
-        let path = self.spool.join(format!("{}.part", hex::encode(id)));
+        let path = part_name(&self.spool)?;
         let file = create_private(&path)?;
         Ok((Incoming { path }, file))
     }
 
     /// The receipt already given for `sha256`, if any.
     pub fn receipt_for(&self, sha256: &str) -> Result<Option<Receipt>, Refusal> {
+        let got = match &self.spec {
+            StoreSpec::Local(dir) => {
+                local::read(dir, &receipt_key(sha256)).map_err(|e| internal("reading the receipts", e))?
+            }
+            StoreSpec::S3 { .. } => self.receipt_object(sha256)?.map(Vec::from),
+        };
+        match got {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| internal(&format!("the stored receipt {}", receipt_key(sha256)), e)),
+            None => Ok(None),
+        }
+    }
+
+    /// The receipt object for `sha256` in the bucket, if any.
+    fn receipt_object(&self, sha256: &str) -> Result<Option<bytes::Bytes>, Refusal> {
         let got = self.block_on(async {
             match self.objects.get(&self.path(&receipt_key(sha256))).await {
                 Ok(r) => r.bytes().await.map(Some),
@@ -317,13 +337,7 @@ impl BundleStore {
                 Err(e) => Err(e),
             }
         });
-        match got {
-            Ok(Some(bytes)) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| internal(&format!("the stored receipt {}", receipt_key(sha256)), e)),
-            Ok(None) => Ok(None),
-            Err(e) => Err(internal("reading the receipts", e)),
-        }
+        got.map_err(|e| internal("reading the receipts", e))
     }
 
     /// Takes the received, fsynced file `incoming` whose SHA-256 is `sha256` into the store as
@@ -449,6 +463,9 @@ impl BundleStore {
 
     /// Whether an object is stored at `key`.
     fn exists(&self, key: &str) -> Result<bool, Refusal> {
+        if let StoreSpec::Local(dir) = &self.spec {
+            return local::exists(dir, key).map_err(|e| internal("looking for the stored bundle", e));
+        }
         match self.block_on(self.objects.head(&self.path(key))) {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -460,6 +477,10 @@ impl BundleStore {
     fn put_bundle(&self, incoming: Incoming, key: &str) -> Result<(), Refusal> {
         let to = self.path(key);
         match &self.spec {
+            StoreSpec::Local(dir) if incoming.path().starts_with(dir) => {
+                local::move_into(&self.dirs, dir, incoming.path(), key)
+                    .map_err(|e| internal("moving it into the store", e))
+            }
             StoreSpec::Local(dir) => {
                 let target = dir.join(key);
                 create_private_dirs_under(dir, crate::fsutil::parent_dir(&target))
@@ -485,21 +506,21 @@ impl BundleStore {
     /// Writes the receipt for `sha256` unless one is there; returns the one there.
     fn put_receipt(&self, sha256: &str, receipt: &Receipt) -> Result<Option<Receipt>, Refusal> {
         let json = serde_json::to_vec(receipt).map_err(|e| internal("receipt", e))?;
-        let path = self.path(&receipt_key(sha256));
         if let StoreSpec::Local(dir) = &self.spec {
-            create_private_dirs_under(dir, &dir.join("receipts")).map_err(|e| internal("receipts folder", e))?;
+            let tmp = part_name(&dir.join(INCOMING)).map_err(|e| internal("randomness", e))?;
+            return match local::put_new(&self.dirs, dir, &receipt_key(sha256), &tmp, &json)
+                .map_err(|e| internal("receipt", e))?
+            {
+                local::PutNew::Created => Ok(None),
+                local::PutNew::Exists => self.receipt_for(sha256),
+            };
         }
+        let path = self.path(&receipt_key(sha256));
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
         match self.block_on(self.objects.put_opts(&path, PutPayload::from(json), opts)) {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => return self.receipt_for(sha256),
             Err(e) => return Err(internal("receipt", e)),
-        }
-        #[cfg(unix)]
-        if let StoreSpec::Local(dir) = &self.spec {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir.join(receipt_key(sha256)), fs::Permissions::from_mode(0o600))
-                .map_err(|e| internal("permissions", e))?;
         }
         Ok(None)
     }
@@ -531,6 +552,13 @@ impl BundleStore {
     pub fn sign_with(&self, r: &Receipt, key: &SigningKey) -> Receipt {
         Receipt::sign(key, r.receipt_id.clone(), r.bundle_sha256.clone(), r.received_at.clone(), r.extras())
     }
+}
+
+/// A new file name in the spool folder `dir`, for a body or a temporary copy.
+fn part_name(dir: &Path) -> io::Result<PathBuf> {
+    let mut id = [0u8; 12];
+    getrandom::fill(&mut id).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(dir.join(format!("{}.part", hex::encode(id))))
 }
 
 /// What the checked bundle in the spool tells the fleet view; nothing when it cannot be read (it

@@ -1,0 +1,257 @@
+//! A local store's writes, done in the blocking thread that checks the bundle instead of through
+//! `object_store` (whose local calls each hop to another blocking thread: on a small bundle the
+//! thread switches cost more than the work). The same layout and guarantees as the `object_store`
+//! path: a receipt is written create-only, fsynced, and appears whole or not at all; a bundle is
+//! renamed from the spool into place; each folder that gained a name is fsynced.
+//!
+//! Nothing here deletes a file on the way of a normal upload (a temporary name renamed over with
+//! `RENAME_NOREPLACE` instead of hard-linked and unlinked): on ext4 without a journal every
+//! file created after many recent deletions searches past their inodes (`recently_deleted`),
+//! which cost the receiver most of its CPU under load.
+//!
+//! A folder's fsync is shared ([`DirSync`]): uploads that put names in one folder at the same
+//! time (every receipt goes to `receipts/`) wait for one fsync that started after their rename,
+//! instead of one each — a group commit.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use callhome_protocol::fs::{parent_dir, sync_dir};
+
+use super::spool::{create_private, create_private_dirs_under};
+
+/// What [`put_new`] did.
+pub(super) enum PutNew {
+    /// The file was written.
+    Created,
+    /// A file was there already: it stands.
+    Exists,
+}
+
+/// The bytes of the file at `key` in the store `dir`, or `None` when there is none.
+pub(super) fn read(dir: &Path, key: &str) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(dir.join(key)) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a file is at `key` in the store `dir`.
+pub(super) fn exists(dir: &Path, key: &str) -> io::Result<bool> {
+    match fs::symlink_metadata(dir.join(key)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `bytes` to `key` in the store `dir` unless a file is there: through `tmp` (a new name
+/// in the spool, on the store's file system), fsynced, then renamed into place without replacing.
+pub(super) fn put_new(syncs: &DirSync, dir: &Path, key: &str, tmp: &Path, bytes: &[u8]) -> io::Result<PutNew> {
+    let target = dir.join(key);
+    let mut f = create_private(tmp)?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    drop(f);
+    if let Err(e) = written {
+        let _ = fs::remove_file(tmp);
+        return Err(e);
+    }
+    let moved = with_folders(syncs, dir, &target, || rename_noreplace(tmp, &target));
+    match moved {
+        Ok(()) => {
+            syncs.sync(parent_dir(&target))?;
+            Ok(PutNew::Created)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(tmp);
+            if e.kind() == io::ErrorKind::AlreadyExists { Ok(PutNew::Exists) } else { Err(e) }
+        }
+    }
+}
+
+/// Renames the checked file `from` (in the spool, on the store's file system) to `key` in the
+/// store `dir`, and fsyncs the folder it lands in.
+pub(super) fn move_into(syncs: &DirSync, dir: &Path, from: &Path, key: &str) -> io::Result<()> {
+    let target = dir.join(key);
+    with_folders(syncs, dir, &target, || fs::rename(from, &target))?;
+    syncs.sync(parent_dir(&target))
+}
+
+/// Runs `op`, which puts a name at `target`; when its folder is missing, makes the folders down
+/// to it (0700), each new folder's name made durable in its parent, and runs it again. The
+/// common case — the folder is there — costs one call.
+fn with_folders(syncs: &DirSync, dir: &Path, target: &Path, op: impl Fn() -> io::Result<()>) -> io::Result<()> {
+    match op() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            for made in create_private_dirs_under(dir, parent_dir(target))? {
+                syncs.sync(parent_dir(&made))?;
+            }
+            op()
+        }
+        other => other,
+    }
+}
+
+/// Folder fsyncs shared between threads (a group commit per folder).
+#[derive(Default)]
+pub(super) struct DirSync {
+    folders: Mutex<HashMap<PathBuf, Arc<Group>>>,
+}
+
+/// One folder's fsyncs: how many were started and finished, and whether one runs.
+#[derive(Default)]
+struct Group {
+    state: Mutex<GroupState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct GroupState {
+    started: u64,
+    finished: u64,
+    running: bool,
+    /// Threads waiting on this folder (the entry is dropped when none is left).
+    users: usize,
+}
+
+impl DirSync {
+    /// Returns once an fsync of `folder` that started after this call has finished: everything
+    /// put in it before the call is durable.
+    pub(super) fn sync(&self, folder: &Path) -> io::Result<()> {
+        let group = {
+            let mut all = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+            let g = all.entry(folder.to_path_buf()).or_default().clone();
+            g.state.lock().unwrap_or_else(|e| e.into_inner()).users += 1;
+            g
+        };
+        let result = group.wait_for_sync(folder);
+        let mut all = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = group.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.users -= 1;
+        if st.users == 0 {
+            all.remove(folder);
+        }
+        result
+    }
+}
+
+impl Group {
+    fn wait_for_sync(&self, folder: &Path) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // The first fsync to start from now on covers this caller.
+        let needed = st.started + 1;
+        loop {
+            if st.finished >= needed {
+                return Ok(());
+            }
+            if st.running {
+                st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            st.running = true;
+            st.started += 1;
+            let this = st.started;
+            drop(st);
+            let r = sync_dir(folder);
+            st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.running = false;
+            if r.is_ok() {
+                st.finished = this;
+            }
+            self.done.notify_all();
+            // A failed fsync is this caller's error; the waiters start another.
+            r?;
+        }
+    }
+}
+
+/// `rename(from, to)` that fails with `AlreadyExists` instead of replacing `to`.
+#[cfg(target_os = "linux")]
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: two valid NUL-terminated paths, relative to the working directory.
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        // A file system without RENAME_NOREPLACE: the portable way.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => link_then_unlink(from, to),
+        _ => Err(e),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    link_then_unlink(from, to)
+}
+
+/// Create-only by a hard link (which never replaces), then the temporary name removed.
+fn link_then_unlink(from: &Path, to: &Path) -> io::Result<()> {
+    fs::hard_link(from, to)?;
+    fs::remove_file(from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_file_is_written_once_and_the_first_stands() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = d.path().join(".incoming");
+        fs::create_dir(&spool).unwrap();
+        let syncs = DirSync::default();
+        let put = |bytes: &[u8], n: u32| {
+            put_new(&syncs, d.path(), "receipts/a.json", &spool.join(format!("{n}.part")), bytes)
+        };
+        assert!(matches!(put(b"first", 1).unwrap(), PutNew::Created));
+        assert!(matches!(put(b"second", 2).unwrap(), PutNew::Exists));
+        assert_eq!(read(d.path(), "receipts/a.json").unwrap().unwrap(), b"first");
+        assert_eq!(fs::read_dir(&spool).unwrap().count(), 0, "no temporary file is left");
+        assert!(read(d.path(), "receipts/b.json").unwrap().is_none());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&d.path().join("receipts/a.json")), 0o600);
+            assert_eq!(mode(&d.path().join("receipts")), 0o700);
+        }
+    }
+
+    #[test]
+    fn a_file_moves_into_folders_made_for_it() {
+        let d = tempfile::tempdir().unwrap();
+        let from = d.path().join("x.part");
+        fs::write(&from, b"zip").unwrap();
+        move_into(&DirSync::default(), d.path(), &from, "bundles/2026/11/30/i-1/x.zip").unwrap();
+        assert!(exists(d.path(), "bundles/2026/11/30/i-1/x.zip").unwrap());
+        assert!(!from.exists());
+        assert!(!exists(d.path(), "bundles/2026/11/30/i-2/x.zip").unwrap());
+    }
+
+    #[test]
+    fn threads_syncing_one_folder_share_fsyncs_and_each_returns() {
+        let d = tempfile::tempdir().unwrap();
+        let syncs = DirSync::default();
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        syncs.sync(d.path()).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(syncs.folders.lock().unwrap().is_empty(), "no folder is kept once nobody waits on it");
+        assert!(syncs.sync(&d.path().join("missing")).is_err(), "a folder that cannot be synced is an error");
+    }
+}
