@@ -31,11 +31,16 @@ pub struct Stored {
 
 /// Records the stored bundle `s` and what it tells about its install; answers the receipt the
 /// index holds for it (another replica's when that one recorded it first).
+///
+/// The row and the install's facts take the receipt's time: when the receiver first received
+/// the bundle. A retry that found a receipt kept from an attempt that failed before its row
+/// (a crash, a 503 from the index) is not a later upload.
 pub async fn bundle(index: &Index, store: &BundleStore, s: Stored) -> Result<(Receipt, bool), IndexError> {
     let report = s.report;
+    let received_at = callhome_protocol::time::parse_rfc3339(&s.receipt.received_at).unwrap_or(s.received_at);
     let facts = report.install_id.clone().or_else(|| s.install_id.clone()).map(|install_id| InstallFacts {
         install_id,
-        at: s.received_at,
+        at: received_at,
         success: report.counts_for_compliance(),
         agent_version: report.agent_version.clone(),
         product_version: report.product_version.clone(),
@@ -48,7 +53,7 @@ pub async fn bundle(index: &Index, store: &BundleStore, s: Stored) -> Result<(Re
         program: report.program.unwrap_or(s.program),
         size: s.size,
         receipt_id: s.receipt.receipt_id.clone(),
-        received_at: s.received_at,
+        received_at,
         receipt: json,
     };
     let Recorded { receipt, inserted } = index.record_bundle(row, facts).await?;
@@ -94,4 +99,45 @@ pub async fn export(
             rejected: r.rejected.len() as u64,
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::IndexSpec;
+    use callhome_protocol::time::{parse_rfc3339, rfc3339};
+
+    #[test]
+    fn a_retry_that_takes_a_kept_receipt_is_recorded_at_the_receipts_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BundleStore::open_local(dir.path(), ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let index = rt.block_on(Index::open(&IndexSpec::Sqlite(dir.path().join("index.sqlite")))).unwrap();
+        let body = crate::simulate::compliance_bundle("inst-1", 1_764_460_800, 1, "0.1.0", "4.2.0");
+        let sha = callhome_protocol::fs::sha256_hex(&body);
+        // The first attempt was receipted on 2026-03-07, then the index could not be written.
+        let first = parse_rfc3339("2026-03-07T10:00:00Z").unwrap();
+        let kept = Receipt::sign(store.key(), "r1".into(), sha.clone(), rfc3339(first), Default::default());
+        std::fs::create_dir_all(dir.path().join("receipts")).unwrap();
+        std::fs::write(dir.path().join(crate::store::receipt_key(&sha)), serde_json::to_vec(&kept).unwrap()).unwrap();
+        // The agent's retry, two days later.
+        let retry = first + 2 * 86_400;
+        let (incoming, mut file) = store.incoming().unwrap();
+        std::io::Write::write_all(&mut file, &body).unwrap();
+        drop(file);
+        let accepted = store.accept_file(incoming, &sha, Some("inst-1"), retry, None).unwrap();
+        assert!(!accepted.new);
+        let stored = Stored {
+            receipt: accepted.receipt,
+            install_id: Some("inst-1".into()),
+            program: "telemetry".into(),
+            size: accepted.size,
+            received_at: retry,
+            report: accepted.report,
+        };
+        let (receipt, inserted) = rt.block_on(bundle(&index, &store, stored)).unwrap();
+        assert_eq!((receipt, inserted), (kept, true));
+        let install = rt.block_on(index.install("inst-1")).unwrap().unwrap();
+        assert_eq!(install.last_success, Some(first), "the compliance clock counts from the first receipt");
+    }
 }
