@@ -8,6 +8,7 @@
 
 mod admin;
 mod auth;
+mod body;
 mod page;
 
 use std::sync::{Arc, Mutex};
@@ -20,9 +21,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ed25519_dalek::SigningKey;
-use http_body_util::BodyExt;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
@@ -33,8 +31,9 @@ use crate::ingest::{self, ExportLimits};
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, Outcome};
 use crate::record::{self, Stored};
-use crate::store::{BundleStore, Incoming};
+use crate::store::BundleStore;
 use crate::{Refusal, ServeOptions};
+use body::{Received, receive};
 use callhome_protocol::headers::{BUNDLE_CONTENT_TYPE, IDEMPOTENCY_KEY, INSTALL_ID, LEDGER_HEAD, PROGRAM};
 use callhome_protocol::receipt::{LedgerHead, Receipt, UploadAnswer};
 use callhome_protocol::time::{Timestamp, now};
@@ -209,86 +208,6 @@ fn zip_type_refusal(h: &HeaderMap, what: &str) -> Option<Response> {
             &format!("send the {what} as Content-Type: {BUNDLE_CONTENT_TYPE}"),
         ))
     }
-}
-
-/// Bodies up to this size are held in memory (each upload slot holds at most this much) and
-/// written to the spool by the blocking step that checks and stores them: one switch to a
-/// blocking thread instead of one per write. Larger bodies stream to the spool as they come.
-const HELD_IN_MEMORY: usize = 64 * 1024;
-
-/// Where a received body is.
-enum Spooled {
-    /// A small body, not yet written.
-    Memory(Vec<u8>),
-    /// A body written and fsynced in the store's incoming folder.
-    File(Incoming),
-}
-
-/// A body received, its SHA-256 computed on the way.
-struct Received {
-    body: Spooled,
-    sha256: String,
-    size: u64,
-}
-
-impl Received {
-    /// The body as a fsynced file in the spool (blocking: call it where the bundle is checked).
-    fn into_incoming(self, store: &BundleStore) -> Result<(Incoming, String), Refusal> {
-        let incoming = match self.body {
-            Spooled::File(incoming) => incoming,
-            Spooled::Memory(bytes) => {
-                let (incoming, mut file) = store.incoming().map_err(|e| crate::store::internal("the spool", e))?;
-                std::io::Write::write_all(&mut file, &bytes)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| crate::store::internal("the spool", e))?;
-                incoming
-            }
-        };
-        Ok((incoming, self.sha256))
-    }
-}
-
-/// Receives `body`, hashing it, refusing it past `max` bytes: held in memory up to
-/// [`HELD_IN_MEMORY`], streamed into a new incoming file beyond.
-async fn receive(store: &BundleStore, body: Body, max: u64, what: &str) -> Result<Received, Response> {
-    let internal = |e: std::io::Error| {
-        warn!("cannot receive a body: {e}");
-        problem(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot store the {what}: {e}"))
-    };
-    let mut hash = Sha256::new();
-    let mut size = 0u64;
-    let mut held = Vec::new();
-    let mut spooled: Option<(Incoming, tokio::io::BufWriter<tokio::fs::File>)> = None;
-    let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| problem(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")))?;
-        let Ok(data) = frame.into_data() else { continue };
-        size += data.len() as u64;
-        if size > max {
-            return Err(problem(StatusCode::PAYLOAD_TOO_LARGE, &format!("{what}s are limited to {max} bytes")));
-        }
-        hash.update(&data);
-        match &mut spooled {
-            Some((_, out)) => out.write_all(&data).await.map_err(internal)?,
-            None if held.len() + data.len() <= HELD_IN_MEMORY => held.extend_from_slice(&data),
-            None => {
-                let (incoming, file) = store.incoming().map_err(internal)?;
-                let mut out = tokio::io::BufWriter::with_capacity(128 * 1024, tokio::fs::File::from_std(file));
-                out.write_all(&std::mem::take(&mut held)).await.map_err(internal)?;
-                out.write_all(&data).await.map_err(internal)?;
-                spooled = Some((incoming, out));
-            }
-        }
-    }
-    let body = match spooled {
-        Some((incoming, mut out)) => {
-            out.flush().await.map_err(internal)?;
-            out.into_inner().sync_all().await.map_err(internal)?;
-            Spooled::File(incoming)
-        }
-        None => Spooled::Memory(held),
-    };
-    Ok(Received { body, sha256: hex::encode(hash.finalize()), size })
 }
 
 /// The cheap authenticated probe `callhome test-connection` ends with: an agent names itself.

@@ -135,6 +135,18 @@ async fn prepared(
     Ok(st)
 }
 
+/// `e` from a statement of `cache`, as an index error; when the server no longer takes the
+/// cached statement (a newer replica's migration changed a result under it, or a pooler dropped
+/// it), the cache is emptied so the next call prepares again instead of failing the same way.
+fn forget_if_stale(cache: &mut HashMap<String, Statement>, url: &str, e: tokio_postgres::Error) -> IndexError {
+    use tokio_postgres::error::SqlState;
+    if matches!(e.code(), Some(c) if *c == SqlState::FEATURE_NOT_SUPPORTED || *c == SqlState::INVALID_SQL_STATEMENT_NAME)
+    {
+        cache.clear();
+    }
+    pg_error(url, e)
+}
+
 /// The PostgreSQL index: a few connections taken in turn, each made again when it was lost
 /// (the first one lazily after a restart: that request fails with 503 and the agent retries).
 pub struct PgIndex {
@@ -219,7 +231,7 @@ impl PgIndex {
         let st = prepared(cache, client, &format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.id = $1"))
             .await
             .map_err(|e| self.err(e))?;
-        let row = client.query_opt(&st, &[&id]).await.map_err(|e| self.err(e))?;
+        let row = client.query_opt(&st, &[&id]).await.map_err(|e| forget_if_stale(cache, &self.url, e))?;
         row.as_ref().map(token_row).transpose().map_err(|e| self.err(e))
     }
 
@@ -290,7 +302,7 @@ impl PgIndex {
         let Conn { client, prepared: cache } = &mut *c;
         let st =
             prepared(cache, client, "SELECT receipt FROM bundles WHERE sha256 = $1").await.map_err(|e| self.err(e))?;
-        let row = client.query_opt(&st, &[&sha256]).await.map_err(|e| self.err(e))?;
+        let row = client.query_opt(&st, &[&sha256]).await.map_err(|e| forget_if_stale(cache, &self.url, e))?;
         Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
     }
 
@@ -314,7 +326,7 @@ impl PgIndex {
         let n = tx
             .execute(&st, &[&b.sha256, &b.install_id, &b.program, &size, &b.receipt_id, &b.received_at, &b.receipt])
             .await
-            .map_err(e)?;
+            .map_err(|x| forget_if_stale(cache, &self.url, x))?;
         if n == 0 {
             let kept: Option<String> =
                 tx.query_one("SELECT receipt FROM bundles WHERE sha256 = $1", &[&b.sha256]).await.map_err(e)?.get(0);
@@ -329,9 +341,10 @@ impl PgIndex {
             )
             .await
             .map_err(e)?;
-            tx.execute(&st, &[&facts.install_id, &facts.at]).await.map_err(e)?;
+            tx.execute(&st, &[&facts.install_id, &facts.at]).await.map_err(|x| forget_if_stale(cache, &self.url, x))?;
             let st = prepared(cache, &tx, &format!("{} FOR UPDATE OF r", f::ONE_INSTALL)).await.map_err(e)?;
-            let old = tx.query_opt(&st, &[&facts.install_id]).await.map_err(e)?;
+            let old =
+                tx.query_opt(&st, &[&facts.install_id]).await.map_err(|x| forget_if_stale(cache, &self.url, x))?;
             let old = old.as_ref().map(install_row).transpose().map_err(e)?;
             let m = merge(old, facts);
             let i = &m.install;
@@ -351,7 +364,7 @@ impl PgIndex {
                 ],
             )
             .await
-            .map_err(e)?;
+            .map_err(|x| forget_if_stale(cache, &self.url, x))?;
         }
         tx.commit().await.map_err(e)?;
         Ok(Recorded { receipt: b.receipt.clone(), inserted: true })
@@ -481,7 +494,7 @@ impl PgIndex {
         )
         .await
         .map_err(|e| self.err(e))?;
-        let row = client.query_opt(&st, &[&install_id]).await.map_err(|e| self.err(e))?;
+        let row = client.query_opt(&st, &[&install_id]).await.map_err(|e| forget_if_stale(cache, &self.url, e))?;
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 

@@ -13,7 +13,7 @@
 //! time (every receipt goes to `receipts/`) wait for one fsync that started after their rename,
 //! instead of one each — a group commit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -50,7 +50,8 @@ pub(super) fn exists(dir: &Path, key: &str) -> io::Result<bool> {
 }
 
 /// Writes `bytes` to `key` in the store `dir` unless a file is there: through `tmp` (a new name
-/// in the spool, on the store's file system), fsynced, then renamed into place without replacing.
+/// in the store's `.incoming/`, on its file system), fsynced, then renamed into place without
+/// replacing. Either way the name at `key` is durable when it returns.
 pub(super) fn put_new(syncs: &DirSync, dir: &Path, key: &str, tmp: &Path, bytes: &[u8]) -> io::Result<PutNew> {
     let target = dir.join(key);
     let mut f = create_private(tmp)?;
@@ -60,46 +61,89 @@ pub(super) fn put_new(syncs: &DirSync, dir: &Path, key: &str, tmp: &Path, bytes:
         let _ = fs::remove_file(tmp);
         return Err(e);
     }
-    let moved = with_folders(syncs, dir, &target, || rename_noreplace(tmp, &target));
-    match moved {
-        Ok(()) => {
-            syncs.sync(parent_dir(&target))?;
-            Ok(PutNew::Created)
-        }
+    let put = match with_folders(dir, &target, || rename_noreplace(tmp, &target)) {
+        Ok(()) => PutNew::Created,
         Err(e) => {
             let _ = fs::remove_file(tmp);
-            if e.kind() == io::ErrorKind::AlreadyExists { Ok(PutNew::Exists) } else { Err(e) }
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                return Err(e);
+            }
+            // Put there by an attempt that may have failed before its folder's fsync.
+            PutNew::Exists
         }
-    }
+    };
+    settle(syncs, dir, key)?;
+    Ok(put)
 }
 
-/// Renames the checked file `from` (in the spool, on the store's file system) to `key` in the
-/// store `dir`, and fsyncs the folder it lands in.
-pub(super) fn move_into(syncs: &DirSync, dir: &Path, from: &Path, key: &str) -> io::Result<()> {
+/// Renames the checked file `from` (fsynced, on the store's file system) to `key` in the store
+/// `dir`; the name is durable when it returns. Across file systems it is copied in first.
+pub(super) fn move_into(syncs: &DirSync, dir: &Path, from: &Path, key: &str, tmp: &Path) -> io::Result<()> {
     let target = dir.join(key);
-    with_folders(syncs, dir, &target, || fs::rename(from, &target))?;
-    syncs.sync(parent_dir(&target))
+    match with_folders(dir, &target, || fs::rename(from, &target)) {
+        Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
+            // A spool on another file system: a fsynced copy beside the store, then renamed.
+            copy_synced(from, tmp)?;
+            let moved = fs::rename(tmp, &target);
+            if moved.is_err() {
+                let _ = fs::remove_file(tmp);
+            }
+            moved?;
+        }
+        other => other?,
+    }
+    settle(syncs, dir, key)
+}
+
+/// Makes the name at `key` durable: every folder from `dir` down to it known to be in its parent
+/// on disk, then the name itself (its folder fsynced). Also for a name found already there: the
+/// attempt that put it may have failed before its fsync.
+pub(super) fn settle(syncs: &DirSync, dir: &Path, key: &str) -> io::Result<()> {
+    let target = dir.join(key);
+    let folder = parent_dir(&target);
+    syncs.folders_durable(dir, folder)?;
+    syncs.sync(folder)
 }
 
 /// Runs `op`, which puts a name at `target`; when its folder is missing, makes the folders down
-/// to it (0700), each new folder's name made durable in its parent, and runs it again. The
-/// common case — the folder is there — costs one call.
-fn with_folders(syncs: &DirSync, dir: &Path, target: &Path, op: impl Fn() -> io::Result<()>) -> io::Result<()> {
+/// to it (0700) and runs it again. The common case — the folder is there — costs one call.
+fn with_folders(dir: &Path, target: &Path, op: impl Fn() -> io::Result<()>) -> io::Result<()> {
     match op() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            for made in create_private_dirs_under(dir, parent_dir(target))? {
-                syncs.sync(parent_dir(&made))?;
-            }
+            create_private_dirs_under(dir, parent_dir(target))?;
             op()
         }
         other => other,
     }
 }
 
+/// Copies `from` to the new file `to` (0600) and fsyncs it.
+fn copy_synced(from: &Path, to: &Path) -> io::Result<()> {
+    let mut out = create_private(to)?;
+    let copied = fs::File::open(from).and_then(|mut f| io::copy(&mut f, &mut out)).and_then(|_| out.sync_all());
+    if copied.is_err() {
+        let _ = fs::remove_file(to);
+    }
+    copied
+}
+
+#[cfg(unix)]
+fn libc_exdev() -> i32 {
+    libc::EXDEV
+}
+
+#[cfg(not(unix))]
+fn libc_exdev() -> i32 {
+    17 // ERROR_NOT_SAME_DEVICE
+}
+
 /// Folder fsyncs shared between threads (a group commit per folder).
 #[derive(Default)]
 pub(super) struct DirSync {
     folders: Mutex<HashMap<PathBuf, Arc<Group>>>,
+    /// Folders whose names are known to be on disk in their parents (their parent was fsynced
+    /// after they existed); at most [`DirSync::DURABLE_MAX`], forgotten all at once beyond.
+    durable: Mutex<HashSet<PathBuf>>,
 }
 
 /// One folder's fsyncs: how many were started and finished, and whether one runs.
@@ -119,6 +163,31 @@ struct GroupState {
 }
 
 impl DirSync {
+    const DURABLE_MAX: usize = 100_000;
+
+    /// Makes sure every folder from `dir` (excluded) down to `folder` is on disk in its parent:
+    /// a folder not known to be is made so by fsyncing its parent. A folder another upload just
+    /// made is not known until that upload (or this one) has fsynced its parent, so no upload
+    /// answers while a folder above its bundle may still vanish in a crash.
+    pub(super) fn folders_durable(&self, dir: &Path, folder: &Path) -> io::Result<()> {
+        let Ok(below) = folder.strip_prefix(dir) else { return Ok(()) };
+        let mut at = dir.to_path_buf();
+        for part in below.components() {
+            let parent = at.clone();
+            at.push(part);
+            if self.durable.lock().unwrap_or_else(|e| e.into_inner()).contains(&at) {
+                continue;
+            }
+            self.sync(&parent)?;
+            let mut known = self.durable.lock().unwrap_or_else(|e| e.into_inner());
+            if known.len() >= Self::DURABLE_MAX {
+                known.clear();
+            }
+            known.insert(at.clone());
+        }
+        Ok(())
+    }
+
     /// Returns once an fsync of `folder` that started after this call has finished: everything
     /// put in it before the call is durable.
     pub(super) fn sync(&self, folder: &Path) -> io::Result<()> {
@@ -232,7 +301,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let from = d.path().join("x.part");
         fs::write(&from, b"zip").unwrap();
-        move_into(&DirSync::default(), d.path(), &from, "bundles/2026/11/30/i-1/x.zip").unwrap();
+        let syncs = DirSync::default();
+        move_into(&syncs, d.path(), &from, "bundles/2026/11/30/i-1/x.zip", &d.path().join("t.part")).unwrap();
+        let known = syncs.durable.lock().unwrap().clone();
+        for f in ["bundles", "bundles/2026", "bundles/2026/11", "bundles/2026/11/30", "bundles/2026/11/30/i-1"] {
+            assert!(known.contains(&d.path().join(f)), "{f} is known to be on disk");
+        }
         assert!(exists(d.path(), "bundles/2026/11/30/i-1/x.zip").unwrap());
         assert!(!from.exists());
         assert!(!exists(d.path(), "bundles/2026/11/30/i-2/x.zip").unwrap());

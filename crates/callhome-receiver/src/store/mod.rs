@@ -59,6 +59,7 @@ use super::{ReceiverError, Refusal, zipcheck};
 mod layout;
 mod listing;
 mod local;
+mod receipts;
 mod spool;
 
 use crate::fleet::report::{self, Report};
@@ -66,7 +67,7 @@ use callhome_protocol::fs::sha256_hex;
 use callhome_protocol::receipt::{self, Receipt};
 use callhome_protocol::time::{Timestamp, rfc3339};
 pub use layout::{StoreSpec, bundle_key, bundle_key_of, ceip_key, receipt_key};
-use spool::{Busy, create_private, create_private_dirs_under};
+use spool::{Busy, create_private};
 pub use spool::{Incoming, create_private_dir};
 
 /// Where bodies are received before they are checked, in a local store.
@@ -312,34 +313,6 @@ impl BundleStore {
         Ok((Incoming { path }, file))
     }
 
-    /// The receipt already given for `sha256`, if any.
-    pub fn receipt_for(&self, sha256: &str) -> Result<Option<Receipt>, Refusal> {
-        let got = match &self.spec {
-            StoreSpec::Local(dir) => {
-                local::read(dir, &receipt_key(sha256)).map_err(|e| internal("reading the receipts", e))?
-            }
-            StoreSpec::S3 { .. } => self.receipt_object(sha256)?.map(Vec::from),
-        };
-        match got {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| internal(&format!("the stored receipt {}", receipt_key(sha256)), e)),
-            None => Ok(None),
-        }
-    }
-
-    /// The receipt object for `sha256` in the bucket, if any.
-    fn receipt_object(&self, sha256: &str) -> Result<Option<bytes::Bytes>, Refusal> {
-        let got = self.block_on(async {
-            match self.objects.get(&self.path(&receipt_key(sha256))).await {
-                Ok(r) => r.bytes().await.map(Some),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        });
-        got.map_err(|e| internal("reading the receipts", e))
-    }
-
     /// Takes the received, fsynced file `incoming` whose SHA-256 is `sha256` into the store as
     /// received at `received_at`. The zip is checked (and, with `install_id`, its manifest must
     /// name that install: 403 when it names another); then, under this bundle's lock:
@@ -422,7 +395,11 @@ impl BundleStore {
         let report = read_report(&incoming);
         let _g = self.busy.lock(sha256);
         let (receipt, new) = match self.receipt_for(sha256)? {
-            Some(r) => (r, false),
+            Some(r) => {
+                // Kept by an attempt that may have failed before its folder's fsync.
+                self.settle(&receipt_key(sha256))?;
+                (r, false)
+            }
             None => {
                 let mut id = [0u8; 16];
                 getrandom::fill(&mut id).map_err(|e| internal("randomness", e))?;
@@ -441,24 +418,19 @@ impl BundleStore {
         let key = bundle_key_of(&receipt, install)?;
         if new || !self.exists(&key)? {
             self.put_bundle(incoming, &key)?;
+        } else {
+            self.settle(&key)?;
         }
         Ok(Accepted { receipt, new, size, report })
     }
 
-    /// Replaces the receipt kept for a stored bundle with `r`: the receipt the index holds,
-    /// when another replica sharing this store recorded the bundle first. Async: it is called
-    /// from the index's side, on the runtime.
-    pub async fn keep_receipt(&self, r: &Receipt) -> Result<(), Refusal> {
-        let json = serde_json::to_vec(r).map_err(|e| internal("receipt", e))?;
-        let key = receipt_key(&r.bundle_sha256);
-        self.objects.put(&self.path(&key), PutPayload::from(json)).await.map_err(|e| internal("receipt", e))?;
-        #[cfg(unix)]
-        if let StoreSpec::Local(dir) = &self.spec {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir.join(&key), fs::Permissions::from_mode(0o600))
-                .map_err(|e| internal("permissions", e))?;
+    /// Makes a name found in a local store durable (see [`local::settle`]); an S3 store's
+    /// objects are durable once written.
+    fn settle(&self, key: &str) -> Result<(), Refusal> {
+        match &self.spec {
+            StoreSpec::Local(dir) => local::settle(&self.dirs, dir, key).map_err(|e| internal("fsync", e)),
+            StoreSpec::S3 { .. } => Ok(()),
         }
-        Ok(())
     }
 
     /// Whether an object is stored at `key`.
@@ -477,52 +449,13 @@ impl BundleStore {
     fn put_bundle(&self, incoming: Incoming, key: &str) -> Result<(), Refusal> {
         let to = self.path(key);
         match &self.spec {
-            StoreSpec::Local(dir) if incoming.path().starts_with(dir) => {
-                local::move_into(&self.dirs, dir, incoming.path(), key)
-                    .map_err(|e| internal("moving it into the store", e))
-            }
             StoreSpec::Local(dir) => {
-                let target = dir.join(key);
-                create_private_dirs_under(dir, crate::fsutil::parent_dir(&target))
-                    .map_err(|e| internal("making its folder", e))?;
-                let rel = incoming.path().strip_prefix(dir).ok().and_then(|p| p.to_str()).map(ObjectPath::from);
-                match rel {
-                    Some(from) => self.block_on(self.objects.rename(&from, &to)).map_err(|e| internal("rename", e)),
-                    // A spool outside the store's folder: copy the file in.
-                    None => self.block_on(upload_file(self.objects.as_ref(), incoming.path(), &to)),
-                }?;
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    fs::set_permissions(&target, fs::Permissions::from_mode(0o600))
-                        .map_err(|e| internal("permissions", e))?;
-                }
-                Ok(())
+                let tmp = part_name(&dir.join(INCOMING)).map_err(|e| internal("randomness", e))?;
+                local::move_into(&self.dirs, dir, incoming.path(), key, &tmp)
+                    .map_err(|e| internal("moving it into the store", e))
             }
             StoreSpec::S3 { .. } => self.block_on(upload_file(self.objects.as_ref(), incoming.path(), &to)),
         }
-    }
-
-    /// Writes the receipt for `sha256` unless one is there; returns the one there.
-    fn put_receipt(&self, sha256: &str, receipt: &Receipt) -> Result<Option<Receipt>, Refusal> {
-        let json = serde_json::to_vec(receipt).map_err(|e| internal("receipt", e))?;
-        if let StoreSpec::Local(dir) = &self.spec {
-            let tmp = part_name(&dir.join(INCOMING)).map_err(|e| internal("randomness", e))?;
-            return match local::put_new(&self.dirs, dir, &receipt_key(sha256), &tmp, &json)
-                .map_err(|e| internal("receipt", e))?
-            {
-                local::PutNew::Created => Ok(None),
-                local::PutNew::Exists => self.receipt_for(sha256),
-            };
-        }
-        let path = self.path(&receipt_key(sha256));
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.block_on(self.objects.put_opts(&path, PutPayload::from(json), opts)) {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => return self.receipt_for(sha256),
-            Err(e) => return Err(internal("receipt", e)),
-        }
-        Ok(None)
     }
 
     /// Checks and stores a bundle held in memory (tests and small tools); the same rules as

@@ -69,23 +69,18 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Creates the folders from `base` down to `dir`, each readable by the owner only; answers the
-/// ones it made, top first.
-pub(super) fn create_private_dirs_under(base: &Path, dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// Creates the folders from `base` down to `dir`, each readable by the owner only.
+pub(super) fn create_private_dirs_under(base: &Path, dir: &Path) -> io::Result<()> {
     let mut at = base.to_path_buf();
-    let mut made = Vec::new();
     for part in dir.strip_prefix(base).map_err(io::Error::other)?.components() {
         at.push(part);
         match fs::create_dir(&at) {
-            Ok(()) => {
-                create_private_dir(&at)?;
-                made.push(at.clone());
-            }
+            Ok(()) => create_private_dir(&at)?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(made)
+    Ok(())
 }
 
 /// Opens a new file exclusively, mode 0600.

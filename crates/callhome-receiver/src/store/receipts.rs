@@ -1,0 +1,77 @@
+//! The receipts kept beside the bundles (`receipts/<sha256>.json`): found by SHA-256 alone,
+//! written create-only (the first receiver to write one for a bundle fixes it), replaced only by
+//! the one the index settled on.
+
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use super::{BundleStore, INCOMING, StoreSpec, internal, local, part_name, receipt_key};
+use crate::Refusal;
+use callhome_protocol::receipt::Receipt;
+
+impl BundleStore {
+    /// The receipt already given for `sha256`, if any.
+    pub fn receipt_for(&self, sha256: &str) -> Result<Option<Receipt>, Refusal> {
+        let got = match &self.spec {
+            StoreSpec::Local(dir) => {
+                local::read(dir, &receipt_key(sha256)).map_err(|e| internal("reading the receipts", e))?
+            }
+            StoreSpec::S3 { .. } => self.receipt_object(sha256)?.map(Vec::from),
+        };
+        match got {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| internal(&format!("the stored receipt {}", receipt_key(sha256)), e)),
+            None => Ok(None),
+        }
+    }
+
+    /// The receipt object for `sha256` in the bucket, if any.
+    fn receipt_object(&self, sha256: &str) -> Result<Option<bytes::Bytes>, Refusal> {
+        let got = self.block_on(async {
+            match self.objects.get(&self.path(&receipt_key(sha256))).await {
+                Ok(r) => r.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        got.map_err(|e| internal("reading the receipts", e))
+    }
+
+    /// Replaces the receipt kept for a stored bundle with `r`: the receipt the index holds,
+    /// when another replica sharing this store recorded the bundle first. Async: it is called
+    /// from the index's side, on the runtime.
+    pub async fn keep_receipt(&self, r: &Receipt) -> Result<(), Refusal> {
+        let json = serde_json::to_vec(r).map_err(|e| internal("receipt", e))?;
+        let key = receipt_key(&r.bundle_sha256);
+        self.objects.put(&self.path(&key), PutPayload::from(json)).await.map_err(|e| internal("receipt", e))?;
+        #[cfg(unix)]
+        if let StoreSpec::Local(dir) = &self.spec {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.join(&key), std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| internal("permissions", e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the receipt for `sha256` unless one is there; returns the one there.
+    pub(super) fn put_receipt(&self, sha256: &str, receipt: &Receipt) -> Result<Option<Receipt>, Refusal> {
+        let json = serde_json::to_vec(receipt).map_err(|e| internal("receipt", e))?;
+        if let StoreSpec::Local(dir) = &self.spec {
+            let tmp = part_name(&dir.join(INCOMING)).map_err(|e| internal("randomness", e))?;
+            return match local::put_new(&self.dirs, dir, &receipt_key(sha256), &tmp, &json)
+                .map_err(|e| internal("receipt", e))?
+            {
+                local::PutNew::Created => Ok(None),
+                local::PutNew::Exists => self.receipt_for(sha256),
+            };
+        }
+        let path = self.path(&receipt_key(sha256));
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.block_on(self.objects.put_opts(&path, PutPayload::from(json), opts)) {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return self.receipt_for(sha256),
+            Err(e) => return Err(internal("receipt", e)),
+        }
+        Ok(None)
+    }
+}
