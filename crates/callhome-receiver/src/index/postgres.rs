@@ -11,80 +11,11 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, GenericClient, NoTls, Row, Statement};
 
 use super::fleet::{self as f, InstallFacts, merge};
+use super::pg_schema::MIGRATIONS;
 use super::{BindRefusal, BundleRow, ExportRow, IndexError, Recorded, Token};
 use crate::fleet::{ClockRange, Install};
 use callhome_protocol::exemption::Exemption;
 use callhome_protocol::time::Timestamp;
-
-/// The schema, one migration per entry, applied in order and recorded in `callhome_migrations`.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE customers (name TEXT PRIMARY KEY, created_at BIGINT NOT NULL);
-CREATE TABLE tokens (
-    seq BIGSERIAL UNIQUE,
-    id TEXT PRIMARY KEY,
-    customer TEXT NOT NULL REFERENCES customers(name),
-    secret_sha256 TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    expires_at BIGINT,
-    revoked_at BIGINT,
-    single_install BOOLEAN NOT NULL
-);
-CREATE TABLE installs (
-    install_id TEXT PRIMARY KEY,
-    customer TEXT NOT NULL REFERENCES customers(name),
-    token_id TEXT NOT NULL REFERENCES tokens(id),
-    first_seen BIGINT NOT NULL
-);
-CREATE INDEX installs_by_token ON installs(token_id);
-CREATE TABLE bundles (
-    sha256 TEXT PRIMARY KEY,
-    install_id TEXT,
-    program TEXT NOT NULL,
-    size BIGINT NOT NULL,
-    receipt_id TEXT NOT NULL,
-    received_at BIGINT NOT NULL
-);
-"#,
-    r#"
-ALTER TABLE bundles ADD COLUMN receipt TEXT;
-CREATE TABLE exports (
-    receipt_id TEXT PRIMARY KEY,
-    export_id TEXT NOT NULL,
-    install_id TEXT NOT NULL,
-    received_at BIGINT NOT NULL,
-    accepted BIGINT NOT NULL,
-    rejected BIGINT NOT NULL
-);
-CREATE TABLE install_reports (
-    install_id TEXT PRIMARY KEY,
-    customer TEXT,
-    first_seen BIGINT NOT NULL,
-    last_success BIGINT,
-    clock_from BIGINT NOT NULL,
-    agent_version TEXT,
-    product_version TEXT,
-    versions_at BIGINT,
-    usage_summary TEXT,
-    usage_at BIGINT
-);
-CREATE INDEX install_reports_by_clock ON install_reports(clock_from, install_id);
-INSERT INTO install_reports (install_id, customer, first_seen, clock_from)
-    SELECT install_id, customer, first_seen, first_seen FROM installs;
-"#,
-    r#"
-CREATE TABLE exemptions (
-    exemption_id TEXT PRIMARY KEY,
-    install_id TEXT NOT NULL,
-    until TEXT NOT NULL,
-    ends_at BIGINT NOT NULL,
-    reason TEXT NOT NULL,
-    granted_at BIGINT NOT NULL,
-    document TEXT NOT NULL
-);
-CREATE INDEX exemptions_by_install ON exemptions(install_id, granted_at);
-"#,
-];
 
 /// Any number: the key of the advisory lock that serialises migrations across replicas.
 const MIGRATION_LOCK: i64 = 0x6361_6c6c_686f_6d65;
