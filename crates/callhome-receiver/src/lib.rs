@@ -27,6 +27,8 @@ pub mod reconcile;
 pub mod record;
 pub mod simulate;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod zipcheck;
 

@@ -208,34 +208,19 @@ async fn index_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::IndexSpec;
     use crate::store::{bundle_key, receipt_key};
-
-    /// A bundle as an agent makes one for `install`, distinct per `serial`.
-    fn bundle(install: &str, serial: u64) -> Vec<u8> {
-        crate::simulate::compliance_bundle(install, 1_764_460_800, serial, "0.1.0", "4.2.0")
-    }
-
-    /// A local store (opened outside any runtime: it drives its client itself), a SQLite index
-    /// in it, and a runtime for the async calls.
-    fn setup(dir: &std::path::Path) -> (BundleStore, Index, tokio::runtime::Runtime) {
-        let store = BundleStore::open_local(dir, ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let index = rt.block_on(Index::open(&IndexSpec::Sqlite(dir.join("index.sqlite")))).unwrap();
-        (store, index, rt)
-    }
+    use crate::testing::{bundle, keep_receipt_file, local_store};
 
     #[test]
     fn a_receipt_kept_before_a_crash_fixes_where_the_retry_stores_the_bundle() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _index, _rt) = setup(dir.path());
+        let (store, _index, _rt) = local_store(dir.path());
         let body = bundle("inst-1", 1);
         let sha = callhome_protocol::fs::sha256_hex(&body);
         // A replica wrote the receipt on 2026-03-07, then died before it stored the bundle.
         let day = parse_rfc3339("2026-03-07T23:59:59Z").unwrap();
         let kept = Receipt::sign(store.key(), "r1".into(), sha.clone(), rfc3339(day), Default::default());
-        std::fs::create_dir_all(dir.path().join("receipts")).unwrap();
-        std::fs::write(dir.path().join(receipt_key(&sha)), serde_json::to_vec(&kept).unwrap()).unwrap();
+        keep_receipt_file(dir.path(), &kept);
         // The agent sends it again days later: the kept receipt stands and fixes the key.
         let later = parse_rfc3339("2026-03-09T08:00:00Z").unwrap();
         let (r, _) = store.accept(&body, Some(&sha), later).unwrap();
@@ -250,7 +235,7 @@ mod tests {
     #[test]
     fn a_stored_bundle_without_a_row_is_recorded_once_and_a_second_copy_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, index, rt) = setup(dir.path());
+        let (store, index, rt) = local_store(dir.path());
         let now = parse_rfc3339("2026-11-30T12:00:00Z").unwrap();
         // Stored, never recorded: the replica died before its index row.
         let orphan = bundle("inst-2", 1);
@@ -286,7 +271,7 @@ mod tests {
     #[test]
     fn a_stored_bundle_without_receipt_or_row_is_receipted_and_recorded() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, index, rt) = setup(dir.path());
+        let (store, index, rt) = local_store(dir.path());
         let now = callhome_protocol::time::now();
         let body = bundle("inst-4", 1);
         let sha = callhome_protocol::fs::sha256_hex(&body);

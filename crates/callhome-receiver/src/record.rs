@@ -104,27 +104,22 @@ pub async fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::IndexSpec;
+    use crate::testing::{keep_receipt_file, local_store};
     use callhome_protocol::time::{parse_rfc3339, rfc3339};
 
     #[test]
     fn a_retry_that_takes_a_kept_receipt_is_recorded_at_the_receipts_time() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BundleStore::open_local(dir.path(), ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let index = rt.block_on(Index::open(&IndexSpec::Sqlite(dir.path().join("index.sqlite")))).unwrap();
-        let body = crate::simulate::compliance_bundle("inst-1", 1_764_460_800, 1, "0.1.0", "4.2.0");
+        let (store, index, rt) = local_store(dir.path());
+        let body = crate::testing::bundle("inst-1", 1);
         let sha = callhome_protocol::fs::sha256_hex(&body);
         // The first attempt was receipted on 2026-03-07, then the index could not be written.
         let first = parse_rfc3339("2026-03-07T10:00:00Z").unwrap();
         let kept = Receipt::sign(store.key(), "r1".into(), sha.clone(), rfc3339(first), Default::default());
-        std::fs::create_dir_all(dir.path().join("receipts")).unwrap();
-        std::fs::write(dir.path().join(crate::store::receipt_key(&sha)), serde_json::to_vec(&kept).unwrap()).unwrap();
+        keep_receipt_file(dir.path(), &kept);
         // The agent's retry, two days later.
         let retry = first + 2 * 86_400;
-        let (incoming, mut file) = store.incoming().unwrap();
-        std::io::Write::write_all(&mut file, &body).unwrap();
-        drop(file);
+        let incoming = store.incoming_holding(&body).unwrap();
         let accepted = store.accept_file(incoming, &sha, Some("inst-1"), retry, None).unwrap();
         assert!(!accepted.new);
         let stored = Stored {

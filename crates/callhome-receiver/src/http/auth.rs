@@ -91,7 +91,14 @@ fn bind_refused(install_id: &str, why: &BindRefusal) -> Refusal {
 /// revoked or expired token is refused at once. At most [`Bound::MAX`] pairs are kept.
 #[derive(Default)]
 pub struct Bound {
-    pairs: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    pairs: std::sync::Mutex<BoundPairs>,
+}
+
+/// Per token id, the installs seen bound to it (looked up without allocating), and how many.
+#[derive(Default)]
+struct BoundPairs {
+    by_token: std::collections::HashMap<String, std::collections::HashSet<String>>,
+    count: usize,
 }
 
 impl Bound {
@@ -99,15 +106,17 @@ impl Bound {
 
     fn holds(&self, token_id: &str, install_id: &str) -> bool {
         let pairs = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
-        pairs.contains(&(token_id.to_string(), install_id.to_string()))
+        pairs.by_token.get(token_id).is_some_and(|installs| installs.contains(install_id))
     }
 
     fn insert(&self, token_id: &str, install_id: &str) {
         let mut pairs = self.pairs.lock().unwrap_or_else(|e| e.into_inner());
-        if pairs.len() >= Self::MAX {
-            pairs.clear();
+        if pairs.count >= Self::MAX {
+            *pairs = BoundPairs::default();
         }
-        pairs.insert((token_id.to_string(), install_id.to_string()));
+        if pairs.by_token.entry(token_id.to_string()).or_default().insert(install_id.to_string()) {
+            pairs.count += 1;
+        }
     }
 }
 

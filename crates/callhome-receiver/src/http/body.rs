@@ -38,13 +38,7 @@ impl Received {
     pub(super) fn into_incoming(self, store: &BundleStore) -> Result<(Incoming, String), Refusal> {
         let incoming = match self.body {
             Spooled::File(incoming) => incoming,
-            Spooled::Memory(bytes) => {
-                let (incoming, mut file) = store.incoming().map_err(|e| crate::store::internal("the spool", e))?;
-                std::io::Write::write_all(&mut file, &bytes)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| crate::store::internal("the spool", e))?;
-                incoming
-            }
+            Spooled::Memory(bytes) => store.incoming_holding(&bytes)?,
         };
         Ok((incoming, self.sha256))
     }

@@ -37,6 +37,18 @@ impl Conn {
     fn new(client: Client) -> Conn {
         Conn { client, prepared: HashMap::new() }
     }
+
+    /// `sql`, prepared once on this connection, run for at most one row.
+    async fn query_opt_prepared(
+        &mut self,
+        url: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Row>, IndexError> {
+        let Conn { client, prepared: cache } = self;
+        let st = prepared(cache, client, sql).await.map_err(|e| pg_error(url, e))?;
+        client.query_opt(&st, params).await.map_err(|e| forget_if_stale(cache, url, e))
+    }
 }
 
 impl std::ops::Deref for Conn {
@@ -158,11 +170,8 @@ impl PgIndex {
 
     pub(super) async fn token(&self, id: &str) -> Result<Option<(Token, String)>, IndexError> {
         let mut c = self.client().await?;
-        let Conn { client, prepared: cache } = &mut *c;
-        let st = prepared(cache, client, &format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.id = $1"))
-            .await
-            .map_err(|e| self.err(e))?;
-        let row = client.query_opt(&st, &[&id]).await.map_err(|e| forget_if_stale(cache, &self.url, e))?;
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.id = $1");
+        let row = c.query_opt_prepared(&self.url, &sql, &[&id]).await?;
         row.as_ref().map(token_row).transpose().map_err(|e| self.err(e))
     }
 
@@ -230,10 +239,7 @@ impl PgIndex {
 
     pub(super) async fn receipt(&self, sha256: &str) -> Result<Option<String>, IndexError> {
         let mut c = self.client().await?;
-        let Conn { client, prepared: cache } = &mut *c;
-        let st =
-            prepared(cache, client, "SELECT receipt FROM bundles WHERE sha256 = $1").await.map_err(|e| self.err(e))?;
-        let row = client.query_opt(&st, &[&sha256]).await.map_err(|e| forget_if_stale(cache, &self.url, e))?;
+        let row = c.query_opt_prepared(&self.url, "SELECT receipt FROM bundles WHERE sha256 = $1", &[&sha256]).await?;
         Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
     }
 
@@ -416,16 +422,9 @@ impl PgIndex {
     /// The newest exemption granted to `install_id`: its document and when it ends.
     pub(super) async fn newest_exemption(&self, install_id: &str) -> Result<Option<(String, Timestamp)>, IndexError> {
         let mut c = self.client().await?;
-        let Conn { client, prepared: cache } = &mut *c;
-        let st = prepared(
-            cache,
-            client,
-            "SELECT document, ends_at FROM exemptions WHERE install_id = $1
-             ORDER BY granted_at DESC, exemption_id DESC LIMIT 1",
-        )
-        .await
-        .map_err(|e| self.err(e))?;
-        let row = client.query_opt(&st, &[&install_id]).await.map_err(|e| forget_if_stale(cache, &self.url, e))?;
+        let sql = "SELECT document, ends_at FROM exemptions WHERE install_id = $1
+             ORDER BY granted_at DESC, exemption_id DESC LIMIT 1";
+        let row = c.query_opt_prepared(&self.url, sql, &[&install_id]).await?;
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 

@@ -146,7 +146,7 @@ pub struct StoredObject {
     pub modified: Timestamp,
 }
 
-pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
+pub(super) fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
     Refusal { status: 500, reason: format!("cannot store the bundle ({what}): {e}") }
 }
 
@@ -313,6 +313,13 @@ impl BundleStore {
         Ok((Incoming { path }, file))
     }
 
+    /// A new spool file holding `bytes`, fsynced (a body received into memory).
+    pub fn incoming_holding(&self, bytes: &[u8]) -> Result<Incoming, Refusal> {
+        let (incoming, mut file) = self.incoming().map_err(|e| internal("the spool", e))?;
+        file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| internal("the spool", e))?;
+        Ok(incoming)
+    }
+
     /// Takes the received, fsynced file `incoming` whose SHA-256 is `sha256` into the store as
     /// received at `received_at`. The zip is checked (and, with `install_id`, its manifest must
     /// name that install: 403 when it names another); then, under this bundle's lock:
@@ -475,9 +482,7 @@ impl BundleStore {
                 reason: format!("the body's SHA-256 is {sha}, not the Idempotency-Key {claimed}"),
             });
         }
-        let (incoming, mut file) = self.incoming().map_err(|e| internal("incoming", e))?;
-        file.write_all(body).and_then(|()| file.sync_all()).map_err(|e| internal("incoming", e))?;
-        drop(file);
+        let incoming = self.incoming_holding(body)?;
         self.accept_file(incoming, &sha, None, received_at, None).map(|a| (a.receipt, a.new))
     }
 
