@@ -118,7 +118,7 @@ fn every_operation_of_the_served_document_keeps_its_contract() {
             last = Some(answer);
             !running
         });
-        let call = Call { method: "GET".into(), path: href.clone(), body: None, content_type: "" };
+        let call = Call::bare("GET", href.clone());
         problems.extend(check(&c, job_op, &call, &Kind::Valid, &last.unwrap()));
     }
     // Methods the document does not declare for a path, with the token and without.
@@ -130,12 +130,7 @@ fn every_operation_of_the_served_document_keeps_its_contract() {
             if declared.contains(&m) {
                 continue;
             }
-            let call = Call {
-                method: m.clone(),
-                path: concrete.clone(),
-                body: Some("{}".into()),
-                content_type: "application/json",
-            };
+            let call = Call::json(&m, concrete.clone(), "{}");
             for token in [Some(a.token.as_str()), None] {
                 sent += 1;
                 match send_as(&a, token, &call, false) {
@@ -186,12 +181,7 @@ fn a_job_document_and_the_4xx_of_collect_are_what_the_document_says() {
     let c = Contract::fetch(&a);
     // Class 1 (an undeclared status) and 4 (a response off its schema): collect refusing a
     // program, and the job it starts, followed to its end.
-    let call = Call {
-        method: "POST".into(),
-        path: "/api/v1/collect".into(),
-        body: Some(r#"{"program": "nope"}"#.into()),
-        content_type: "application/json",
-    };
+    let call = Call::json("POST", "/api/v1/collect", r#"{"program": "nope"}"#);
     let answer = send(&a, &call, false).unwrap();
     assert_eq!(
         check(&c, op(&c, "/api/v1/collect", "post"), &call, &Kind::Invalid("program".into()), &answer),
@@ -199,7 +189,7 @@ fn a_job_document_and_the_4xx_of_collect_are_what_the_document_says() {
     );
     let started = a.call("POST", "/api/v1/collect", Some("{}"));
     let done = a.job(&started);
-    let call = Call { method: "GET".into(), path: done["href"].as_str().unwrap().into(), body: None, content_type: "" };
+    let call = Call::bare("GET", done["href"].as_str().unwrap());
     let answer = send(&a, &call, false).unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(check(&c, op(&c, "/api/v1/jobs/{id}", "get"), &call, &Kind::Valid, &answer), Vec::<String>::new());
@@ -208,12 +198,7 @@ fn a_job_document_and_the_4xx_of_collect_are_what_the_document_says() {
 #[test]
 fn put_on_a_get_only_route_answers_405_with_allow() {
     let a = RunningAgent::offline("");
-    let call = Call {
-        method: "PUT".into(),
-        path: "/api/v1/status".into(),
-        body: Some("{}".into()),
-        content_type: "application/json",
-    };
+    let call = Call::json("PUT", "/api/v1/status", "{}");
     let answer = send(&a, &call, false).unwrap();
     assert_eq!(undeclared_method(&["GET".into()], &call, &answer), Vec::<String>::new());
     assert!(http::is_problem(&answer), "{}", answer.text());
@@ -228,12 +213,7 @@ fn a_post_without_a_body_is_not_asked_for_a_content_type() {
     // Content-Type; an unknown id is the 404 the document lists.
     let a = RunningAgent::offline("");
     let c = Contract::fetch(&a);
-    let call = Call {
-        method: "POST".into(),
-        path: "/api/v1/quarantine/no-such-bundle/retry".into(),
-        body: None,
-        content_type: "",
-    };
+    let call = Call::bare("POST", "/api/v1/quarantine/no-such-bundle/retry");
     let answer = send(&a, &call, false).unwrap();
     assert_eq!(answer.status, 404, "{}", answer.text());
     let o = op(&c, "/api/v1/quarantine/{id}/retry", "post");
@@ -249,12 +229,7 @@ fn a_schema_valid_support_bundle_and_registration_are_not_refused_as_malformed()
         ("/api/v1/programs/{name}", "put", r#"{"enabled": true}"#),
         ("/api/v1/registration", "put", r#"{"token": "t"}"#),
     ] {
-        let call = Call {
-            method: method.to_uppercase(),
-            path: path.replace("{name}", "ceip"),
-            body: Some(body.into()),
-            content_type: "application/json",
-        };
+        let call = Call::json(&method.to_uppercase(), path.replace("{name}", "ceip"), body);
         let o = op(&c, path, method);
         assert!(
             c.violations(
@@ -273,7 +248,7 @@ fn history_refuses_a_limit_or_offset_of_the_wrong_type() {
     let a = RunningAgent::offline("");
     let c = Contract::fetch(&a);
     for q in ["limit=abc", "offset=-1", "limit=1.5", "limit=%2B5", "limit=", "offset=1e3"] {
-        let call = Call { method: "GET".into(), path: format!("/api/v1/history?{q}"), body: None, content_type: "" };
+        let call = Call::bare("GET", format!("/api/v1/history?{q}"));
         let answer = send(&a, &call, false).unwrap();
         assert_eq!(answer.status, 400, "{q}: {}", answer.text());
         assert_eq!(
@@ -288,12 +263,7 @@ fn an_import_receipt_too_large_is_a_problem_document() {
     let a = RunningAgent::offline("");
     let c = Contract::fetch(&a);
     let big = format!("{{\"x\": \"{}\"}}", "a".repeat(2 << 20));
-    let call = Call {
-        method: "POST".into(),
-        path: "/api/v1/import-receipt".into(),
-        body: Some(big),
-        content_type: "application/json",
-    };
+    let call = Call::json("POST", "/api/v1/import-receipt", big);
     let answer = send(&a, &call, false).unwrap();
     assert_eq!(answer.status, 413);
     assert!(http::is_problem(&answer), "{}", answer.text());
@@ -341,22 +311,17 @@ fn each_class_of_mismatch_is_seen() {
             &json!({"type": "about:blank", "title": "x", "status": status, "detail": detail}).to_string(),
         )
     };
-    let get = |path: &str| Call { method: "GET".into(), path: path.into(), body: None, content_type: "" };
+    let get = |path: &str| Call::bare("GET", path);
     let status = op(&c, "/api/v1/status", "get");
     let collect = op(&c, "/api/v1/collect", "post");
-    let post = Call {
-        method: "POST".into(),
-        path: "/api/v1/collect".into(),
-        body: Some("{}".into()),
-        content_type: "application/json",
-    };
+    let post = Call::json("POST", "/api/v1/collect", "{}");
     let seen = |v: Vec<String>, what: &str| {
         assert!(v.iter().any(|m| m.contains(what)), "{what:?} not seen in {v:?}");
     };
     // 1: a status the operation does not declare.
     seen(check(&c, status, &get("/api/v1/status"), &Kind::Valid, &problem(418, "teapot")), "undeclared status 418");
     // 2: an undeclared method answered otherwise than 405 with Allow.
-    let put = Call { method: "PUT".into(), path: "/api/v1/status".into(), body: None, content_type: "" };
+    let put = Call::bare("PUT", "/api/v1/status");
     seen(undeclared_method(&["GET".into()], &put, &problem(401, "no token")), "undeclared method answered 401");
     let mut no_allow = problem(405, "no");
     assert!(!undeclared_method(&["GET".into()], &put, &no_allow).is_empty());

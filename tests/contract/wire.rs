@@ -11,6 +11,18 @@ pub(crate) struct Call {
     pub(crate) content_type: &'static str,
 }
 
+impl Call {
+    /// `method path` without a body.
+    pub(crate) fn bare(method: &str, path: impl Into<String>) -> Call {
+        Call { method: method.into(), path: path.into(), body: None, content_type: "" }
+    }
+
+    /// `method path` with the JSON `body`.
+    pub(crate) fn json(method: &str, path: impl Into<String>, body: impl Into<String>) -> Call {
+        Call { method: method.into(), path: path.into(), body: Some(body.into()), content_type: "application/json" }
+    }
+}
+
 /// A query or path value as text.
 pub(crate) fn text(v: &Value) -> String {
     match v {

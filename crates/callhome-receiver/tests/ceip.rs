@@ -19,15 +19,11 @@ async fn anonymous(
     extra: &[(&str, &str)],
     body: Vec<u8>,
 ) -> reqwest::Response {
-    let mut req = c
-        .post(&s.url)
-        .header("content-type", "application/zip")
-        .header("idempotency-key", sha256_hex(&body))
-        .header("x-callhome-program", program);
+    let mut req = bundle_request(s, c, program, body);
     for (k, v) in extra {
         req = req.header(*k, *v);
     }
-    req.body(body).send().await.unwrap()
+    req.send().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

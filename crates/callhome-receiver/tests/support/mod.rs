@@ -413,6 +413,16 @@ pub fn export_of(export_id: &str, install_id: &str, bundles: &[(&str, &[u8])]) -
     export_zip(&m, bundles)
 }
 
+/// A bundle upload of `body` as program `program`, with nobody named yet.
+pub fn bundle_request(s: &Server, client: &reqwest::Client, program: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    client
+        .post(&s.url)
+        .header("content-type", "application/zip")
+        .header("idempotency-key", sha256_hex(&body))
+        .header("x-callhome-program", program)
+        .body(body)
+}
+
 /// POSTs `body` as a bundle from `install_id` with `token` (either may be absent).
 pub async fn upload(
     s: &Server,
@@ -421,18 +431,14 @@ pub async fn upload(
     install_id: Option<&str>,
     body: Vec<u8>,
 ) -> reqwest::Response {
-    let mut req = client
-        .post(&s.url)
-        .header("content-type", "application/zip")
-        .header("idempotency-key", sha256_hex(&body))
-        .header("x-callhome-program", "telemetry");
+    let mut req = bundle_request(s, client, "telemetry", body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
     if let Some(i) = install_id {
         req = req.header("x-callhome-install-id", i);
     }
-    req.body(body).send().await.unwrap()
+    req.send().await.unwrap()
 }
 
 /// POSTs an export with `token`, if any.
