@@ -121,8 +121,19 @@ pub fn ingest(
 ) -> Result<(ManualReceipt, Vec<Accepted>), Refusal> {
     let file =
         std::fs::File::open(path).map_err(|e| Refusal { status: 500, reason: format!("{}: {e}", path.display()) })?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| unprocessable(format!("not a readable export zip ({e})")))?;
+    ingest_from(std::io::BufReader::new(file), store, limits, admit, received_at)
+}
+
+/// [`ingest`], the export read from `export` (a received body, in memory or in the spool).
+pub fn ingest_from<R: Read + std::io::Seek>(
+    export: R,
+    store: &BundleStore,
+    limits: &ExportLimits,
+    admit: &dyn Fn(&ExportManifest) -> Result<Option<String>, Refusal>,
+    received_at: Timestamp,
+) -> Result<(ManualReceipt, Vec<Accepted>), Refusal> {
+    let mut zip =
+        zip::ZipArchive::new(export).map_err(|e| unprocessable(format!("not a readable export zip ({e})")))?;
     let manifest = read_manifest(&mut zip, limits)?;
     let expected_install = admit(&manifest)?;
     let mut budget = limits.max_unpacked;

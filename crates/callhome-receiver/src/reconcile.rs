@@ -44,6 +44,9 @@ pub struct Reconciled {
     pub receipted: u64,
     /// Second copies of a bundle removed.
     pub removed: u64,
+    /// Bundles without a row that a crash left without their bytes (a local store's name put
+    /// before its `syncfs`; never answered), removed.
+    pub torn: u64,
     /// Keys that are not `bundles/YYYY/MM/DD/<install>/<sha256>.zip`, left alone.
     pub foreign: u64,
 }
@@ -123,13 +126,23 @@ pub async fn run(store: &BundleStore, index: &Index, span: Span) -> Result<Recon
             None => done.foreign += 1,
         }
     }
-    for (sha, copies) in by_sha {
+    for (sha, mut copies) in by_sha {
         let held = index.receipt(&sha).await?.and_then(|json| serde_json::from_str::<Receipt>(&json).ok());
         let receipt = match held {
             Some(_) if copies.len() == 1 => continue,
             Some(r) => r,
             None => {
-                let (first, install) = &copies[0];
+                // A copy a crash left unwritten was never answered: it goes, the others stay.
+                let mut whole = Vec::with_capacity(copies.len());
+                for (o, install) in copies {
+                    if store.drop_if_torn(&o.key, &sha).await? {
+                        done.torn += 1;
+                    } else {
+                        whole.push((o, install));
+                    }
+                }
+                copies = whole;
+                let Some((first, install)) = copies.first() else { continue };
                 let (receipt, new) = match store.stored_receipt(&sha).await? {
                     Some(r) => (r, false),
                     None => (store.receipt_orphan(&sha, first.modified).await?, true),
@@ -257,7 +270,7 @@ mod tests {
         std::fs::write(dir.path().join(&copy), &indexed).unwrap();
 
         let done = rt.block_on(run(&store, &index, Span::LastDays { days: 2, now })).unwrap();
-        assert_eq!(done, Reconciled { bundles: 3, indexed: 1, receipted: 0, removed: 1, foreign: 0 });
+        assert_eq!(done, Reconciled { bundles: 3, indexed: 1, receipted: 0, removed: 1, torn: 0, foreign: 0 });
         let row = rt.block_on(index.receipt(&receipt.bundle_sha256)).unwrap().unwrap();
         assert_eq!(serde_json::from_str::<Receipt>(&row).unwrap(), receipt, "recorded with the kept receipt");
         assert!(!dir.path().join(&copy).exists(), "the second copy is gone");
@@ -286,6 +299,65 @@ mod tests {
         kept.check(&sha, Some(&store.key().verifying_key())).unwrap();
         let row = rt.block_on(index.receipt(&sha)).unwrap().unwrap();
         assert_eq!(serde_json::from_str::<Receipt>(&row).unwrap(), kept);
+    }
+
+    /// Writes `bytes` at `key` in the store in `dir`, as a crash before the `syncfs` that would
+    /// have made the file durable can leave it (the name on disk, not the content).
+    fn leave_unwritten(dir: &std::path::Path, key: &str, bytes: &[u8]) {
+        std::fs::create_dir_all(dir.join(key).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(key), bytes).unwrap();
+    }
+
+    #[test]
+    fn a_bundle_left_unwritten_under_a_kept_receipt_is_written_again_by_the_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _index, _rt) = local_store(dir.path());
+        let body = bundle("inst-5", 1);
+        let sha = callhome_protocol::fs::sha256_hex(&body);
+        let day = parse_rfc3339("2026-11-29T10:00:00Z").unwrap();
+        let kept = Receipt::sign(store.key(), "r5".into(), sha.clone(), rfc3339(day), Default::default());
+        keep_receipt_file(dir.path(), &kept);
+        let key = bundle_key(day, Some("inst-5"), &sha);
+        leave_unwritten(dir.path(), &key, &vec![0u8; body.len()]);
+        let (r, new) = store.accept(&body, Some(&sha), day + 3600).unwrap();
+        assert_eq!((r, new), (kept, false), "the kept receipt stands");
+        assert_eq!(std::fs::read(dir.path().join(&key)).unwrap(), body, "the bundle's bytes are written again");
+    }
+
+    #[test]
+    fn a_receipt_left_unwritten_is_replaced_and_reconcile_removes_the_unwritten_bundle_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, index, rt) = local_store(dir.path());
+        let now = parse_rfc3339("2026-11-30T12:00:00Z").unwrap();
+        let body = bundle("inst-6", 1);
+        let sha = callhome_protocol::fs::sha256_hex(&body);
+        // Yesterday's attempt renamed both into place and crashed before its syncfs.
+        std::fs::create_dir_all(dir.path().join("receipts")).unwrap();
+        std::fs::write(dir.path().join(receipt_key(&sha)), b"").unwrap();
+        let torn = bundle_key(now - 86_400, Some("inst-6"), &sha);
+        leave_unwritten(dir.path(), &torn, &body[..body.len() / 2]);
+        // A bundle nobody sends again, left the same way.
+        let other = bundle("inst-7", 1);
+        let other_sha = callhome_protocol::fs::sha256_hex(&other);
+        let lost = bundle_key(now, Some("inst-7"), &other_sha);
+        leave_unwritten(dir.path(), &lost, &[]);
+
+        let (r, new) = store.accept(&body, Some(&sha), now).unwrap();
+        assert!(new, "a receipt that does not read back was never answered: a new one is given");
+        r.check(&sha, Some(&store.key().verifying_key())).unwrap();
+        let kept: Receipt =
+            serde_json::from_slice(&std::fs::read(dir.path().join(receipt_key(&sha))).unwrap()).unwrap();
+        assert_eq!(kept, r);
+        let key = bundle_key(now, Some("inst-6"), &sha);
+        assert_eq!(std::fs::read(dir.path().join(&key)).unwrap(), body);
+
+        let done = rt.block_on(run(&store, &index, Span::All)).unwrap();
+        assert_eq!((done.bundles, done.torn, done.indexed), (3, 2, 1), "{done:?}");
+        assert!(!dir.path().join(&torn).exists() && !dir.path().join(&lost).exists());
+        assert_eq!(store.bundle_keys().unwrap(), vec![key]);
+        assert!(rt.block_on(index.receipt(&other_sha)).unwrap().is_none(), "no row for a bundle never stored");
+        let row = rt.block_on(index.receipt(&sha)).unwrap().unwrap();
+        assert_eq!(serde_json::from_str::<Receipt>(&row).unwrap(), r);
     }
 
     #[test]

@@ -119,7 +119,7 @@ mod tests {
         keep_receipt_file(dir.path(), &kept);
         // The agent's retry, two days later.
         let retry = first + 2 * 86_400;
-        let incoming = store.incoming_holding(&body).unwrap();
+        let incoming = store.incoming_holding(body.clone()).unwrap();
         let accepted = store.accept_file(incoming, &sha, Some("inst-1"), retry, None).unwrap();
         assert!(!accepted.new);
         let stored = Stored {

@@ -73,8 +73,12 @@ struct Versioned {
 /// Reads the report of the stored, checked bundle at `path`.
 pub fn read(path: &Path) -> Result<Report, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut zip =
-        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))?;
+    read_zip(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads the report of a checked bundle from `r`.
+pub fn read_zip<R: Read + std::io::Seek>(r: R) -> Result<Report, String> {
+    let mut zip = zip::ZipArchive::new(r).map_err(|e| e.to_string())?;
     let mut report = Report::default();
     if let Some(bytes) = entry(&mut zip, MANIFEST_NAME, MAX_SMALL)
         && let Ok(m) = serde_json::from_slice::<Manifest>(&bytes)

@@ -22,7 +22,7 @@ const HELD_IN_MEMORY: usize = 64 * 1024;
 pub(super) enum Spooled {
     /// A small body, not yet written.
     Memory(Vec<u8>),
-    /// A body written and fsynced in the store's incoming folder.
+    /// A body written in the store's incoming folder (fsynced when the store needs it).
     File(Incoming),
 }
 
@@ -34,11 +34,11 @@ pub(super) struct Received {
 }
 
 impl Received {
-    /// The body as a fsynced file in the spool (blocking: call it where the bundle is checked).
+    /// The body as a file in the spool (blocking: call it where the bundle is checked).
     pub(super) fn into_incoming(self, store: &BundleStore) -> Result<(Incoming, String), Refusal> {
         let incoming = match self.body {
             Spooled::File(incoming) => incoming,
-            Spooled::Memory(bytes) => store.incoming_holding(&bytes)?,
+            Spooled::Memory(bytes) => store.incoming_holding(bytes)?,
         };
         Ok((incoming, self.sha256))
     }
@@ -79,7 +79,9 @@ pub(super) async fn receive(store: &BundleStore, body: Body, max: u64, what: &st
     let body = match spooled {
         Some((incoming, mut out)) => {
             out.flush().await.map_err(internal)?;
-            out.into_inner().sync_all().await.map_err(internal)?;
+            if store.spool_needs_fsync() {
+                out.into_inner().sync_all().await.map_err(internal)?;
+            }
             Spooled::File(incoming)
         }
         None => Spooled::Memory(held),

@@ -502,7 +502,9 @@ async fn take_export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
     let done = tokio::task::spawn_blocking(move || {
         let admit = |m: &callhome_protocol::export::ExportManifest| auth::admit_export(&rt, &app2.index, &caller, m);
         let (incoming, _) = received.into_incoming(&app2.store)?;
-        ingest::ingest(incoming.path(), &app2.store, &app2.export_limits, &admit, received_at)
+        let export =
+            incoming.open().map_err(|e| Refusal { status: 500, reason: format!("the received export: {e}") })?;
+        ingest::ingest_from(export, &app2.store, &app2.export_limits, &admit, received_at)
     })
     .await
     .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the export check failed: {e}") }));

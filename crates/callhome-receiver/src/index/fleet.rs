@@ -5,7 +5,7 @@
 //! Both back ends run the same steps; how a report updates an install is decided once, here
 //! ([`merge`]), so a late or backdated bundle never overwrites newer facts.
 
-use super::{BundleRow, ExportRow, Index, IndexError, Recorded, blocking};
+use super::{BundleRow, ExportRow, Index, IndexError, Recorded};
 use crate::fleet::{ClockRange, Install};
 use callhome_protocol::time::Timestamp;
 
@@ -73,8 +73,8 @@ impl Index {
     pub async fn receipt(&self, sha256: &str) -> Result<Option<String>, IndexError> {
         match self {
             Index::Sqlite(i) => {
-                let (i, sha) = (i.clone(), sha256.to_string());
-                blocking(move || i.receipt(&sha)).await?
+                let sha = sha256.to_string();
+                i.call(move |i| i.receipt(&sha)).await?
             }
             Index::Postgres(i) => i.receipt(sha256).await,
         }
@@ -85,10 +85,7 @@ impl Index {
     /// recorded the same bundle first).
     pub async fn record_bundle(&self, b: BundleRow, facts: Option<InstallFacts>) -> Result<Recorded, IndexError> {
         match self {
-            Index::Sqlite(i) => {
-                let i = i.clone();
-                blocking(move || i.record_bundle(&b, facts.as_ref())).await?
-            }
+            Index::Sqlite(i) => i.call(move |i| i.record_bundle(&b, facts.as_ref())).await?,
             Index::Postgres(i) => i.record_bundle(&b, facts.as_ref()).await,
         }
     }
@@ -96,10 +93,7 @@ impl Index {
     /// Records an export taken in (once per receipt).
     pub async fn record_export(&self, e: ExportRow) -> Result<(), IndexError> {
         match self {
-            Index::Sqlite(i) => {
-                let i = i.clone();
-                blocking(move || i.record_export(&e)).await?
-            }
+            Index::Sqlite(i) => i.call(move |i| i.record_export(&e)).await?,
             Index::Postgres(i) => i.record_export(&e).await,
         }
     }
@@ -108,10 +102,7 @@ impl Index {
     /// summaries: [`Index::install`] has them).
     pub async fn installs(&self, range: ClockRange) -> Result<Vec<Install>, IndexError> {
         match self {
-            Index::Sqlite(i) => {
-                let i = i.clone();
-                blocking(move || i.installs(range)).await?
-            }
+            Index::Sqlite(i) => i.call(move |i| i.installs(range)).await?,
             Index::Postgres(i) => i.installs(range).await,
         }
     }
@@ -119,10 +110,7 @@ impl Index {
     /// How many installs' clocks count from within `range`.
     pub async fn count_installs(&self, range: ClockRange) -> Result<u64, IndexError> {
         match self {
-            Index::Sqlite(i) => {
-                let i = i.clone();
-                blocking(move || i.count_installs(range)).await?
-            }
+            Index::Sqlite(i) => i.call(move |i| i.count_installs(range)).await?,
             Index::Postgres(i) => i.count_installs(range).await,
         }
     }
@@ -131,8 +119,8 @@ impl Index {
     pub async fn install(&self, install_id: &str) -> Result<Option<Install>, IndexError> {
         match self {
             Index::Sqlite(i) => {
-                let (i, id) = (i.clone(), install_id.to_string());
-                blocking(move || i.install(&id)).await?
+                let id = install_id.to_string();
+                i.call(move |i| i.install(&id)).await?
             }
             Index::Postgres(i) => i.install(install_id).await,
         }
@@ -152,10 +140,7 @@ impl Index {
             return Ok(0);
         }
         match self {
-            Index::Sqlite(i) => {
-                let i = i.clone();
-                blocking(move || i.seed(&customer, count, spread_days, now)).await?
-            }
+            Index::Sqlite(i) => i.call(move |i| i.seed(&customer, count, spread_days, now)).await?,
             Index::Postgres(i) => i.seed(&customer, count, spread_days, now).await,
         }
     }
@@ -164,10 +149,7 @@ impl Index {
     /// `EXPLAIN QUERY PLAN`), to check it uses the `clock_from` index.
     pub async fn explain_installs(&self, range: ClockRange) -> Result<String, IndexError> {
         match self {
-            Index::Sqlite(i) => {
-                let i = i.clone();
-                blocking(move || i.explain_installs(range)).await?
-            }
+            Index::Sqlite(i) => i.call(move |i| i.explain_installs(range)).await?,
             Index::Postgres(i) => i.explain_installs(range).await,
         }
     }

@@ -20,7 +20,7 @@ use crate::store::StoreSpec;
 
 pub use fleet::InstallFacts;
 pub use postgres::PgIndex;
-pub use sqlite::SqliteIndex;
+pub use sqlite::{SqliteIndex, SqliteThread};
 
 /// What a token looks like: `cht_<id>_<secret>`, both halves lowercase hex.
 const TOKEN_PREFIX: &str = "cht_";
@@ -188,7 +188,7 @@ fn judge(token: Token, stored_sha256: &str, presented_sha256: &str, now: Timesta
 
 /// The index, on either back end.
 pub enum Index {
-    Sqlite(SqliteIndex),
+    Sqlite(SqliteThread),
     Postgres(PgIndex),
 }
 
@@ -198,10 +198,10 @@ impl Index {
         match spec {
             IndexSpec::Sqlite(path) => {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || SqliteIndex::open(&path))
+                let index = tokio::task::spawn_blocking(move || SqliteIndex::open(&path))
                     .await
-                    .map_err(|e| IndexError::Invalid(e.to_string()))?
-                    .map(Index::Sqlite)
+                    .map_err(|e| IndexError::Invalid(e.to_string()))??;
+                SqliteThread::start(index).map(Index::Sqlite)
             }
             IndexSpec::Postgres(url) => PgIndex::connect(url).await.map(Index::Postgres),
         }
@@ -220,8 +220,8 @@ impl Index {
         let new = new_token()?;
         match self {
             Index::Sqlite(i) => {
-                let (i, id, sha) = (i.clone(), new.id.clone(), new.secret_sha256.clone());
-                blocking(move || i.insert_token(&customer, &id, &sha, expires_at, single_install, now)).await??;
+                let (id, sha) = (new.id.clone(), new.secret_sha256.clone());
+                i.call(move |i| i.insert_token(&customer, &id, &sha, expires_at, single_install, now)).await??;
             }
             Index::Postgres(i) => {
                 i.insert_token(&customer, &new.id, &new.secret_sha256, expires_at, single_install, now).await?;
@@ -233,10 +233,7 @@ impl Index {
     /// Every token, oldest first.
     pub async fn tokens(&self) -> Result<Vec<Token>, IndexError> {
         match self {
-            Index::Sqlite(i) => {
-                let i = i.clone();
-                blocking(move || i.tokens()).await?
-            }
+            Index::Sqlite(i) => i.call(move |i| i.tokens()).await?,
             Index::Postgres(i) => i.tokens().await,
         }
     }
@@ -245,8 +242,8 @@ impl Index {
     pub async fn revoke(&self, id: &str, now: Timestamp) -> Result<bool, IndexError> {
         match self {
             Index::Sqlite(i) => {
-                let (i, id) = (i.clone(), id.to_string());
-                blocking(move || i.revoke(&id, now)).await?
+                let id = id.to_string();
+                i.call(move |i| i.revoke(&id, now)).await?
             }
             Index::Postgres(i) => i.revoke(id, now).await,
         }
@@ -261,8 +258,8 @@ impl Index {
         let Some((id, presented_sha)) = parse_token(presented) else { return Ok(Err(TokenRefusal::Malformed)) };
         let row = match self {
             Index::Sqlite(i) => {
-                let (i, id) = (i.clone(), id.to_string());
-                blocking(move || i.token(&id)).await??
+                let id = id.to_string();
+                i.call(move |i| i.token(&id)).await??
             }
             Index::Postgres(i) => i.token(id).await?,
         };
@@ -282,8 +279,8 @@ impl Index {
     ) -> Result<Result<(), BindRefusal>, IndexError> {
         match self {
             Index::Sqlite(i) => {
-                let (i, id, t) = (i.clone(), install_id.to_string(), token.clone());
-                blocking(move || i.bind(&id, &t, now)).await?
+                let (id, t) = (install_id.to_string(), token.clone());
+                i.call(move |i| i.bind(&id, &t, now)).await?
             }
             Index::Postgres(i) => i.bind(install_id, token, now).await,
         }
@@ -293,8 +290,8 @@ impl Index {
     pub async fn install_known(&self, install_id: &str) -> Result<bool, IndexError> {
         match self {
             Index::Sqlite(i) => {
-                let (i, id) = (i.clone(), install_id.to_string());
-                blocking(move || i.install_known(&id)).await?
+                let id = install_id.to_string();
+                i.call(move |i| i.install_known(&id)).await?
             }
             Index::Postgres(i) => i.install_known(install_id).await,
         }
@@ -305,8 +302,8 @@ impl Index {
         let document = serde_json::to_string(e).map_err(|err| IndexError::Invalid(err.to_string()))?;
         match self {
             Index::Sqlite(i) => {
-                let (i, e) = (i.clone(), e.clone());
-                blocking(move || i.insert_exemption(&e, &document)).await?
+                let e = e.clone();
+                i.call(move |i| i.insert_exemption(&e, &document)).await?
             }
             Index::Postgres(i) => i.insert_exemption(e, &document).await,
         }
@@ -317,8 +314,8 @@ impl Index {
     pub async fn exemption_for(&self, install_id: &str, now: Timestamp) -> Result<Option<Exemption>, IndexError> {
         let row = match self {
             Index::Sqlite(i) => {
-                let (i, id) = (i.clone(), install_id.to_string());
-                blocking(move || i.newest_exemption(&id)).await??
+                let id = install_id.to_string();
+                i.call(move |i| i.newest_exemption(&id)).await??
             }
             Index::Postgres(i) => i.newest_exemption(install_id).await?,
         };
@@ -328,10 +325,7 @@ impl Index {
     /// Every exemption granted, newest first.
     pub async fn exemptions(&self) -> Result<Vec<Exemption>, IndexError> {
         let docs = match self {
-            Index::Sqlite(i) => {
-                let i = i.clone();
-                blocking(move || i.exemption_documents()).await??
-            }
+            Index::Sqlite(i) => i.call(move |i| i.exemption_documents()).await??,
             Index::Postgres(i) => i.exemption_documents().await?,
         };
         Ok(docs.iter().filter_map(|d| serde_json::from_str(d).ok()).collect())
@@ -340,18 +334,10 @@ impl Index {
     /// How many bundles the index records.
     pub async fn bundle_count(&self) -> Result<u64, IndexError> {
         match self {
-            Index::Sqlite(i) => {
-                let i = i.clone();
-                blocking(move || i.bundle_count()).await?
-            }
+            Index::Sqlite(i) => i.call(move |i| i.bundle_count()).await?,
             Index::Postgres(i) => i.bundle_count().await,
         }
     }
-}
-
-/// Runs SQLite's blocking call off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, IndexError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| IndexError::Invalid(format!("the index call failed: {e}")))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The index in SQLite (rusqlite, the same bundled library as the agent's): one file, 0600,
-//! `index.sqlite` in the store by default. Calls block; [`super::Index`] runs them off the async
-//! threads.
+//! `index.sqlite` in the store by default. Calls block; [`super::Index`] queues them to the one
+//! connection's own thread ([`SqliteThread`]), off the async threads: under load the calls of
+//! concurrent uploads run there back to back, instead of blocking threads taking turns on a
+//! lock (whose hand-overs cost more than the queries).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -85,6 +87,65 @@ CREATE INDEX exemptions_by_install ON exemptions(install_id, granted_at);
 const TOKEN_COLUMNS: &str = "t.id, t.customer, t.created_at, t.expires_at, t.revoked_at, t.single_install, \
      (SELECT COUNT(*) FROM installs i WHERE i.token_id = t.id), t.secret_sha256";
 
+/// A call queued to the index's thread: it runs, then is told whether its transaction committed
+/// (`None`) or why not, and only then answers.
+type Job = Box<dyn FnOnce(&SqliteIndex) -> Box<dyn FnOnce(Option<IndexError>) + Send> + Send>;
+
+/// The thread that owns the SQLite index's connection, and the queue of calls to it. It stops
+/// when the last handle is dropped.
+///
+/// The calls queued while it was busy run together in one transaction (a group commit: one
+/// `BEGIN IMMEDIATE` … `COMMIT` for the uploads that arrived meanwhile instead of one each);
+/// each call's own writes are a savepoint in it, so a call that fails undoes only its own. No
+/// call answers before the transaction has committed: when the commit fails, every call of it
+/// answers that error.
+#[derive(Clone)]
+pub struct SqliteThread {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+/// The most calls run in one transaction.
+const MAX_BATCH: usize = 256;
+
+impl SqliteThread {
+    /// Starts the thread for `index`.
+    pub fn start(index: SqliteIndex) -> Result<SqliteThread, IndexError> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("callhome-index".into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(queue.try_iter().take(MAX_BATCH - 1));
+                    index.run_batch(batch);
+                }
+            })
+            .map_err(|e| IndexError::Invalid(format!("cannot start the index's thread: {e}")))?;
+        Ok(SqliteThread { jobs })
+    }
+
+    /// Runs `f` on the index's thread and answers what it returns once its transaction has
+    /// committed.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteIndex) -> T + Send + 'static,
+    ) -> Result<T, IndexError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |index| {
+            let value = f(index);
+            Box::new(move |failed: Option<IndexError>| {
+                let _ = answer.send(match failed {
+                    None => Ok(value),
+                    Some(e) => Err(e),
+                });
+            })
+        });
+        let stopped = || IndexError::Invalid("the index call failed: the index's thread stopped".into());
+        self.jobs.send(job).map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
 /// The SQLite index.
 #[derive(Clone)]
 pub struct SqliteIndex {
@@ -127,6 +188,32 @@ impl SqliteIndex {
         f(&mut conn).map_err(|source| IndexError::Sqlite { path: self.path.clone(), source })
     }
 
+    /// Runs `batch` in one transaction and answers each call once it has committed (see
+    /// [`SqliteThread`]).
+    fn run_batch(&self, batch: Vec<Job>) {
+        // Without the shared transaction (the database locked by another process past the busy
+        // timeout), each call runs on its own: its savepoint is its transaction.
+        let shared = self.with(|c| c.execute_batch("BEGIN IMMEDIATE")).is_ok();
+        let mut answers = Vec::with_capacity(batch.len());
+        for job in batch {
+            // A call that panics fails alone: its caller sees the answer dropped.
+            if let Ok(a) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(self))) {
+                answers.push(a);
+            }
+        }
+        let failed = if shared {
+            self.with(|c| c.execute_batch("COMMIT")).err().map(|e| {
+                let _ = self.with(|c| c.execute_batch("ROLLBACK"));
+                format!("index {}: the transaction did not commit: {e}", self.path.display())
+            })
+        } else {
+            None
+        };
+        for answer in answers {
+            answer(failed.clone().map(IndexError::Invalid));
+        }
+    }
+
     pub(super) fn insert_token(
         &self,
         customer: &str,
@@ -137,7 +224,7 @@ impl SqliteIndex {
         now: Timestamp,
     ) -> Result<(), IndexError> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             tx.execute("INSERT OR IGNORE INTO customers (name, created_at) VALUES (?1, ?2)", params![customer, now])?;
             tx.execute(
                 "INSERT INTO tokens (id, customer, secret_sha256, created_at, expires_at, single_install) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -177,28 +264,34 @@ impl SqliteIndex {
         now: Timestamp,
     ) -> Result<Result<(), BindRefusal>, IndexError> {
         self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let bound: Option<String> = tx
-                .query_row("SELECT customer FROM installs WHERE install_id = ?1", [install_id], |r| r.get(0))
+                .prepare_cached("SELECT customer FROM installs WHERE install_id = ?1")?
+                .query_row([install_id], |r| r.get(0))
                 .optional()?;
             if bound.as_ref().is_some_and(|c| *c != token.customer) {
                 return Ok(Err(BindRefusal::OtherCustomer));
             }
             if token.single_install {
                 let first: Option<String> = tx
-                    .query_row("SELECT install_id FROM installs WHERE token_id = ?1 LIMIT 1", [&token.id], |r| r.get(0))
+                    .prepare_cached("SELECT install_id FROM installs WHERE token_id = ?1 LIMIT 1")?
+                    .query_row([&token.id], |r| r.get(0))
                     .optional()?;
                 if let Some(first) = first.filter(|f| f != install_id) {
                     return Ok(Err(BindRefusal::TokenTaken { install_id: first }));
                 }
             }
             if bound.is_none() {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO installs (install_id, customer, token_id, first_seen) VALUES (?1, ?2, ?3, ?4)",
-                    params![install_id, token.customer, token.id, now],
-                )?;
+                )?
+                .execute(params![install_id, token.customer, token.id, now])?;
                 // The fleet view counts an enrolled install's clock from its enrolment.
-                tx.execute(&super::fleet::ENROL_INSTALL.replace('$', "?"), params![install_id, token.customer, now])?;
+                tx.prepare_cached(&super::fleet::ENROL_INSTALL.replace('$', "?"))?.execute(params![
+                    install_id,
+                    token.customer,
+                    now
+                ])?;
             }
             tx.commit()?;
             Ok(Ok(()))
@@ -216,7 +309,7 @@ impl SqliteIndex {
 
     pub(super) fn record_bundle(&self, b: &BundleRow, facts: Option<&InstallFacts>) -> Result<Recorded, IndexError> {
         self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let n = tx.prepare_cached(
                 "INSERT OR IGNORE INTO bundles (sha256, install_id, program, size, receipt_id, received_at, receipt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?.execute(
@@ -291,7 +384,7 @@ impl SqliteIndex {
         let spread = i64::from(spread_days.max(1)) * 86_400;
         let count = i64::try_from(count).unwrap_or(i64::MAX);
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             tx.execute("INSERT OR IGNORE INTO customers (name, created_at) VALUES (?1, ?2)", params![customer, now])?;
             let token = format!("seed{:012x}", fastrand::u64(..) >> 16);
             tx.execute(
@@ -393,4 +486,50 @@ fn install_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Install, Option<Times
         r.get(8).ok().flatten(),
         r.get(9).ok().flatten(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    /// Polls `f` once, so that its call is queued, and keeps it.
+    fn queue<F: Future>(f: F) -> std::pin::Pin<Box<F>> {
+        let mut f = Box::pin(f);
+        assert!(matches!(f.as_mut().poll(&mut Context::from_waker(Waker::noop())), Poll::Pending));
+        f
+    }
+
+    #[tokio::test]
+    async fn calls_queued_together_commit_together_and_one_that_fails_undoes_only_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let thread = SqliteThread::start(SqliteIndex::open(&dir.path().join("index.sqlite")).unwrap()).unwrap();
+        // A call that holds the thread until the others are queued behind it.
+        let (entered, running) = std::sync::mpsc::channel();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let gate = queue(thread.call(move |_| {
+            entered.send(()).unwrap();
+            held.recv().unwrap();
+        }));
+        running.recv().unwrap();
+        let token = |id: &'static str| move |i: &SqliteIndex| i.insert_token("Acme", id, "00", None, false, 1);
+        let first = queue(thread.call(token("t1")));
+        let again = queue(thread.call(token("t1")));
+        let panics = queue(thread.call(|_| -> () { panic!("a call that panics") }));
+        let shared = queue(thread.call(|i| i.with(|c| Ok(c.is_autocommit()))));
+        let second = queue(thread.call(token("t2")));
+        release.send(()).unwrap();
+        gate.await.unwrap();
+        first.await.unwrap().unwrap();
+        assert!(again.await.unwrap().is_err(), "a second token with the same id is refused");
+        assert!(panics.await.is_err(), "a call that panics answers an error");
+        assert!(!shared.await.unwrap().unwrap(), "the queued calls ran in one transaction");
+        second.await.unwrap().unwrap();
+        let ids: Vec<String> = thread.call(|i| i.tokens()).await.unwrap().unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(ids, ["t1", "t2"], "the calls beside the failed one are committed");
+        let other = Connection::open(dir.path().join("index.sqlite")).unwrap();
+        let seen: i64 = other.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0)).unwrap();
+        assert_eq!(seen, 2, "committed: another connection sees them");
+    }
 }

@@ -4,7 +4,7 @@
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 
-use super::{BundleStore, Incoming, StoredObject, internal, receipt_key};
+use super::{BundleStore, Incoming, StoreSpec, StoredObject, internal, local, receipt_key};
 use crate::Refusal;
 use callhome_protocol::receipt::{self, Receipt};
 use callhome_protocol::time::{Timestamp, rfc3339};
@@ -47,7 +47,8 @@ impl BundleStore {
             .collect())
     }
 
-    /// The receipt kept in `receipts/` for `sha256`, if any (async).
+    /// The receipt kept in `receipts/` for `sha256`, if any (async); in a local store, none when
+    /// it does not read back as this bundle's (see [`BundleStore::receipt_for`]).
     pub async fn stored_receipt(&self, sha256: &str) -> Result<Option<Receipt>, Refusal> {
         let key = receipt_key(sha256);
         let bytes = match self.objects.get(&self.path(&key)).await {
@@ -55,7 +56,13 @@ impl BundleStore {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(internal("reading a receipt", e)),
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| internal(&format!("the stored receipt {key}"), e))
+        match serde_json::from_slice::<Receipt>(&bytes) {
+            Ok(r) if r.bundle_sha256 == sha256 => Ok(Some(r)),
+            // Left unwritten by a crash before its `syncfs` (never answered): a new one replaces it.
+            _ if matches!(self.spec, StoreSpec::Local(_)) => Ok(None),
+            Ok(_) => Err(internal(&format!("the stored receipt {key}"), "it names another bundle")),
+            Err(e) => Err(internal(&format!("the stored receipt {key}"), e)),
+        }
     }
 
     /// Signs a receipt for a stored bundle that has none (stored by a receiver that wrote the
@@ -85,6 +92,27 @@ impl BundleStore {
         }
         out.flush().map_err(|e| internal("spool", e))?;
         Ok(incoming)
+    }
+
+    /// Removes the bundle stored at `key` when it does not hold the bytes of its SHA-256
+    /// `sha256`: in a local store, a crash before the `syncfs` that would have made it durable
+    /// (so before any answer) can leave the name without them. Taken under the bundle's lock, so
+    /// a retry storing it again at that moment is not undone. A bucket's objects appear whole
+    /// or not at all: nothing is removed there.
+    pub async fn drop_if_torn(&self, key: &str, sha256: &str) -> Result<bool, Refusal> {
+        let StoreSpec::Local(dir) = &self.spec else { return Ok(false) };
+        let (busy, dir, key, sha256) = (self.busy.clone(), dir.clone(), key.to_string(), sha256.to_string());
+        let dropped = tokio::task::spawn_blocking(move || {
+            let _g = busy.lock(&sha256);
+            if local::holds(&dir, &key, &sha256)? {
+                return Ok(false);
+            }
+            tracing::warn!(%key, "reconcile: removing a bundle a crash left unwritten (never answered)");
+            local::remove(&dir, &key).map(|()| true)
+        })
+        .await
+        .map_err(|e| internal("checking a stored bundle", e))?;
+        dropped.map_err(|e| internal("checking a stored bundle", e))
     }
 
     /// Removes the stored object at `key` (a second copy of a bundle stored elsewhere).

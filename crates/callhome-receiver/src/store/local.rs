@@ -12,6 +12,15 @@
 //! A folder's fsync is shared ([`DirSync`]): uploads that put names in one folder at the same
 //! time (every receipt goes to `receipts/`) wait for one fsync that started after their rename,
 //! instead of one each — a group commit.
+//!
+//! On Linux a whole upload is made durable by one `syncfs` of the store's file system instead
+//! (files and folders alike), shared the same way by every upload that waits at the same time
+//! ([`DirSync::whole_fs`]): the receipt and the bundle are renamed into place unsynced, and the
+//! upload answers only once a `syncfs` that started after its renames has finished. A crash
+//! before that can leave a name whose content never reached the disk, but never one that was
+//! answered: a receipt that does not read back is replaced and a bundle whose bytes are not its
+//! SHA-256 is written again by the retry ([`crate::store::BundleStore::accept_file`]), or
+//! removed by [`crate::reconcile`] when no retry comes.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -40,22 +49,32 @@ pub(super) fn read(dir: &Path, key: &str) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// Whether a file is at `key` in the store `dir`.
-pub(super) fn exists(dir: &Path, key: &str) -> io::Result<bool> {
-    match fs::symlink_metadata(dir.join(key)) {
-        Ok(_) => Ok(true),
+/// Whether the file at `key` in the store `dir` holds the bytes whose SHA-256 is `sha256`
+/// (false when there is none, or when a crash left it without them: see the module's doc).
+pub(super) fn holds(dir: &Path, key: &str, sha256: &str) -> io::Result<bool> {
+    match callhome_protocol::fs::sha256_file(&dir.join(key)) {
+        Ok((sha, _)) => Ok(sha == sha256),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
 }
 
+/// Removes the file at `key` in the store `dir`, if there.
+pub(super) fn remove(dir: &Path, key: &str) -> io::Result<()> {
+    match fs::remove_file(dir.join(key)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `bytes` to `key` in the store `dir` unless a file is there: through `tmp` (a new name
 /// in the store's `.incoming/`, on its file system), fsynced, then renamed into place without
-/// replacing. Either way the name at `key` is durable when it returns.
+/// replacing. Either way the name at `key` is durable when it returns — or, when `syncs` is
+/// [`DirSync::whole_fs`], once the caller's [`DirSync::sync_fs`] has returned.
 pub(super) fn put_new(syncs: &DirSync, dir: &Path, key: &str, tmp: &Path, bytes: &[u8]) -> io::Result<PutNew> {
     let target = dir.join(key);
     let mut f = create_private(tmp)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    let written = f.write_all(bytes).and_then(|()| if syncs.whole_fs() { Ok(()) } else { f.sync_all() });
     drop(f);
     if let Err(e) = written {
         let _ = fs::remove_file(tmp);
@@ -77,7 +96,9 @@ pub(super) fn put_new(syncs: &DirSync, dir: &Path, key: &str, tmp: &Path, bytes:
 }
 
 /// Renames the checked file `from` (fsynced, on the store's file system) to `key` in the store
-/// `dir`; the name is durable when it returns. Across file systems it is copied in first.
+/// `dir`, replacing what is there; the name is durable when it returns (with
+/// [`DirSync::whole_fs`]: once the caller's [`DirSync::sync_fs`] has). Across file systems it is
+/// copied in first.
 pub(super) fn move_into(syncs: &DirSync, dir: &Path, from: &Path, key: &str, tmp: &Path) -> io::Result<()> {
     let target = dir.join(key);
     match with_folders(dir, &target, || fs::rename(from, &target)) {
@@ -97,8 +118,12 @@ pub(super) fn move_into(syncs: &DirSync, dir: &Path, from: &Path, key: &str, tmp
 
 /// Makes the name at `key` durable: every folder from `dir` down to it known to be in its parent
 /// on disk, then the name itself (its folder fsynced). Also for a name found already there: the
-/// attempt that put it may have failed before its fsync.
+/// attempt that put it may have failed before its fsync. Nothing with [`DirSync::whole_fs`]:
+/// the caller's [`DirSync::sync_fs`] covers it.
 pub(super) fn settle(syncs: &DirSync, dir: &Path, key: &str) -> io::Result<()> {
+    if syncs.whole_fs() {
+        return Ok(());
+    }
     let target = dir.join(key);
     let folder = parent_dir(&target);
     syncs.folders_durable(dir, folder)?;
@@ -137,13 +162,16 @@ fn libc_exdev() -> i32 {
     17 // ERROR_NOT_SAME_DEVICE
 }
 
-/// Folder fsyncs shared between threads (a group commit per folder).
+/// Folder fsyncs shared between threads (a group commit per folder), or `syncfs` calls shared
+/// the same way (a group commit for the whole store).
 #[derive(Default)]
 pub(super) struct DirSync {
     folders: Mutex<HashMap<PathBuf, Arc<Group>>>,
     /// Folders whose names are known to be on disk in their parents (their parent was fsynced
     /// after they existed); at most [`DirSync::DURABLE_MAX`], forgotten all at once beyond.
     durable: Mutex<HashSet<PathBuf>>,
+    /// The store's folder, open, when one `syncfs` of its file system makes an upload durable.
+    whole_fs: Option<fs::File>,
 }
 
 /// One folder's fsyncs: how many were started and finished, and whether one runs.
@@ -164,6 +192,38 @@ struct GroupState {
 
 impl DirSync {
     const DURABLE_MAX: usize = 100_000;
+
+    /// The syncs of a local store in `dir`: by `syncfs` where the system has it (Linux), by
+    /// file and folder fsyncs elsewhere.
+    pub(super) fn for_store(dir: &Path) -> io::Result<DirSync> {
+        let mut syncs = DirSync::default();
+        #[cfg(target_os = "linux")]
+        {
+            let folder = fs::File::open(dir)?;
+            if syncfs(&folder).is_ok() {
+                syncs.whole_fs = Some(folder);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = dir;
+        Ok(syncs)
+    }
+
+    /// Whether writes skip their own fsyncs, made durable together by [`DirSync::sync_fs`].
+    pub(super) fn whole_fs(&self) -> bool {
+        self.whole_fs.is_some()
+    }
+
+    /// With [`DirSync::whole_fs`], returns once a `syncfs` of the store's file system that
+    /// started after this call has finished: everything written to the store before the call
+    /// is durable. Nothing otherwise (each write was made durable on its own).
+    pub(super) fn sync_fs(&self) -> io::Result<()> {
+        match &self.whole_fs {
+            #[cfg(target_os = "linux")]
+            Some(folder) => self.shared(Path::new(""), &|| syncfs(folder)),
+            _ => Ok(()),
+        }
+    }
 
     /// Makes sure every folder from `dir` (excluded) down to `folder` is on disk in its parent:
     /// a folder not known to be is made so by fsyncing its parent. A folder another upload just
@@ -191,13 +251,18 @@ impl DirSync {
     /// Returns once an fsync of `folder` that started after this call has finished: everything
     /// put in it before the call is durable.
     pub(super) fn sync(&self, folder: &Path) -> io::Result<()> {
+        self.shared(folder, &|| sync_dir(folder))
+    }
+
+    /// Runs `op` (a sync whose group is `name`), shared with the callers waiting at that time.
+    fn shared(&self, folder: &Path, op: &dyn Fn() -> io::Result<()>) -> io::Result<()> {
         let group = {
             let mut all = self.folders.lock().unwrap_or_else(|e| e.into_inner());
             let g = all.entry(folder.to_path_buf()).or_default().clone();
             g.state.lock().unwrap_or_else(|e| e.into_inner()).users += 1;
             g
         };
-        let result = group.wait_for_sync(folder);
+        let result = group.wait_for(op);
         let mut all = self.folders.lock().unwrap_or_else(|e| e.into_inner());
         let mut st = group.state.lock().unwrap_or_else(|e| e.into_inner());
         st.users -= 1;
@@ -209,7 +274,7 @@ impl DirSync {
 }
 
 impl Group {
-    fn wait_for_sync(&self, folder: &Path) -> io::Result<()> {
+    fn wait_for(&self, op: &dyn Fn() -> io::Result<()>) -> io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         // The first fsync to start from now on covers this caller.
         let needed = st.started + 1;
@@ -225,7 +290,7 @@ impl Group {
             st.started += 1;
             let this = st.started;
             drop(st);
-            let r = sync_dir(folder);
+            let r = op();
             st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.running = false;
             if r.is_ok() {
@@ -236,6 +301,14 @@ impl Group {
             r?;
         }
     }
+}
+
+/// `syncfs(2)`: writes out everything of the file system `file` is on, and waits.
+#[cfg(target_os = "linux")]
+fn syncfs(file: &fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an open file's descriptor.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// `rename(from, to)` that fails with `AlreadyExists` instead of replacing `to`.
@@ -307,9 +380,13 @@ mod tests {
         for f in ["bundles", "bundles/2026", "bundles/2026/11", "bundles/2026/11/30", "bundles/2026/11/30/i-1"] {
             assert!(known.contains(&d.path().join(f)), "{f} is known to be on disk");
         }
-        assert!(exists(d.path(), "bundles/2026/11/30/i-1/x.zip").unwrap());
+        let sha = callhome_protocol::fs::sha256_hex(b"zip");
+        assert!(holds(d.path(), "bundles/2026/11/30/i-1/x.zip", &sha).unwrap());
+        assert!(
+            !holds(d.path(), "bundles/2026/11/30/i-1/x.zip", &callhome_protocol::fs::sha256_hex(b"other")).unwrap()
+        );
         assert!(!from.exists());
-        assert!(!exists(d.path(), "bundles/2026/11/30/i-2/x.zip").unwrap());
+        assert!(!holds(d.path(), "bundles/2026/11/30/i-2/x.zip", &sha).unwrap());
     }
 
     #[test]

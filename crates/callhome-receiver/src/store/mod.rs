@@ -15,7 +15,8 @@
 //! A body is written into an [`Incoming`] file in the local spool (created exclusively, 0600;
 //! `DIR/.incoming/` for a local store, `--spool DIR` or a private temporary folder for S3) and
 //! its zip is checked there, so nothing unchecked ever reaches the store and no body larger than
-//! the HTTP side's 64 KiB is held in memory. What the fleet view learns from a bundle ([`crate::fleet::report`]) is read from that
+//! the HTTP side's 64 KiB is held in memory; a body held in memory is checked there (and sent
+//! to a bucket from there, with no spool file). What the fleet view learns from a bundle ([`crate::fleet::report`]) is read from that
 //! checked spool copy ([`Accepted::report`]), so a bucket is never read back.
 //!
 //! **The order of a write, and why** ([`BundleStore::accept_file`]): (1) the receipt, written
@@ -23,7 +24,10 @@
 //! under the key that receipt fixes (its day, the install, the SHA-256: [`bundle_key_of`]),
 //! unless it is there already — renamed into place for a local store, sent to the bucket for S3
 //! (one PUT up to [`MULTIPART_OVER`] bytes, else a multipart upload of [`PART_SIZE`] parts, at
-//! most two in flight); (3) the index row ([`crate::record`]), and only then the answer. So:
+//! most two in flight) — a local store's receipt and bundle made durable together by one shared
+//! `syncfs` on Linux (see [`local`]: a name a crash left without its bytes was never answered,
+//! and is replaced or removed) —; (3) the index row ([`crate::record`]), and only then the
+//! answer. So:
 //! - an agent holds a receipt only for a bundle that is stored and indexed;
 //! - a crash (a replica SIGKILLed, the index lost) after (1) leaves a receipt and maybe a bundle
 //!   without a row. The agent got no answer and sends the bundle again; the retry, on any
@@ -42,7 +46,7 @@
 //!
 //! Local files are 0600 and folders 0700. It knows nothing of HTTP or of who sent a bundle.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,15 +83,14 @@ pub const PART_SIZE: usize = 5 << 20;
 
 /// Checks the received zip and reads its manifest (422 when it is no acceptable bundle).
 fn check(incoming: &Incoming) -> Result<callhome_protocol::manifest::Manifest, Refusal> {
-    let file = File::open(incoming.path()).map_err(|e| internal("reopening the received body", e))?;
-    zipcheck::check_zip(io::BufReader::with_capacity(64 * 1024, file)).map_err(|reason| Refusal { status: 422, reason })
+    let opened = incoming.open().map_err(|e| internal("reopening the received body", e))?;
+    zipcheck::check_zip(opened).map_err(|reason| Refusal { status: 422, reason })
 }
 
 /// [`check`], with the archive held to its manifest's listing (for a sender nothing vouches for).
 fn check_as_listed(incoming: &Incoming) -> Result<callhome_protocol::manifest::Manifest, Refusal> {
-    let file = File::open(incoming.path()).map_err(|e| internal("reopening the received body", e))?;
-    zipcheck::check_zip_as_listed(io::BufReader::with_capacity(64 * 1024, file))
-        .map_err(|reason| Refusal { status: 422, reason })
+    let opened = incoming.open().map_err(|e| internal("reopening the received body", e))?;
+    zipcheck::check_zip_as_listed(opened).map_err(|reason| Refusal { status: 422, reason })
 }
 
 /// How the store's async client is driven from the blocking code that checks bundles.
@@ -112,8 +115,9 @@ pub struct BundleStore {
     key: SigningKey,
     /// The bundles being taken in by this process: one at a time per SHA-256, so one bundle
     /// gets one receipt (across replicas the index decides).
-    busy: Busy,
-    /// A local store's folder fsyncs, shared by the uploads that wait on one folder.
+    busy: Arc<Busy>,
+    /// A local store's syncs: one `syncfs` (Linux) or folder fsyncs, shared by the uploads
+    /// waiting at the same time.
     dirs: local::DirSync,
     /// The newest agent release to advertise in receipts.
     latest: Option<receipt::LatestAgent>,
@@ -180,11 +184,13 @@ impl BundleStore {
                     .map_err(|e| ReceiverError::Io(format!("cannot start the store's runtime: {e}")))?,
             ),
         };
+        let mut dirs = local::DirSync::default();
         let spool_err = |dir: &Path, e: io::Error| ReceiverError::Io(format!("--spool {}: {e}", dir.display()));
         let (objects, root, spool, spool_dir): (Arc<dyn ObjectStore>, _, _, _) = match spec {
             StoreSpec::Local(dir) => {
                 let err = |e: io::Error| ReceiverError::Io(format!("store {}: {e}", dir.display()));
                 create_private_dir(dir).map_err(err)?;
+                dirs = local::DirSync::for_store(dir).map_err(err)?;
                 let fs = LocalFileSystem::new_with_prefix(dir)
                     .map_err(|e| ReceiverError::Io(format!("store {}: {e}", dir.display())))?
                     .with_fsync(true);
@@ -228,8 +234,8 @@ impl BundleStore {
             _spool_dir: spool_dir,
             driver,
             key,
-            busy: Busy::default(),
-            dirs: local::DirSync::default(),
+            busy: Arc::default(),
+            dirs,
             latest: None,
             latest_product: None,
         };
@@ -310,18 +316,35 @@ impl BundleStore {
     pub fn incoming(&self) -> io::Result<(Incoming, File)> {
         let path = part_name(&self.spool)?;
         let file = create_private(&path)?;
-        Ok((Incoming { path }, file))
+        Ok((Incoming { path, held: None }, file))
     }
 
-    /// A new spool file holding `bytes`, fsynced (a body received into memory).
-    pub fn incoming_holding(&self, bytes: &[u8]) -> Result<Incoming, Refusal> {
-        let (incoming, mut file) = self.incoming().map_err(|e| internal("the spool", e))?;
-        file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| internal("the spool", e))?;
+    /// A new spool file holding `bytes`, fsynced when the store needs it (a body received into
+    /// memory).
+    /// A bucket's spool gets no file: the bytes are sent from memory.
+    pub fn incoming_holding(&self, bytes: Vec<u8>) -> Result<Incoming, Refusal> {
+        if matches!(self.spec, StoreSpec::S3 { .. }) {
+            let path = part_name(&self.spool).map_err(|e| internal("randomness", e))?;
+            return Ok(Incoming { path, held: Some(bytes) });
+        }
+        let (mut incoming, mut file) = self.incoming().map_err(|e| internal("the spool", e))?;
+        file.write_all(&bytes)
+            .and_then(|()| if self.spool_needs_fsync() { file.sync_all() } else { Ok(()) })
+            .map_err(|e| internal("the spool", e))?;
+        incoming.held = Some(bytes);
         Ok(incoming)
     }
 
-    /// Takes the received, fsynced file `incoming` whose SHA-256 is `sha256` into the store as
-    /// received at `received_at`. The zip is checked (and, with `install_id`, its manifest must
+    /// Whether a received body must be fsynced before it is taken in: only when it is renamed
+    /// into a local store that makes each file durable on its own. A bucket keeps its own
+    /// copy (the spool's is only read), and a store made durable by one `syncfs` per upload
+    /// writes out the renamed file with everything else.
+    pub fn spool_needs_fsync(&self) -> bool {
+        matches!(self.spec, StoreSpec::Local(_)) && !self.dirs.whole_fs()
+    }
+
+    /// Takes the received file `incoming` (fsynced when [`BundleStore::spool_needs_fsync`])
+    /// whose SHA-256 is `sha256` into the store as received at `received_at`. The zip is checked (and, with `install_id`, its manifest must
     /// name that install: 403 when it names another); then, under this bundle's lock:
     ///
     /// 1. the receipt already in `receipts/` is taken when there is one (a replica gave it, or
@@ -345,7 +368,7 @@ impl BundleStore {
         received_at: Timestamp,
         head: Option<receipt::LedgerHead>,
     ) -> Result<Accepted, Refusal> {
-        let size = fs::metadata(incoming.path()).map_err(|e| internal("reading the received body", e))?.len();
+        let size = incoming.size().map_err(|e| internal("reading the received body", e))?;
         // The check runs outside the lock: uploads of different bundles are checked side by side.
         let manifest = check(&incoming)?;
         if let Some(id) = install_id
@@ -375,7 +398,7 @@ impl BundleStore {
         sha256: &str,
         received_at: Timestamp,
     ) -> Result<Accepted, Refusal> {
-        let size = fs::metadata(incoming.path()).map_err(|e| internal("reading the received body", e))?.len();
+        let size = incoming.size().map_err(|e| internal("reading the received body", e))?;
         let manifest = check(&incoming)?;
         if !manifest.is_anonymous_ceip() {
             return Err(Refusal {
@@ -423,11 +446,13 @@ impl BundleStore {
             }
         };
         let key = bundle_key_of(&receipt, install)?;
-        if new || !self.exists(&key)? {
+        if new || !self.holds(&key, sha256)? {
             self.put_bundle(incoming, &key)?;
         } else {
             self.settle(&key)?;
         }
+        // Answered only once all of it is on disk (one shared `syncfs` for a local store on Linux).
+        self.dirs.sync_fs().map_err(|e| internal("syncfs", e))?;
         Ok(Accepted { receipt, new, size, report })
     }
 
@@ -440,10 +465,12 @@ impl BundleStore {
         }
     }
 
-    /// Whether an object is stored at `key`.
-    fn exists(&self, key: &str) -> Result<bool, Refusal> {
+    /// Whether the bundle `sha256` is stored at `key`: in a local store, read back and hashed (a
+    /// crash before its `syncfs` may have left the name without the bytes); in a bucket, whose
+    /// objects appear whole or not at all, there.
+    fn holds(&self, key: &str, sha256: &str) -> Result<bool, Refusal> {
         if let StoreSpec::Local(dir) = &self.spec {
-            return local::exists(dir, key).map_err(|e| internal("looking for the stored bundle", e));
+            return local::holds(dir, key, sha256).map_err(|e| internal("looking for the stored bundle", e));
         }
         match self.block_on(self.objects.head(&self.path(key))) {
             Ok(_) => Ok(true),
@@ -453,7 +480,7 @@ impl BundleStore {
     }
 
     /// Moves the checked file into the store at `key`.
-    fn put_bundle(&self, incoming: Incoming, key: &str) -> Result<(), Refusal> {
+    fn put_bundle(&self, mut incoming: Incoming, key: &str) -> Result<(), Refusal> {
         let to = self.path(key);
         match &self.spec {
             StoreSpec::Local(dir) => {
@@ -461,7 +488,13 @@ impl BundleStore {
                 local::move_into(&self.dirs, dir, incoming.path(), key, &tmp)
                     .map_err(|e| internal("moving it into the store", e))
             }
-            StoreSpec::S3 { .. } => self.block_on(upload_file(self.objects.as_ref(), incoming.path(), &to)),
+            StoreSpec::S3 { .. } => match incoming.held.take() {
+                Some(bytes) => {
+                    self.block_on(self.objects.put(&to, PutPayload::from(bytes))).map_err(|e| internal("upload", e))?;
+                    Ok(())
+                }
+                None => self.block_on(upload_file(self.objects.as_ref(), incoming.path(), &to)),
+            },
         }
     }
 
@@ -482,7 +515,7 @@ impl BundleStore {
                 reason: format!("the body's SHA-256 is {sha}, not the Idempotency-Key {claimed}"),
             });
         }
-        let incoming = self.incoming_holding(body)?;
+        let incoming = self.incoming_holding(body.to_vec())?;
         self.accept_file(incoming, &sha, None, received_at, None).map(|a| (a.receipt, a.new))
     }
 
@@ -502,7 +535,8 @@ fn part_name(dir: &Path) -> io::Result<PathBuf> {
 /// What the checked bundle in the spool tells the fleet view; nothing when it cannot be read (it
 /// was accepted: the view just learns less from it).
 fn read_report(incoming: &Incoming) -> Report {
-    report::read(incoming.path()).unwrap_or_else(|e| {
+    let opened = incoming.open().map_err(|e| format!("{}: {e}", incoming.path().display()));
+    opened.and_then(report::read_zip).unwrap_or_else(|e| {
         tracing::warn!("the fleet view learns nothing from a received bundle: {e}");
         Report::default()
     })

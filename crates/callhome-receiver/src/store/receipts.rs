@@ -10,10 +10,24 @@ use callhome_protocol::receipt::Receipt;
 
 impl BundleStore {
     /// The receipt already given for `sha256`, if any.
+    ///
+    /// In a local store, a receipt that does not read back as this bundle's — a crash before
+    /// the `syncfs` that would have made it durable, so never answered — is removed and counts
+    /// as none: the caller gives a new one.
     pub fn receipt_for(&self, sha256: &str) -> Result<Option<Receipt>, Refusal> {
         let got = match &self.spec {
             StoreSpec::Local(dir) => {
-                local::read(dir, &receipt_key(sha256)).map_err(|e| internal("reading the receipts", e))?
+                let key = receipt_key(sha256);
+                let bytes = local::read(dir, &key).map_err(|e| internal("reading the receipts", e))?;
+                let Some(bytes) = bytes else { return Ok(None) };
+                return match serde_json::from_slice::<Receipt>(&bytes) {
+                    Ok(r) if r.bundle_sha256 == sha256 => Ok(Some(r)),
+                    _ => {
+                        tracing::warn!(%key, "a receipt left unwritten by a crash is replaced");
+                        local::remove(dir, &key).map_err(|e| internal("removing an unwritten receipt", e))?;
+                        Ok(None)
+                    }
+                };
             }
             StoreSpec::S3 { .. } => self.receipt_object(sha256)?.map(Vec::from),
         };

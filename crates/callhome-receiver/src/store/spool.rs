@@ -44,11 +44,54 @@ impl Drop for BusyGuard<'_> {
 /// A file being received in the spool: removed when dropped unless it was taken into the store.
 pub struct Incoming {
     pub(super) path: PathBuf,
+    /// Its bytes, when the body was received into memory: checked and read from there, not
+    /// from the file.
+    pub(super) held: Option<Vec<u8>>,
+}
+
+/// An [`Incoming`] body opened for reading: from memory when held there.
+pub enum Opened<'a> {
+    Held(std::io::Cursor<&'a [u8]>),
+    File(std::io::BufReader<File>),
 }
 
 impl Incoming {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Its size in bytes.
+    pub(super) fn size(&self) -> io::Result<u64> {
+        match &self.held {
+            Some(bytes) => Ok(bytes.len() as u64),
+            None => Ok(fs::metadata(&self.path)?.len()),
+        }
+    }
+
+    /// Opens it for reading.
+    pub fn open(&self) -> io::Result<Opened<'_>> {
+        Ok(match &self.held {
+            Some(bytes) => Opened::Held(std::io::Cursor::new(bytes)),
+            None => Opened::File(std::io::BufReader::with_capacity(64 * 1024, File::open(&self.path)?)),
+        })
+    }
+}
+
+impl std::io::Read for Opened<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Opened::Held(c) => c.read(buf),
+            Opened::File(f) => f.read(buf),
+        }
+    }
+}
+
+impl std::io::Seek for Opened<'_> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> io::Result<u64> {
+        match self {
+            Opened::Held(c) => c.seek(pos),
+            Opened::File(f) => f.seek(pos),
+        }
     }
 }
 
@@ -69,18 +112,27 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Creates the folders from `base` down to `dir`, each readable by the owner only.
+/// Creates the folders from `base` down to `dir`, each readable by the owner only. Tried from
+/// the deepest up: a new install's folder under an existing day costs one call.
 pub(super) fn create_private_dirs_under(base: &Path, dir: &Path) -> io::Result<()> {
-    let mut at = base.to_path_buf();
-    for part in dir.strip_prefix(base).map_err(io::Error::other)?.components() {
-        at.push(part);
-        match fs::create_dir(&at) {
-            Ok(()) => create_private_dir(&at)?,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
     }
-    Ok(())
+    match builder.create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && dir != base && dir.starts_with(base) => {
+            create_private_dirs_under(base, dir.parent().unwrap_or(base))?;
+            match builder.create(dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+                _ => Ok(()),
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Opens a new file exclusively, mode 0600.
