@@ -182,11 +182,13 @@ impl PgIndex {
         now: Timestamp,
     ) -> Result<Result<(), BindRefusal>, IndexError> {
         let mut c = self.client().await?;
+        let e = |e| pg_error(&self.url, e);
+        let Conn { client, prepared: cache } = &mut *c;
         // An install already bound (every upload after its first) needs no lock.
-        let bound = c
-            .query_opt("SELECT customer, token_id FROM installs WHERE install_id = $1", &[&install_id])
+        let st = prepared(cache, client, "SELECT customer, token_id FROM installs WHERE install_id = $1")
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(e)?;
+        let bound = client.query_opt(&st, &[&install_id]).await.map_err(|x| forget_if_stale(cache, &self.url, x))?;
         if let Some(row) = bound {
             let (customer, token_id): (String, String) = (row.get(0), row.get(1));
             if customer != token.customer {
@@ -196,44 +198,44 @@ impl PgIndex {
                 return Ok(Ok(()));
             }
         }
-        let tx = c.transaction().await.map_err(|e| self.err(e))?;
+        let tx = client.transaction().await.map_err(e)?;
+        // Each statement prepared once per connection; a stale one empties the cache.
+        macro_rules! run {
+            ($how:ident, $sql:expr, $params:expr) => {{
+                let st = prepared(cache, &tx, $sql).await.map_err(e)?;
+                tx.$how(&st, $params).await.map_err(|x| forget_if_stale(cache, &self.url, x))?
+            }};
+        }
         // One bind at a time per token, across replicas.
-        tx.execute("SELECT 1 FROM tokens WHERE id = $1 FOR UPDATE", &[&token.id]).await.map_err(|e| self.err(e))?;
+        run!(execute, "SELECT 1 FROM tokens WHERE id = $1 FOR UPDATE", &[&token.id]);
         if token.single_install {
-            let first = tx
-                .query_opt(
-                    "SELECT install_id FROM installs WHERE token_id = $1 AND install_id <> $2 LIMIT 1",
-                    &[&token.id, &install_id],
-                )
-                .await
-                .map_err(|e| self.err(e))?;
-            let bound_here = tx
-                .query_opt("SELECT 1 FROM installs WHERE install_id = $1 AND token_id = $2", &[&install_id, &token.id])
-                .await
-                .map_err(|e| self.err(e))?;
+            let first = run!(
+                query_opt,
+                "SELECT install_id FROM installs WHERE token_id = $1 AND install_id <> $2 LIMIT 1",
+                &[&token.id, &install_id]
+            );
+            let bound_here = run!(
+                query_opt,
+                "SELECT 1 FROM installs WHERE install_id = $1 AND token_id = $2",
+                &[&install_id, &token.id]
+            );
             if let (Some(first), None) = (first, bound_here) {
                 return Ok(Err(BindRefusal::TokenTaken { install_id: first.get(0) }));
             }
         }
-        tx.execute(
+        run!(
+            execute,
             "INSERT INTO installs (install_id, customer, token_id, first_seen) VALUES ($1, $2, $3, $4) ON CONFLICT (install_id) DO NOTHING",
-            &[&install_id, &token.customer, &token.id, &now],
-        )
-        .await
-        .map_err(|e| self.err(e))?;
+            &[&install_id, &token.customer, &token.id, &now]
+        );
         // The fleet view counts an enrolled install's clock from its enrolment.
-        tx.execute(super::fleet::ENROL_INSTALL, &[&install_id, &token.customer, &now])
-            .await
-            .map_err(|e| self.err(e))?;
-        let customer: String = tx
-            .query_one("SELECT customer FROM installs WHERE install_id = $1", &[&install_id])
-            .await
-            .map_err(|e| self.err(e))?
-            .get(0);
+        run!(execute, super::fleet::ENROL_INSTALL, &[&install_id, &token.customer, &now]);
+        let customer: String =
+            run!(query_one, "SELECT customer FROM installs WHERE install_id = $1", &[&install_id]).get(0);
         if customer != token.customer {
             return Ok(Err(BindRefusal::OtherCustomer));
         }
-        tx.commit().await.map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(e)?;
         Ok(Ok(()))
     }
 
@@ -251,19 +253,48 @@ impl PgIndex {
         let mut c = self.client().await?;
         let e = |e| pg_error(&self.url, e);
         let Conn { client, prepared: cache } = &mut *c;
-        let tx = client.transaction().await.map_err(e)?;
         let size = i64::try_from(b.size).unwrap_or(i64::MAX);
-        let st = prepared(
+        let insert = prepared(
             cache,
-            &tx,
+            client,
             "INSERT INTO bundles (sha256, install_id, program, size, receipt_id, received_at, receipt) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sha256) DO NOTHING",
         )
         .await
         .map_err(e)?;
-        let n = tx
-            .execute(&st, &[&b.sha256, &b.install_id, &b.program, &size, &b.receipt_id, &b.received_at, &b.receipt])
-            .await
-            .map_err(|x| forget_if_stale(cache, &self.url, x))?;
+        let seed = prepared(
+            cache,
+            client,
+            "INSERT INTO install_reports (install_id, first_seen, clock_from) VALUES ($1, $2, $2) ON CONFLICT (install_id) DO NOTHING",
+        )
+        .await
+        .map_err(e)?;
+        let lock = prepared(cache, client, &format!("{} FOR UPDATE OF r", f::ONE_INSTALL)).await.map_err(e)?;
+        let update = prepared(cache, client, f::UPDATE_INSTALL).await.map_err(e)?;
+        let tx = client.transaction().await.map_err(e)?;
+        let row = [
+            &b.sha256 as &(dyn tokio_postgres::types::ToSql + Sync),
+            &b.install_id,
+            &b.program,
+            &size,
+            &b.receipt_id,
+            &b.received_at,
+            &b.receipt,
+        ];
+        // The bundle's row and the install's, sent together (pipelined): the install's row is
+        // made and locked whether or not the bundle was new, which changes nothing when not.
+        let (n, old) = match facts {
+            Some(facts) => {
+                let (seeded, locked) = ([&facts.install_id as _, &facts.at as _], [&facts.install_id as _]);
+                let (n, _, old) = tokio::try_join!(
+                    tx.execute(&insert, &row),
+                    tx.execute(&seed, &seeded),
+                    tx.query_opt(&lock, &locked),
+                )
+                .map_err(|x| forget_if_stale(cache, &self.url, x))?;
+                (n, old)
+            }
+            None => (tx.execute(&insert, &row).await.map_err(|x| forget_if_stale(cache, &self.url, x))?, None),
+        };
         if n == 0 {
             let kept: Option<String> =
                 tx.query_one("SELECT receipt FROM bundles WHERE sha256 = $1", &[&b.sha256]).await.map_err(e)?.get(0);
@@ -271,23 +302,11 @@ impl PgIndex {
             return Ok(Recorded { receipt: kept.unwrap_or_else(|| b.receipt.clone()), inserted: false });
         }
         if let Some(facts) = facts {
-            let st = prepared(
-                cache,
-                &tx,
-                "INSERT INTO install_reports (install_id, first_seen, clock_from) VALUES ($1, $2, $2) ON CONFLICT (install_id) DO NOTHING",
-            )
-            .await
-            .map_err(e)?;
-            tx.execute(&st, &[&facts.install_id, &facts.at]).await.map_err(|x| forget_if_stale(cache, &self.url, x))?;
-            let st = prepared(cache, &tx, &format!("{} FOR UPDATE OF r", f::ONE_INSTALL)).await.map_err(e)?;
-            let old =
-                tx.query_opt(&st, &[&facts.install_id]).await.map_err(|x| forget_if_stale(cache, &self.url, x))?;
             let old = old.as_ref().map(install_row).transpose().map_err(e)?;
             let m = merge(old, facts);
             let i = &m.install;
-            let st = prepared(cache, &tx, f::UPDATE_INSTALL).await.map_err(e)?;
             tx.execute(
-                &st,
+                &update,
                 &[
                     &i.install_id,
                     &i.first_seen,

@@ -38,7 +38,9 @@
 //!
 //! Create-only is honoured by the local store and AWS S3, not by Garage 2.5 (found out at start:
 //! [`BundleStore::open`] probes it): there, two replicas taking the same bundle at the same
-//! moment may both write a receipt. The shared index decides which stands (`ON CONFLICT` on the
+//! moment may both write a receipt, and a retry after a crash replaces the receipt the crashed
+//! attempt kept (which no agent holds: it was never answered; a bucket is not read before the
+//! create-only write, which saves a request per upload). The shared index decides which stands (`ON CONFLICT` on the
 //! SHA-256) and [`BundleStore::keep_receipt`] puts that one in `receipts/`; were the two on
 //! either side of a UTC midnight, the bundle is under two keys, and reconciling removes the copy
 //! the standing receipt does not name. Within one process a bundle is taken in by one thread at
@@ -424,7 +426,10 @@ impl BundleStore {
     ) -> Result<Accepted, Refusal> {
         let report = read_report(&incoming);
         let _g = self.busy.lock(sha256);
-        let (receipt, new) = match self.receipt_for(sha256)? {
+        // A bucket is not asked first: the create-only write below finds the receipt kept there
+        // (see the module's doc for a service that does not honour it).
+        let kept = if matches!(self.spec, StoreSpec::Local(_)) { self.receipt_for(sha256)? } else { None };
+        let (receipt, new) = match kept {
             Some(r) => {
                 // Kept by an attempt that may have failed before its folder's fsync.
                 self.settle(&receipt_key(sha256))?;
