@@ -196,6 +196,8 @@ async fn index_one(
 ) -> Result<(), ReconcileError> {
     let received_at = parse_rfc3339(&receipt.received_at).unwrap_or(o.modified);
     let copy = store.fetch(&o.key).await?;
+    // Its size as read (the listing may have seen a bundle still being written in place).
+    let size = copy.size().unwrap_or(o.size);
     let path = copy.path().to_path_buf();
     let report = tokio::task::spawn_blocking(move || fleet::report::read(&path))
         .await
@@ -206,14 +208,8 @@ async fn index_one(
         });
     drop(copy);
     tracing::warn!(key = %o.key, "reconcile: recording a stored bundle the index did not know");
-    let stored = Stored {
-        receipt: receipt.clone(),
-        install_id: install,
-        program: "?".into(),
-        size: o.size,
-        received_at,
-        report,
-    };
+    let stored =
+        Stored { receipt: receipt.clone(), install_id: install, program: "?".into(), size, received_at, report };
     record::bundle(index, store, stored).await?;
     Ok(())
 }

@@ -79,7 +79,7 @@ pub(super) async fn receive(store: &BundleStore, body: Body, max: u64, what: &st
     let body = match spooled {
         Some((incoming, mut out)) => {
             out.flush().await.map_err(internal)?;
-            if store.spool_needs_fsync() {
+            if store.spool_copy_is_stored() {
                 out.into_inner().sync_all().await.map_err(internal)?;
             }
             Spooled::File(incoming)

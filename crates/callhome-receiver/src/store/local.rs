@@ -69,12 +69,20 @@ pub(super) fn remove(dir: &Path, key: &str) -> io::Result<()> {
 
 /// Writes `bytes` to `key` in the store `dir` unless a file is there: through `tmp` (a new name
 /// in the store's `.incoming/`, on its file system), fsynced, then renamed into place without
-/// replacing. Either way the name at `key` is durable when it returns — or, when `syncs` is
-/// [`DirSync::whole_fs`], once the caller's [`DirSync::sync_fs`] has returned.
+/// replacing. Either way the name at `key` is durable when it returns. With
+/// [`DirSync::whole_fs`] it is created in place instead (`O_EXCL`), unsynced: the caller's
+/// [`DirSync::sync_fs`] makes it durable, and one that a crash cut short was never answered.
 pub(super) fn put_new(syncs: &DirSync, dir: &Path, key: &str, tmp: &Path, bytes: &[u8]) -> io::Result<PutNew> {
     let target = dir.join(key);
+    if syncs.whole_fs() {
+        return match with_folders(dir, &target, || create_private(&target).map(drop)) {
+            Ok(()) => write_over(&target, bytes).map(|()| PutNew::Created),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(PutNew::Exists),
+            Err(e) => Err(e),
+        };
+    }
     let mut f = create_private(tmp)?;
-    let written = f.write_all(bytes).and_then(|()| if syncs.whole_fs() { Ok(()) } else { f.sync_all() });
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
     drop(f);
     if let Err(e) = written {
         let _ = fs::remove_file(tmp);
@@ -93,6 +101,30 @@ pub(super) fn put_new(syncs: &DirSync, dir: &Path, key: &str, tmp: &Path, bytes:
     };
     settle(syncs, dir, key)?;
     Ok(put)
+}
+
+/// Writes `bytes` to `key` in the store `dir`, replacing what is there (one a crash cut short),
+/// unsynced: only with [`DirSync::whole_fs`], whose [`DirSync::sync_fs`] makes it durable.
+pub(super) fn write_in_place(dir: &Path, key: &str, bytes: &[u8]) -> io::Result<()> {
+    let target = dir.join(key);
+    with_folders(dir, &target, || write_over(&target, bytes))
+}
+
+/// Writes `bytes` to the file `path` (made 0600 when new), truncating it; a file left half
+/// written is removed.
+fn write_over(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let written = opts.open(path).and_then(|mut f| f.write_all(bytes));
+    if written.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    written
 }
 
 /// Renames the checked file `from` (fsynced, on the store's file system) to `key` in the store
@@ -348,24 +380,32 @@ mod tests {
 
     #[test]
     fn a_new_file_is_written_once_and_the_first_stands() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = d.path().join(".incoming");
+        // Each file fsynced, and (Linux) the whole store by one syncfs.
+        for whole_fs in [false, true] {
+            let d = tempfile::tempdir().unwrap();
+            let syncs = if whole_fs { DirSync::for_store(d.path()).unwrap() } else { DirSync::default() };
+            assert_eq!(syncs.whole_fs(), whole_fs && cfg!(target_os = "linux"));
+            written_once(d.path(), &syncs);
+            syncs.sync_fs().unwrap();
+        }
+    }
+
+    fn written_once(dir: &Path, syncs: &DirSync) {
+        let spool = dir.join(".incoming");
         fs::create_dir(&spool).unwrap();
-        let syncs = DirSync::default();
-        let put = |bytes: &[u8], n: u32| {
-            put_new(&syncs, d.path(), "receipts/a.json", &spool.join(format!("{n}.part")), bytes)
-        };
+        let put =
+            |bytes: &[u8], n: u32| put_new(syncs, dir, "receipts/a.json", &spool.join(format!("{n}.part")), bytes);
         assert!(matches!(put(b"first", 1).unwrap(), PutNew::Created));
         assert!(matches!(put(b"second", 2).unwrap(), PutNew::Exists));
-        assert_eq!(read(d.path(), "receipts/a.json").unwrap().unwrap(), b"first");
+        assert_eq!(read(dir, "receipts/a.json").unwrap().unwrap(), b"first");
         assert_eq!(fs::read_dir(&spool).unwrap().count(), 0, "no temporary file is left");
-        assert!(read(d.path(), "receipts/b.json").unwrap().is_none());
+        assert!(read(dir, "receipts/b.json").unwrap().is_none());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode(&d.path().join("receipts/a.json")), 0o600);
-            assert_eq!(mode(&d.path().join("receipts")), 0o700);
+            assert_eq!(mode(&dir.join("receipts/a.json")), 0o600);
+            assert_eq!(mode(&dir.join("receipts")), 0o700);
         }
     }
 

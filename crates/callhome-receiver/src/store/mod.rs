@@ -318,34 +318,31 @@ impl BundleStore {
     pub fn incoming(&self) -> io::Result<(Incoming, File)> {
         let path = part_name(&self.spool)?;
         let file = create_private(&path)?;
-        Ok((Incoming { path, held: None }, file))
+        Ok((Incoming { path: Some(path), held: None }, file))
     }
 
-    /// A new spool file holding `bytes`, fsynced when the store needs it (a body received into
-    /// memory).
-    /// A bucket's spool gets no file: the bytes are sent from memory.
+    /// A body received into memory, as an [`Incoming`]: written to the spool (and fsynced) only
+    /// when [`BundleStore::spool_copy_is_stored`].
     pub fn incoming_holding(&self, bytes: Vec<u8>) -> Result<Incoming, Refusal> {
-        if matches!(self.spec, StoreSpec::S3 { .. }) {
-            let path = part_name(&self.spool).map_err(|e| internal("randomness", e))?;
-            return Ok(Incoming { path, held: Some(bytes) });
+        if !self.spool_copy_is_stored() {
+            return Ok(Incoming { path: None, held: Some(bytes) });
         }
         let (mut incoming, mut file) = self.incoming().map_err(|e| internal("the spool", e))?;
-        file.write_all(&bytes)
-            .and_then(|()| if self.spool_needs_fsync() { file.sync_all() } else { Ok(()) })
-            .map_err(|e| internal("the spool", e))?;
+        file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(|e| internal("the spool", e))?;
         incoming.held = Some(bytes);
         Ok(incoming)
     }
 
-    /// Whether a received body must be fsynced before it is taken in: only when it is renamed
-    /// into a local store that makes each file durable on its own. A bucket keeps its own
-    /// copy (the spool's is only read), and a store made durable by one `syncfs` per upload
-    /// writes out the renamed file with everything else.
-    pub fn spool_needs_fsync(&self) -> bool {
+    /// Whether the spool copy of a body is the one that ends up stored: renamed into a local
+    /// store that makes each file durable on its own. Then a body is written to the spool and
+    /// fsynced before it is taken in. Otherwise nothing is fsynced there, and a body held in
+    /// memory gets no spool file at all: a bucket keeps its own copy (sent from memory), and a
+    /// local store made durable by one `syncfs` per upload has it written in place.
+    pub fn spool_copy_is_stored(&self) -> bool {
         matches!(self.spec, StoreSpec::Local(_)) && !self.dirs.whole_fs()
     }
 
-    /// Takes the received file `incoming` (fsynced when [`BundleStore::spool_needs_fsync`])
+    /// Takes the received file `incoming` (fsynced when [`BundleStore::spool_copy_is_stored`])
     /// whose SHA-256 is `sha256` into the store as received at `received_at`. The zip is checked (and, with `install_id`, its manifest must
     /// name that install: 403 when it names another); then, under this bundle's lock:
     ///
@@ -488,11 +485,17 @@ impl BundleStore {
     fn put_bundle(&self, mut incoming: Incoming, key: &str) -> Result<(), Refusal> {
         let to = self.path(key);
         match &self.spec {
-            StoreSpec::Local(dir) => {
-                let tmp = part_name(&dir.join(INCOMING)).map_err(|e| internal("randomness", e))?;
-                local::move_into(&self.dirs, dir, incoming.path(), key, &tmp)
-                    .map_err(|e| internal("moving it into the store", e))
-            }
+            StoreSpec::Local(dir) => match incoming.held.take() {
+                // Never written to the spool (see `incoming_holding`): written in place.
+                Some(bytes) if !self.spool_copy_is_stored() => {
+                    local::write_in_place(dir, key, &bytes).map_err(|e| internal("writing it into the store", e))
+                }
+                _ => {
+                    let tmp = part_name(&dir.join(INCOMING)).map_err(|e| internal("randomness", e))?;
+                    local::move_into(&self.dirs, dir, incoming.path(), key, &tmp)
+                        .map_err(|e| internal("moving it into the store", e))
+                }
+            },
             StoreSpec::S3 { .. } => match incoming.held.take() {
                 Some(bytes) => {
                     self.block_on(self.objects.put(&to, PutPayload::from(bytes))).map_err(|e| internal("upload", e))?;

@@ -43,7 +43,9 @@ impl Drop for BusyGuard<'_> {
 
 /// A file being received in the spool: removed when dropped unless it was taken into the store.
 pub struct Incoming {
-    pub(super) path: PathBuf,
+    /// Its file in the spool; none for a body held in memory that needs none
+    /// ([`super::BundleStore::incoming_holding`]).
+    pub(super) path: Option<PathBuf>,
     /// Its bytes, when the body was received into memory: checked and read from there, not
     /// from the file.
     pub(super) held: Option<Vec<u8>>,
@@ -56,15 +58,16 @@ pub enum Opened<'a> {
 }
 
 impl Incoming {
+    /// Its file in the spool (an empty path for a body held in memory without one).
     pub fn path(&self) -> &Path {
-        &self.path
+        self.path.as_deref().unwrap_or(Path::new(""))
     }
 
     /// Its size in bytes.
-    pub(super) fn size(&self) -> io::Result<u64> {
+    pub fn size(&self) -> io::Result<u64> {
         match &self.held {
             Some(bytes) => Ok(bytes.len() as u64),
-            None => Ok(fs::metadata(&self.path)?.len()),
+            None => Ok(fs::metadata(self.path())?.len()),
         }
     }
 
@@ -72,7 +75,7 @@ impl Incoming {
     pub fn open(&self) -> io::Result<Opened<'_>> {
         Ok(match &self.held {
             Some(bytes) => Opened::Held(std::io::Cursor::new(bytes)),
-            None => Opened::File(std::io::BufReader::with_capacity(64 * 1024, File::open(&self.path)?)),
+            None => Opened::File(std::io::BufReader::with_capacity(64 * 1024, File::open(self.path())?)),
         })
     }
 }
@@ -97,7 +100,9 @@ impl std::io::Seek for Opened<'_> {
 
 impl Drop for Incoming {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        if let Some(path) = &self.path {
+            let _ = fs::remove_file(path);
+        }
     }
 }
 
