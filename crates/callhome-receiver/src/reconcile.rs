@@ -10,7 +10,11 @@
 //! come back, this module records it: it lists the stored bundles, and for each SHA-256 the
 //! index has no row for, it takes the receipt kept in `receipts/` (or signs one, for a bundle
 //! stored by a receiver that wrote receipts after bundles), reads what the bundle tells the fleet
-//! view, and records the row as an upload would. Recording is `ON CONFLICT DO NOTHING` on the
+//! view, and records the row as an upload would — unless the bundle does not hold the bytes of
+//! its SHA-256: in a local store made durable by one `syncfs` per upload, a crash before it can
+//! leave a name without its bytes, never answered; that copy is removed (once it is older than
+//! [`crate::store::UNSETTLED_FOR`]: a younger one may still be being written by a replica
+//! sharing the folder, and is left for a later pass). Recording is `ON CONFLICT DO NOTHING` on the
 //! SHA-256, so it races with nothing: a replica taking the same bundle at the same moment keeps
 //! the receipt the index settled on. Nothing that has a receipt is removed.
 //!
@@ -30,7 +34,7 @@ use serde::Serialize;
 
 use crate::index::{Index, IndexError};
 use crate::record::{self, Stored};
-use crate::store::{BundleStore, StoredObject, bundle_key_of};
+use crate::store::{BundleStore, CopyState, StoredObject, bundle_key_of};
 use crate::{Refusal, fleet};
 
 /// What reconciling found and did.
@@ -135,10 +139,10 @@ pub async fn run(store: &BundleStore, index: &Index, span: Span) -> Result<Recon
                 // A copy a crash left unwritten was never answered: it goes, the others stay.
                 let mut whole = Vec::with_capacity(copies.len());
                 for (o, install) in copies {
-                    if store.drop_if_torn(&o.key, &sha).await? {
-                        done.torn += 1;
-                    } else {
-                        whole.push((o, install));
+                    match store.check_stored(&o.key, &sha).await? {
+                        CopyState::Whole => whole.push((o, install)),
+                        CopyState::Removed => done.torn += 1,
+                        CopyState::Unsettled => {}
                     }
                 }
                 copies = whole;
@@ -298,11 +302,15 @@ mod tests {
     }
 
     /// Writes `bytes` at `key` in the store in `dir`, as a crash before the `syncfs` that would
-    /// have made the file durable can leave it (the name on disk, not the content).
-    fn leave_unwritten(dir: &std::path::Path, key: &str, bytes: &[u8]) {
+    /// have made the file durable can leave it (the name on disk, not the content), `age` ago.
+    fn leave_unwritten(dir: &std::path::Path, key: &str, bytes: &[u8], age: std::time::Duration) {
         std::fs::create_dir_all(dir.join(key).parent().unwrap()).unwrap();
         std::fs::write(dir.join(key), bytes).unwrap();
+        let f = std::fs::File::options().write(true).open(dir.join(key)).unwrap();
+        f.set_modified(std::time::SystemTime::now() - age).unwrap();
     }
+
+    const LONG_AGO: std::time::Duration = std::time::Duration::from_secs(3600);
 
     #[test]
     fn a_bundle_left_unwritten_under_a_kept_receipt_is_written_again_by_the_retry() {
@@ -314,7 +322,7 @@ mod tests {
         let kept = Receipt::sign(store.key(), "r5".into(), sha.clone(), rfc3339(day), Default::default());
         keep_receipt_file(dir.path(), &kept);
         let key = bundle_key(day, Some("inst-5"), &sha);
-        leave_unwritten(dir.path(), &key, &vec![0u8; body.len()]);
+        leave_unwritten(dir.path(), &key, &vec![0u8; body.len()], LONG_AGO);
         let (r, new) = store.accept(&body, Some(&sha), day + 3600).unwrap();
         assert_eq!((r, new), (kept, false), "the kept receipt stands");
         assert_eq!(std::fs::read(dir.path().join(&key)).unwrap(), body, "the bundle's bytes are written again");
@@ -331,12 +339,17 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("receipts")).unwrap();
         std::fs::write(dir.path().join(receipt_key(&sha)), b"").unwrap();
         let torn = bundle_key(now - 86_400, Some("inst-6"), &sha);
-        leave_unwritten(dir.path(), &torn, &body[..body.len() / 2]);
+        leave_unwritten(dir.path(), &torn, &body[..body.len() / 2], LONG_AGO);
         // A bundle nobody sends again, left the same way.
         let other = bundle("inst-7", 1);
         let other_sha = callhome_protocol::fs::sha256_hex(&other);
         let lost = bundle_key(now, Some("inst-7"), &other_sha);
-        leave_unwritten(dir.path(), &lost, &[]);
+        leave_unwritten(dir.path(), &lost, &[], LONG_AGO);
+        // One written a moment ago: maybe still being written by a replica sharing the folder.
+        let recent = bundle("inst-8", 1);
+        let recent_sha = callhome_protocol::fs::sha256_hex(&recent);
+        let writing = bundle_key(now, Some("inst-8"), &recent_sha);
+        leave_unwritten(dir.path(), &writing, &recent[..10], std::time::Duration::ZERO);
 
         let (r, new) = store.accept(&body, Some(&sha), now).unwrap();
         assert!(new, "a receipt that does not read back was never answered: a new one is given");
@@ -348,10 +361,15 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join(&key)).unwrap(), body);
 
         let done = rt.block_on(run(&store, &index, Span::All)).unwrap();
-        assert_eq!((done.bundles, done.torn, done.indexed), (3, 2, 1), "{done:?}");
+        assert_eq!((done.bundles, done.torn, done.indexed), (4, 2, 1), "{done:?}");
         assert!(!dir.path().join(&torn).exists() && !dir.path().join(&lost).exists());
-        assert_eq!(store.bundle_keys().unwrap(), vec![key]);
+        let mut left = store.bundle_keys().unwrap();
+        left.sort();
+        let mut expected = vec![key, writing];
+        expected.sort();
+        assert_eq!(left, expected, "the recent one is left for later");
         assert!(rt.block_on(index.receipt(&other_sha)).unwrap().is_none(), "no row for a bundle never stored");
+        assert!(rt.block_on(index.receipt(&recent_sha)).unwrap().is_none(), "nor for one not yet whole");
         let row = rt.block_on(index.receipt(&sha)).unwrap().unwrap();
         assert_eq!(serde_json::from_str::<Receipt>(&row).unwrap(), r);
     }

@@ -73,6 +73,7 @@ use callhome_protocol::fs::sha256_hex;
 use callhome_protocol::receipt::{self, Receipt};
 use callhome_protocol::time::{Timestamp, rfc3339};
 pub use layout::{StoreSpec, bundle_key, bundle_key_of, ceip_key, receipt_key};
+pub use listing::{CopyState, UNSETTLED_FOR};
 use spool::{Busy, create_private};
 pub use spool::{Incoming, create_private_dir};
 
