@@ -57,8 +57,7 @@ use ed25519_dalek::SigningKey;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart};
-use tokio::io::AsyncReadExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
 
 use super::{ReceiverError, Refusal, zipcheck};
 
@@ -66,6 +65,7 @@ mod layout;
 mod listing;
 mod local;
 mod receipts;
+mod s3;
 mod spool;
 
 use crate::fleet::report::{self, Report};
@@ -74,6 +74,7 @@ use callhome_protocol::receipt::{self, Receipt};
 use callhome_protocol::time::{Timestamp, rfc3339};
 pub use layout::{StoreSpec, bundle_key, bundle_key_of, ceip_key, receipt_key};
 pub use listing::{CopyState, UNSETTLED_FOR};
+use s3::upload_file;
 use spool::{Busy, create_private};
 pub use spool::{Incoming, create_private_dir};
 
@@ -549,41 +550,6 @@ fn read_report(incoming: &Incoming) -> Report {
         tracing::warn!("the fleet view learns nothing from a received bundle: {e}");
         Report::default()
     })
-}
-
-/// Sends the file at `from` to `to`: one PUT when small, else a multipart upload of
-/// [`PART_SIZE`] parts with at most two in flight, so memory stays bounded.
-async fn upload_file(objects: &dyn ObjectStore, from: &Path, to: &ObjectPath) -> Result<(), Refusal> {
-    let mut file = tokio::fs::File::open(from).await.map_err(|e| internal("reopening the checked bundle", e))?;
-    let size = file.metadata().await.map_err(|e| internal("reopening the checked bundle", e))?.len();
-    if size <= MULTIPART_OVER {
-        let mut buf = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut buf).await.map_err(|e| internal("reading the checked bundle", e))?;
-        objects.put(to, PutPayload::from(buf)).await.map_err(|e| internal("upload", e))?;
-        return Ok(());
-    }
-    let upload = objects.put_multipart(to).await.map_err(|e| internal("starting a multipart upload", e))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = match file.read(&mut buf).await {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = writer.abort().await;
-                return Err(internal("reading the checked bundle", e));
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        if let Err(e) = writer.wait_for_capacity(2).await {
-            let _ = writer.abort().await;
-            return Err(internal("multipart upload", e));
-        }
-        writer.write(&buf[..n]);
-    }
-    writer.finish().await.map_err(|e| internal("completing the multipart upload", e))?;
-    Ok(())
 }
 
 #[cfg(test)]
