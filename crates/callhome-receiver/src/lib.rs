@@ -205,6 +205,7 @@ async fn reconcile_at_start(app: &http::App, days: u32) {
             indexed = r.indexed,
             receipted = r.receipted,
             removed = r.removed,
+            torn = r.torn,
             "reconciled the store with the index over the last {days} day(s)"
         ),
         Err(e) => warn!(

@@ -409,8 +409,8 @@ fn reconcile(args: &IndexArgs, key: &Path, days: Option<u32>, json: bool) -> Res
         println!("{}", serde_json::to_string_pretty(&done).map_err(|e| e.to_string())?);
     } else {
         println!(
-            "{} stored bundle(s) looked at: {} recorded in the index ({} of them receipted now), {} second copies removed, {} foreign key(s) left alone",
-            done.bundles, done.indexed, done.receipted, done.removed, done.foreign
+            "{} stored bundle(s) looked at: {} recorded in the index ({} of them receipted now), {} second copies removed, {} left without their bytes by a crash (left to their agents' retries), {} foreign key(s) left alone",
+            done.bundles, done.indexed, done.receipted, done.removed, done.torn, done.foreign
         );
     }
     Ok(())

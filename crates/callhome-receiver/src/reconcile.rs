@@ -12,9 +12,9 @@
 //! stored by a receiver that wrote receipts after bundles), reads what the bundle tells the fleet
 //! view, and records the row as an upload would — unless the bundle does not hold the bytes of
 //! its SHA-256: in a local store made durable by one `syncfs` per upload, a crash before it can
-//! leave a name without its bytes, never answered; that copy is removed (once it is older than
-//! [`crate::store::UNSETTLED_FOR`]: a younger one may still be being written by a replica
-//! sharing the folder, and is left for a later pass). Recording is `ON CONFLICT DO NOTHING` on the
+//! leave a name without its bytes, never answered. Such a copy is not recorded and not removed
+//! (a replica sharing the folder may be writing it right now): the agent's retry writes it
+//! again, and once a whole copy is recorded it goes as a second copy. Recording is `ON CONFLICT DO NOTHING` on the
 //! SHA-256, so it races with nothing: a replica taking the same bundle at the same moment keeps
 //! the receipt the index settled on. Nothing that has a receipt is removed.
 //!
@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use crate::index::{Index, IndexError};
 use crate::record::{self, Stored};
-use crate::store::{BundleStore, CopyState, StoredObject, bundle_key_of};
+use crate::store::{BundleStore, StoredObject, bundle_key_of};
 use crate::{Refusal, fleet};
 
 /// What reconciling found and did.
@@ -48,8 +48,9 @@ pub struct Reconciled {
     pub receipted: u64,
     /// Second copies of a bundle removed.
     pub removed: u64,
-    /// Bundles without a row that a crash left without their bytes (a local store's name put
-    /// before its `syncfs`; never answered), removed.
+    /// Copies without a row that do not hold the bytes of their SHA-256 (a local store's name put
+    /// before its `syncfs`, and a crash; never answered): not recorded, left to the agent's
+    /// retry, which writes them again (or removed as a second copy once a whole one is).
     pub torn: u64,
     /// Keys that are not `bundles/YYYY/MM/DD/<install>/<sha256>.zip`, left alone.
     pub foreign: u64,
@@ -130,34 +131,34 @@ pub async fn run(store: &BundleStore, index: &Index, span: Span) -> Result<Recon
             None => done.foreign += 1,
         }
     }
-    for (sha, mut copies) in by_sha {
+    for (sha, copies) in by_sha {
         let held = index.receipt(&sha).await?.and_then(|json| serde_json::from_str::<Receipt>(&json).ok());
         let receipt = match held {
             Some(_) if copies.len() == 1 => continue,
             Some(r) => r,
             None => {
-                // A copy a crash left unwritten was never answered: it goes, the others stay.
+                // A copy a crash left without its bytes was never answered: it is not recorded
+                // (the agent's retry writes it again), and goes below only as a second copy.
                 let mut whole = Vec::with_capacity(copies.len());
-                for (o, install) in copies {
-                    match store.check_stored(&o.key, &sha).await? {
-                        CopyState::Whole => whole.push((o, install)),
-                        CopyState::Removed => done.torn += 1,
-                        CopyState::Unsettled => {}
+                for (o, install) in &copies {
+                    if store.holds_bundle(&o.key, &sha).await? {
+                        whole.push((o, install));
+                    } else {
+                        done.torn += 1;
                     }
                 }
-                copies = whole;
-                let Some((first, install)) = copies.first() else { continue };
+                let Some(&(first, install)) = whole.first() else { continue };
                 let (receipt, new) = match store.stored_receipt(&sha).await? {
                     Some(r) => (r, false),
                     None => (store.receipt_orphan(&sha, first.modified).await?, true),
                 };
-                let keep = copies
+                let keep = whole
                     .iter()
                     .find(|(o, i)| {
                         bundle_key_of(&receipt, Some(i.as_deref().unwrap_or("_"))).ok().as_deref() == Some(&o.key)
                     })
-                    .unwrap_or(&copies[0]);
-                index_one(store, index, &receipt, &keep.0, keep.1.clone().or(install.clone())).await?;
+                    .unwrap_or(&whole[0]);
+                index_one(store, index, &receipt, keep.0, keep.1.clone().or(install.clone())).await?;
                 done.indexed += 1;
                 done.receipted += u64::from(new);
                 // The index may have settled on another replica's receipt meanwhile.
@@ -302,15 +303,11 @@ mod tests {
     }
 
     /// Writes `bytes` at `key` in the store in `dir`, as a crash before the `syncfs` that would
-    /// have made the file durable can leave it (the name on disk, not the content), `age` ago.
-    fn leave_unwritten(dir: &std::path::Path, key: &str, bytes: &[u8], age: std::time::Duration) {
+    /// have made the file durable can leave it (the name on disk, not the content).
+    fn leave_unwritten(dir: &std::path::Path, key: &str, bytes: &[u8]) {
         std::fs::create_dir_all(dir.join(key).parent().unwrap()).unwrap();
         std::fs::write(dir.join(key), bytes).unwrap();
-        let f = std::fs::File::options().write(true).open(dir.join(key)).unwrap();
-        f.set_modified(std::time::SystemTime::now() - age).unwrap();
     }
-
-    const LONG_AGO: std::time::Duration = std::time::Duration::from_secs(3600);
 
     #[test]
     fn a_bundle_left_unwritten_under_a_kept_receipt_is_written_again_by_the_retry() {
@@ -322,14 +319,14 @@ mod tests {
         let kept = Receipt::sign(store.key(), "r5".into(), sha.clone(), rfc3339(day), Default::default());
         keep_receipt_file(dir.path(), &kept);
         let key = bundle_key(day, Some("inst-5"), &sha);
-        leave_unwritten(dir.path(), &key, &vec![0u8; body.len()], LONG_AGO);
+        leave_unwritten(dir.path(), &key, &vec![0u8; body.len()]);
         let (r, new) = store.accept(&body, Some(&sha), day + 3600).unwrap();
         assert_eq!((r, new), (kept, false), "the kept receipt stands");
         assert_eq!(std::fs::read(dir.path().join(&key)).unwrap(), body, "the bundle's bytes are written again");
     }
 
     #[test]
-    fn a_receipt_left_unwritten_is_replaced_and_reconcile_removes_the_unwritten_bundle_beside_it() {
+    fn a_receipt_left_unwritten_is_replaced_and_reconcile_records_no_unwritten_bundle() {
         let dir = tempfile::tempdir().unwrap();
         let (store, index, rt) = local_store(dir.path());
         let now = parse_rfc3339("2026-11-30T12:00:00Z").unwrap();
@@ -339,17 +336,12 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("receipts")).unwrap();
         std::fs::write(dir.path().join(receipt_key(&sha)), b"").unwrap();
         let torn = bundle_key(now - 86_400, Some("inst-6"), &sha);
-        leave_unwritten(dir.path(), &torn, &body[..body.len() / 2], LONG_AGO);
+        leave_unwritten(dir.path(), &torn, &body[..body.len() / 2]);
         // A bundle nobody sends again, left the same way.
         let other = bundle("inst-7", 1);
         let other_sha = callhome_protocol::fs::sha256_hex(&other);
         let lost = bundle_key(now, Some("inst-7"), &other_sha);
-        leave_unwritten(dir.path(), &lost, &[], LONG_AGO);
-        // One written a moment ago: maybe still being written by a replica sharing the folder.
-        let recent = bundle("inst-8", 1);
-        let recent_sha = callhome_protocol::fs::sha256_hex(&recent);
-        let writing = bundle_key(now, Some("inst-8"), &recent_sha);
-        leave_unwritten(dir.path(), &writing, &recent[..10], std::time::Duration::ZERO);
+        leave_unwritten(dir.path(), &lost, &[]);
 
         let (r, new) = store.accept(&body, Some(&sha), now).unwrap();
         assert!(new, "a receipt that does not read back was never answered: a new one is given");
@@ -361,15 +353,17 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join(&key)).unwrap(), body);
 
         let done = rt.block_on(run(&store, &index, Span::All)).unwrap();
-        assert_eq!((done.bundles, done.torn, done.indexed), (4, 2, 1), "{done:?}");
-        assert!(!dir.path().join(&torn).exists() && !dir.path().join(&lost).exists());
+        assert_eq!((done.bundles, done.torn, done.indexed, done.removed), (3, 2, 1, 1), "{done:?}");
+        assert!(!dir.path().join(&torn).exists(), "the unwritten copy beside the recorded one is gone");
         let mut left = store.bundle_keys().unwrap();
         left.sort();
-        let mut expected = vec![key, writing];
+        let mut expected = vec![key, lost.clone()];
         expected.sort();
-        assert_eq!(left, expected, "the recent one is left for later");
-        assert!(rt.block_on(index.receipt(&other_sha)).unwrap().is_none(), "no row for a bundle never stored");
-        assert!(rt.block_on(index.receipt(&recent_sha)).unwrap().is_none(), "nor for one not yet whole");
+        assert_eq!(left, expected, "an unwritten bundle nobody sent again is left to its agent's retry");
+        assert!(rt.block_on(index.receipt(&other_sha)).unwrap().is_none(), "and gets no row");
+        // Its agent sends it again: written whole, and recorded.
+        store.accept(&other, Some(&other_sha), now).unwrap();
+        assert_eq!(std::fs::read(dir.path().join(&lost)).unwrap(), other);
         let row = rt.block_on(index.receipt(&sha)).unwrap().unwrap();
         assert_eq!(serde_json::from_str::<Receipt>(&row).unwrap(), r);
     }

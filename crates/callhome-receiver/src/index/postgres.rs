@@ -298,7 +298,8 @@ impl PgIndex {
         if n == 0 {
             let kept: Option<String> =
                 tx.query_one("SELECT receipt FROM bundles WHERE sha256 = $1", &[&b.sha256]).await.map_err(e)?.get(0);
-            tx.commit().await.map_err(e)?;
+            // Nothing of this call is kept: not the install's seed row sent beside the insert.
+            tx.rollback().await.map_err(e)?;
             return Ok(Recorded { receipt: kept.unwrap_or_else(|| b.receipt.clone()), inserted: false });
         }
         if let Some(facts) = facts {

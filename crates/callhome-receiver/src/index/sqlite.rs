@@ -191,26 +191,44 @@ impl SqliteIndex {
     /// Runs `batch` in one transaction and answers each call once it has committed (see
     /// [`SqliteThread`]).
     fn run_batch(&self, batch: Vec<Job>) {
-        // Without the shared transaction (the database locked by another process past the busy
-        // timeout), each call runs on its own: its savepoint is its transaction.
-        let shared = self.with(|c| c.execute_batch("BEGIN IMMEDIATE")).is_ok();
+        // A transaction left open (a failed COMMIT whose ROLLBACK failed too) is rolled back
+        // first. Without the shared transaction (the database locked by another process past
+        // the busy timeout), each call runs on its own: its savepoint is its transaction.
+        let begin = || {
+            self.with(|c| {
+                if !c.is_autocommit() {
+                    c.execute_batch("ROLLBACK")?;
+                }
+                c.execute_batch("BEGIN IMMEDIATE")
+            })
+            .is_ok()
+        };
+        let mut shared = begin();
+        // Each answer with the transaction it ran in, and why each transaction failed.
         let mut answers = Vec::with_capacity(batch.len());
+        let mut failed: Vec<Option<String>> = vec![None];
         for job in batch {
             // A call that panics fails alone: its caller sees the answer dropped.
             if let Ok(a) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(self))) {
-                answers.push(a);
+                answers.push((a, failed.len() - 1));
+            }
+            // An error that made SQLite roll the whole transaction back (a full disk, an I/O
+            // error): the calls of that transaction answer it, the next ones run in a new one.
+            if shared && self.with(|c| Ok(c.is_autocommit())).unwrap_or(true) {
+                let last = failed.len() - 1;
+                failed[last] =
+                    Some(format!("index {}: the transaction was rolled back by an error", self.path.display()));
+                failed.push(None);
+                shared = begin();
             }
         }
-        let failed = if shared {
-            self.with(|c| c.execute_batch("COMMIT")).err().map(|e| {
-                let _ = self.with(|c| c.execute_batch("ROLLBACK"));
-                format!("index {}: the transaction did not commit: {e}", self.path.display())
-            })
-        } else {
-            None
-        };
-        for answer in answers {
-            answer(failed.clone().map(IndexError::Invalid));
+        if shared && let Err(e) = self.with(|c| c.execute_batch("COMMIT")) {
+            let _ = self.with(|c| c.execute_batch("ROLLBACK"));
+            let last = failed.len() - 1;
+            failed[last] = Some(format!("index {}: the transaction did not commit: {e}", self.path.display()));
+        }
+        for (answer, n) in answers {
+            answer(failed[n].clone().map(IndexError::Invalid));
         }
     }
 
@@ -529,7 +547,33 @@ mod tests {
         let ids: Vec<String> = thread.call(|i| i.tokens()).await.unwrap().unwrap().into_iter().map(|t| t.id).collect();
         assert_eq!(ids, ["t1", "t2"], "the calls beside the failed one are committed");
         let other = Connection::open(dir.path().join("index.sqlite")).unwrap();
-        let seen: i64 = other.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0)).unwrap();
-        assert_eq!(seen, 2, "committed: another connection sees them");
+        let seen = || other.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(seen(), 2, "committed: another connection sees them");
+
+        // A batch whose COMMIT fails (a foreign key checked only then): every call of it
+        // answers the failure, none with its own success, and nothing of it is kept.
+        let (entered, running) = std::sync::mpsc::channel();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let gate = queue(thread.call(move |_| {
+            entered.send(()).unwrap();
+            held.recv().unwrap();
+        }));
+        running.recv().unwrap();
+        let third = queue(thread.call(token("t3")));
+        let dangling = queue(thread.call(|i| {
+            i.with(|c| {
+                c.execute_batch(
+                    "PRAGMA defer_foreign_keys = ON;
+                     INSERT INTO installs (install_id, customer, token_id, first_seen) VALUES ('i', 'nobody', 'none', 1);",
+                )
+            })
+        }));
+        release.send(()).unwrap();
+        gate.await.unwrap();
+        assert!(third.await.unwrap_err().to_string().contains("did not commit"));
+        dangling.await.unwrap_err();
+        assert_eq!(seen(), 2, "nothing of the failed batch is kept");
+        thread.call(token("t4")).await.unwrap().unwrap();
+        assert_eq!(seen(), 3, "the next call commits");
     }
 }

@@ -9,21 +9,6 @@ use crate::Refusal;
 use callhome_protocol::receipt::{self, Receipt};
 use callhome_protocol::time::{Timestamp, rfc3339};
 
-/// How long a bundle written in place may still be being written (by another replica sharing
-/// a local store's folder): [`BundleStore::check_stored`] leaves a younger one alone.
-pub const UNSETTLED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// What [`BundleStore::check_stored`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CopyState {
-    /// It holds its bytes (or is in a bucket).
-    Whole,
-    /// It did not, and was removed.
-    Removed,
-    /// It does not, but was written too recently to tell a crash from a write under way.
-    Unsettled,
-}
-
 impl BundleStore {
     /// The key (under the store's prefix) of a listed object.
     fn key_of(&self, location: &ObjectPath) -> String {
@@ -109,31 +94,16 @@ impl BundleStore {
         Ok(incoming)
     }
 
-    /// Checks that the bundle stored at `key` holds the bytes of its SHA-256 `sha256`, and
-    /// removes it when not: in a local store, a crash before the `syncfs` that would have made
-    /// it durable (so before any answer) can leave the name without them. Taken under the
-    /// bundle's lock, so a retry storing it again at that moment is not undone; one written in
-    /// the last [`UNSETTLED_FOR`] is left alone (a replica sharing the folder may be writing it).
-    /// A bucket's objects appear whole or not at all: nothing is checked there.
-    pub async fn check_stored(&self, key: &str, sha256: &str) -> Result<CopyState, Refusal> {
-        let StoreSpec::Local(dir) = &self.spec else { return Ok(CopyState::Whole) };
-        let (busy, dir, key, sha256) = (self.busy.clone(), dir.clone(), key.to_string(), sha256.to_string());
-        let checked = tokio::task::spawn_blocking(move || {
-            let _g = busy.lock(&sha256);
-            if local::holds(&dir, &key, &sha256)? {
-                return Ok(CopyState::Whole);
-            }
-            let age = std::fs::metadata(dir.join(&key))?.modified()?.elapsed().unwrap_or_default();
-            if age < UNSETTLED_FOR {
-                tracing::warn!(%key, "reconcile: a bundle still being written, or cut short by a crash just now: left for later");
-                return Ok(CopyState::Unsettled);
-            }
-            tracing::warn!(%key, "reconcile: removing a bundle a crash left unwritten (never answered)");
-            local::remove(&dir, &key).map(|()| CopyState::Removed)
-        })
-        .await
-        .map_err(|e| internal("checking a stored bundle", e))?;
-        checked.map_err(|e: std::io::Error| internal("checking a stored bundle", e))
+    /// Whether the bundle stored at `key` holds the bytes of its SHA-256 `sha256`: in a local
+    /// store, a crash before the `syncfs` that would have made it durable (so before any
+    /// answer) can leave the name without them. A bucket's objects appear whole or not at all.
+    pub async fn holds_bundle(&self, key: &str, sha256: &str) -> Result<bool, Refusal> {
+        let StoreSpec::Local(dir) = &self.spec else { return Ok(true) };
+        let (dir, key, sha256) = (dir.clone(), key.to_string(), sha256.to_string());
+        tokio::task::spawn_blocking(move || local::holds(&dir, &key, &sha256))
+            .await
+            .map_err(|e| internal("checking a stored bundle", e))?
+            .map_err(|e| internal("checking a stored bundle", e))
     }
 
     /// Removes the stored object at `key` (a second copy of a bundle stored elsewhere).

@@ -1,8 +1,9 @@
 //! A local store's writes, done in the blocking thread that checks the bundle instead of through
 //! `object_store` (whose local calls each hop to another blocking thread: on a small bundle the
 //! thread switches cost more than the work). The same layout and guarantees as the `object_store`
-//! path: a receipt is written create-only, fsynced, and appears whole or not at all; a bundle is
-//! renamed from the spool into place; each folder that gained a name is fsynced.
+//! path: a receipt is written create-only through a temporary name, so it appears whole or not
+//! at all; a bundle is renamed from the spool into place (or, held in memory under `syncfs`,
+//! written in place); each folder that gained a name is fsynced.
 //!
 //! Nothing here deletes a file on the way of a normal upload (a temporary name renamed over with
 //! `RENAME_NOREPLACE` instead of hard-linked and unlinked): on ext4 without a journal every
@@ -13,14 +14,16 @@
 //! time (every receipt goes to `receipts/`) wait for one fsync that started after their rename,
 //! instead of one each — a group commit.
 //!
-//! On Linux a whole upload is made durable by one `syncfs` of the store's file system instead
-//! (files and folders alike), shared the same way by every upload that waits at the same time
-//! ([`DirSync::whole_fs`]): the receipt and the bundle are renamed into place unsynced, and the
-//! upload answers only once a `syncfs` that started after its renames has finished. A crash
+//! On Linux (5.8 or later, not FUSE, the store on one file system) a whole upload is made
+//! durable by one `syncfs` of the store's file system instead (files and folders alike), shared
+//! the same way by every upload that waits at the same time ([`DirSync::whole_fs`]): the receipt
+//! is renamed into place unsynced, a bundle held in memory written at its key unsynced, and the
+//! upload answers only once a `syncfs` that started after its writes has finished. A crash
 //! before that can leave a name whose content never reached the disk, but never one that was
 //! answered: a receipt that does not read back is replaced and a bundle whose bytes are not its
-//! SHA-256 is written again by the retry ([`crate::store::BundleStore::accept_file`]), or
-//! removed by [`crate::reconcile`] when no retry comes.
+//! SHA-256 is written again by the retry ([`crate::store::BundleStore::accept_file`]);
+//! [`crate::reconcile`] records no such bundle. A failed `syncfs` fails every upload from then
+//! on ([`DirSync::sync_fs`]).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -69,20 +72,13 @@ pub(super) fn remove(dir: &Path, key: &str) -> io::Result<()> {
 
 /// Writes `bytes` to `key` in the store `dir` unless a file is there: through `tmp` (a new name
 /// in the store's `.incoming/`, on its file system), fsynced, then renamed into place without
-/// replacing. Either way the name at `key` is durable when it returns. With
-/// [`DirSync::whole_fs`] it is created in place instead (`O_EXCL`), unsynced: the caller's
-/// [`DirSync::sync_fs`] makes it durable, and one that a crash cut short was never answered.
+/// replacing, so no reader ever sees it half written. Either way the name at `key` is durable
+/// when it returns — with [`DirSync::whole_fs`], nothing is fsynced here and it is once the
+/// caller's [`DirSync::sync_fs`] has returned.
 pub(super) fn put_new(syncs: &DirSync, dir: &Path, key: &str, tmp: &Path, bytes: &[u8]) -> io::Result<PutNew> {
     let target = dir.join(key);
-    if syncs.whole_fs() {
-        return match with_folders(dir, &target, || create_private(&target).map(drop)) {
-            Ok(()) => write_over(&target, bytes).map(|()| PutNew::Created),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(PutNew::Exists),
-            Err(e) => Err(e),
-        };
-    }
     let mut f = create_private(tmp)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    let written = f.write_all(bytes).and_then(|()| if syncs.whole_fs() { Ok(()) } else { f.sync_all() });
     drop(f);
     if let Err(e) = written {
         let _ = fs::remove_file(tmp);
@@ -204,6 +200,8 @@ pub(super) struct DirSync {
     durable: Mutex<HashSet<PathBuf>>,
     /// The store's folder, open, when one `syncfs` of its file system makes an upload durable.
     whole_fs: Option<fs::File>,
+    /// Whether a `syncfs` failed (see [`DirSync::sync_fs`]).
+    fs_failed: std::sync::atomic::AtomicBool,
 }
 
 /// One folder's fsyncs: how many were started and finished, and whether one runs.
@@ -217,6 +215,8 @@ struct Group {
 struct GroupState {
     started: u64,
     finished: u64,
+    /// The last sync that failed, and why: it fails every caller it covered.
+    failed: Option<(u64, String)>,
     running: bool,
     /// Threads waiting on this folder (the entry is dropped when none is left).
     users: usize,
@@ -225,14 +225,15 @@ struct GroupState {
 impl DirSync {
     const DURABLE_MAX: usize = 100_000;
 
-    /// The syncs of a local store in `dir`: by `syncfs` where the system has it (Linux), by
-    /// file and folder fsyncs elsewhere.
+    /// The syncs of a local store in `dir`: by `syncfs` where it reports write errors (Linux
+    /// 5.8 or later, not FUSE) and covers the whole store (no folder of it on another file
+    /// system), by file and folder fsyncs otherwise.
     pub(super) fn for_store(dir: &Path) -> io::Result<DirSync> {
         let mut syncs = DirSync::default();
         #[cfg(target_os = "linux")]
         {
             let folder = fs::File::open(dir)?;
-            if syncfs(&folder).is_ok() {
+            if syncfs_covers(dir, &folder)? && syncfs(&folder).is_ok() {
                 syncs.whole_fs = Some(folder);
             }
         }
@@ -249,10 +250,24 @@ impl DirSync {
     /// With [`DirSync::whole_fs`], returns once a `syncfs` of the store's file system that
     /// started after this call has finished: everything written to the store before the call
     /// is durable. Nothing otherwise (each write was made durable on its own).
+    ///
+    /// A failed `syncfs` fails every upload it covered, and every later one: the kernel reports a
+    /// write-back error once, so a later `syncfs` would succeed over bytes that were lost. The
+    /// receiver must be restarted once the disk is checked.
     pub(super) fn sync_fs(&self) -> io::Result<()> {
         match &self.whole_fs {
             #[cfg(target_os = "linux")]
-            Some(folder) => self.shared(Path::new(""), &|| syncfs(folder)),
+            Some(folder) => self.shared(Path::new(""), &|| {
+                use std::sync::atomic::Ordering::SeqCst;
+                // Checked and set within the group's one running sync, so no sync that starts
+                // after a failure succeeds.
+                if self.fs_failed.load(SeqCst) {
+                    return Err(io::Error::other(
+                        "an earlier syncfs of the store failed: uploads are refused until the receiver is restarted (check the disk first)",
+                    ));
+                }
+                syncfs(folder).inspect_err(|_| self.fs_failed.store(true, SeqCst))
+            }),
             _ => Ok(()),
         }
     }
@@ -314,6 +329,13 @@ impl Group {
             if st.finished >= needed {
                 return Ok(());
             }
+            // A sync that covered this caller failed: so does this caller (another sync would
+            // not see the lost write-back).
+            if let Some((n, why)) = &st.failed
+                && *n >= needed
+            {
+                return Err(io::Error::other(why.clone()));
+            }
             if st.running {
                 st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
                 continue;
@@ -325,14 +347,49 @@ impl Group {
             let r = op();
             st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.running = false;
-            if r.is_ok() {
-                st.finished = this;
+            match &r {
+                Ok(()) => st.finished = this,
+                Err(e) => st.failed = Some((this, e.to_string())),
             }
             self.done.notify_all();
-            // A failed fsync is this caller's error; the waiters start another.
             r?;
         }
     }
+}
+
+/// Whether one `syncfs` of the store `dir` (open as `folder`) makes all of it durable and
+/// reports write errors: Linux 5.8 or later (earlier ones report none), not FUSE (which syncs
+/// nothing before 5.14), and none of the store's folders on another file system.
+#[cfg(target_os = "linux")]
+fn syncfs_covers(dir: &Path, folder: &fs::File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: `uname` fills the struct it is given.
+    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut name) } != 0 {
+        return Ok(false);
+    }
+    // SAFETY: `release` is NUL-terminated by `uname`.
+    let release = unsafe { std::ffi::CStr::from_ptr(name.release.as_ptr()) }.to_string_lossy().into_owned();
+    let mut parts = release.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if version < (5, 8) {
+        return Ok(false);
+    }
+    // SAFETY: an open file's descriptor and a struct for `fstatfs` to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(folder.as_raw_fd(), &mut st) } != 0 || st.f_type == 0x6573_5546 {
+        return Ok(false);
+    }
+    let dev = folder.metadata()?.dev();
+    for sub in ["bundles", "receipts", "ceip", ".incoming"] {
+        match fs::metadata(dir.join(sub)) {
+            Ok(m) if m.dev() != dev => return Ok(false),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(true)
 }
 
 /// `syncfs(2)`: writes out everything of the file system `file` is on, and waits.
@@ -444,5 +501,47 @@ mod tests {
         });
         assert!(syncs.folders.lock().unwrap().is_empty(), "no folder is kept once nobody waits on it");
         assert!(syncs.sync(&d.path().join("missing")).is_err(), "a folder that cannot be synced is an error");
+    }
+
+    #[test]
+    fn a_failed_sync_fails_every_caller_it_covered_without_another_sync() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let syncs = DirSync::default();
+        let runs = AtomicUsize::new(0);
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let held = Mutex::new(held);
+        let name = Path::new("group");
+        std::thread::scope(|s| {
+            // The first sync holds the group until two more callers wait behind it.
+            let first = s.spawn(|| {
+                syncs.shared(name, &|| {
+                    runs.fetch_add(1, SeqCst);
+                    held.lock().unwrap().recv().unwrap();
+                    Ok(())
+                })
+            });
+            let waiting =
+                |n: usize| syncs.folders.lock().unwrap().get(name).is_some_and(|g| g.state.lock().unwrap().users == n);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !waiting(1) {
+                assert!(std::time::Instant::now() < deadline, "the first sync did not start");
+                std::thread::yield_now();
+            }
+            let failing = || {
+                syncs.shared(name, &|| {
+                    runs.fetch_add(1, SeqCst);
+                    Err(io::Error::other("write-back failed"))
+                })
+            };
+            let (b, c) = (s.spawn(failing), s.spawn(failing));
+            while !waiting(3) {
+                assert!(std::time::Instant::now() < deadline, "the callers did not queue");
+                std::thread::yield_now();
+            }
+            release.send(()).unwrap();
+            first.join().unwrap().unwrap();
+            assert!(b.join().unwrap().is_err() && c.join().unwrap().is_err(), "both callers see the failure");
+        });
+        assert_eq!(runs.load(SeqCst), 2, "the caller the failed sync covered started no sync of its own");
     }
 }

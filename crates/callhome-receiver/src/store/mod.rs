@@ -16,8 +16,9 @@
 //! `DIR/.incoming/` for a local store, `--spool DIR` or a private temporary folder for S3) and
 //! its zip is checked there, so nothing unchecked ever reaches the store and no body larger than
 //! the HTTP side's 64 KiB is held in memory; a body held in memory is checked there (and sent
-//! to a bucket from there, with no spool file). What the fleet view learns from a bundle ([`crate::fleet::report`]) is read from that
-//! checked spool copy ([`Accepted::report`]), so a bucket is never read back.
+//! to a bucket, or written into a local store that uses `syncfs`, from there, with no spool
+//! file). What the fleet view learns from a bundle ([`crate::fleet::report`]) is read from that
+//! checked copy ([`Accepted::report`]), so a bucket is never read back.
 //!
 //! **The order of a write, and why** ([`BundleStore::accept_file`]): (1) the receipt, written
 //! create-only to `receipts/<sha256>.json` — or the one found there taken —; (2) the bundle,
@@ -38,9 +39,8 @@
 //!
 //! Create-only is honoured by the local store and AWS S3, not by Garage 2.5 (found out at start:
 //! [`BundleStore::open`] probes it): there, two replicas taking the same bundle at the same
-//! moment may both write a receipt, and a retry after a crash replaces the receipt the crashed
-//! attempt kept (which no agent holds: it was never answered; a bucket is not read before the
-//! create-only write, which saves a request per upload). The shared index decides which stands (`ON CONFLICT` on the
+//! moment may both write a receipt (a bucket that honours create-only is not read before the
+//! write: the write finds a kept receipt; one that does not is read first). The shared index decides which stands (`ON CONFLICT` on the
 //! SHA-256) and [`BundleStore::keep_receipt`] puts that one in `receipts/`; were the two on
 //! either side of a UTC midnight, the bundle is under two keys, and reconciling removes the copy
 //! the standing receipt does not name. Within one process a bundle is taken in by one thread at
@@ -73,7 +73,6 @@ use callhome_protocol::fs::sha256_hex;
 use callhome_protocol::receipt::{self, Receipt};
 use callhome_protocol::time::{Timestamp, rfc3339};
 pub use layout::{StoreSpec, bundle_key, bundle_key_of, ceip_key, receipt_key};
-pub use listing::{CopyState, UNSETTLED_FOR};
 use s3::upload_file;
 use spool::{Busy, create_private};
 pub use spool::{Incoming, create_private_dir};
@@ -120,6 +119,10 @@ pub struct BundleStore {
     /// The bundles being taken in by this process: one at a time per SHA-256, so one bundle
     /// gets one receipt (across replicas the index decides).
     busy: Arc<Busy>,
+    /// Whether a bucket honours create-only writes (found out at open), so a receipt kept there
+    /// need not be looked for before one is written; false for a local store, whose kept
+    /// receipt is looked for first (a failed open: cheap).
+    create_only: bool,
     /// A local store's syncs: one `syncfs` (Linux) or folder fsyncs, shared by the uploads
     /// waiting at the same time.
     dirs: local::DirSync,
@@ -139,8 +142,8 @@ pub struct Accepted {
     pub new: bool,
     /// Its size in bytes.
     pub size: u64,
-    /// What it tells the fleet view, read from the checked copy in the spool before it was
-    /// moved or uploaded (so the store is never read back).
+    /// What it tells the fleet view, read from the checked copy (in the spool or in memory)
+    /// before it was stored (so the store is never read back).
     pub report: Report,
 }
 
@@ -230,7 +233,7 @@ impl BundleStore {
                 (Arc::new(s3), prefix.clone(), spool, dir)
             }
         };
-        let store = BundleStore {
+        let mut store = BundleStore {
             spec: spec.clone(),
             objects,
             root,
@@ -240,17 +243,19 @@ impl BundleStore {
             key,
             busy: Arc::default(),
             dirs,
+            create_only: false,
             latest: None,
             latest_product: None,
         };
         if matches!(spec, StoreSpec::S3 { .. }) {
-            store.probe()?;
+            store.create_only = store.probe()?;
         }
         Ok(store)
     }
 
-    /// Lists the prefix and writes, then removes, a probe object.
-    fn probe(&self) -> Result<(), ReceiverError> {
+    /// Lists the prefix and writes, then removes, a probe object; answers whether the service
+    /// honours create-only writes.
+    fn probe(&self) -> Result<bool, ReceiverError> {
         let root = (!self.root.is_empty()).then(|| ObjectPath::from(self.root.as_str()));
         self.block_on(self.objects.list_with_delimiter(root.as_ref()))
             .map_err(|e| s3_error(&self.spec, "cannot list the bucket", e))?;
@@ -273,7 +278,7 @@ impl BundleStore {
                 self.spec
             );
         }
-        Ok(())
+        Ok(matches!(second, Err(object_store::Error::AlreadyExists { .. })))
     }
 
     fn block_on<F: Future>(&self, f: F) -> F::Output {
@@ -425,9 +430,9 @@ impl BundleStore {
     ) -> Result<Accepted, Refusal> {
         let report = read_report(&incoming);
         let _g = self.busy.lock(sha256);
-        // A bucket is not asked first: the create-only write below finds the receipt kept there
-        // (see the module's doc for a service that does not honour it).
-        let kept = if matches!(self.spec, StoreSpec::Local(_)) { self.receipt_for(sha256)? } else { None };
+        // A bucket that honours create-only writes is not asked first: the write below finds the
+        // receipt kept there. One that does not (Garage) is, or the write would replace it.
+        let kept = if self.create_only { None } else { self.receipt_for(sha256)? };
         let (receipt, new) = match kept {
             Some(r) => {
                 // Kept by an attempt that may have failed before its folder's fsync.

@@ -71,13 +71,22 @@ impl BundleStore {
     pub(super) fn put_receipt(&self, sha256: &str, receipt: &Receipt) -> Result<Option<Receipt>, Refusal> {
         let json = serde_json::to_vec(receipt).map_err(|e| internal("receipt", e))?;
         if let StoreSpec::Local(dir) = &self.spec {
-            let tmp = part_name(&dir.join(INCOMING)).map_err(|e| internal("randomness", e))?;
-            return match local::put_new(&self.dirs, dir, &receipt_key(sha256), &tmp, &json)
-                .map_err(|e| internal("receipt", e))?
-            {
-                local::PutNew::Created => Ok(None),
-                local::PutNew::Exists => self.receipt_for(sha256),
-            };
+            // Twice at most: a receipt found there that does not read back (a crash's) is
+            // removed by `receipt_for`, and this one put in its place.
+            for _ in 0..2 {
+                let tmp = part_name(&dir.join(INCOMING)).map_err(|e| internal("randomness", e))?;
+                match local::put_new(&self.dirs, dir, &receipt_key(sha256), &tmp, &json)
+                    .map_err(|e| internal("receipt", e))?
+                {
+                    local::PutNew::Created => return Ok(None),
+                    local::PutNew::Exists => {
+                        if let Some(kept) = self.receipt_for(sha256)? {
+                            return Ok(Some(kept));
+                        }
+                    }
+                }
+            }
+            return Err(internal("receipt", "a receipt that does not read back keeps reappearing"));
         }
         let path = self.path(&receipt_key(sha256));
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
