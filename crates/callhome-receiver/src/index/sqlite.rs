@@ -519,11 +519,11 @@ mod tests {
         f
     }
 
-    #[tokio::test]
-    async fn calls_queued_together_commit_together_and_one_that_fails_undoes_only_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let thread = SqliteThread::start(SqliteIndex::open(&dir.path().join("index.sqlite")).unwrap()).unwrap();
-        // A call that holds the thread until the others are queued behind it.
+    /// Queues a call that holds the thread until released, and waits until it runs: the calls
+    /// queued after it run together, in one batch.
+    fn hold(
+        thread: &SqliteThread,
+    ) -> (std::pin::Pin<Box<impl Future<Output = Result<(), IndexError>> + '_>>, std::sync::mpsc::Sender<()>) {
         let (entered, running) = std::sync::mpsc::channel();
         let (release, held) = std::sync::mpsc::channel::<()>();
         let gate = queue(thread.call(move |_| {
@@ -531,6 +531,14 @@ mod tests {
             held.recv().unwrap();
         }));
         running.recv().unwrap();
+        (gate, release)
+    }
+
+    #[tokio::test]
+    async fn calls_queued_together_commit_together_and_one_that_fails_undoes_only_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let thread = SqliteThread::start(SqliteIndex::open(&dir.path().join("index.sqlite")).unwrap()).unwrap();
+        let (gate, release) = hold(&thread);
         let token = |id: &'static str| move |i: &SqliteIndex| i.insert_token("Acme", id, "00", None, false, 1);
         let first = queue(thread.call(token("t1")));
         let again = queue(thread.call(token("t1")));
@@ -552,13 +560,7 @@ mod tests {
 
         // A batch whose COMMIT fails (a foreign key checked only then): every call of it
         // answers the failure, none with its own success, and nothing of it is kept.
-        let (entered, running) = std::sync::mpsc::channel();
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let gate = queue(thread.call(move |_| {
-            entered.send(()).unwrap();
-            held.recv().unwrap();
-        }));
-        running.recv().unwrap();
+        let (gate, release) = hold(&thread);
         let third = queue(thread.call(token("t3")));
         let dangling = queue(thread.call(|i| {
             i.with(|c| {
