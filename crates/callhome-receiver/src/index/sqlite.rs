@@ -5,7 +5,7 @@
 //! lock (whose hand-overs cost more than the queries).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -146,11 +146,10 @@ impl SqliteThread {
     }
 }
 
-/// The SQLite index.
-#[derive(Clone)]
+/// The SQLite index: its one connection, owned by [`SqliteThread`].
 pub struct SqliteIndex {
     path: PathBuf,
-    conn: Arc<Mutex<Connection>>,
+    conn: Mutex<Connection>,
 }
 
 impl SqliteIndex {
@@ -180,7 +179,7 @@ impl SqliteIndex {
             tx.pragma_update(None, "user_version", i as i64 + 1).map_err(err)?;
             tx.commit().map_err(err)?;
         }
-        Ok(SqliteIndex { path: path.to_path_buf(), conn: Arc::new(Mutex::new(conn)) })
+        Ok(SqliteIndex { path: path.to_path_buf(), conn: Mutex::new(conn) })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, IndexError> {

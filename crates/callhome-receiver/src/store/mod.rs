@@ -118,7 +118,7 @@ pub struct BundleStore {
     key: SigningKey,
     /// The bundles being taken in by this process: one at a time per SHA-256, so one bundle
     /// gets one receipt (across replicas the index decides).
-    busy: Arc<Busy>,
+    busy: Busy,
     /// Whether a bucket honours create-only writes (found out at open), so a receipt kept there
     /// need not be looked for before one is written; false for a local store, whose kept
     /// receipt is looked for first (a failed open: cheap).
@@ -241,7 +241,7 @@ impl BundleStore {
             _spool_dir: spool_dir,
             driver,
             key,
-            busy: Arc::default(),
+            busy: Busy::default(),
             dirs,
             create_only: false,
             latest: None,
