@@ -189,8 +189,14 @@ pub fn ingest_from<R: Read + std::io::Seek>(
             rejected.push(reject(format!("its SHA-256 is {sha}, not the {} export.json lists", b.sha256)));
             continue;
         }
-        match store.accept_file(incoming, &sha, expected_install.as_deref(), received_at, manifest.ledger_head.clone())
-        {
+        match store.accept_file(
+            incoming,
+            &sha,
+            expected_install.as_deref(),
+            received_at,
+            manifest.ledger_head.clone(),
+            false,
+        ) {
             Ok(a) => {
                 accepted.push(a.receipt.bundle_sha256.clone());
                 taken.push(a);

@@ -232,7 +232,7 @@ fn tokens(command: TokensCommand) -> Result<()> {
             if json {
                 let list: Vec<_> = tokens
                     .iter()
-                    .map(|t| {
+                    .map(|(t, installs)| {
                         serde_json::json!({
                             "id": t.id,
                             "customer": t.customer,
@@ -240,7 +240,7 @@ fn tokens(command: TokensCommand) -> Result<()> {
                             "expires_at": opt(t.expires_at),
                             "revoked_at": opt(t.revoked_at),
                             "single_install": t.single_install,
-                            "installs": t.installs,
+                            "installs": installs,
                         })
                     })
                     .collect();
@@ -252,7 +252,7 @@ fn tokens(command: TokensCommand) -> Result<()> {
                     "{:<16}  {:<24}  {:<8}  {:<20}  {:<20}  installs",
                     "ID", "CUSTOMER", "KIND", "EXPIRES", "REVOKED"
                 );
-                for t in &tokens {
+                for (t, installs) in &tokens {
                     println!(
                         "{:<16}  {:<24}  {:<8}  {:<20}  {:<20}  {}",
                         t.id,
@@ -260,7 +260,7 @@ fn tokens(command: TokensCommand) -> Result<()> {
                         if t.single_install { "single" } else { "multi" },
                         opt(t.expires_at).unwrap_or_else(|| "never".into()),
                         opt(t.revoked_at).unwrap_or_else(|| "-".into()),
-                        t.installs
+                        installs
                     );
                 }
             }

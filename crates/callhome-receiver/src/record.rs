@@ -120,7 +120,7 @@ mod tests {
         // The agent's retry, two days later.
         let retry = first + 2 * 86_400;
         let incoming = store.incoming_holding(body.clone()).unwrap();
-        let accepted = store.accept_file(incoming, &sha, Some("inst-1"), retry, None).unwrap();
+        let accepted = store.accept_file(incoming, &sha, Some("inst-1"), retry, None, false).unwrap();
         assert!(!accepted.new);
         let stored = Stored {
             receipt: accepted.receipt,

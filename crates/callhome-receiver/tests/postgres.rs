@@ -41,10 +41,25 @@ async fn two_replicas_on_one_postgresql_index_enrol_as_one_receiver() {
     let d = expect_problem(upload(&a, &ca, Some(&acme), Some("install-b"), bundle("install-b", b"3")).await, 403).await;
     assert!(d.contains("install-a"), "{d}");
     assert_eq!(upload(&a, &ca, Some(&globex), Some("install-g"), bundle("install-g", b"4")).await.status(), 201);
+    // Installs enrolling with one token for many, each through both replicas at the same moment:
+    // each is bound once, to the token's customer, and counted by the fleet view from then.
+    for n in 0..10 {
+        let id = format!("install-m{n}");
+        let (x, y) = tokio::join!(
+            upload(&a, &ca, Some(&globex), Some(&id), bundle(&id, b"a")),
+            upload(&b, &cb, Some(&globex), Some(&id), bundle(&id, b"b")),
+        );
+        assert_eq!((x.status().as_u16(), y.status().as_u16()), (201, 201), "{id}");
+    }
     let listed = tokens_json(&a, &url);
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
     assert_eq!((listed[0]["customer"].as_str(), listed[0]["installs"].as_u64()), (Some("Acme"), Some(1)));
-    assert_eq!((listed[1]["customer"].as_str(), listed[1]["installs"].as_u64()), (Some("Globex"), Some(1)));
+    assert_eq!((listed[1]["customer"].as_str(), listed[1]["installs"].as_u64()), (Some("Globex"), Some(11)));
+    let out = a.cli(&["fleet", "--json", "--index", &url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fleet: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let globex_installs = fleet.as_array().unwrap().iter().filter(|i| i["customer"] == "Globex").count();
+    assert_eq!(globex_installs, 11, "{fleet}");
     // Revoked through one, refused by both.
     let id = listed[0]["id"].as_str().unwrap().to_string();
     assert!(a.cli(&["tokens", "revoke", &id, "--index", &url]).status.success());

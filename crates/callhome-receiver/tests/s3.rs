@@ -63,6 +63,43 @@ async fn a_bundle_lands_in_the_bucket_under_its_documented_key_once() {
     s.assert_alive_and_unpanicked();
 }
 
+/// An attempt that crashed after it wrote the receipt (no index row, so no agent ever got it):
+/// the retry, which the index answers "never receipted", is not made to read the bucket first.
+/// The receipt left there is replaced, and the answer, the receipt object and the index row are
+/// the same receipt, with the bundle under the key that receipt names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_a_crashed_attempt_left_in_the_bucket_is_replaced_by_the_answered_one() {
+    use object_store::ObjectStoreExt;
+    let g = Garage::start();
+    let mut s = Server::start_s3(&g, "fleet", &[]);
+    let token = s.token("Acme", &["--multi-install"]);
+    let body = bundle("install-a", b"{\"features\":[1]}");
+    let sha = sha256_hex(&body);
+    let left = serde_json::json!({"receipt_id": "left-by-a-crash", "bundle_sha256": sha,
+        "received_at": "2026-01-02T03:04:05Z", "signature": "unchecked"});
+    let receipt_key = format!("fleet/receipts/{sha}.json");
+    g.client()
+        .put(&object_store::path::Path::from(receipt_key.as_str()), serde_json::to_vec(&left).unwrap().into())
+        .await
+        .unwrap();
+
+    let answer = upload(&s, &s.client(), Some(&token), Some("install-a"), body.clone()).await;
+    assert_eq!(answer.status(), 201, "{}", s.log_text());
+    let r: Receipt = json(answer).await;
+    r.check(&sha, Some(&load_public_key(&s.dir.path().join("public.pem")).unwrap())).unwrap();
+    assert_ne!(r.receipt_id, "left-by-a-crash");
+    let kept: Receipt = serde_json::from_slice(&g.get(&receipt_key).await).unwrap();
+    assert_eq!(kept, r, "the receipt object is the answered one");
+    let key = expected_key("fleet", "install-a", &sha);
+    assert_eq!(g.keys().await, vec![key.clone(), receipt_key]);
+    assert_eq!(g.get(&key).await, body);
+    // The index holds the same receipt: the same bundle again is answered it.
+    let again = upload(&s, &s.client(), Some(&token), Some("install-a"), body).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(json::<Receipt>(again).await, r);
+    s.assert_alive_and_unpanicked();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_bundle_goes_up_as_a_multipart_upload_and_reads_back_whole() {
     let g = Garage::start();

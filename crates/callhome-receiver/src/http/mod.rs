@@ -394,6 +394,8 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     // index answers with the receipt given then.
     // An anonymous sender gets a receipt only once its bundle was checked to be CEIP.
     let known = if anonymous { Ok(None) } else { app.index.receipt(&received.sha256).await };
+    // Asked, and no receipt was ever answered for it.
+    let unindexed = !anonymous && matches!(known, Ok(None));
     let held = match known {
         Ok(Some(json)) => serde_json::from_str::<Receipt>(&json)
             .map_err(|e| warn!("the index holds an unreadable receipt for {}: {e}", received.sha256))
@@ -403,7 +405,7 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     };
     let (receipt, new) = match held {
         Some(r) => (r, false),
-        None => match store_and_record(&app, received, &caller, &program, head, received_at).await {
+        None => match store_and_record(&app, received, &caller, &program, head, unindexed, received_at).await {
             Ok(r) => r,
             Err(r) => return r,
         },
@@ -435,13 +437,15 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
 }
 
 /// Checks and stores a received bundle, then records it in the index; answers the receipt the
-/// index holds and whether the bundle was new to the receiver.
+/// index holds and whether the bundle was new to the receiver. `unindexed`: the index was just
+/// asked and held no row for it (see [`BundleStore::accept_file`]).
 async fn store_and_record(
     app: &Arc<App>,
     received: Received,
     caller: &auth::Caller,
     program: &str,
     head: Option<LedgerHead>,
+    unindexed: bool,
     received_at: Timestamp,
 ) -> Result<(Receipt, bool), Response> {
     let install = caller.install_id();
@@ -455,7 +459,7 @@ async fn store_and_record(
         if anonymous {
             app2.store.accept_anonymous_ceip(incoming, &sha256, received_at)
         } else {
-            app2.store.accept_file(incoming, &sha256, install2.as_deref(), received_at, head)
+            app2.store.accept_file(incoming, &sha256, install2.as_deref(), received_at, head, unindexed)
         }
     })
     .await

@@ -82,8 +82,6 @@ pub struct Token {
     pub revoked_at: Option<Timestamp>,
     /// Only one install may enrol with it.
     pub single_install: bool,
-    /// How many installs it enrolled.
-    pub installs: u64,
 }
 
 /// Why a presented token was refused (401).
@@ -230,8 +228,9 @@ impl Index {
         Ok((new.id, new.token))
     }
 
-    /// Every token, oldest first.
-    pub async fn tokens(&self) -> Result<Vec<Token>, IndexError> {
+    /// Every token, oldest first, with how many installs it enrolled (counted here only: an
+    /// upload's authentication reads the token alone, whatever the size of its fleet).
+    pub async fn tokens(&self) -> Result<Vec<(Token, u64)>, IndexError> {
         match self {
             Index::Sqlite(i) => i.call(move |i| i.tokens()).await?,
             Index::Postgres(i) => i.tokens().await,

@@ -20,8 +20,22 @@ use callhome_protocol::time::Timestamp;
 /// Any number: the key of the advisory lock that serialises migrations across replicas.
 const MIGRATION_LOCK: i64 = 0x6361_6c6c_686f_6d65;
 
-const TOKEN_COLUMNS: &str = "t.id, t.customer, t.created_at, t.expires_at, t.revoked_at, t.single_install, \
-     (SELECT COUNT(*) FROM installs i WHERE i.token_id = t.id), t.secret_sha256";
+const TOKEN_COLUMNS: &str =
+    "t.id, t.customer, t.created_at, t.expires_at, t.revoked_at, t.single_install, t.secret_sha256";
+/// How many installs the token `t` enrolled, after [`TOKEN_COLUMNS`] in `tokens list` only.
+const TOKEN_INSTALLS: &str = "(SELECT COUNT(*) FROM installs i WHERE i.token_id = t.id)";
+
+/// Binds `$1` (an install) to `$2` (a customer) through `$3` (a token for many installs) at `$4`
+/// when it is bound to no one, enrolling it in the fleet view then ([`f::ENROL_INSTALL`]'s
+/// rule); answers the customer it is bound to: one row, or none when a transaction that
+/// committed after this statement began bound it (its row is not in this statement's snapshot).
+const BIND_MANY: &str = "WITH bound AS (\
+         INSERT INTO installs (install_id, customer, token_id, first_seen) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (install_id) DO NOTHING RETURNING customer), \
+     enrolled AS (\
+         INSERT INTO install_reports (install_id, customer, first_seen, clock_from) SELECT $1, $2, $4, $4 FROM bound \
+         ON CONFLICT (install_id) DO UPDATE SET customer = excluded.customer WHERE install_reports.customer IS NULL) \
+     SELECT customer FROM bound UNION ALL SELECT customer FROM installs WHERE install_id = $1";
 
 /// Connections a receiver keeps to PostgreSQL: requests take them in turn.
 const CONNECTIONS: usize = 4;
@@ -151,13 +165,14 @@ impl PgIndex {
         tx.commit().await.map_err(|e| self.err(e))
     }
 
-    pub(super) async fn tokens(&self) -> Result<Vec<Token>, IndexError> {
+    pub(super) async fn tokens(&self) -> Result<Vec<(Token, u64)>, IndexError> {
         let c = self.client().await?;
         let rows = c
-            .query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens t ORDER BY t.seq"), &[])
+            .query(&format!("SELECT {TOKEN_COLUMNS}, {TOKEN_INSTALLS} FROM tokens t ORDER BY t.seq"), &[])
             .await
             .map_err(|e| self.err(e))?;
-        rows.iter().map(|r| token_row(r).map(|(t, _)| t).map_err(|e| self.err(e))).collect()
+        let listed = |r: &Row| Ok((token_row(r)?.0, u64::try_from(r.try_get::<_, i64>(7)?).unwrap_or(0)));
+        rows.iter().map(|r| listed(r).map_err(|e| self.err(e))).collect()
     }
 
     pub(super) async fn revoke(&self, id: &str, now: Timestamp) -> Result<bool, IndexError> {
@@ -184,7 +199,27 @@ impl PgIndex {
         let mut c = self.client().await?;
         let e = |e| pg_error(&self.url, e);
         let Conn { client, prepared: cache } = &mut *c;
-        // An install already bound (every upload after its first) needs no lock.
+        if !token.single_install {
+            // A token for many installs has nothing to serialise: binding the install when it is
+            // bound to no one (and enrolling it) and reading whom it is bound to are one
+            // statement, atomic on its own, on every upload.
+            let st = prepared(cache, client, BIND_MANY).await.map_err(e)?;
+            let row = client
+                .query_opt(&st, &[&install_id, &token.customer, &token.id, &now])
+                .await
+                .map_err(|x| forget_if_stale(cache, &self.url, x))?;
+            let customer: String = match row {
+                Some(row) => row.get(0),
+                // Bound by a transaction that committed after this statement's snapshot was taken.
+                None => client
+                    .query_one("SELECT customer FROM installs WHERE install_id = $1", &[&install_id])
+                    .await
+                    .map_err(e)?
+                    .get(0),
+            };
+            return Ok(if customer == token.customer { Ok(()) } else { Err(BindRefusal::OtherCustomer) });
+        }
+        // An install already bound to this token (every upload after its first) needs no lock.
         let st = prepared(cache, client, "SELECT customer, token_id FROM installs WHERE install_id = $1")
             .await
             .map_err(e)?;
@@ -194,7 +229,7 @@ impl PgIndex {
             if customer != token.customer {
                 return Ok(Err(BindRefusal::OtherCustomer));
             }
-            if token_id == token.id || !token.single_install {
+            if token_id == token.id {
                 return Ok(Ok(()));
             }
         }
@@ -206,22 +241,20 @@ impl PgIndex {
                 tx.$how(&st, $params).await.map_err(|x| forget_if_stale(cache, &self.url, x))?
             }};
         }
-        // One bind at a time per token, across replicas.
+        // A single-install token: one bind at a time per token, across replicas.
         run!(execute, "SELECT 1 FROM tokens WHERE id = $1 FOR UPDATE", &[&token.id]);
-        if token.single_install {
-            let first = run!(
-                query_opt,
-                "SELECT install_id FROM installs WHERE token_id = $1 AND install_id <> $2 LIMIT 1",
-                &[&token.id, &install_id]
-            );
-            let bound_here = run!(
-                query_opt,
-                "SELECT 1 FROM installs WHERE install_id = $1 AND token_id = $2",
-                &[&install_id, &token.id]
-            );
-            if let (Some(first), None) = (first, bound_here) {
-                return Ok(Err(BindRefusal::TokenTaken { install_id: first.get(0) }));
-            }
+        let first = run!(
+            query_opt,
+            "SELECT install_id FROM installs WHERE token_id = $1 AND install_id <> $2 LIMIT 1",
+            &[&token.id, &install_id]
+        );
+        let bound_here = run!(
+            query_opt,
+            "SELECT 1 FROM installs WHERE install_id = $1 AND token_id = $2",
+            &[&install_id, &token.id]
+        );
+        if let (Some(first), None) = (first, bound_here) {
+            return Ok(Err(BindRefusal::TokenTaken { install_id: first.get(0) }));
         }
         run!(
             execute,
@@ -538,9 +571,8 @@ fn token_row(r: &Row) -> Result<(Token, String), tokio_postgres::Error> {
             expires_at: r.try_get(3)?,
             revoked_at: r.try_get(4)?,
             single_install: r.try_get(5)?,
-            installs: u64::try_from(r.try_get::<_, i64>(6)?).unwrap_or(0),
         },
-        r.try_get(7)?,
+        r.try_get(6)?,
     ))
 }
 

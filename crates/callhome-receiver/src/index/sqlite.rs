@@ -84,8 +84,10 @@ CREATE INDEX exemptions_by_install ON exemptions(install_id, granted_at);
 "#,
 ];
 
-const TOKEN_COLUMNS: &str = "t.id, t.customer, t.created_at, t.expires_at, t.revoked_at, t.single_install, \
-     (SELECT COUNT(*) FROM installs i WHERE i.token_id = t.id), t.secret_sha256";
+const TOKEN_COLUMNS: &str =
+    "t.id, t.customer, t.created_at, t.expires_at, t.revoked_at, t.single_install, t.secret_sha256";
+/// How many installs the token `t` enrolled, after [`TOKEN_COLUMNS`] in `tokens list` only.
+const TOKEN_INSTALLS: &str = "(SELECT COUNT(*) FROM installs i WHERE i.token_id = t.id)";
 
 /// A call queued to the index's thread: it runs, then is told whether its transaction committed
 /// (`None`) or why not, and only then answers.
@@ -251,10 +253,11 @@ impl SqliteIndex {
         })
     }
 
-    pub(super) fn tokens(&self) -> Result<Vec<Token>, IndexError> {
+    pub(super) fn tokens(&self) -> Result<Vec<(Token, u64)>, IndexError> {
         self.with(|c| {
-            let mut st = c.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens t ORDER BY t.created_at, t.rowid"))?;
-            st.query_map([], |r| token_row(r).map(|(t, _)| t))?.collect()
+            let sql = format!("SELECT {TOKEN_COLUMNS}, {TOKEN_INSTALLS} FROM tokens t ORDER BY t.created_at, t.rowid");
+            let mut st = c.prepare(&sql)?;
+            st.query_map([], |r| Ok((token_row(r)?.0, u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0))))?.collect()
         })
     }
 
@@ -481,9 +484,8 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Token, String)> {
             expires_at: r.get(3)?,
             revoked_at: r.get(4)?,
             single_install: r.get(5)?,
-            installs: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
         },
-        r.get(7)?,
+        r.get(6)?,
     ))
 }
 
@@ -551,7 +553,8 @@ mod tests {
         assert!(panics.await.is_err(), "a call that panics answers an error");
         assert!(!shared.await.unwrap().unwrap(), "the queued calls ran in one transaction");
         second.await.unwrap().unwrap();
-        let ids: Vec<String> = thread.call(|i| i.tokens()).await.unwrap().unwrap().into_iter().map(|t| t.id).collect();
+        let ids: Vec<String> =
+            thread.call(|i| i.tokens()).await.unwrap().unwrap().into_iter().map(|(t, _)| t.id).collect();
         assert_eq!(ids, ["t1", "t2"], "the calls beside the failed one are committed");
         let other = Connection::open(dir.path().join("index.sqlite")).unwrap();
         let seen = || other.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0)).unwrap();

@@ -120,8 +120,8 @@ pub struct BundleStore {
     /// gets one receipt (across replicas the index decides).
     busy: Busy,
     /// Whether a bucket honours create-only writes (found out at open), so a receipt kept there
-    /// need not be looked for before one is written; false for a local store, whose kept
-    /// receipt is looked for first (a failed open: cheap).
+    /// need not be looked for before one is written (unused for a local store, whose kept
+    /// receipt is always looked for first: a failed open, cheap).
     create_only: bool,
     /// A local store's syncs: one `syncfs` (Linux) or folder fsyncs, shared by the uploads
     /// waiting at the same time.
@@ -366,6 +366,11 @@ impl BundleStore {
     /// crash between 2 and the index leaves a bundle without an index row:
     /// [`crate::reconcile`] indexes it. What the bundle tells the fleet view is read from the
     /// spool copy.
+    ///
+    /// `unindexed`: the shared index was asked just before and held no row for this bundle, so
+    /// no receipt for it was ever answered; a bucket that does not honour create-only writes is
+    /// then not read for a kept receipt before the write (one an attempt that crashed left there
+    /// is replaced: its agent never got it).
     pub fn accept_file(
         &self,
         incoming: Incoming,
@@ -373,8 +378,8 @@ impl BundleStore {
         install_id: Option<&str>,
         received_at: Timestamp,
         head: Option<receipt::LedgerHead>,
+        unindexed: bool,
     ) -> Result<Accepted, Refusal> {
-        let size = incoming.size().map_err(|e| internal("reading the received body", e))?;
         // The check runs outside the lock: uploads of different bundles are checked side by side.
         let manifest = check(&incoming)?;
         if let Some(id) = install_id
@@ -391,7 +396,7 @@ impl BundleStore {
             });
         }
         let install = (!manifest.is_anonymous_ceip()).then(|| install_id.unwrap_or(&manifest.install_id));
-        self.store_new(incoming, sha256, install, size, received_at, head)
+        self.store_new(incoming, sha256, install, received_at, head, unindexed)
     }
 
     /// Takes an anonymous upload (no token, no install): only an anonymous CEIP bundle
@@ -404,7 +409,6 @@ impl BundleStore {
         sha256: &str,
         received_at: Timestamp,
     ) -> Result<Accepted, Refusal> {
-        let size = incoming.size().map_err(|e| internal("reading the received body", e))?;
         let manifest = check(&incoming)?;
         if !manifest.is_anonymous_ceip() {
             return Err(Refusal {
@@ -414,7 +418,7 @@ impl BundleStore {
         }
         // Then the archive must be what its manifest lists: a CEIP label on any other zip stores nothing.
         check_as_listed(&incoming)?;
-        self.store_new(incoming, sha256, None, size, received_at, None)
+        self.store_new(incoming, sha256, None, received_at, None, false)
     }
 
     /// Receipts a checked bundle and stores it under the key the receipt fixes for `install`
@@ -424,15 +428,21 @@ impl BundleStore {
         incoming: Incoming,
         sha256: &str,
         install: Option<&str>,
-        size: u64,
         received_at: Timestamp,
         head: Option<receipt::LedgerHead>,
+        unindexed: bool,
     ) -> Result<Accepted, Refusal> {
+        let size = incoming.size().map_err(|e| internal("reading the received body", e))?;
         let report = read_report(&incoming);
         let _g = self.busy.lock(sha256);
         // A bucket that honours create-only writes is not asked first: the write below finds the
-        // receipt kept there. One that does not (Garage) is, or the write would replace it.
-        let kept = if self.create_only { None } else { self.receipt_for(sha256)? };
+        // receipt kept there. One that does not (Garage) is, or the write would replace a receipt
+        // an agent may hold — unless the index just said no agent holds one (`unindexed`).
+        let look_first = match self.spec {
+            StoreSpec::Local(_) => true,
+            StoreSpec::S3 { .. } => !self.create_only && !unindexed,
+        };
+        let kept = if look_first { self.receipt_for(sha256)? } else { None };
         let (receipt, new) = match kept {
             Some(r) => {
                 // Kept by an attempt that may have failed before its folder's fsync.
@@ -531,7 +541,7 @@ impl BundleStore {
             });
         }
         let incoming = self.incoming_holding(body.to_vec())?;
-        self.accept_file(incoming, &sha, None, received_at, None).map(|a| (a.receipt, a.new))
+        self.accept_file(incoming, &sha, None, received_at, None, false).map(|a| (a.receipt, a.new))
     }
 
     /// A receipt with the same fields, signed with another key (the `bad-signature` fault).
