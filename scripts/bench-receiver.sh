@@ -31,7 +31,7 @@ pg_url="postgres://callhome@127.0.0.1:$pg_port/postgres"
 pg_stop() { as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate -w stop >/dev/null 2>&1 || true; rm -rf "$pg_dir"; }
 trap 'pg_stop; cleanup' EXIT
 
-garage=$(command -v garage || echo "$HOME/.cargo/bin/garage")
+garage=${GARAGE_BIN:-$(command -v garage || echo "${CARGO_HOME:-$HOME/.cargo}/bin/garage")}
 garage_env=()
 if [ -x "$garage" ]; then
   g=$work/garage; mkdir -p "$g"
@@ -39,7 +39,7 @@ if [ -x "$garage" ]; then
   cat >"$g/garage.toml" <<GARAGE
 metadata_dir = "$g/meta"
 data_dir = "$g/data"
-db_engine = "sqlite"
+db_engine = "lmdb"
 replication_factor = 1
 rpc_bind_addr = "127.0.0.1:$g_rpc"
 rpc_public_addr = "127.0.0.1:$g_rpc"

@@ -134,7 +134,13 @@ async fn every_receipt_held_has_one_object_and_one_row_after_a_replica_is_killed
     // Half in: PostgreSQL restarts under the surviving replica.
     let at_restart = wait_for_rows(&url, total / 2, &mut sim).await;
     assert!(sim.try_wait().unwrap().is_none(), "the load still runs when PostgreSQL restarts");
-    pg.ctl("restart");
+    // Stopped until the surviving replica has met it away (a restart alone can be quicker than
+    // any request: then no fault would be felt), then started again.
+    let index_errors = || b.log_text().matches("index on PostgreSQL (").count();
+    let before = index_errors();
+    pg.ctl("stop");
+    wait_until(Duration::from_secs(60), "the surviving replica to meet PostgreSQL away", || index_errors() > before);
+    pg.ctl("start");
     let status = wait_for_exit(&mut sim).await;
     let log = std::fs::read_to_string(work.path().join("simulate.log")).unwrap_or_default();
     assert!(status.success(), "simulate: {log}\nreplica B:\n{}", b.log_text());

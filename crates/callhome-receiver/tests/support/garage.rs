@@ -1,7 +1,7 @@
 //! A real Garage (the S3-compatible object store, `cargo install garage`, installed by
 //! scripts/deps) for tests: one node started from a generated configuration in a temporary
-//! folder — an RPC secret, free loopback ports, SQLite metadata —, its layout applied, a bucket
-//! and a key made and allowed through its own CLI. Killed when dropped.
+//! folder — an RPC secret, free loopback ports, LMDB metadata (Garage's default engine) —, its
+//! layout applied, a bucket and a key made and allowed through its own CLI. Killed when dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -52,7 +52,7 @@ impl Garage {
         let text = format!(
             "metadata_dir = \"{meta}\"\n\
              data_dir = \"{data}\"\n\
-             db_engine = \"sqlite\"\n\
+             db_engine = \"lmdb\"\n\
              replication_factor = 1\n\
              rpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
              rpc_public_addr = \"127.0.0.1:{rpc}\"\n\
