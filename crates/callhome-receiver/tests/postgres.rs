@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::future::Future;
 use std::time::Duration;
 
 use callhome_protocol::fs::sha256_hex;
@@ -179,4 +180,44 @@ fn a_hundred_thousand_installs_are_seeded_in_bulk_and_overdue_is_an_index_scan()
     let plan = s.cli(&["fleet", "explain", "--index", &url]);
     let plan = String::from_utf8_lossy(&plan.stdout);
     assert!(plan.contains("install_reports_by_clock"), "the overdue query scans the clock index: {plan}");
+}
+
+/// A request cancelled while its bundle was being recorded (its agent hung up) leaves no
+/// transaction open on the connection it had: that connection's next user rolls it back, so
+/// no later call runs inside it, sees its rows or waits on the keys it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_cut_off_halfway_leaves_no_transaction_open() {
+    use callhome_receiver::index::{BundleRow, Index, IndexSpec};
+    let pg = Postgres::start();
+    let index = Index::open(&IndexSpec::Postgres(pg.url())).await.unwrap();
+    let row = |n: u32| BundleRow {
+        sha256: format!("{n:064x}"),
+        install_id: None,
+        program: "telemetry".into(),
+        size: 1,
+        receipt_id: format!("r{n}"),
+        received_at: 1,
+        receipt: format!("{{\"n\":{n}}}"),
+    };
+    // Every connection (taken in turn) has its statements prepared, so a call sends its BEGIN and
+    // first statement on its first poll.
+    for n in 0..16 {
+        assert!(index.record_bundle(row(n), None).await.unwrap().inserted);
+    }
+    let cut = row(100);
+    // Polled once (BEGIN and the INSERT sent), then dropped.
+    let mut call = Box::pin(index.record_bundle(cut.clone(), None));
+    let polled = call.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+    assert!(polled.is_pending(), "the call was cut off before it answered");
+    drop(call);
+    // On every connection, the cut one among them: the bundle is not there.
+    for _ in 0..16 {
+        assert_eq!(index.receipt(&cut.sha256).await.unwrap(), None);
+    }
+    // And its retry records it, without waiting on a key a transaction left open holds.
+    let again = tokio::time::timeout(Duration::from_secs(10), index.record_bundle(cut, None))
+        .await
+        .expect("the retry is not held up by a transaction left open")
+        .unwrap();
+    assert!(again.inserted);
 }

@@ -48,11 +48,15 @@ const CONNECTIONS: usize = 8;
 struct Conn {
     client: Client,
     prepared: HashMap<String, Statement>,
+    /// A transaction opened by hand ([`PgIndex::record_bundle`] pipelines its `BEGIN`) may be
+    /// open: the call that opened it was dropped (its request cancelled) before it ended it,
+    /// so the connection's next user rolls it back first.
+    open_tx: bool,
 }
 
 impl Conn {
     fn new(client: Client) -> Conn {
-        Conn { client, prepared: HashMap::new() }
+        Conn { client, prepared: HashMap::new(), open_tx: false }
     }
 
     /// `sql`, prepared once on this connection, run for at most one row.
@@ -62,7 +66,7 @@ impl Conn {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Option<Row>, IndexError> {
-        let Conn { client, prepared: cache } = self;
+        let Conn { client, prepared: cache, .. } = self;
         let st = prepared(cache, client, sql).await.map_err(|e| pg_error(url, e))?;
         client.query_opt(&st, params).await.map_err(|e| forget_if_stale(cache, url, e))
     }
@@ -139,6 +143,10 @@ impl PgIndex {
             tracing::warn!("an index connection to PostgreSQL was lost; connecting again");
             *guard = Conn::new(connect(&self.url).await?);
         }
+        if guard.open_tx {
+            guard.client.batch_execute("ROLLBACK").await.map_err(|e| self.err(e))?;
+            guard.open_tx = false;
+        }
         Ok(guard)
     }
 
@@ -201,7 +209,7 @@ impl PgIndex {
     ) -> Result<Result<(), BindRefusal>, IndexError> {
         let mut c = self.client().await?;
         let e = |e| pg_error(&self.url, e);
-        let Conn { client, prepared: cache } = &mut *c;
+        let Conn { client, prepared: cache, .. } = &mut *c;
         if !token.single_install {
             // A token for many installs has nothing to serialise: binding the install when it is
             // bound to no one (and enrolling it) and reading whom it is bound to are one
@@ -288,7 +296,7 @@ impl PgIndex {
     ) -> Result<Recorded, IndexError> {
         let mut c = self.client().await?;
         let e = |e| pg_error(&self.url, e);
-        let Conn { client, prepared: cache } = &mut *c;
+        let Conn { client, prepared: cache, open_tx } = &mut *c;
         let size = i64::try_from(b.size).unwrap_or(i64::MAX);
         let insert = prepared(
             cache,
@@ -306,61 +314,86 @@ impl PgIndex {
         .map_err(e)?;
         let lock = prepared(cache, client, &format!("{} FOR UPDATE OF r", f::ONE_INSTALL)).await.map_err(e)?;
         let update = prepared(cache, client, f::UPDATE_INSTALL).await.map_err(e)?;
-        let tx = client.transaction().await.map_err(e)?;
-        let row = [
-            &b.sha256 as &(dyn tokio_postgres::types::ToSql + Sync),
-            &b.install_id,
-            &b.program,
-            &size,
-            &b.receipt_id,
-            &b.received_at,
-            &b.receipt,
-        ];
-        // The bundle's row and the install's, sent together (pipelined): the install's row is
-        // made and locked whether or not the bundle was new, which changes nothing when not.
-        let (n, old) = match facts {
-            Some(facts) => {
-                let (seeded, locked) = ([&facts.install_id as _, &facts.at as _], [&facts.install_id as _]);
-                let (n, _, old) = tokio::try_join!(
-                    tx.execute(&insert, &row),
-                    tx.execute(&seed, &seeded),
-                    tx.query_opt(&lock, &locked),
-                )
-                .map_err(|x| forget_if_stale(cache, &self.url, x))?;
-                (n, old)
+        // The transaction is opened and ended by hand, so its BEGIN goes with the first
+        // statements and its COMMIT with the last (pipelined): two round trips instead of four.
+        // Until it is ended the connection is marked: a call dropped halfway (its request
+        // cancelled) leaves it to the connection's next user to roll back.
+        *open_tx = true;
+        let url = &self.url;
+        let done = async {
+            let row = [
+                &b.sha256 as &(dyn tokio_postgres::types::ToSql + Sync),
+                &b.install_id,
+                &b.program,
+                &size,
+                &b.receipt_id,
+                &b.received_at,
+                &b.receipt,
+            ];
+            // The bundle's row and the install's, sent together: the install's row is made and
+            // locked whether or not the bundle was new, which changes nothing when not.
+            let (n, old) = match facts {
+                Some(facts) => {
+                    let (seeded, locked) = ([&facts.install_id as _, &facts.at as _], [&facts.install_id as _]);
+                    let (_, n, _, old) = tokio::try_join!(
+                        client.batch_execute("BEGIN"),
+                        client.execute(&insert, &row),
+                        client.execute(&seed, &seeded),
+                        client.query_opt(&lock, &locked),
+                    )
+                    .map_err(|x| forget_if_stale(cache, url, x))?;
+                    (n, old)
+                }
+                None => {
+                    let (_, n) = tokio::try_join!(client.batch_execute("BEGIN"), client.execute(&insert, &row))
+                        .map_err(|x| forget_if_stale(cache, url, x))?;
+                    (n, None)
+                }
+            };
+            if n == 0 {
+                let kept: Option<String> = client
+                    .query_one("SELECT receipt FROM bundles WHERE sha256 = $1", &[&b.sha256])
+                    .await
+                    .map_err(e)?
+                    .get(0);
+                // Nothing of this call is kept: not the install's seed row sent beside the insert.
+                client.batch_execute("ROLLBACK").await.map_err(e)?;
+                return Ok(Recorded { receipt: kept.unwrap_or_else(|| b.receipt.clone()), inserted: false });
             }
-            None => (tx.execute(&insert, &row).await.map_err(|x| forget_if_stale(cache, &self.url, x))?, None),
-        };
-        if n == 0 {
-            let kept: Option<String> =
-                tx.query_one("SELECT receipt FROM bundles WHERE sha256 = $1", &[&b.sha256]).await.map_err(e)?.get(0);
-            // Nothing of this call is kept: not the install's seed row sent beside the insert.
-            tx.rollback().await.map_err(e)?;
-            return Ok(Recorded { receipt: kept.unwrap_or_else(|| b.receipt.clone()), inserted: false });
+            match facts {
+                Some(facts) => {
+                    let old = old.as_ref().map(install_row).transpose().map_err(e)?;
+                    let m = merge(old, facts);
+                    let i = &m.install;
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+                        &i.install_id,
+                        &i.first_seen,
+                        &i.last_success,
+                        &i.clock_from,
+                        &i.agent_version,
+                        &i.product_version,
+                        &m.versions_at,
+                        &i.usage,
+                        &m.usage_at,
+                    ];
+                    // A failed UPDATE aborts the transaction, and the COMMIT sent behind it then
+                    // rolls it back (PostgreSQL answers it ROLLBACK, not an error): its error
+                    // is the one answered, and nothing is kept.
+                    tokio::try_join!(client.execute(&update, &params), client.batch_execute("COMMIT"))
+                        .map_err(|x| forget_if_stale(cache, url, x))?;
+                }
+                None => client.batch_execute("COMMIT").await.map_err(e)?,
+            }
+            Ok(Recorded { receipt: b.receipt.clone(), inserted: true })
         }
-        if let Some(facts) = facts {
-            let old = old.as_ref().map(install_row).transpose().map_err(e)?;
-            let m = merge(old, facts);
-            let i = &m.install;
-            tx.execute(
-                &update,
-                &[
-                    &i.install_id,
-                    &i.first_seen,
-                    &i.last_success,
-                    &i.clock_from,
-                    &i.agent_version,
-                    &i.product_version,
-                    &m.versions_at,
-                    &i.usage,
-                    &m.usage_at,
-                ],
-            )
-            .await
-            .map_err(|x| forget_if_stale(cache, &self.url, x))?;
+        .await;
+        if done.is_err() {
+            // Ended whatever happened (after a COMMIT or ROLLBACK, only a warning); when even
+            // that fails the mark stays, for the next user (or the connection is gone).
+            client.batch_execute("ROLLBACK").await.map_err(e)?;
         }
-        tx.commit().await.map_err(e)?;
-        Ok(Recorded { receipt: b.receipt.clone(), inserted: true })
+        *open_tx = false;
+        done
     }
 
     pub(super) async fn record_export(&self, x: &ExportRow) -> Result<(), IndexError> {
