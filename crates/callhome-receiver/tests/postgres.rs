@@ -221,3 +221,44 @@ async fn a_record_cut_off_halfway_leaves_no_transaction_open() {
         .unwrap();
     assert!(again.inserted);
 }
+
+/// What an upload asks the index first — the receipt held for its bundle and the exemption
+/// covering its install — comes in one query, each part as the separate lookups answer it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receipt_and_exemption_an_upload_looks_up_come_in_one_query() {
+    use callhome_protocol::exemption::Exemption;
+    use callhome_protocol::time::parse_rfc3339;
+    use callhome_receiver::index::{BundleRow, Index, IndexSpec};
+    let pg = Postgres::start();
+    let index = Index::open(&IndexSpec::Postgres(pg.url())).await.unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+    let grant = |id: &str, until: &str, at: &str| {
+        Exemption::grant(&key, id.into(), "inst-1", until, "audit", at.into()).unwrap()
+    };
+    let (sha, other) = (format!("{:064x}", 1), format!("{:064x}", 2));
+    let now = parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+    assert_eq!(index.upload_lookup(&sha, Some("inst-1"), now).await.unwrap(), (None, None));
+    let row = BundleRow {
+        sha256: sha.clone(),
+        install_id: Some("inst-1".into()),
+        program: "telemetry".into(),
+        size: 1,
+        receipt_id: "r1".into(),
+        received_at: now,
+        receipt: "{\"r\":1}".into(),
+    };
+    index.record_bundle(row, None).await.unwrap();
+    index.record_exemption(&grant("a", "2027-06-30", "2026-11-01T00:00:00Z")).await.unwrap();
+    let (receipt, exemption) = index.upload_lookup(&sha, Some("inst-1"), now).await.unwrap();
+    assert_eq!((receipt.as_deref(), exemption.map(|e| e.exemption_id)), (Some("{\"r\":1}"), Some("a".into())));
+    assert_eq!(index.upload_lookup(&sha, Some("inst-2"), now).await.unwrap(), (Some("{\"r\":1}".into()), None));
+    assert_eq!(index.upload_lookup(&other, None, now).await.unwrap(), (None, None));
+    let (none, a) = index.upload_lookup(&other, Some("inst-1"), now).await.unwrap();
+    assert_eq!((none, a.map(|e| e.exemption_id)), (None, Some("a".into())));
+    // A newer grant replaces the older one, and one that has ended covers nothing.
+    index.record_exemption(&grant("b", "2026-12-31", "2026-11-20T00:00:00Z")).await.unwrap();
+    let (_, b) = index.upload_lookup(&sha, Some("inst-1"), now).await.unwrap();
+    assert_eq!(b.map(|e| e.exemption_id), Some("b".into()));
+    let january = parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
+    assert_eq!(index.upload_lookup(&sha, Some("inst-1"), january).await.unwrap().1, None, "ended with its day");
+}

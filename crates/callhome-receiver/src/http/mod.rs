@@ -390,19 +390,28 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
         );
     }
     app.metrics.bytes(received.size);
+    // An exemption granted to the install goes beside the receipt: the authenticated install,
+    // or (open enrolment) the one the request names.
+    let exempt_install = caller.install_id().map(str::to_string).or_else(|| header(h, INSTALL_ID).map(str::to_string));
     // The receiver as a whole may hold this bundle already (taken by another replica): the
-    // index answers with the receipt given then.
+    // index answers with the receipt given then, and the install's exemption, in one query.
     // An anonymous sender gets a receipt only once its bundle was checked to be CEIP.
-    let known = if anonymous { Ok(None) } else { app.index.receipt(&received.sha256).await };
-    // Asked, and no receipt was ever answered for it.
-    let unindexed = !anonymous && matches!(known, Ok(None));
-    let held = match known {
-        Ok(Some(json)) => serde_json::from_str::<Receipt>(&json)
-            .map_err(|e| warn!("the index holds an unreadable receipt for {}: {e}", received.sha256))
-            .ok(),
-        Ok(None) => None,
+    let known = if anonymous {
+        Ok((None, None))
+    } else {
+        app.index.upload_lookup(&received.sha256, exempt_install.as_deref(), now()).await
+    };
+    let (known, exemption) = match known {
+        Ok(k) => k,
         Err(e) => return index_unavailable(e),
     };
+    // Asked, and no receipt was ever answered for it.
+    let unindexed = !anonymous && known.is_none();
+    let held = known.and_then(|json| {
+        serde_json::from_str::<Receipt>(&json)
+            .map_err(|e| warn!("the index holds an unreadable receipt for {}: {e}", received.sha256))
+            .ok()
+    });
     let (receipt, new) = match held {
         Some(r) => (r, false),
         None => match store_and_record(&app, received, &caller, &program, head, unindexed, received_at).await {
@@ -410,16 +419,13 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
             Err(r) => return r,
         },
     };
-    // An exemption granted to the install goes beside the receipt: the authenticated install,
-    // or (open enrolment) the one the request names. When the index cannot say, the receipt
-    // still goes: the next one carries it.
-    let exempt_install = caller.install_id().map(str::to_string).or_else(|| header(h, INSTALL_ID).map(str::to_string));
+    // When the index cannot say, the receipt still goes: the next one carries it.
     let exemption = match exempt_install {
-        Some(id) => app.index.exemption_for(&id, now()).await.unwrap_or_else(|e| {
+        Some(id) if anonymous => app.index.exemption_for(&id, now()).await.unwrap_or_else(|e| {
             warn!("cannot look up exemptions: {e}");
             None
         }),
-        None => None,
+        _ => exemption,
     };
     info!(program, sha256 = %receipt.bundle_sha256, new, "bundle received");
     let receipt = match &fault {

@@ -72,6 +72,11 @@ impl IndexSpec {
     }
 }
 
+/// The exemption in `row` (a document and when it ends) when it still runs at `now`.
+fn running(row: Option<(String, Timestamp)>, now: Timestamp) -> Option<Exemption> {
+    row.filter(|(_, ends)| *ends > now).and_then(|(doc, _)| serde_json::from_str(&doc).ok())
+}
+
 /// An enrolment token as the index keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token {
@@ -318,7 +323,30 @@ impl Index {
             }
             Index::Postgres(i) => i.newest_exemption(install_id).await?,
         };
-        Ok(row.filter(|(_, ends)| *ends > now).and_then(|(doc, _)| serde_json::from_str(&doc).ok()))
+        Ok(running(row, now))
+    }
+
+    /// What the index holds for an upload of `sha256` from `install_id`, in one query: the
+    /// receipt (JSON) given for it by any replica ([`Index::receipt`]), and the exemption that
+    /// covers the install at `now` ([`Index::exemption_for`]).
+    pub async fn upload_lookup(
+        &self,
+        sha256: &str,
+        install_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(Option<String>, Option<Exemption>), IndexError> {
+        let (receipt, exemption) = match self {
+            Index::Sqlite(i) => {
+                let (sha, id) = (sha256.to_string(), install_id.map(str::to_string));
+                i.call(move |i| {
+                    let exemption = id.map(|id| i.newest_exemption(&id)).transpose()?.flatten();
+                    Ok::<_, IndexError>((i.receipt(&sha)?, exemption))
+                })
+                .await??
+            }
+            Index::Postgres(i) => i.upload_lookup(sha256, install_id).await?,
+        };
+        Ok((receipt, running(exemption, now)))
     }
 
     /// Every exemption granted, newest first.
@@ -389,6 +417,12 @@ mod tests {
         let january = callhome_protocol::time::parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
         assert_eq!(index.exemption_for("inst-1", january).await.unwrap(), None, "ended with its day");
         assert_eq!(index.exemptions().await.unwrap().len(), 2);
+        // An upload's lookup answers the same, beside the receipt held for its bundle.
+        let sha = format!("{:064x}", 1);
+        let (receipt, b) = index.upload_lookup(&sha, Some("inst-1"), now).await.unwrap();
+        assert_eq!((receipt, b.map(|e| e.exemption_id)), (None, Some("b".into())));
+        assert_eq!(index.upload_lookup(&sha, Some("inst-1"), january).await.unwrap(), (None, None));
+        assert_eq!(index.upload_lookup(&sha, None, now).await.unwrap(), (None, None));
     }
 
     #[test]

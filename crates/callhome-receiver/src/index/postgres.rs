@@ -283,6 +283,26 @@ impl PgIndex {
         Ok(Ok(()))
     }
 
+    /// The receipt held for `sha256` and the newest exemption granted to `install_id` (its
+    /// document and end), in one statement.
+    pub(super) async fn upload_lookup(
+        &self,
+        sha256: &str,
+        install_id: Option<&str>,
+    ) -> Result<(Option<String>, Option<(String, Timestamp)>), IndexError> {
+        let mut c = self.client().await?;
+        let sql = "SELECT (SELECT receipt FROM bundles WHERE sha256 = $1), e.document, e.ends_at \
+             FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT document, ends_at FROM exemptions WHERE install_id = $2 \
+             ORDER BY granted_at DESC, exemption_id DESC LIMIT 1) AS e ON true";
+        let row = c.query_opt_prepared(&self.url, sql, &[&sha256, &install_id]).await?;
+        let Some(row) = row else { return Ok((None, None)) };
+        let exemption = match (row.get::<_, Option<String>>(1), row.get::<_, Option<Timestamp>>(2)) {
+            (Some(doc), Some(ends)) => Some((doc, ends)),
+            _ => None,
+        };
+        Ok((row.get(0), exemption))
+    }
+
     pub(super) async fn receipt(&self, sha256: &str) -> Result<Option<String>, IndexError> {
         let mut c = self.client().await?;
         let row = c.query_opt_prepared(&self.url, "SELECT receipt FROM bundles WHERE sha256 = $1", &[&sha256]).await?;
