@@ -7,6 +7,7 @@
 //! knows nothing of HTTP ([`crate::http`] turns its answers into statuses).
 
 mod fleet;
+mod pg_conn;
 mod pg_schema;
 mod postgres;
 mod sqlite;

@@ -40,7 +40,9 @@
 //! Create-only is honoured by the local store and AWS S3, not by Garage 2.5 (found out at start:
 //! [`BundleStore::open`] probes it): there, two replicas taking the same bundle at the same
 //! moment may both write a receipt (a bucket that honours create-only is not read before the
-//! write: the write finds a kept receipt; one that does not is read first). The shared index decides which stands (`ON CONFLICT` on the
+//! write: the write finds a kept receipt; one that does not is read first, unless the index
+//! just said no receipt was ever answered for the bundle: then one found there is an attempt's
+//! that crashed before its row, which no agent holds, and is replaced). The shared index decides which stands (`ON CONFLICT` on the
 //! SHA-256) and [`BundleStore::keep_receipt`] puts that one in `receipts/`; were the two on
 //! either side of a UTC midnight, the bundle is under two keys, and reconciling removes the copy
 //! the standing receipt does not name. Within one process a bundle is taken in by one thread at
