@@ -183,8 +183,8 @@ fn a_hundred_thousand_installs_are_seeded_in_bulk_and_overdue_is_an_index_scan()
 }
 
 /// A request cancelled while its bundle was being recorded (its agent hung up) leaves no
-/// transaction open on the connection it had: that connection's next user rolls it back, so
-/// no later call runs inside it, sees its rows or waits on the keys it holds.
+/// transaction open: it is rolled back at once, not when the connection is next used, so no
+/// later call waits on the keys it held, runs inside it or sees its rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_cut_off_halfway_leaves_no_transaction_open() {
     use callhome_receiver::index::{BundleRow, Index, IndexSpec};
@@ -204,17 +204,25 @@ async fn a_record_cut_off_halfway_leaves_no_transaction_open() {
     for n in 0..16 {
         assert!(index.record_bundle(row(n), None).await.unwrap().inserted);
     }
+    // Another connection watches the sessions.
+    let (watch, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let open = || async {
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'";
+        watch.query_one(sql, &[]).await.unwrap().get::<_, i64>(0)
+    };
     let cut = row(100);
-    // Polled once (BEGIN and the INSERT sent), then dropped.
     let mut call = Box::pin(index.record_bundle(cut.clone(), None));
     let polled = call.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
     assert!(polled.is_pending(), "the call was cut off before it answered");
+    until("the cut call's session to hold its transaction", || async { open().await == 1 }).await;
     drop(call);
+    until("the transaction to be rolled back, with no other call made", || async { open().await == 0 }).await;
     // On every connection, the cut one among them: the bundle is not there.
     for _ in 0..16 {
         assert_eq!(index.receipt(&cut.sha256).await.unwrap(), None);
     }
-    // And its retry records it, without waiting on a key a transaction left open holds.
+    // And its retry records it.
     let again = tokio::time::timeout(Duration::from_secs(10), index.record_bundle(cut, None))
         .await
         .expect("the retry is not held up by a transaction left open")
@@ -222,22 +230,39 @@ async fn a_record_cut_off_halfway_leaves_no_transaction_open() {
     assert!(again.inserted);
 }
 
-/// What an upload asks the index first — the receipt held for its bundle and the exemption
-/// covering its install — comes in one query, each part as the separate lookups answer it.
+/// Polls `holds` until it is true; fails after 10 s with `what`.
+async fn until<F: Future<Output = bool>>(what: &str, holds: impl Fn() -> F) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !holds().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What an upload asks the index first — whether its bundle has a row and the receipt kept
+/// there, and the exemption covering its install — comes in one query, each part as the
+/// separate lookups answer it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_receipt_and_exemption_an_upload_looks_up_come_in_one_query() {
     use callhome_protocol::exemption::Exemption;
     use callhome_protocol::time::parse_rfc3339;
-    use callhome_receiver::index::{BundleRow, Index, IndexSpec};
+    use callhome_receiver::index::{BundleRow, Index, IndexSpec, UploadLookup};
     let pg = Postgres::start();
     let index = Index::open(&IndexSpec::Postgres(pg.url())).await.unwrap();
     let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
     let grant = |id: &str, until: &str, at: &str| {
         Exemption::grant(&key, id.into(), "inst-1", until, "audit", at.into()).unwrap()
     };
-    let (sha, other) = (format!("{:064x}", 1), format!("{:064x}", 2));
+    let (sha, other, old) = (format!("{:064x}", 1), format!("{:064x}", 2), format!("{:064x}", 3));
     let now = parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
-    assert_eq!(index.upload_lookup(&sha, Some("inst-1"), now).await.unwrap(), (None, None));
+    let looked = |sha: String, install: Option<&'static str>, at| {
+        let index = &index;
+        async move {
+            let l = index.upload_lookup(&sha, install, at).await.unwrap();
+            (l.recorded, l.receipt, l.exemption.map(|e| e.exemption_id))
+        }
+    };
+    assert_eq!(index.upload_lookup(&sha, Some("inst-1"), now).await.unwrap(), UploadLookup::default());
     let row = BundleRow {
         sha256: sha.clone(),
         install_id: Some("inst-1".into()),
@@ -249,16 +274,25 @@ async fn the_receipt_and_exemption_an_upload_looks_up_come_in_one_query() {
     };
     index.record_bundle(row, None).await.unwrap();
     index.record_exemption(&grant("a", "2027-06-30", "2026-11-01T00:00:00Z")).await.unwrap();
-    let (receipt, exemption) = index.upload_lookup(&sha, Some("inst-1"), now).await.unwrap();
-    assert_eq!((receipt.as_deref(), exemption.map(|e| e.exemption_id)), (Some("{\"r\":1}"), Some("a".into())));
-    assert_eq!(index.upload_lookup(&sha, Some("inst-2"), now).await.unwrap(), (Some("{\"r\":1}".into()), None));
-    assert_eq!(index.upload_lookup(&other, None, now).await.unwrap(), (None, None));
-    let (none, a) = index.upload_lookup(&other, Some("inst-1"), now).await.unwrap();
-    assert_eq!((none, a.map(|e| e.exemption_id)), (None, Some("a".into())));
+    let r1 = Some("{\"r\":1}".to_string());
+    assert_eq!(looked(sha.clone(), Some("inst-1"), now).await, (true, r1.clone(), Some("a".into())));
+    assert_eq!(looked(sha.clone(), Some("inst-2"), now).await, (true, r1.clone(), None));
+    assert_eq!(looked(other.clone(), None, now).await, (false, None, None));
+    assert_eq!(looked(other.clone(), Some("inst-1"), now).await, (false, None, Some("a".into())));
+    // A row kept from before the index held receipts: recorded, without one.
+    let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .execute(
+            "INSERT INTO bundles (sha256, install_id, program, size, receipt_id, received_at) VALUES ($1, 'inst-1', 'telemetry', 1, 'r0', 0)",
+            &[&old],
+        )
+        .await
+        .unwrap();
+    assert_eq!(looked(old, None, now).await, (true, None, None));
     // A newer grant replaces the older one, and one that has ended covers nothing.
     index.record_exemption(&grant("b", "2026-12-31", "2026-11-20T00:00:00Z")).await.unwrap();
-    let (_, b) = index.upload_lookup(&sha, Some("inst-1"), now).await.unwrap();
-    assert_eq!(b.map(|e| e.exemption_id), Some("b".into()));
+    assert_eq!(looked(sha.clone(), Some("inst-1"), now).await, (true, r1.clone(), Some("b".into())));
     let january = parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
-    assert_eq!(index.upload_lookup(&sha, Some("inst-1"), january).await.unwrap().1, None, "ended with its day");
+    assert_eq!(looked(sha, Some("inst-1"), january).await, (true, r1, None), "ended with its day");
 }

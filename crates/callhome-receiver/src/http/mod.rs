@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::faults::{Fault, FaultKind};
 use crate::fleet::{Currency, Thresholds};
-use crate::index::Index;
+use crate::index::{Index, UploadLookup};
 use crate::ingest::{self, ExportLimits};
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, Outcome};
@@ -397,16 +397,16 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     // index answers with the receipt given then, and the install's exemption, in one query.
     // An anonymous sender gets a receipt only once its bundle was checked to be CEIP.
     let known = if anonymous {
-        Ok((None, None))
+        Ok(UploadLookup::default())
     } else {
         app.index.upload_lookup(&received.sha256, exempt_install.as_deref(), now()).await
     };
-    let (known, exemption) = match known {
+    let UploadLookup { recorded, receipt: known, exemption } = match known {
         Ok(k) => k,
         Err(e) => return index_unavailable(e),
     };
     // Asked, and no receipt was ever answered for it.
-    let unindexed = !anonymous && known.is_none();
+    let unindexed = !anonymous && !recorded;
     let held = known.and_then(|json| {
         serde_json::from_str::<Receipt>(&json)
             .map_err(|e| warn!("the index holds an unreadable receipt for {}: {e}", received.sha256))

@@ -73,6 +73,17 @@ impl IndexSpec {
     }
 }
 
+/// What the index holds for an upload ([`Index::upload_lookup`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct UploadLookup {
+    /// The bundle has a row: a replica recorded it, and answered its receipt.
+    pub recorded: bool,
+    /// That receipt (JSON), when the row keeps it (rows older than receipts in the index do not).
+    pub receipt: Option<String>,
+    /// The exemption that covers the install now.
+    pub exemption: Option<Exemption>,
+}
+
 /// The exemption in `row` (a document and when it ends) when it still runs at `now`.
 fn running(row: Option<(String, Timestamp)>, now: Timestamp) -> Option<Exemption> {
     row.filter(|(_, ends)| *ends > now).and_then(|(doc, _)| serde_json::from_str(&doc).ok())
@@ -335,19 +346,19 @@ impl Index {
         sha256: &str,
         install_id: Option<&str>,
         now: Timestamp,
-    ) -> Result<(Option<String>, Option<Exemption>), IndexError> {
-        let (receipt, exemption) = match self {
+    ) -> Result<UploadLookup, IndexError> {
+        let (row, exemption) = match self {
             Index::Sqlite(i) => {
                 let (sha, id) = (sha256.to_string(), install_id.map(str::to_string));
                 i.call(move |i| {
                     let exemption = id.map(|id| i.newest_exemption(&id)).transpose()?.flatten();
-                    Ok::<_, IndexError>((i.receipt(&sha)?, exemption))
+                    Ok::<_, IndexError>((i.bundle_row(&sha)?, exemption))
                 })
                 .await??
             }
             Index::Postgres(i) => i.upload_lookup(sha256, install_id).await?,
         };
-        Ok((receipt, running(exemption, now)))
+        Ok(UploadLookup { recorded: row.is_some(), receipt: row.flatten(), exemption: running(exemption, now) })
     }
 
     /// Every exemption granted, newest first.
@@ -418,12 +429,15 @@ mod tests {
         let january = callhome_protocol::time::parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
         assert_eq!(index.exemption_for("inst-1", january).await.unwrap(), None, "ended with its day");
         assert_eq!(index.exemptions().await.unwrap().len(), 2);
-        // An upload's lookup answers the same, beside the receipt held for its bundle.
+        // An upload's lookup answers the same, beside whether its bundle has a row.
         let sha = format!("{:064x}", 1);
-        let (receipt, b) = index.upload_lookup(&sha, Some("inst-1"), now).await.unwrap();
-        assert_eq!((receipt, b.map(|e| e.exemption_id)), (None, Some("b".into())));
-        assert_eq!(index.upload_lookup(&sha, Some("inst-1"), january).await.unwrap(), (None, None));
-        assert_eq!(index.upload_lookup(&sha, None, now).await.unwrap(), (None, None));
+        let looked = index.upload_lookup(&sha, Some("inst-1"), now).await.unwrap();
+        assert_eq!(
+            (looked.recorded, looked.receipt, looked.exemption.map(|e| e.exemption_id)),
+            (false, None, Some("b".into()))
+        );
+        assert_eq!(index.upload_lookup(&sha, Some("inst-1"), january).await.unwrap(), UploadLookup::default());
+        assert_eq!(index.upload_lookup(&sha, None, now).await.unwrap(), UploadLookup::default());
     }
 
     #[test]

@@ -1,6 +1,5 @@
-//! The PostgreSQL index's connections: each with the upload path's statements prepared on it,
-//! made again after a restart, and marked while a transaction opened by hand may be open; the
-//! migrations, and errors without the URL's password.
+//! The PostgreSQL index's connections, each with the upload path's statements prepared on it;
+//! the migrations, and errors without the URL's password.
 
 use std::collections::HashMap;
 
@@ -17,15 +16,11 @@ const MIGRATION_LOCK: i64 = 0x6361_6c6c_686f_6d65;
 pub(super) struct Conn {
     pub(super) client: Client,
     pub(super) prepared: HashMap<String, Statement>,
-    /// A transaction opened by hand (`PgIndex::record_bundle` pipelines its `BEGIN`) may be
-    /// open: the call that opened it was dropped (its request cancelled) before it ended it,
-    /// so the connection's next user rolls it back first.
-    pub(super) open_tx: bool,
 }
 
 impl Conn {
     pub(super) fn new(client: Client) -> Conn {
-        Conn { client, prepared: HashMap::new(), open_tx: false }
+        Conn { client, prepared: HashMap::new() }
     }
 
     /// `sql`, prepared once on this connection, run for at most one row.

@@ -70,10 +70,6 @@ impl PgIndex {
             tracing::warn!("an index connection to PostgreSQL was lost; connecting again");
             *guard = Conn::new(connect(&self.url).await?);
         }
-        if guard.open_tx {
-            guard.client.batch_execute("ROLLBACK").await.map_err(|e| self.err(e))?;
-            guard.open_tx = false;
-        }
         Ok(guard)
     }
 
@@ -210,24 +206,28 @@ impl PgIndex {
         Ok(Ok(()))
     }
 
-    /// The receipt held for `sha256` and the newest exemption granted to `install_id` (its
-    /// document and end), in one statement.
+    /// Whether `sha256` has a row (`Some`) and the receipt it keeps, and the newest exemption
+    /// granted to `install_id` (its document and end), in one statement.
     pub(super) async fn upload_lookup(
         &self,
         sha256: &str,
         install_id: Option<&str>,
-    ) -> Result<(Option<String>, Option<(String, Timestamp)>), IndexError> {
+    ) -> Result<(Option<Option<String>>, Option<(String, Timestamp)>), IndexError> {
         let mut c = self.client().await?;
-        let sql = "SELECT (SELECT receipt FROM bundles WHERE sha256 = $1), e.document, e.ends_at \
-             FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT document, ends_at FROM exemptions WHERE install_id = $2 \
+        let sql = "SELECT b.sha256 IS NOT NULL, b.receipt, e.document, e.ends_at \
+             FROM (SELECT 1) AS one LEFT JOIN bundles b ON b.sha256 = $1 \
+             LEFT JOIN LATERAL (SELECT document, ends_at FROM exemptions WHERE install_id = $2 \
              ORDER BY granted_at DESC, exemption_id DESC LIMIT 1) AS e ON true";
         let row = c.query_opt_prepared(&self.url, sql, &[&sha256, &install_id]).await?;
         let Some(row) = row else { return Ok((None, None)) };
-        let exemption = match (row.get::<_, Option<String>>(1), row.get::<_, Option<Timestamp>>(2)) {
-            (Some(doc), Some(ends)) => Some((doc, ends)),
+        let get = |e| pg_error(&self.url, e);
+        let recorded: bool = row.try_get(0).map_err(get)?;
+        let receipt = recorded.then(|| row.try_get::<_, Option<String>>(1)).transpose().map_err(get)?;
+        let exemption = match (row.try_get::<_, Option<String>>(2), row.try_get::<_, Option<Timestamp>>(3)) {
+            (Ok(Some(doc)), Ok(Some(ends))) => Some((doc, ends)),
             _ => None,
         };
-        Ok((row.get(0), exemption))
+        Ok((receipt, exemption))
     }
 
     pub(super) async fn receipt(&self, sha256: &str) -> Result<Option<String>, IndexError> {
@@ -243,7 +243,7 @@ impl PgIndex {
     ) -> Result<Recorded, IndexError> {
         let mut c = self.client().await?;
         let e = |e| pg_error(&self.url, e);
-        let Conn { client, prepared: cache, open_tx } = &mut *c;
+        let Conn { client, prepared: cache } = &mut *c;
         let size = i64::try_from(b.size).unwrap_or(i64::MAX);
         let insert = prepared(
             cache,
@@ -262,10 +262,11 @@ impl PgIndex {
         let lock = prepared(cache, client, &format!("{} FOR UPDATE OF r", f::ONE_INSTALL)).await.map_err(e)?;
         let update = prepared(cache, client, f::UPDATE_INSTALL).await.map_err(e)?;
         // The transaction is opened and ended by hand, so its BEGIN goes with the first
-        // statements and its COMMIT with the last (pipelined): two round trips instead of four.
-        // Until it is ended the connection is marked: a call dropped halfway (its request
-        // cancelled) leaves it to the connection's next user to roll back.
-        *open_tx = true;
+        // statements and its COMMIT with the last (pipelined, sent in the order written:
+        // `biased`): two round trips instead of four. Until it is ended, dropping this call (its
+        // request cancelled) sends a ROLLBACK at once, as a dropped `Transaction` does.
+        let client: &tokio_postgres::Client = client;
+        let mut open = RollbackOnDrop { client, armed: true };
         let url = &self.url;
         let done = async {
             let row = [
@@ -283,6 +284,7 @@ impl PgIndex {
                 Some(facts) => {
                     let (seeded, locked) = ([&facts.install_id as _, &facts.at as _], [&facts.install_id as _]);
                     let (_, n, _, old) = tokio::try_join!(
+                        biased;
                         client.batch_execute("BEGIN"),
                         client.execute(&insert, &row),
                         client.execute(&seed, &seeded),
@@ -292,7 +294,7 @@ impl PgIndex {
                     (n, old)
                 }
                 None => {
-                    let (_, n) = tokio::try_join!(client.batch_execute("BEGIN"), client.execute(&insert, &row))
+                    let (_, n) = tokio::try_join!(biased; client.batch_execute("BEGIN"), client.execute(&insert, &row))
                         .map_err(|x| forget_if_stale(cache, url, x))?;
                     (n, None)
                 }
@@ -326,7 +328,7 @@ impl PgIndex {
                     // A failed UPDATE aborts the transaction, and the COMMIT sent behind it then
                     // rolls it back (PostgreSQL answers it ROLLBACK, not an error): its error
                     // is the one answered, and nothing is kept.
-                    tokio::try_join!(client.execute(&update, &params), client.batch_execute("COMMIT"))
+                    tokio::try_join!(biased; client.execute(&update, &params), client.batch_execute("COMMIT"))
                         .map_err(|x| forget_if_stale(cache, url, x))?;
                 }
                 None => client.batch_execute("COMMIT").await.map_err(e)?,
@@ -334,12 +336,14 @@ impl PgIndex {
             Ok(Recorded { receipt: b.receipt.clone(), inserted: true })
         }
         .await;
-        if done.is_err() {
-            // Ended whatever happened (after a COMMIT or ROLLBACK, only a warning); when even
-            // that fails the mark stays, for the next user (or the connection is gone).
-            client.batch_execute("ROLLBACK").await.map_err(e)?;
+        if let Err(failed) = &done {
+            // Ended whatever happened (after a COMMIT or ROLLBACK, only a warning). When even
+            // that fails the connection is gone, and is made again by its next user.
+            if let Err(x) = client.batch_execute("ROLLBACK").await {
+                tracing::warn!("after {failed}, the index's ROLLBACK failed too: {x}");
+            }
         }
-        *open_tx = false;
+        open.armed = false;
         done
     }
 
@@ -477,6 +481,23 @@ impl PgIndex {
         let c = self.client().await?;
         let n: i64 = c.query_one("SELECT COUNT(*) FROM bundles", &[]).await.map_err(|e| self.err(e))?.get(0);
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+/// While armed, a transaction opened by hand on `client` may be open: dropping it sends a
+/// ROLLBACK, queued at once (a request goes out on its first poll) ahead of any later call on
+/// the connection, and not waited for.
+struct RollbackOnDrop<'a> {
+    client: &'a tokio_postgres::Client,
+    armed: bool,
+}
+
+impl Drop for RollbackOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            use futures_util::FutureExt;
+            let _ = self.client.batch_execute("ROLLBACK").now_or_never();
+        }
     }
 }
 

@@ -319,11 +319,16 @@ impl SqliteIndex {
     }
 
     pub(super) fn receipt(&self, sha256: &str) -> Result<Option<String>, IndexError> {
+        self.bundle_row(sha256).map(Option::flatten)
+    }
+
+    /// Whether `sha256` has a row (`Some`), and the receipt it keeps (rows older than receipts
+    /// in the index keep none).
+    pub(super) fn bundle_row(&self, sha256: &str) -> Result<Option<Option<String>>, IndexError> {
         self.with(|c| {
             c.prepare_cached("SELECT receipt FROM bundles WHERE sha256 = ?1")?
                 .query_row([sha256], |r| r.get::<_, Option<String>>(0))
                 .optional()
-                .map(Option::flatten)
         })
     }
 

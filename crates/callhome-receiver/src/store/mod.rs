@@ -436,13 +436,14 @@ impl BundleStore {
     ) -> Result<Accepted, Refusal> {
         let size = incoming.size().map_err(|e| internal("reading the received body", e))?;
         let report = read_report(&incoming);
-        let _g = self.busy.lock(sha256);
+        let g = self.busy.lock(sha256);
         // A bucket that honours create-only writes is not asked first: the write below finds the
         // receipt kept there. One that does not (Garage) is, or the write would replace a receipt
-        // an agent may hold — unless the index just said no agent holds one (`unindexed`).
+        // an agent may hold — unless the index just said no agent holds one (`unindexed`) and no
+        // other upload of this bundle went before this one here since (it may have answered).
         let look_first = match self.spec {
             StoreSpec::Local(_) => true,
-            StoreSpec::S3 { .. } => !self.create_only && !unindexed,
+            StoreSpec::S3 { .. } => !self.create_only && (!unindexed || g.waited),
         };
         let kept = if look_first { self.receipt_for(sha256)? } else { None };
         let (receipt, new) = match kept {
