@@ -395,16 +395,14 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     let exempt_install = caller.install_id().map(str::to_string).or_else(|| header(h, INSTALL_ID).map(str::to_string));
     // The receiver as a whole may hold this bundle already (taken by another replica): the
     // index answers with the receipt given then, and the install's exemption, in one query.
-    // An anonymous sender gets a receipt only once its bundle was checked to be CEIP.
-    let known = if anonymous {
-        Ok(UploadLookup::default())
-    } else {
-        app.index.upload_lookup(&received.sha256, exempt_install.as_deref(), now()).await
-    };
-    let UploadLookup { recorded, receipt: known, exemption } = match known {
+    let looked = app.index.upload_lookup(&received.sha256, exempt_install.as_deref(), now()).await;
+    let UploadLookup { recorded, receipt: known, exemption } = match looked {
         Ok(k) => k,
         Err(e) => return index_unavailable(e),
     };
+    // An anonymous sender gets a receipt only once its bundle was checked to be CEIP: what the
+    // index holds for it is not used before.
+    let known = known.filter(|_| !anonymous);
     // Asked, and no receipt was ever answered for it.
     let unindexed = !anonymous && !recorded;
     let held = known.and_then(|json| {
@@ -418,14 +416,6 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
             Ok(r) => r,
             Err(r) => return r,
         },
-    };
-    // When the index cannot say, the receipt still goes: the next one carries it.
-    let exemption = match exempt_install {
-        Some(id) if anonymous => app.index.exemption_for(&id, now()).await.unwrap_or_else(|e| {
-            warn!("cannot look up exemptions: {e}");
-            None
-        }),
-        _ => exemption,
     };
     info!(program, sha256 = %receipt.bundle_sha256, new, "bundle received");
     let receipt = match &fault {

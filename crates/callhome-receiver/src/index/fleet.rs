@@ -155,12 +155,26 @@ impl Index {
     }
 }
 
-/// An install enrolled: its clock counts from now, its customer is the token's (an install is
-/// bound to one customer for good, so the view keeps the customer beside the clock and lists
-/// without a join). `$1` install, `$2` customer, `$3` now.
-pub(super) const ENROL_INSTALL: &str = "INSERT INTO install_reports (install_id, customer, first_seen, clock_from) \
-     VALUES ($1, $2, $3, $3) ON CONFLICT (install_id) DO UPDATE SET customer = excluded.customer \
-     WHERE install_reports.customer IS NULL";
+/// How an enrolment writes an install's report row: its clock counts from the enrolment and its
+/// customer is the token's, set only where none is yet (an install is bound to one customer for
+/// good, so the view keeps the customer beside the clock and lists without a join). Followed by
+/// the `(install_id, customer, enrolled at, enrolled at)` values.
+macro_rules! enrol_install_into {
+    () => {
+        "INSERT INTO install_reports (install_id, customer, first_seen, clock_from) "
+    };
+}
+/// What [`enrol_install_into!`]'s insert does to an install already reported.
+macro_rules! enrol_install_on_conflict {
+    () => {
+        " ON CONFLICT (install_id) DO UPDATE SET customer = excluded.customer WHERE install_reports.customer IS NULL"
+    };
+}
+pub(super) use {enrol_install_into, enrol_install_on_conflict};
+
+/// An install enrolled (see [`enrol_install_into!`]): `$1` install, `$2` customer, `$3` now.
+pub(super) const ENROL_INSTALL: &str =
+    concat!(enrol_install_into!(), "VALUES ($1, $2, $3, $3)", enrol_install_on_conflict!());
 
 /// The list query: `$1` upper (inclusive), `$2` lower (exclusive) bound of `clock_from`; one
 /// range scan of `install_reports_by_clock (clock_from, install_id)`, already in order.

@@ -89,6 +89,12 @@ fn running(row: Option<(String, Timestamp)>, now: Timestamp) -> Option<Exemption
     row.filter(|(_, ends)| *ends > now).and_then(|(doc, _)| serde_json::from_str(&doc).ok())
 }
 
+/// A token's columns as both back ends read them (`tokens t`), the SHA-256 of its secret last.
+const TOKEN_COLUMNS: &str =
+    "t.id, t.customer, t.created_at, t.expires_at, t.revoked_at, t.single_install, t.secret_sha256";
+/// How many installs the token `t` enrolled, after [`TOKEN_COLUMNS`] in `tokens list` only.
+const TOKEN_INSTALLS: &str = "(SELECT COUNT(*) FROM installs i WHERE i.token_id = t.id)";
+
 /// An enrolment token as the index keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token {
@@ -325,22 +331,10 @@ impl Index {
         }
     }
 
-    /// The exemption that covers `install_id` at `now`: the newest granted, unless it has ended
-    /// (a newer grant replaces an older one, even to end it sooner — as the agent sees it).
-    pub async fn exemption_for(&self, install_id: &str, now: Timestamp) -> Result<Option<Exemption>, IndexError> {
-        let row = match self {
-            Index::Sqlite(i) => {
-                let id = install_id.to_string();
-                i.call(move |i| i.newest_exemption(&id)).await??
-            }
-            Index::Postgres(i) => i.newest_exemption(install_id).await?,
-        };
-        Ok(running(row, now))
-    }
-
     /// What the index holds for an upload of `sha256` from `install_id`, in one query: the
     /// receipt (JSON) given for it by any replica ([`Index::receipt`]), and the exemption that
-    /// covers the install at `now` ([`Index::exemption_for`]).
+    /// covers the install at `now` — the newest granted, unless it has ended (a newer grant
+    /// replaces an older one, even to end it sooner — as the agent sees it).
     pub async fn upload_lookup(
         &self,
         sha256: &str,
@@ -415,22 +409,22 @@ mod tests {
         let grant = |id: &str, until: &str, at: &str| {
             Exemption::grant(&key, id.into(), "inst-1", until, "audit", at.into()).unwrap()
         };
-        assert_eq!(index.exemption_for("inst-1", 0).await.unwrap(), None);
+        let sha = format!("{:064x}", 1);
+        let exemption_for = |id: &'static str, at| {
+            let (index, sha) = (&index, &sha);
+            async move { index.upload_lookup(sha, Some(id), at).await.unwrap().exemption }
+        };
+        assert_eq!(exemption_for("inst-1", 0).await, None);
         index.record_exemption(&grant("a", "2027-06-30", "2026-11-01T00:00:00Z")).await.unwrap();
         let now = callhome_protocol::time::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
-        assert_eq!(index.exemption_for("inst-1", now).await.unwrap().unwrap().exemption_id, "a");
-        assert_eq!(index.exemption_for("inst-2", now).await.unwrap(), None);
+        assert_eq!(exemption_for("inst-1", now).await.unwrap().exemption_id, "a");
+        assert_eq!(exemption_for("inst-2", now).await, None);
         index.record_exemption(&grant("b", "2026-12-31", "2026-11-20T00:00:00Z")).await.unwrap();
-        assert_eq!(
-            index.exemption_for("inst-1", now).await.unwrap().unwrap().exemption_id,
-            "b",
-            "a newer grant replaces"
-        );
+        assert_eq!(exemption_for("inst-1", now).await.unwrap().exemption_id, "b", "a newer grant replaces");
         let january = callhome_protocol::time::parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
-        assert_eq!(index.exemption_for("inst-1", january).await.unwrap(), None, "ended with its day");
+        assert_eq!(exemption_for("inst-1", january).await, None, "ended with its day");
         assert_eq!(index.exemptions().await.unwrap().len(), 2);
-        // An upload's lookup answers the same, beside whether its bundle has a row.
-        let sha = format!("{:064x}", 1);
+        // Beside whether the upload's bundle has a row.
         let looked = index.upload_lookup(&sha, Some("inst-1"), now).await.unwrap();
         assert_eq!(
             (looked.recorded, looked.receipt, looked.exemption.map(|e| e.exemption_id)),

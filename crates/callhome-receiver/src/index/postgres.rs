@@ -10,27 +10,23 @@ use tokio_postgres::Row;
 
 use super::fleet::{self as f, InstallFacts, merge};
 use super::pg_conn::{Conn, connect, forget_if_stale, migrate, pg_error, prepared};
-use super::{BindRefusal, BundleRow, ExportRow, IndexError, Recorded, Token};
+use super::{BindRefusal, BundleRow, ExportRow, IndexError, Recorded, TOKEN_COLUMNS, TOKEN_INSTALLS, Token};
 use crate::fleet::{ClockRange, Install};
 use callhome_protocol::exemption::Exemption;
 use callhome_protocol::time::Timestamp;
-
-const TOKEN_COLUMNS: &str =
-    "t.id, t.customer, t.created_at, t.expires_at, t.revoked_at, t.single_install, t.secret_sha256";
-/// How many installs the token `t` enrolled, after [`TOKEN_COLUMNS`] in `tokens list` only.
-const TOKEN_INSTALLS: &str = "(SELECT COUNT(*) FROM installs i WHERE i.token_id = t.id)";
 
 /// Binds `$1` (an install) to `$2` (a customer) through `$3` (a token for many installs) at `$4`
 /// when it is bound to no one, enrolling it in the fleet view then ([`f::ENROL_INSTALL`]'s
 /// rule); answers the customer it is bound to: one row, or none when a transaction that
 /// committed after this statement began bound it (its row is not in this statement's snapshot).
-const BIND_MANY: &str = "WITH bound AS (\
-         INSERT INTO installs (install_id, customer, token_id, first_seen) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (install_id) DO NOTHING RETURNING customer), \
-     enrolled AS (\
-         INSERT INTO install_reports (install_id, customer, first_seen, clock_from) SELECT $1, $2, $4, $4 FROM bound \
-         ON CONFLICT (install_id) DO UPDATE SET customer = excluded.customer WHERE install_reports.customer IS NULL) \
-     SELECT customer FROM bound UNION ALL SELECT customer FROM installs WHERE install_id = $1";
+const BIND_MANY: &str = concat!(
+    "WITH bound AS (INSERT INTO installs (install_id, customer, token_id, first_seen) VALUES ($1, $2, $3, $4) ",
+    "ON CONFLICT (install_id) DO NOTHING RETURNING customer), enrolled AS (",
+    f::enrol_install_into!(),
+    "SELECT $1, $2, $4, $4 FROM bound",
+    f::enrol_install_on_conflict!(),
+    ") SELECT customer FROM bound UNION ALL SELECT customer FROM installs WHERE install_id = $1"
+);
 
 /// Connections a receiver keeps to PostgreSQL: requests take them in turn. Measured with the
 /// simulator's 48 uploads at once on 2 cores: 4 left requests queued behind a connection waiting
@@ -336,14 +332,10 @@ impl PgIndex {
             Ok(Recorded { receipt: b.receipt.clone(), inserted: true })
         }
         .await;
-        if let Err(failed) = &done {
-            // Ended whatever happened (after a COMMIT or ROLLBACK, only a warning). When even
-            // that fails the connection is gone, and is made again by its next user.
-            if let Err(x) = client.batch_execute("ROLLBACK").await {
-                tracing::warn!("after {failed}, the index's ROLLBACK failed too: {x}");
-            }
-        }
-        open.armed = false;
+        // After an error the guard ends the transaction (after a COMMIT or ROLLBACK, only a
+        // warning), queued before the connection is handed to anyone else.
+        open.armed = done.is_err();
+        drop(open);
         done
     }
 
@@ -457,15 +449,6 @@ impl PgIndex {
         .await
         .map_err(|e| self.err(e))?;
         Ok(())
-    }
-
-    /// The newest exemption granted to `install_id`: its document and when it ends.
-    pub(super) async fn newest_exemption(&self, install_id: &str) -> Result<Option<(String, Timestamp)>, IndexError> {
-        let mut c = self.client().await?;
-        let sql = "SELECT document, ends_at FROM exemptions WHERE install_id = $1
-             ORDER BY granted_at DESC, exemption_id DESC LIMIT 1";
-        let row = c.query_opt_prepared(&self.url, sql, &[&install_id]).await?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
     pub(super) async fn exemption_documents(&self) -> Result<Vec<String>, IndexError> {

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::fleet::{self as f, InstallFacts, merge};
-use super::{BindRefusal, BundleRow, ExportRow, IndexError, Recorded, Token};
+use super::{BindRefusal, BundleRow, ExportRow, IndexError, Recorded, TOKEN_COLUMNS, TOKEN_INSTALLS, Token};
 use crate::fleet::{ClockRange, Install};
 use callhome_protocol::exemption::Exemption;
 use callhome_protocol::time::Timestamp;
@@ -83,11 +83,6 @@ CREATE TABLE exemptions (
 CREATE INDEX exemptions_by_install ON exemptions(install_id, granted_at);
 "#,
 ];
-
-const TOKEN_COLUMNS: &str =
-    "t.id, t.customer, t.created_at, t.expires_at, t.revoked_at, t.single_install, t.secret_sha256";
-/// How many installs the token `t` enrolled, after [`TOKEN_COLUMNS`] in `tokens list` only.
-const TOKEN_INSTALLS: &str = "(SELECT COUNT(*) FROM installs i WHERE i.token_id = t.id)";
 
 /// A call queued to the index's thread: it runs, then is told whether its transaction committed
 /// (`None`) or why not, and only then answers.
