@@ -187,43 +187,59 @@ fn a_hundred_thousand_installs_are_seeded_in_bulk_and_overdue_is_an_index_scan()
 /// later call waits on the keys it held, runs inside it or sees its rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_cut_off_halfway_leaves_no_transaction_open() {
-    use callhome_receiver::index::{BundleRow, Index, IndexSpec};
+    use callhome_receiver::index::{BundleRow, Index, IndexSpec, InstallFacts};
     let pg = Postgres::start();
-    let index = Index::open(&IndexSpec::Postgres(pg.url())).await.unwrap();
+    let index = std::sync::Arc::new(Index::open(&IndexSpec::Postgres(pg.url())).await.unwrap());
     let row = |n: u32| BundleRow {
         sha256: format!("{n:064x}"),
-        install_id: None,
+        install_id: Some("inst-x".into()),
         program: "telemetry".into(),
         size: 1,
         receipt_id: format!("r{n}"),
         received_at: 1,
         receipt: format!("{{\"n\":{n}}}"),
     };
-    // Every connection (taken in turn) has its statements prepared, so a call sends its BEGIN and
-    // first statement on its first poll.
-    for n in 0..16 {
-        assert!(index.record_bundle(row(n), None).await.unwrap().inserted);
-    }
-    // Another connection watches the sessions.
-    let (watch, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    let open = || async {
-        let sql = "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'";
-        watch.query_one(sql, &[]).await.unwrap().get::<_, i64>(0)
+    let facts = || InstallFacts {
+        install_id: "inst-x".into(),
+        at: 1,
+        success: true,
+        agent_version: None,
+        product_version: None,
+        usage: None,
     };
-    let cut = row(100);
-    let mut call = Box::pin(index.record_bundle(cut.clone(), None));
-    let polled = call.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
-    assert!(polled.is_pending(), "the call was cut off before it answered");
-    until("the cut call's session to hold its transaction", || async { open().await == 1 }).await;
-    drop(call);
-    until("the transaction to be rolled back, with no other call made", || async { open().await == 0 }).await;
+    assert!(index.record_bundle(row(1), Some(facts())).await.unwrap().inserted);
+    // Another connection holds the install's row, so the next record stops halfway: its BEGIN,
+    // its bundle row and its seed sent, waiting on the install's row lock.
+    let connect = || async {
+        let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    };
+    let (watch, holder) = (connect().await, connect().await);
+    holder.batch_execute("BEGIN; SELECT 1 FROM install_reports WHERE install_id = 'inst-x' FOR UPDATE").await.unwrap();
+    let count = |sql: &'static str| {
+        let watch = &watch;
+        async move { watch.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+    let in_transaction = "SELECT count(*) FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid() \
+         AND backend_type = 'client backend' AND query NOT LIKE 'SELECT 1 FROM install_reports%'";
+    let cut = row(2);
+    let (i, r) = (index.clone(), cut.clone());
+    let call = tokio::spawn(async move { i.record_bundle(r, Some(facts())).await });
+    until("the record to wait on the install's row", || async { count(waiting).await == 1 }).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled(), "the record was cut off before it answered");
+    // The lock is let go: the statement that waited on it ends, then the cut record's ROLLBACK,
+    // with no other call made on its connection.
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    until("the cut record's transaction to be rolled back", || async { count(in_transaction).await == 0 }).await;
     // On every connection, the cut one among them: the bundle is not there.
     for _ in 0..16 {
         assert_eq!(index.receipt(&cut.sha256).await.unwrap(), None);
     }
     // And its retry records it.
-    let again = tokio::time::timeout(Duration::from_secs(10), index.record_bundle(cut, None))
+    let again = tokio::time::timeout(Duration::from_secs(10), index.record_bundle(cut, Some(facts())))
         .await
         .expect("the retry is not held up by a transaction left open")
         .unwrap();
