@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 
 use super::{App, problem};
 use crate::Refusal;
-use crate::index::{BindRefusal, Index, Token, TokenRefusal};
+use crate::index::{BindRefusal, Index, Token, TokenRefusal, UploadLookup};
 use crate::ingest::plain_id;
 use callhome_protocol::export::ExportManifest;
 use callhome_protocol::headers::INSTALL_ID;
@@ -141,8 +141,19 @@ pub fn anonymous_ceip(app: &App, h: &HeaderMap) -> bool {
 /// The sender of an upload or probe: an enrolled install, bound to its token's customer on
 /// first use.
 pub async fn install(app: &Arc<App>, h: &HeaderMap) -> Result<Caller, Response> {
+    install_uploading(app, h, None).await.map(|(caller, _)| caller)
+}
+
+/// [`install`], for an upload of the bundle `sha256` when given: the index's lookup for it
+/// ([`Index::upload_lookup`], the install's exemption with it) comes back beside the caller, asked
+/// with the token in one round trip. None under open enrolment.
+pub async fn install_uploading(
+    app: &Arc<App>,
+    h: &HeaderMap,
+    sha256: Option<&str>,
+) -> Result<(Caller, Option<UploadLookup>), Response> {
     if app.open_enrolment {
-        return Ok(Caller::Open);
+        return Ok((Caller::Open, None));
     }
     let Some(presented) = bearer(h) else {
         return Err(unauthorized(&format!("no Authorization: Bearer token; {HOW_TO_ENROL}")));
@@ -157,14 +168,21 @@ pub async fn install(app: &Arc<App>, h: &HeaderMap) -> Result<Caller, Response> 
         }
         None => return Err(problem(StatusCode::BAD_REQUEST, "name the install with X-Callhome-Install-Id")),
     };
-    let token = lookup(app, presented).await?;
+    let (token, looked) = match sha256 {
+        None => (lookup(app, presented).await?, None),
+        Some(sha) => match app.index.authenticate_upload(presented, now(), sha, Some(&install_id)).await {
+            Ok(Ok((t, looked))) => (t, Some(looked)),
+            Ok(Err(why)) => return Err(token_refused(why)),
+            Err(e) => return Err(index_failed(e)),
+        },
+    };
     if app.bound.holds(&token.id, &install_id) {
-        return Ok(Caller::Install { install_id });
+        return Ok((Caller::Install { install_id }, looked));
     }
     match app.index.bind(&install_id, &token, now()).await {
         Ok(Ok(())) => {
             app.bound.insert(&token.id, &install_id);
-            Ok(Caller::Install { install_id })
+            Ok((Caller::Install { install_id }, looked))
         }
         Ok(Err(why)) => {
             let r = bind_refused(&install_id, &why);

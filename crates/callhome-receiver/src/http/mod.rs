@@ -288,16 +288,20 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     // An upload without a token is refused (401) unless it is an anonymous CEIP one: then it may
     // name no install and send no ledger head, is small, and its bundle must say it is CEIP.
     let anonymous = auth::anonymous_ceip(&app, h);
-    let caller = if anonymous {
+    // The bundle the upload claims to be, when it says so plainly: looked up with the token.
+    let claim = header(h, IDEMPOTENCY_KEY)
+        .filter(|k| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase);
+    let (caller, looked) = if anonymous {
         if h.contains_key(INSTALL_ID) || h.contains_key(LEDGER_HEAD) {
             return problem(
                 StatusCode::BAD_REQUEST,
                 "an anonymous CEIP upload names no install (X-Callhome-Install-Id) and sends no ledger head (X-Callhome-Ledger-Head)",
             );
         }
-        auth::Caller::AnonymousCeip
+        (auth::Caller::AnonymousCeip, None)
     } else {
-        match auth::install(&app, h).await {
+        match auth::install_uploading(&app, h, claim.as_deref()).await {
             Ok(c) => c,
             Err(r) => return r,
         }
@@ -306,16 +310,16 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     if let Some(r) = zip_type_refusal(h, "bundle") {
         return r;
     }
-    let Some(claimed) = header(h, IDEMPOTENCY_KEY) else {
-        return problem(StatusCode::BAD_REQUEST, "the Idempotency-Key header (the bundle's SHA-256) is missing");
-    };
-    if claimed.len() != 64 || !claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let Some(claimed) = claim else {
         return problem(
             StatusCode::BAD_REQUEST,
-            "the Idempotency-Key header must be the bundle's SHA-256 in hex (64 digits)",
+            if h.contains_key(IDEMPOTENCY_KEY) {
+                "the Idempotency-Key header must be the bundle's SHA-256 in hex (64 digits)"
+            } else {
+                "the Idempotency-Key header (the bundle's SHA-256) is missing"
+            },
         );
-    }
-    let claimed = claimed.to_ascii_lowercase();
+    };
     let head = match header(h, LEDGER_HEAD).map(LedgerHead::parse) {
         None => None,
         Some(Some(head)) => Some(head),
@@ -394,8 +398,12 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     // or (open enrolment) the one the request names.
     let exempt_install = caller.install_id().map(str::to_string).or_else(|| header(h, INSTALL_ID).map(str::to_string));
     // The receiver as a whole may hold this bundle already (taken by another replica): the
-    // index answers with the receipt given then, and the install's exemption, in one query.
-    let looked = app.index.upload_lookup(&received.sha256, exempt_install.as_deref(), now()).await;
+    // index answers with the receipt given then, and the install's exemption, in one query —
+    // asked with the token when there was one (the body's SHA-256 is the one claimed).
+    let looked = match looked {
+        Some(l) => Ok(l),
+        None => app.index.upload_lookup(&received.sha256, exempt_install.as_deref(), now()).await,
+    };
     let UploadLookup { recorded, receipt: known, exemption } = match looked {
         Ok(k) => k,
         Err(e) => return index_unavailable(e),

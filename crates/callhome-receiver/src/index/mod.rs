@@ -84,9 +84,16 @@ pub struct UploadLookup {
     pub exemption: Option<Exemption>,
 }
 
-/// The exemption in `row` (a document and when it ends) when it still runs at `now`.
-fn running(row: Option<(String, Timestamp)>, now: Timestamp) -> Option<Exemption> {
-    row.filter(|(_, ends)| *ends > now).and_then(|(doc, _)| serde_json::from_str(&doc).ok())
+/// What both back ends answer for an upload's lookup: whether the bundle has a row (`Some`) and
+/// the receipt it keeps, and the newest exemption granted to the install (its document and end).
+type LookupRows = (Option<Option<String>>, Option<(String, Timestamp)>);
+
+impl UploadLookup {
+    /// The lookup from its rows: the exemption only when it still runs at `now`.
+    fn of(row: Option<Option<String>>, exemption: Option<(String, Timestamp)>, now: Timestamp) -> UploadLookup {
+        let exemption = exemption.filter(|(_, ends)| *ends > now).and_then(|(doc, _)| serde_json::from_str(&doc).ok());
+        UploadLookup { recorded: row.is_some(), receipt: row.flatten(), exemption }
+    }
 }
 
 /// A token's columns as both back ends read them (`tokens t`), the SHA-256 of its secret last.
@@ -285,10 +292,31 @@ impl Index {
             }
             Index::Postgres(i) => i.token(id).await?,
         };
-        Ok(match row {
-            None => Err(TokenRefusal::Unknown),
-            Some((token, stored)) => judge(token, &stored, &presented_sha, now),
-        })
+        Ok(row.ok_or(TokenRefusal::Unknown).and_then(|(token, stored)| judge(token, &stored, &presented_sha, now)))
+    }
+
+    /// [`Index::authenticate`] and, beside it, [`Index::upload_lookup`] for the upload of
+    /// `sha256` the token comes with: on PostgreSQL both go in one round trip. The lookup is
+    /// answered only with the token.
+    pub async fn authenticate_upload(
+        &self,
+        presented: &str,
+        now: Timestamp,
+        sha256: &str,
+        install_id: Option<&str>,
+    ) -> Result<Result<(Token, UploadLookup), TokenRefusal>, IndexError> {
+        let Some((id, presented_sha)) = parse_token(presented) else { return Ok(Err(TokenRefusal::Malformed)) };
+        let (row, (bundle, exemption)) = match self {
+            Index::Sqlite(i) => {
+                let (id, sha, install) = (id.to_string(), sha256.to_string(), install_id.map(str::to_string));
+                i.call(move |i| Ok::<_, IndexError>((i.token(&id)?, i.upload_lookup(&sha, install.as_deref())?)))
+                    .await??
+            }
+            Index::Postgres(i) => i.token_and_upload_lookup(id, sha256, install_id).await?,
+        };
+        let token =
+            row.ok_or(TokenRefusal::Unknown).and_then(|(token, stored)| judge(token, &stored, &presented_sha, now));
+        Ok(token.map(|t| (t, UploadLookup::of(bundle, exemption, now))))
     }
 
     /// Binds `install_id` to `token`'s customer on its first use; refuses an install bound to
@@ -344,15 +372,11 @@ impl Index {
         let (row, exemption) = match self {
             Index::Sqlite(i) => {
                 let (sha, id) = (sha256.to_string(), install_id.map(str::to_string));
-                i.call(move |i| {
-                    let exemption = id.map(|id| i.newest_exemption(&id)).transpose()?.flatten();
-                    Ok::<_, IndexError>((i.bundle_row(&sha)?, exemption))
-                })
-                .await??
+                i.call(move |i| i.upload_lookup(&sha, id.as_deref())).await??
             }
             Index::Postgres(i) => i.upload_lookup(sha256, install_id).await?,
         };
-        Ok(UploadLookup { recorded: row.is_some(), receipt: row.flatten(), exemption: running(exemption, now) })
+        Ok(UploadLookup::of(row, exemption, now))
     }
 
     /// Every exemption granted, newest first.

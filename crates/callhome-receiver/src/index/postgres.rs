@@ -10,7 +10,9 @@ use tokio_postgres::Row;
 
 use super::fleet::{self as f, InstallFacts, merge};
 use super::pg_conn::{Conn, connect, forget_if_stale, migrate, pg_error, prepared};
-use super::{BindRefusal, BundleRow, ExportRow, IndexError, Recorded, TOKEN_COLUMNS, TOKEN_INSTALLS, Token};
+use super::{
+    BindRefusal, BundleRow, ExportRow, IndexError, LookupRows, Recorded, TOKEN_COLUMNS, TOKEN_INSTALLS, Token,
+};
 use crate::fleet::{ClockRange, Install};
 use callhome_protocol::exemption::Exemption;
 use callhome_protocol::time::Timestamp;
@@ -27,6 +29,17 @@ const BIND_MANY: &str = concat!(
     f::enrol_install_on_conflict!(),
     ") SELECT customer FROM bound UNION ALL SELECT customer FROM installs WHERE install_id = $1"
 );
+
+/// A token by its id (`$1`): [`TOKEN_COLUMNS`].
+static TOKEN_BY_ID: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.id = $1"));
+
+/// An upload's lookup, one row: whether the bundle `$1` has a row and the receipt it keeps, and
+/// the newest exemption granted to the install `$2` (document, end).
+const UPLOAD_LOOKUP: &str = "SELECT b.sha256 IS NOT NULL, b.receipt, e.document, e.ends_at \
+     FROM (SELECT 1) AS one LEFT JOIN bundles b ON b.sha256 = $1 \
+     LEFT JOIN LATERAL (SELECT document, ends_at FROM exemptions WHERE install_id = $2 \
+     ORDER BY granted_at DESC, exemption_id DESC LIMIT 1) AS e ON true";
 
 /// Connections a receiver keeps to PostgreSQL: requests take them in turn. Measured with the
 /// simulator's 48 uploads at once on 2 cores: 4 left requests queued behind a connection waiting
@@ -115,9 +128,30 @@ impl PgIndex {
 
     pub(super) async fn token(&self, id: &str) -> Result<Option<(Token, String)>, IndexError> {
         let mut c = self.client().await?;
-        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens t WHERE t.id = $1");
-        let row = c.query_opt_prepared(&self.url, &sql, &[&id]).await?;
+        let row = c.query_opt_prepared(&self.url, &TOKEN_BY_ID, &[&id]).await?;
         row.as_ref().map(token_row).transpose().map_err(|e| self.err(e))
+    }
+
+    /// [`PgIndex::token`] and [`PgIndex::upload_lookup`] pipelined on one connection: one round
+    /// trip.
+    pub(super) async fn token_and_upload_lookup(
+        &self,
+        id: &str,
+        sha256: &str,
+        install_id: Option<&str>,
+    ) -> Result<(Option<(Token, String)>, LookupRows), IndexError> {
+        let mut c = self.client().await?;
+        let e = |e| pg_error(&self.url, e);
+        let Conn { client, prepared: cache } = &mut *c;
+        let token = prepared(cache, client, &TOKEN_BY_ID).await.map_err(e)?;
+        let lookup = prepared(cache, client, UPLOAD_LOOKUP).await.map_err(e)?;
+        let (by_id, for_upload) =
+            ([&id as &(dyn tokio_postgres::types::ToSql + Sync)], [&sha256 as _, &install_id as _]);
+        let (token, lookup) =
+            tokio::try_join!(client.query_opt(&token, &by_id), client.query_opt(&lookup, &for_upload))
+                .map_err(|x| forget_if_stale(cache, &self.url, x))?;
+        let token = token.as_ref().map(token_row).transpose().map_err(e)?;
+        Ok((token, lookup_rows(lookup.as_ref()).map_err(e)?))
     }
 
     pub(super) async fn bind(
@@ -202,28 +236,11 @@ impl PgIndex {
         Ok(Ok(()))
     }
 
-    /// Whether `sha256` has a row (`Some`) and the receipt it keeps, and the newest exemption
-    /// granted to `install_id` (its document and end), in one statement.
-    pub(super) async fn upload_lookup(
-        &self,
-        sha256: &str,
-        install_id: Option<&str>,
-    ) -> Result<(Option<Option<String>>, Option<(String, Timestamp)>), IndexError> {
+    /// An upload's lookup ([`super::Index::upload_lookup`]), in one statement.
+    pub(super) async fn upload_lookup(&self, sha256: &str, install_id: Option<&str>) -> Result<LookupRows, IndexError> {
         let mut c = self.client().await?;
-        let sql = "SELECT b.sha256 IS NOT NULL, b.receipt, e.document, e.ends_at \
-             FROM (SELECT 1) AS one LEFT JOIN bundles b ON b.sha256 = $1 \
-             LEFT JOIN LATERAL (SELECT document, ends_at FROM exemptions WHERE install_id = $2 \
-             ORDER BY granted_at DESC, exemption_id DESC LIMIT 1) AS e ON true";
-        let row = c.query_opt_prepared(&self.url, sql, &[&sha256, &install_id]).await?;
-        let Some(row) = row else { return Ok((None, None)) };
-        let get = |e| pg_error(&self.url, e);
-        let recorded: bool = row.try_get(0).map_err(get)?;
-        let receipt = recorded.then(|| row.try_get::<_, Option<String>>(1)).transpose().map_err(get)?;
-        let exemption = match (row.try_get::<_, Option<String>>(2), row.try_get::<_, Option<Timestamp>>(3)) {
-            (Ok(Some(doc)), Ok(Some(ends))) => Some((doc, ends)),
-            _ => None,
-        };
-        Ok((receipt, exemption))
+        let row = c.query_opt_prepared(&self.url, UPLOAD_LOOKUP, &[&sha256, &install_id]).await?;
+        lookup_rows(row.as_ref()).map_err(|e| self.err(e))
     }
 
     pub(super) async fn receipt(&self, sha256: &str) -> Result<Option<String>, IndexError> {
@@ -500,6 +517,18 @@ fn install_row(r: &Row) -> Result<(Install, Option<Timestamp>, Option<Timestamp>
         if r.len() > 8 { r.try_get(8)? } else { None },
         if r.len() > 9 { r.try_get(9)? } else { None },
     ))
+}
+
+/// The rows of [`UPLOAD_LOOKUP`].
+fn lookup_rows(row: Option<&Row>) -> Result<LookupRows, tokio_postgres::Error> {
+    let Some(row) = row else { return Ok((None, None)) };
+    let recorded: bool = row.try_get(0)?;
+    let receipt = recorded.then(|| row.try_get::<_, Option<String>>(1)).transpose()?;
+    let exemption = match (row.try_get::<_, Option<String>>(2), row.try_get::<_, Option<Timestamp>>(3)) {
+        (Ok(Some(doc)), Ok(Some(ends))) => Some((doc, ends)),
+        _ => None,
+    };
+    Ok((receipt, exemption))
 }
 
 fn token_row(r: &Row) -> Result<(Token, String), tokio_postgres::Error> {

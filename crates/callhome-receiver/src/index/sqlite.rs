@@ -10,7 +10,9 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::fleet::{self as f, InstallFacts, merge};
-use super::{BindRefusal, BundleRow, ExportRow, IndexError, Recorded, TOKEN_COLUMNS, TOKEN_INSTALLS, Token};
+use super::{
+    BindRefusal, BundleRow, ExportRow, IndexError, LookupRows, Recorded, TOKEN_COLUMNS, TOKEN_INSTALLS, Token,
+};
 use crate::fleet::{ClockRange, Install};
 use callhome_protocol::exemption::Exemption;
 use callhome_protocol::time::Timestamp;
@@ -325,6 +327,13 @@ impl SqliteIndex {
                 .query_row([sha256], |r| r.get::<_, Option<String>>(0))
                 .optional()
         })
+    }
+
+    /// An upload's lookup ([`super::Index::upload_lookup`]): the bundle's row, and the newest
+    /// exemption granted to `install_id`.
+    pub(super) fn upload_lookup(&self, sha256: &str, install_id: Option<&str>) -> Result<LookupRows, IndexError> {
+        let exemption = install_id.map(|id| self.newest_exemption(id)).transpose()?.flatten();
+        Ok((self.bundle_row(sha256)?, exemption))
     }
 
     pub(super) fn record_bundle(&self, b: &BundleRow, facts: Option<&InstallFacts>) -> Result<Recorded, IndexError> {
