@@ -6,10 +6,13 @@
 //! that receipt fixes, index row; the receipt is answered only once the row is committed. A
 //! replica killed, or an index lost, between the bundle and its row leaves a bundle the index
 //! does not know. Its agent got no receipt, so it sends the bundle again, and the retry (on any
-//! replica) finds the receipt, the bundle in place, and records the row. Should the agent never
+//! replica) finds the receipt, the bundle in place, and records the row — in a bucket, where an
+//! upload the index had no row for keeps its receipt in the row alone, the retry signs a new
+//! one, and stores the bundle again only on another UTC day. Should the agent never
 //! come back, this module records it: it lists the stored bundles, and for each SHA-256 the
-//! index has no row for, it takes the receipt kept in `receipts/` (or signs one, for a bundle
-//! stored by a receiver that wrote receipts after bundles), reads what the bundle tells the fleet
+//! index has no row for, it takes the receipt kept in `receipts/` (or signs one: for such a
+//! bucket upload, or a bundle stored by a receiver that wrote receipts after bundles), reads
+//! what the bundle tells the fleet
 //! view, and records the row as an upload would — unless the bundle does not hold the bytes of
 //! its SHA-256: in a local store made durable by one `syncfs` per upload, a crash before it can
 //! leave a name without its bytes, never answered. Such a copy is not recorded and not removed

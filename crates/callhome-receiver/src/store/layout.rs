@@ -93,3 +93,25 @@ pub fn ceip_key(received_at: Timestamp, sha256: &str) -> String {
 pub fn receipt_key(sha256: &str) -> String {
     format!("receipts/{sha256}.json")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_specs_parse_and_keys_are_by_day_install_and_sha() {
+        assert_eq!("/var/lib/x".parse::<StoreSpec>(), Ok(StoreSpec::Local("/var/lib/x".into())));
+        assert_eq!(
+            "s3://fleet-bundles/eu/prod/".parse::<StoreSpec>(),
+            Ok(StoreSpec::S3 { bucket: "fleet-bundles".into(), prefix: "eu/prod".into() })
+        );
+        assert_eq!("s3://b12".parse::<StoreSpec>(), Ok(StoreSpec::S3 { bucket: "b12".into(), prefix: "".into() }));
+        assert!("s3://Bad_Bucket/x".parse::<StoreSpec>().unwrap_err().contains("bucket name"));
+        assert!("s3://bucket/a/../b".parse::<StoreSpec>().is_err());
+        let t = callhome_protocol::time::parse_rfc3339("2026-03-07T23:59:59Z").unwrap();
+        assert_eq!(bundle_key(t, Some("inst-1"), "ab"), "bundles/2026/03/07/inst-1/ab.zip");
+        assert_eq!(bundle_key(t, Some("../x"), "ab"), "bundles/2026/03/07/_/ab.zip");
+        assert_eq!(bundle_key(t, None, "ab"), "bundles/2026/03/07/_/ab.zip");
+        assert_eq!(ceip_key(t, "ab"), "ceip/2026/03/07/ab.zip");
+    }
+}

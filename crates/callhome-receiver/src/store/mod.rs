@@ -6,7 +6,8 @@
 //! ```text
 //! bundles/YYYY/MM/DD/<install>/<sha256>.zip   the bundle, by the UTC day it was received
 //! ceip/YYYY/MM/DD/<sha256>.zip                an anonymous CEIP bundle: under no install
-//! receipts/<sha256>.json                      the receipt it got (found by SHA-256 alone)
+//! receipts/<sha256>.json                      the receipt it got, by SHA-256 alone (in a bucket, only
+//!                                             when the index was not asked first: see below)
 //! ```
 //!
 //! `<install>` is the sending install's id, or the manifest's when the sender was not
@@ -37,16 +38,26 @@
 //! - a bundle whose agent never comes back is recorded by [`crate::reconcile`] (at `serve`'s
 //!   start, or `callhome-receiver reconcile`).
 //!
-//! Create-only is honoured by the local store and AWS S3, not by Garage 2.5 (found out at start:
-//! [`BundleStore::open`] probes it): there, two replicas taking the same bundle at the same
-//! moment may both write a receipt (a bucket that honours create-only is not read before the
-//! write: the write finds a kept receipt; one that does not is read first, unless the index
-//! just said no receipt was ever answered for the bundle: then one found there is an attempt's
-//! that crashed before its row, which no agent holds, and is replaced). The shared index decides which stands (`ON CONFLICT` on the
-//! SHA-256) and [`BundleStore::keep_receipt`] puts that one in `receipts/`; were the two on
-//! either side of a UTC midnight, the bundle is under two keys, and reconciling removes the copy
-//! the standing receipt does not name. Within one process a bundle is taken in by one thread at
-//! a time; different bundles go side by side.
+//! **In a bucket, an upload the index has no row for skips (1)**: the index was asked just
+//! before (`unindexed`), so no agent holds a receipt for the bundle, and the row written in (3)
+//! keeps the new one — the receipt of record on every replica, the one a retry is answered.
+//! The upload is then one PUT, not two (a request each is what a bucket bills and what its
+//! latency adds up from). A crash between (2) and (3) leaves a bundle without a row, as above;
+//! the retry stores it again under its own receipt's key — the same key on the same UTC day,
+//! a second copy on another, which reconciling removes (the copy the index's receipt does not
+//! name). Uploads the index is not asked for first (anonymous CEIP bundles, exports' bundles)
+//! and a second upload of a bundle in this process keep the order above.
+//!
+//! Two replicas taking the same bundle at the same moment may both sign a receipt: in a bucket
+//! when the index had no row for it yet (both skip (1)), or when it does not honour create-only
+//! writes — the local store and AWS S3 do, Garage 2.5 does not (found out at start:
+//! [`BundleStore::open`] probes it; a bucket that honours them is not read before the write,
+//! which finds a kept receipt; one that does not is read first). The shared index decides which
+//! stands (`ON CONFLICT` on the SHA-256), both answer that one, and
+//! [`BundleStore::keep_receipt`] puts it in `receipts/`; were the two on either side of a UTC
+//! midnight, the bundle is under two keys, and reconciling removes the copy the standing receipt
+//! does not name. Within one process a bundle is taken in by one thread at a time; different
+//! bundles go side by side.
 //!
 //! Local files are 0600 and folders 0700. It knows nothing of HTTP or of who sent a bundle.
 
@@ -361,7 +372,8 @@ impl BundleStore {
     ///    found there instead is taken);
     /// 2. the bundle is stored under the key the receipt fixes ([`bundle_key_of`]: its day,
     ///    the install, the SHA-256) unless it is there already — so a retry after a crash, on
-    ///    any replica and on any day, stores the bundle once, in one place.
+    ///    any replica and on any day, stores the bundle once, in one place (in a bucket, see
+    ///    `unindexed` below).
     ///
     /// The caller then records it in the index ([`crate::record`]); only after that is a receipt
     /// answered, so an agent never holds a receipt whose bundle is not stored and indexed. A
@@ -370,9 +382,11 @@ impl BundleStore {
     /// spool copy.
     ///
     /// `unindexed`: the shared index was asked just before and held no row for this bundle, so
-    /// no receipt for it was ever answered; a bucket that does not honour create-only writes is
-    /// then not read for a kept receipt before the write (one an attempt that crashed left there
-    /// is replaced: its agent never got it).
+    /// no receipt for it was ever answered. In a bucket the index alone then keeps the new
+    /// receipt (its row, written by the caller): `receipts/` is neither read nor written, and
+    /// the upload is one PUT. A receipt an attempt that crashed left there was never answered
+    /// and stays unused; a retry on another UTC day stores the bundle under that day, and
+    /// [`crate::reconcile`] removes the copy the index's receipt does not name.
     pub fn accept_file(
         &self,
         incoming: Incoming,
@@ -437,13 +451,16 @@ impl BundleStore {
         let size = incoming.size().map_err(|e| internal("reading the received body", e))?;
         let report = read_report(&incoming);
         let g = self.busy.lock(sha256);
-        // A bucket that honours create-only writes is not asked first: the write below finds the
-        // receipt kept there. One that does not (Garage) is, or the write would replace a receipt
-        // an agent may hold — unless the index just said no agent holds one (`unindexed`) and no
-        // other upload of this bundle went before this one here since (it may have answered).
+        // In a bucket, the index just said no agent holds a receipt for this bundle
+        // (`unindexed`), and no other upload of it went before this one here since (it may have
+        // answered): the index alone keeps the receipt, and `receipts/` is left alone.
+        let index_only = matches!(self.spec, StoreSpec::S3 { .. }) && unindexed && !g.waited;
+        // Otherwise a bucket that honours create-only writes is not asked first: the write below
+        // finds the receipt kept there. One that does not (Garage) is, or the write would replace
+        // a receipt an agent may hold.
         let look_first = match self.spec {
             StoreSpec::Local(_) => true,
-            StoreSpec::S3 { .. } => !self.create_only && (!unindexed || g.waited),
+            StoreSpec::S3 { .. } => !self.create_only && !index_only,
         };
         let kept = if look_first { self.receipt_for(sha256)? } else { None };
         let (receipt, new) = match kept {
@@ -460,7 +477,7 @@ impl BundleStore {
                 let extras = receipt::Extras { latest_agent: self.latest.clone(), ledger_head: head, latest_product };
                 let receipt =
                     Receipt::sign(&self.key, hex::encode(id), sha256.to_string(), rfc3339(received_at), extras);
-                match self.put_receipt(sha256, &receipt)? {
+                match if index_only { None } else { self.put_receipt(sha256, &receipt)? } {
                     // Another replica receipted this bundle first: its receipt stands.
                     Some(theirs) => (theirs, false),
                     None => (receipt, true),
@@ -568,26 +585,4 @@ fn read_report(incoming: &Incoming) -> Report {
         tracing::warn!("the fleet view learns nothing from a received bundle: {e}");
         Report::default()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_specs_parse_and_keys_are_by_day_install_and_sha() {
-        assert_eq!("/var/lib/x".parse::<StoreSpec>(), Ok(StoreSpec::Local("/var/lib/x".into())));
-        assert_eq!(
-            "s3://fleet-bundles/eu/prod/".parse::<StoreSpec>(),
-            Ok(StoreSpec::S3 { bucket: "fleet-bundles".into(), prefix: "eu/prod".into() })
-        );
-        assert_eq!("s3://b12".parse::<StoreSpec>(), Ok(StoreSpec::S3 { bucket: "b12".into(), prefix: "".into() }));
-        assert!("s3://Bad_Bucket/x".parse::<StoreSpec>().unwrap_err().contains("bucket name"));
-        assert!("s3://bucket/a/../b".parse::<StoreSpec>().is_err());
-        let t = callhome_protocol::time::parse_rfc3339("2026-03-07T23:59:59Z").unwrap();
-        assert_eq!(bundle_key(t, Some("inst-1"), "ab"), "bundles/2026/03/07/inst-1/ab.zip");
-        assert_eq!(bundle_key(t, Some("../x"), "ab"), "bundles/2026/03/07/_/ab.zip");
-        assert_eq!(bundle_key(t, None, "ab"), "bundles/2026/03/07/_/ab.zip");
-        assert_eq!(ceip_key(t, "ab"), "ceip/2026/03/07/ab.zip");
-    }
 }
