@@ -215,7 +215,14 @@ fn export_zips_at_the_receivers_ingest() {
     let limits = callhome_receiver::ingest::ExportLimits { max_bundle: 64 << 20, max_unpacked: 256 << 20 };
     fuzz("export", |_, input| {
         std::fs::write(&file, input).unwrap();
-        match callhome_receiver::ingest::ingest(&file, &store, &limits, &|_| Ok(None), callhome_protocol::time::now()) {
+        match callhome_receiver::ingest::ingest(
+            &file,
+            &store,
+            &limits,
+            &|_| Ok(None),
+            &|_| Ok(None),
+            callhome_protocol::time::now(),
+        ) {
             Ok((receipt, taken)) => {
                 prop_assert!(receipt.verify(&key().verifying_key()).is_ok());
                 prop_assert_eq!(taken.len(), receipt.accepted.len());

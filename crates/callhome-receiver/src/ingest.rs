@@ -16,9 +16,11 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::{BundleStore, Refusal, zipcheck};
+use crate::index::Index;
 use crate::store::Accepted;
 use callhome_protocol::export::{BUNDLES_DIR, EXPORT_FORMAT, ExportManifest, ManualReceipt, RECEIPT_FORMAT, Rejected};
 use callhome_protocol::manifest::MAX_ENTRIES;
+use callhome_protocol::receipt::Receipt;
 use callhome_protocol::time::{Timestamp, rfc3339};
 
 /// Largest `export.json` read.
@@ -107,21 +109,47 @@ fn read_manifest<R: Read + std::io::Seek>(
     Ok(manifest)
 }
 
+/// What the index holds for a bundle, asked before it is stored: `None`, no row; `Some`, a row,
+/// with the receipt it keeps when it keeps one (rows older than receipts in the index do not).
+pub type Recorded = Option<Option<Receipt>>;
+
+/// Asks `index` (waiting on `rt`: an export is taken in a blocking thread) what it holds for a
+/// bundle, for [`ingest`]'s `recorded`.
+pub fn recorded_in<'a>(
+    rt: &'a tokio::runtime::Handle,
+    index: &'a Index,
+) -> impl Fn(&str) -> Result<Recorded, Refusal> + 'a {
+    move |sha256| {
+        let looked = rt.block_on(index.upload_lookup(sha256, None, callhome_protocol::time::now())).map_err(|e| {
+            Refusal { status: 503, reason: format!("the receiver's index cannot be read right now: {e}") }
+        })?;
+        let receipt = looked.receipt.and_then(|json| {
+            serde_json::from_str::<Receipt>(&json)
+                .map_err(|e| tracing::warn!("the index holds an unreadable receipt for {sha256}: {e}"))
+                .ok()
+        });
+        Ok(looked.recorded.then_some(receipt))
+    }
+}
+
 /// Checks and stores every bundle of the export at `path` as received at `received_at`;
 /// returns the signed receipt and what the store answered for each bundle it accepted.
 ///
 /// `admit` sees the checked `export.json` first and may refuse the export (for an install of
 /// another customer); when it returns an install id, every inner bundle's manifest must name it.
+/// `recorded` is asked what the index holds for each bundle before it is stored, as an upload
+/// asks: a bundle it keeps a receipt for is accepted with that receipt and not stored again.
 pub fn ingest(
     path: &Path,
     store: &BundleStore,
     limits: &ExportLimits,
     admit: &dyn Fn(&ExportManifest) -> Result<Option<String>, Refusal>,
+    recorded: &dyn Fn(&str) -> Result<Recorded, Refusal>,
     received_at: Timestamp,
 ) -> Result<(ManualReceipt, Vec<Accepted>), Refusal> {
     let file =
         std::fs::File::open(path).map_err(|e| Refusal { status: 500, reason: format!("{}: {e}", path.display()) })?;
-    ingest_from(std::io::BufReader::new(file), store, limits, admit, received_at)
+    ingest_from(std::io::BufReader::new(file), store, limits, admit, recorded, received_at)
 }
 
 /// [`ingest`], the export read from `export` (a received body, in memory or in the spool).
@@ -130,6 +158,7 @@ pub fn ingest_from<R: Read + std::io::Seek>(
     store: &BundleStore,
     limits: &ExportLimits,
     admit: &dyn Fn(&ExportManifest) -> Result<Option<String>, Refusal>,
+    recorded: &dyn Fn(&str) -> Result<Recorded, Refusal>,
     received_at: Timestamp,
 ) -> Result<(ManualReceipt, Vec<Accepted>), Refusal> {
     let mut zip =
@@ -189,13 +218,21 @@ pub fn ingest_from<R: Read + std::io::Seek>(
             rejected.push(reject(format!("its SHA-256 is {sha}, not the {} export.json lists", b.sha256)));
             continue;
         }
+        let known = recorded(&sha)?;
+        if let Some(Some(receipt)) = known {
+            // Taken before (uploaded, or in another export): stored and indexed, and accepted
+            // with its receipt, as an upload of it is answered.
+            accepted.push(sha);
+            taken.push(Accepted { receipt, new: false, size: n, report: Default::default() });
+            continue;
+        }
         match store.accept_file(
             incoming,
             &sha,
             expected_install.as_deref(),
             received_at,
             manifest.ledger_head.clone(),
-            false,
+            known.is_none(),
         ) {
             Ok(a) => {
                 accepted.push(a.receipt.bundle_sha256.clone());

@@ -206,6 +206,7 @@ async fn reconcile_at_start(app: &http::App, days: u32) {
             receipted = r.receipted,
             removed = r.removed,
             torn = r.torn,
+            recent = r.recent,
             "reconciled the store with the index over the last {days} day(s)"
         ),
         Err(e) => warn!(

@@ -367,12 +367,19 @@ fn ingest(
         fsutil::write_atomic(p, receipt::public_key_pem(&key).as_bytes())
             .map_err(|e| format!("--public-key-out {}: {e}", p.display()))?;
     }
-    let rt = runtime()?;
+    // A worker thread drives the index's connection: the ingest, on this thread, waits on it
+    // for each bundle's lookup (`Handle::block_on` drives nothing on a current-thread runtime).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let index = open_index(&rt, &IndexArgs { store: store.clone(), index: index.map(str::to_string) })?;
     let store = receiver::BundleStore::open(store, None, key).map_err(|e| e.to_string())?;
     let limits = receiver::ingest::ExportLimits { max_bundle: max_body, ..Default::default() };
     // The operator runs this command: no token is asked for.
-    let (receipt, taken) = receiver::ingest::ingest(export, &store, &limits, &|_| Ok(None), received_at)
+    let recorded = receiver::ingest::recorded_in(rt.handle(), &index);
+    let (receipt, taken) = receiver::ingest::ingest(export, &store, &limits, &|_| Ok(None), &recorded, received_at)
         .map_err(|r| format!("{}: {r}", export.display()))?;
     rt.block_on(receiver::record::export(&index, &store, &receipt, taken, received_at)).map_err(|e| e.to_string())?;
     let json = serde_json::to_vec_pretty(&receipt).map_err(|e| e.to_string())?;
@@ -409,8 +416,15 @@ fn reconcile(args: &IndexArgs, key: &Path, days: Option<u32>, json: bool) -> Res
         println!("{}", serde_json::to_string_pretty(&done).map_err(|e| e.to_string())?);
     } else {
         println!(
-            "{} stored bundle(s) looked at: {} recorded in the index ({} of them receipted now), {} second copies removed, {} left without their bytes by a crash (left to their agents' retries), {} foreign key(s) left alone",
-            done.bundles, done.indexed, done.receipted, done.removed, done.torn, done.foreign
+            "{} stored bundle(s) looked at: {} recorded in the index ({} of them receipted now), {} second copies removed, {} left without their bytes by a crash (left to their agents' retries), {} stored in the last {} minutes without a row (left to their uploads; run again later), {} foreign key(s) left alone",
+            done.bundles,
+            done.indexed,
+            done.receipted,
+            done.removed,
+            done.torn,
+            done.recent,
+            receiver::reconcile::IN_FLIGHT / 60,
+            done.foreign
         );
     }
     Ok(())

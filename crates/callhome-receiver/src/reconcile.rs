@@ -8,22 +8,29 @@
 //! does not know. Its agent got no receipt, so it sends the bundle again, and the retry (on any
 //! replica) finds the receipt, the bundle in place, and records the row — in a bucket, where an
 //! upload the index had no row for keeps its receipt in the row alone, the retry signs a new
-//! one, and stores the bundle again only on another UTC day. Should the agent never
-//! come back, this module records it: it lists the stored bundles, and for each SHA-256 the
-//! index has no row for, it takes the receipt kept in `receipts/` (or signs one: for such a
-//! bucket upload, or a bundle stored by a receiver that wrote receipts after bundles), reads
-//! what the bundle tells the fleet
-//! view, and records the row as an upload would — unless the bundle does not hold the bytes of
-//! its SHA-256: in a local store made durable by one `syncfs` per upload, a crash before it can
-//! leave a name without its bytes, never answered. Such a copy is not recorded and not removed
-//! (a replica sharing the folder may be writing it right now): the agent's retry writes it
-//! again, and once a whole copy is recorded it goes as a second copy. Recording is `ON CONFLICT DO NOTHING` on the
-//! SHA-256, so it races with nothing: a replica taking the same bundle at the same moment keeps
-//! the receipt the index settled on. Nothing that has a receipt is removed.
+//! one, and stores the bundle again only on another UTC day.
 //!
-//! A bundle found under two keys (two receipts for it raced on a store that does not honour
-//! create-only writes — Garage — across a UTC midnight) keeps the copy under the key of the
-//! receipt the index holds; the other copy is removed.
+//! Should the agent never come back, this module records it: it lists the stored bundles, and
+//! for each SHA-256 the index has no row for, it takes the receipt kept in `receipts/` when a
+//! whole copy is under the key that receipt fixes, or else signs one (a bucket upload that
+//! wrote none, a bundle stored by a receiver that wrote receipts after bundles, a receipt kept
+//! by an attempt on another day), reads what the bundle tells the fleet view, and records the
+//! row as an upload would. Left alone:
+//! - a copy that does not hold the bytes of its SHA-256: in a local store made durable by one
+//!   `syncfs` per upload, a crash before it can leave a name without its bytes, never answered.
+//!   It is not recorded and not removed (a replica sharing the folder may be writing it right
+//!   now): the agent's retry writes it again, and once a whole copy is recorded it goes as a
+//!   second copy;
+//! - a bundle with no receipt naming it, stored less than [`IN_FLIGHT`] ago: it may be a bucket
+//!   upload between its bundle and its row, whose own receipt (with the agent's ledger head) is
+//!   about to be recorded and answered. The next run takes it if not.
+//!
+//! Recording is `ON CONFLICT DO NOTHING` on the SHA-256, so a replica taking the same bundle at
+//! the same moment keeps the receipt the index settled on. Nothing that has a receipt is removed.
+//!
+//! A bundle found under two keys (two receipts for it raced across a UTC midnight, or a bucket
+//! upload's retry on another day) keeps the copy under the key of the receipt the index holds;
+//! the other copy is removed.
 //!
 //! Run at `serve`'s start over the last days' keys (in the background, beside the uploads), and
 //! by `callhome-receiver reconcile` over any span. It does not read or check bundles beyond
@@ -57,7 +64,15 @@ pub struct Reconciled {
     pub torn: u64,
     /// Keys that are not `bundles/YYYY/MM/DD/<install>/<sha256>.zip`, left alone.
     pub foreign: u64,
+    /// Bundles without a row or a receipt naming them, stored less than [`IN_FLIGHT`] ago: left
+    /// alone, as an upload may be about to record them (the next run takes them otherwise).
+    pub recent: u64,
 }
+
+/// How long (seconds) a stored bundle with neither an index row nor a receipt naming it is
+/// left to its upload: in a bucket, an upload the index had no row for writes no receipt before
+/// its bundle, and records its row (with its receipt, the one its agent is answered) after.
+pub const IN_FLIGHT: i64 = 15 * 60;
 
 /// Why reconciling stopped.
 #[derive(Debug, thiserror::Error)]
@@ -124,9 +139,15 @@ pub async fn run(store: &BundleStore, index: &Index, span: Span) -> Result<Recon
     }
     let mut done = Reconciled { bundles: objects.len() as u64, ..Default::default() };
     let mut by_sha: BTreeMap<String, Vec<(StoredObject, Option<String>)>> = BTreeMap::new();
+    // SHA-256s with a copy written less than IN_FLIGHT ago.
+    let mut fresh = std::collections::HashSet::new();
+    let in_flight_since = callhome_protocol::time::now() - IN_FLIGHT;
     for mut o in objects {
         match parse_key(&o.key) {
             Some(k) => {
+                if o.modified > in_flight_since {
+                    fresh.insert(k.sha256.clone());
+                }
                 // When it was received, as far as the store can tell: written that day.
                 o.modified = o.modified.clamp(k.day, k.day + 86_399);
                 by_sha.entry(k.sha256).or_default().push((o, k.install));
@@ -134,6 +155,10 @@ pub async fn run(store: &BundleStore, index: &Index, span: Span) -> Result<Recon
             None => done.foreign += 1,
         }
     }
+    // Whether `r` names the copy `o` (of `install`): its key is the one `r` fixes.
+    let names = |r: &Receipt, o: &StoredObject, install: &Option<String>| {
+        bundle_key_of(r, Some(install.as_deref().unwrap_or("_"))).ok().as_deref() == Some(o.key.as_str())
+    };
     for (sha, copies) in by_sha {
         let held = index.receipt(&sha).await?.and_then(|json| serde_json::from_str::<Receipt>(&json).ok());
         let receipt = match held {
@@ -151,16 +176,19 @@ pub async fn run(store: &BundleStore, index: &Index, span: Span) -> Result<Recon
                     }
                 }
                 let Some(&(first, install)) = whole.first() else { continue };
-                let (receipt, new) = match store.stored_receipt(&sha).await? {
+                // The receipt kept in `receipts/`, when a whole copy is under the key it fixes:
+                // another one there (an attempt's that crashed before its bundle, under another
+                // day) was never answered.
+                let kept = store.stored_receipt(&sha).await?.filter(|r| whole.iter().any(|(o, i)| names(r, o, i)));
+                let (receipt, new) = match kept {
                     Some(r) => (r, false),
+                    None if fresh.contains(&sha) => {
+                        done.recent += 1;
+                        continue;
+                    }
                     None => (store.receipt_orphan(&sha, first.modified).await?, true),
                 };
-                let keep = whole
-                    .iter()
-                    .find(|(o, i)| {
-                        bundle_key_of(&receipt, Some(i.as_deref().unwrap_or("_"))).ok().as_deref() == Some(&o.key)
-                    })
-                    .unwrap_or(&whole[0]);
+                let keep = whole.iter().find(|(o, i)| names(&receipt, o, i)).unwrap_or(&whole[0]);
                 index_one(store, index, &receipt, keep.0, keep.1.clone().or(install.clone())).await?;
                 done.indexed += 1;
                 done.receipted += u64::from(new);
@@ -175,16 +203,12 @@ pub async fn run(store: &BundleStore, index: &Index, span: Span) -> Result<Recon
             continue;
         }
         // Two copies: keep the one under the key of the receipt the index holds.
-        let canonical: Vec<String> = copies
-            .iter()
-            .filter_map(|(_, i)| bundle_key_of(&receipt, Some(i.as_deref().unwrap_or("_"))).ok())
-            .collect();
-        if !copies.iter().any(|(o, _)| canonical.contains(&o.key)) {
+        if !copies.iter().any(|(o, i)| names(&receipt, o, i)) {
             tracing::warn!("reconcile: no copy of {sha} is under its receipt's key; all {} kept", copies.len());
             continue;
         }
-        for (o, _) in &copies {
-            if !canonical.contains(&o.key) {
+        for (o, i) in &copies {
+            if !names(&receipt, o, i) {
                 tracing::warn!(key = %o.key, "reconcile: removing a second copy of a stored bundle");
                 store.remove(&o.key).await?;
                 done.removed += 1;
@@ -274,7 +298,10 @@ mod tests {
         std::fs::write(dir.path().join(&copy), &indexed).unwrap();
 
         let done = rt.block_on(run(&store, &index, Span::LastDays { days: 2, now })).unwrap();
-        assert_eq!(done, Reconciled { bundles: 3, indexed: 1, receipted: 0, removed: 1, torn: 0, foreign: 0 });
+        assert_eq!(
+            done,
+            Reconciled { bundles: 3, indexed: 1, receipted: 0, removed: 1, torn: 0, foreign: 0, recent: 0 }
+        );
         let row = rt.block_on(index.receipt(&receipt.bundle_sha256)).unwrap().unwrap();
         assert_eq!(serde_json::from_str::<Receipt>(&row).unwrap(), receipt, "recorded with the kept receipt");
         assert!(!dir.path().join(&copy).exists(), "the second copy is gone");
@@ -285,24 +312,63 @@ mod tests {
         assert_eq!(again, Reconciled { bundles: 2, ..Default::default() });
     }
 
+    /// Sets the modification time of the file at `key` in the store in `dir` to `at`.
+    fn written_at(dir: &std::path::Path, key: &str, at: Timestamp) {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(at).unwrap());
+        std::fs::File::options().write(true).open(dir.join(key)).unwrap().set_modified(t).unwrap();
+    }
+
     #[test]
-    fn a_stored_bundle_without_receipt_or_row_is_receipted_and_recorded() {
+    fn a_stored_bundle_without_receipt_or_row_is_receipted_and_recorded_once_no_upload_can_be_recording_it() {
         let dir = tempfile::tempdir().unwrap();
         let (store, index, rt) = local_store(dir.path());
         let now = callhome_protocol::time::now();
         let body = bundle("inst-4", 1);
         let sha = callhome_protocol::fs::sha256_hex(&body);
-        // Left by a receiver that wrote receipts after bundles.
+        // Left by a receiver that wrote receipts after bundles (or, in a bucket, an upload the
+        // index had no row for, which writes no receipt before its row).
         let key = bundle_key(now, Some("inst-4"), &sha);
         std::fs::create_dir_all(dir.path().join(&key).parent().unwrap()).unwrap();
         std::fs::write(dir.path().join(&key), &body).unwrap();
+        // Just written: its upload may be about to record it.
         let done = rt.block_on(run(&store, &index, Span::All)).unwrap();
-        assert_eq!((done.indexed, done.receipted), (1, 1));
+        assert_eq!((done.indexed, done.receipted, done.recent), (0, 0, 1));
+        assert!(rt.block_on(index.receipt(&sha)).unwrap().is_none());
+        assert!(!dir.path().join(receipt_key(&sha)).exists());
+        written_at(dir.path(), &key, now - IN_FLIGHT - 1);
+        let done = rt.block_on(run(&store, &index, Span::All)).unwrap();
+        assert_eq!((done.indexed, done.receipted, done.recent), (1, 1, 0));
         let kept: Receipt =
             serde_json::from_slice(&std::fs::read(dir.path().join(receipt_key(&sha))).unwrap()).unwrap();
         kept.check(&sha, Some(&store.key().verifying_key())).unwrap();
         let row = rt.block_on(index.receipt(&sha)).unwrap().unwrap();
         assert_eq!(serde_json::from_str::<Receipt>(&row).unwrap(), kept);
+    }
+
+    #[test]
+    fn a_receipt_kept_for_another_day_than_the_stored_copy_is_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, index, rt) = local_store(dir.path());
+        let now = callhome_protocol::time::now();
+        let body = bundle("inst-8", 1);
+        let sha = callhome_protocol::fs::sha256_hex(&body);
+        // An attempt three days ago kept its receipt and crashed before its bundle; in a bucket,
+        // today's upload (the index had no row) stored the bundle under today's key, writing no
+        // receipt, and crashed before its row.
+        let old = Receipt::sign(store.key(), "r8".into(), sha.clone(), rfc3339(now - 3 * 86_400), Default::default());
+        keep_receipt_file(dir.path(), &old);
+        let key = bundle_key(now, Some("inst-8"), &sha);
+        std::fs::create_dir_all(dir.path().join(&key).parent().unwrap()).unwrap();
+        std::fs::write(dir.path().join(&key), &body).unwrap();
+        written_at(dir.path(), &key, now - IN_FLIGHT - 1);
+        let done = rt.block_on(run(&store, &index, Span::All)).unwrap();
+        assert_eq!((done.indexed, done.receipted, done.removed), (1, 1, 0), "{done:?}");
+        let row: Receipt = serde_json::from_str(&rt.block_on(index.receipt(&sha)).unwrap().unwrap()).unwrap();
+        assert_ne!(row.receipt_id, "r8", "the kept receipt names no stored copy");
+        assert_eq!(bundle_key_of(&row, Some("inst-8")).unwrap(), key, "the row's receipt names the stored copy");
+        let kept: Receipt =
+            serde_json::from_slice(&std::fs::read(dir.path().join(receipt_key(&sha))).unwrap()).unwrap();
+        assert_eq!(kept, row, "and replaces the one kept");
     }
 
     /// Writes `bytes` at `key` in the store in `dir`, as a crash before the `syncfs` that would

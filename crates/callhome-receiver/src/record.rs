@@ -34,7 +34,8 @@ pub struct Stored {
 ///
 /// The row and the install's facts take the receipt's time: when the receiver first received
 /// the bundle. A retry that found a receipt kept from an attempt that failed before its row
-/// (a crash, a 503 from the index) is not a later upload.
+/// (a crash, a 503 from the index) is not a later upload. (In a bucket, an upload the index
+/// had no row for kept no receipt before its row: its retry counts from the retry.)
 pub async fn bundle(index: &Index, store: &BundleStore, s: Stored) -> Result<(Receipt, bool), IndexError> {
     let report = s.report;
     let received_at = callhome_protocol::time::parse_rfc3339(&s.receipt.received_at).unwrap_or(s.received_at);

@@ -55,6 +55,42 @@ async fn no_token_unknown_or_revoked_token_is_401() {
     assert!(files_under(&s.store.join("bundles")).is_empty(), "nothing stored");
 }
 
+/// The Idempotency-Key is read before the token is looked up (the index is asked about the
+/// bundle it names beside the token), and refused after it, each way with what to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_malformed_idempotency_key_is_400_after_the_token_is_checked() {
+    let s = Server::start(&[]);
+    let c = s.client();
+    let token = s.token("Acme", &[]);
+    let body = bundle("install-a", b"{}");
+    let send = |key: Option<&str>, token: Option<&str>| {
+        let mut req = c
+            .post(&s.url)
+            .header("content-type", "application/zip")
+            .header("x-callhome-install-id", "install-a")
+            .body(body.clone());
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    expect_problem(send(None, None).await.unwrap(), 401).await;
+    expect_problem(send(Some("xyz"), None).await.unwrap(), 401).await;
+    let d = expect_problem(send(None, Some(&token)).await.unwrap(), 400).await;
+    assert!(d.contains("Idempotency-Key header (the bundle's SHA-256) is missing"), "{d}");
+    let d = expect_problem(send(Some("xyz"), Some(&token)).await.unwrap(), 400).await;
+    assert!(d.contains("must be the bundle's SHA-256 in hex (64 digits)"), "{d}");
+    let other = "ab".repeat(32);
+    let d = expect_problem(send(Some(&other), Some(&token)).await.unwrap(), 422).await;
+    assert!(d.contains(&format!("not the Idempotency-Key {other}")), "{d}");
+    assert!(files_under(&s.store.join("bundles")).is_empty(), "nothing stored");
+    // The right key: taken.
+    assert_eq!(send(Some(&sha256_hex(&body)), Some(&token)).await.unwrap().status(), 201);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_401() {
     let s = Server::start(&[]);

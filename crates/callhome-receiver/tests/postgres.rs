@@ -257,12 +257,13 @@ async fn until<F: Future<Output = bool>>(what: &str, holds: impl Fn() -> F) {
 
 /// What an upload asks the index first — whether its bundle has a row and the receipt kept
 /// there, and the exemption covering its install — comes in one query, each part as the
-/// separate lookups answer it.
+/// separate lookups answer it; asked beside the upload's token (one round trip), the same,
+/// and only for a token the index accepts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_receipt_and_exemption_an_upload_looks_up_come_in_one_query() {
     use callhome_protocol::exemption::Exemption;
     use callhome_protocol::time::parse_rfc3339;
-    use callhome_receiver::index::{BundleRow, Index, IndexSpec, UploadLookup};
+    use callhome_receiver::index::{BundleRow, Index, IndexSpec, TokenRefusal, UploadLookup};
     let pg = Postgres::start();
     let index = Index::open(&IndexSpec::Postgres(pg.url())).await.unwrap();
     let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
@@ -271,10 +272,13 @@ async fn the_receipt_and_exemption_an_upload_looks_up_come_in_one_query() {
     };
     let (sha, other, old) = (format!("{:064x}", 1), format!("{:064x}", 2), format!("{:064x}", 3));
     let now = parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+    let (token_id, token) = index.create_token("Acme", None, false, now).await.unwrap();
     let looked = |sha: String, install: Option<&'static str>, at| {
-        let index = &index;
+        let (index, token) = (&index, &token);
         async move {
             let l = index.upload_lookup(&sha, install, at).await.unwrap();
+            let (t, beside) = index.authenticate_upload(token, at, &sha, install).await.unwrap().unwrap();
+            assert_eq!((t.customer.as_str(), &beside), ("Acme", &l), "asked beside the token, the same");
             (l.recorded, l.receipt, l.exemption.map(|e| e.exemption_id))
         }
     };
@@ -310,5 +314,15 @@ async fn the_receipt_and_exemption_an_upload_looks_up_come_in_one_query() {
     index.record_exemption(&grant("b", "2026-12-31", "2026-11-20T00:00:00Z")).await.unwrap();
     assert_eq!(looked(sha.clone(), Some("inst-1"), now).await, (true, r1.clone(), Some("b".into())));
     let january = parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
-    assert_eq!(looked(sha, Some("inst-1"), january).await, (true, r1, None), "ended with its day");
+    assert_eq!(looked(sha.clone(), Some("inst-1"), january).await, (true, r1, None), "ended with its day");
+    // A token the index does not accept gets no lookup.
+    let forged = format!("{}{}", &token[..token.len() - 1], if token.ends_with('0') { '1' } else { '0' });
+    let refused = |presented: String| {
+        let (index, sha) = (&index, &sha);
+        async move { index.authenticate_upload(&presented, now, sha, Some("inst-1")).await.unwrap().map(|_| ()) }
+    };
+    assert_eq!(refused(forged).await, Err(TokenRefusal::Unknown));
+    assert_eq!(refused("not-a-token".into()).await, Err(TokenRefusal::Malformed));
+    assert!(index.revoke(&token_id, now).await.unwrap());
+    assert_eq!(refused(token.clone()).await, Err(TokenRefusal::Revoked));
 }

@@ -118,28 +118,34 @@ async fn a_large_bundle_goes_up_as_a_multipart_upload_and_reads_back_whole() {
     assert_eq!(g.object_count(), 1, "the bundle alone: the index keeps its receipt");
 }
 
+/// An export's bundles are looked up in the index as uploads are: new ones go up as one PUT
+/// each (the index keeps their receipts), and one uploaded before is accepted with its receipt
+/// and not stored again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_is_ingested_into_the_bucket() {
     let g = Garage::start();
     let s = Server::start_s3(&g, "exports", &[]);
     let token = s.token("Acme", &["--multi-install"]);
     let (a, b) = (bundle("install-x", b"{\"n\":1}"), bundle("install-x", b"{\"n\":2}"));
-    let export = export_of("exp-1", "install-x", &[("upload_a.zip", &a), ("upload_b.zip", &b)]);
     // The customer's token may export for an install of theirs: enrol it first.
-    assert_eq!(
-        upload(&s, &s.client(), Some(&token), Some("install-x"), bundle("install-x", b"{}")).await.status(),
-        201
-    );
+    let uploaded = bundle("install-x", b"{}");
+    let first = upload(&s, &s.client(), Some(&token), Some("install-x"), uploaded.clone()).await;
+    assert_eq!(first.status(), 201);
+    let r0: Receipt = json(first).await;
+    let export =
+        export_of("exp-1", "install-x", &[("upload_a.zip", &a), ("upload_b.zip", &b), ("upload_0.zip", &uploaded)]);
     let resp = post_export(&s, &s.client(), Some(&token), export).await;
     assert_eq!(resp.status(), 200, "{}", s.log_text());
     let receipt: serde_json::Value = json(resp).await;
-    assert_eq!(receipt["accepted"].as_array().unwrap().len(), 2, "{receipt}");
-    let keys = g.keys().await;
-    for body in [&a, &b] {
-        let sha = sha256_hex(body);
-        assert!(keys.contains(&expected_key("exports", "install-x", &sha)), "{keys:?}");
-        assert!(keys.contains(&format!("exports/receipts/{sha}.json")), "{keys:?}");
-    }
+    assert_eq!(receipt["accepted"].as_array().unwrap().len(), 3, "{receipt}");
+    let mut expected: Vec<String> =
+        [&a, &b, &uploaded].iter().map(|body| expected_key("exports", "install-x", &sha256_hex(body))).collect();
+    expected.sort();
+    assert_eq!(g.keys().await, expected, "each bundle once, and no receipt object");
+    // The uploaded bundle keeps the receipt it was answered.
+    let again = upload(&s, &s.client(), Some(&token), Some("install-x"), uploaded).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(json::<Receipt>(again).await, r0);
 }
 
 #[test]

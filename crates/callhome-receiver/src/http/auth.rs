@@ -122,7 +122,14 @@ impl Bound {
 
 /// Looks the presented token up.
 async fn lookup(app: &Arc<App>, token: &str) -> Result<Token, Response> {
-    match app.index.authenticate(token, now()).await {
+    judged(app.index.authenticate(token, now())).await
+}
+
+/// The index's answer about a presented token, or the response refusing it.
+async fn judged<T>(
+    answer: impl Future<Output = Result<Result<T, TokenRefusal>, crate::index::IndexError>>,
+) -> Result<T, Response> {
+    match answer.await {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(why)) => Err(token_refused(why)),
         Err(e) => Err(index_failed(e)),
@@ -170,11 +177,10 @@ pub async fn install_uploading(
     };
     let (token, looked) = match sha256 {
         None => (lookup(app, presented).await?, None),
-        Some(sha) => match app.index.authenticate_upload(presented, now(), sha, Some(&install_id)).await {
-            Ok(Ok((t, looked))) => (t, Some(looked)),
-            Ok(Err(why)) => return Err(token_refused(why)),
-            Err(e) => return Err(index_failed(e)),
-        },
+        Some(sha) => {
+            let (t, looked) = judged(app.index.authenticate_upload(presented, now(), sha, Some(&install_id))).await?;
+            (t, Some(looked))
+        }
     };
     if app.bound.holds(&token.id, &install_id) {
         return Ok((Caller::Install { install_id }, looked));

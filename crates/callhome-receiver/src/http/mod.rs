@@ -313,7 +313,7 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     let Some(claimed) = claim else {
         return problem(
             StatusCode::BAD_REQUEST,
-            if h.contains_key(IDEMPOTENCY_KEY) {
+            if header(h, IDEMPOTENCY_KEY).is_some() {
                 "the Idempotency-Key header must be the bundle's SHA-256 in hex (64 digits)"
             } else {
                 "the Idempotency-Key header (the bundle's SHA-256) is missing"
@@ -411,7 +411,7 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
     // An anonymous sender gets a receipt only once its bundle was checked to be CEIP: what the
     // index holds for it is not used before.
     let known = known.filter(|_| !anonymous);
-    // Asked, and no receipt was ever answered for it.
+    // Asked, and no receipt had been answered for it.
     let unindexed = !anonymous && !recorded;
     let held = known.and_then(|json| {
         serde_json::from_str::<Receipt>(&json)
@@ -441,8 +441,8 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
 }
 
 /// Checks and stores a received bundle, then records it in the index; answers the receipt the
-/// index holds and whether the bundle was new to the receiver. `unindexed`: the index was just
-/// asked and held no row for it (see [`BundleStore::accept_file`]).
+/// index holds and whether the bundle was new to the receiver. `unindexed`: the index was asked
+/// (with the token, or after the body) and held no row for it (see [`BundleStore::accept_file`]).
 async fn store_and_record(
     app: &Arc<App>,
     received: Received,
@@ -509,10 +509,11 @@ async fn take_export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
     let rt = tokio::runtime::Handle::current();
     let done = tokio::task::spawn_blocking(move || {
         let admit = |m: &callhome_protocol::export::ExportManifest| auth::admit_export(&rt, &app2.index, &caller, m);
+        let recorded = ingest::recorded_in(&rt, &app2.index);
         let (incoming, _) = received.into_incoming(&app2.store)?;
         let export =
             incoming.open().map_err(|e| Refusal { status: 500, reason: format!("the received export: {e}") })?;
-        ingest::ingest_from(export, &app2.store, &app2.export_limits, &admit, received_at)
+        ingest::ingest_from(export, &app2.store, &app2.export_limits, &admit, &recorded, received_at)
     })
     .await
     .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the export check failed: {e}") }));

@@ -199,9 +199,11 @@ fn parse_token(presented: &str) -> Option<(&str, String)> {
         .then(|| (id, callhome_protocol::fs::sha256_hex(secret.as_bytes())))
 }
 
-/// Whether a stored token answers a presented one at `now`.
-fn judge(token: Token, stored_sha256: &str, presented_sha256: &str, now: Timestamp) -> Result<Token, TokenRefusal> {
+/// Whether the stored token `row` (the token and the SHA-256 of its secret; none when unknown)
+/// answers a presented one at `now`.
+fn judge(row: Option<(Token, String)>, presented_sha256: &str, now: Timestamp) -> Result<Token, TokenRefusal> {
     use subtle::ConstantTimeEq;
+    let Some((token, stored_sha256)) = row else { return Err(TokenRefusal::Unknown) };
     if !bool::from(stored_sha256.as_bytes().ct_eq(presented_sha256.as_bytes())) {
         return Err(TokenRefusal::Unknown);
     }
@@ -292,7 +294,7 @@ impl Index {
             }
             Index::Postgres(i) => i.token(id).await?,
         };
-        Ok(row.ok_or(TokenRefusal::Unknown).and_then(|(token, stored)| judge(token, &stored, &presented_sha, now)))
+        Ok(judge(row, &presented_sha, now))
     }
 
     /// [`Index::authenticate`] and, beside it, [`Index::upload_lookup`] for the upload of
@@ -314,9 +316,7 @@ impl Index {
             }
             Index::Postgres(i) => i.token_and_upload_lookup(id, sha256, install_id).await?,
         };
-        let token =
-            row.ok_or(TokenRefusal::Unknown).and_then(|(token, stored)| judge(token, &stored, &presented_sha, now));
-        Ok(token.map(|t| (t, UploadLookup::of(bundle, exemption, now))))
+        Ok(judge(row, &presented_sha, now).map(|t| (t, UploadLookup::of(bundle, exemption, now))))
     }
 
     /// Binds `install_id` to `token`'s customer on its first use; refuses an install bound to

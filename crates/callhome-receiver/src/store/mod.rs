@@ -38,15 +38,18 @@
 //! - a bundle whose agent never comes back is recorded by [`crate::reconcile`] (at `serve`'s
 //!   start, or `callhome-receiver reconcile`).
 //!
-//! **In a bucket, an upload the index has no row for skips (1)**: the index was asked just
-//! before (`unindexed`), so no agent holds a receipt for the bundle, and the row written in (3)
-//! keeps the new one — the receipt of record on every replica, the one a retry is answered.
+//! **In a bucket, an upload the index has no row for skips (1)**: the index was asked first
+//! (`unindexed`), so no agent held a receipt for the bundle, and the row written in (3) keeps
+//! the new one — the receipt of record on every replica, the one a retry is answered (a
+//! replica that recorded the bundle meanwhile wins, and both answer its receipt).
 //! The upload is then one PUT, not two (a request each is what a bucket bills and what its
 //! latency adds up from). A crash between (2) and (3) leaves a bundle without a row, as above;
 //! the retry stores it again under its own receipt's key — the same key on the same UTC day,
 //! a second copy on another, which reconciling removes (the copy the index's receipt does not
-//! name). Uploads the index is not asked for first (anonymous CEIP bundles, exports' bundles)
-//! and a second upload of a bundle in this process keep the order above.
+//! name; `serve` reconciles the last `--reconcile-days` at start, `callhome-receiver reconcile`
+//! any span). Anonymous CEIP bundles, which the index is not asked for first, keep the order above;
+//! so do exports' bundles the index has a row without a receipt for (rows older than receipts
+//! in the index).
 //!
 //! Two replicas taking the same bundle at the same moment may both sign a receipt: in a bucket
 //! when the index had no row for it yet (both skip (1)), or when it does not honour create-only
@@ -381,12 +384,13 @@ impl BundleStore {
     /// [`crate::reconcile`] indexes it. What the bundle tells the fleet view is read from the
     /// spool copy.
     ///
-    /// `unindexed`: the shared index was asked just before and held no row for this bundle, so
-    /// no receipt for it was ever answered. In a bucket the index alone then keeps the new
-    /// receipt (its row, written by the caller): `receipts/` is neither read nor written, and
-    /// the upload is one PUT. A receipt an attempt that crashed left there was never answered
-    /// and stays unused; a retry on another UTC day stores the bundle under that day, and
-    /// [`crate::reconcile`] removes the copy the index's receipt does not name.
+    /// `unindexed`: the shared index was asked before (an upload: with its token, before the
+    /// body was received) and held no row for this bundle, so no receipt for it had been
+    /// answered. In a bucket the index alone then keeps the new receipt (its row, written by
+    /// the caller): `receipts/` is neither read nor written, and the upload is one PUT. A
+    /// receipt an attempt that crashed left there was never answered and stays unused; a retry
+    /// on another UTC day stores the bundle under that day, and [`crate::reconcile`] removes
+    /// the copy the index's receipt does not name.
     pub fn accept_file(
         &self,
         incoming: Incoming,
@@ -450,11 +454,11 @@ impl BundleStore {
     ) -> Result<Accepted, Refusal> {
         let size = incoming.size().map_err(|e| internal("reading the received body", e))?;
         let report = read_report(&incoming);
-        let g = self.busy.lock(sha256);
-        // In a bucket, the index just said no agent holds a receipt for this bundle
-        // (`unindexed`), and no other upload of it went before this one here since (it may have
-        // answered): the index alone keeps the receipt, and `receipts/` is left alone.
-        let index_only = matches!(self.spec, StoreSpec::S3 { .. }) && unindexed && !g.waited;
+        let _g = self.busy.lock(sha256);
+        // In a bucket, the index said it held no row for this bundle (`unindexed`): the index
+        // alone keeps the receipt, and `receipts/` is left alone. Had a replica recorded it
+        // since, the index answers that one's receipt when this one is recorded.
+        let index_only = matches!(self.spec, StoreSpec::S3 { .. }) && unindexed;
         // Otherwise a bucket that honours create-only writes is not asked first: the write below
         // finds the receipt kept there. One that does not (Garage) is, or the write would replace
         // a receipt an agent may hold.

@@ -19,21 +19,17 @@ pub(super) struct Busy {
 pub(super) struct BusyGuard<'a> {
     busy: &'a Busy,
     sha256: String,
-    /// Another thread was taking in the same SHA-256 when this one asked.
-    pub(super) waited: bool,
 }
 
 impl Busy {
     /// Waits until no other thread takes in `sha256`, then holds it.
     pub(super) fn lock(&self, sha256: &str) -> BusyGuard<'_> {
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        let mut waited = false;
         while taken.contains(sha256) {
-            waited = true;
             taken = self.freed.wait(taken).unwrap_or_else(|e| e.into_inner());
         }
         taken.insert(sha256.to_string());
-        BusyGuard { busy: self, sha256: sha256.to_string(), waited }
+        BusyGuard { busy: self, sha256: sha256.to_string() }
     }
 }
 
