@@ -1,6 +1,7 @@
 //! Taking in an export carried over from an isolated network: every inner bundle is checked and
-//! stored as if it had been uploaded, and one signed receipt acknowledges the export, listing
-//! the accepted SHA-256s and the rejected bundles with their reasons.
+//! stored as if it had been uploaded (one the index already keeps a receipt for is checked and
+//! not stored again), and one signed receipt acknowledges the export, listing the accepted
+//! SHA-256s and the rejected bundles with their reasons.
 //!
 //! The export is read from a file, never from memory: each inner bundle is decompressed into
 //! the store's incoming folder while its SHA-256 is computed. An export is refused whole (422)
@@ -110,25 +111,20 @@ fn read_manifest<R: Read + std::io::Seek>(
 }
 
 /// What the index holds for a bundle, asked before it is stored: `None`, no row; `Some`, a row,
-/// with the receipt it keeps when it keeps one (rows older than receipts in the index do not).
-pub type Recorded = Option<Option<Receipt>>;
+/// with the receipt it keeps when that reads as one (rows older than receipts in the index keep
+/// none; an unreadable one is said in the log).
+pub type Known = Option<Option<Receipt>>;
 
-/// Asks `index` (waiting on `rt`: an export is taken in a blocking thread) what it holds for a
-/// bundle, for [`ingest`]'s `recorded`.
-pub fn recorded_in<'a>(
-    rt: &'a tokio::runtime::Handle,
-    index: &'a Index,
-) -> impl Fn(&str) -> Result<Recorded, Refusal> + 'a {
+/// Asks `index` what it holds for a bundle, for [`ingest`]'s `known`. It waits on `rt`, so it
+/// is called from a thread outside the runtime's workers (an export is taken in a blocking
+/// thread) of a runtime whose workers drive the index's connections: a multi-thread one
+/// (`Handle::block_on` drives nothing on a current-thread runtime).
+pub fn known_in<'a>(rt: &'a tokio::runtime::Handle, index: &'a Index) -> impl Fn(&str) -> Result<Known, Refusal> + 'a {
     move |sha256| {
         let looked = rt.block_on(index.upload_lookup(sha256, None, callhome_protocol::time::now())).map_err(|e| {
             Refusal { status: 503, reason: format!("the receiver's index cannot be read right now: {e}") }
         })?;
-        let receipt = looked.receipt.and_then(|json| {
-            serde_json::from_str::<Receipt>(&json)
-                .map_err(|e| tracing::warn!("the index holds an unreadable receipt for {sha256}: {e}"))
-                .ok()
-        });
-        Ok(looked.recorded.then_some(receipt))
+        Ok(looked.recorded.then(|| looked.held_receipt(sha256)))
     }
 }
 
@@ -137,19 +133,20 @@ pub fn recorded_in<'a>(
 ///
 /// `admit` sees the checked `export.json` first and may refuse the export (for an install of
 /// another customer); when it returns an install id, every inner bundle's manifest must name it.
-/// `recorded` is asked what the index holds for each bundle before it is stored, as an upload
-/// asks: a bundle it keeps a receipt for is accepted with that receipt and not stored again.
+/// `known` is asked what the index holds for each bundle before it is stored, as an upload
+/// asks: a bundle it keeps a receipt for is checked (and held to the install) and accepted with
+/// that receipt, not stored again.
 pub fn ingest(
     path: &Path,
     store: &BundleStore,
     limits: &ExportLimits,
     admit: &dyn Fn(&ExportManifest) -> Result<Option<String>, Refusal>,
-    recorded: &dyn Fn(&str) -> Result<Recorded, Refusal>,
+    known: &dyn Fn(&str) -> Result<Known, Refusal>,
     received_at: Timestamp,
 ) -> Result<(ManualReceipt, Vec<Accepted>), Refusal> {
     let file =
         std::fs::File::open(path).map_err(|e| Refusal { status: 500, reason: format!("{}: {e}", path.display()) })?;
-    ingest_from(std::io::BufReader::new(file), store, limits, admit, recorded, received_at)
+    ingest_from(std::io::BufReader::new(file), store, limits, admit, known, received_at)
 }
 
 /// [`ingest`], the export read from `export` (a received body, in memory or in the spool).
@@ -158,7 +155,7 @@ pub fn ingest_from<R: Read + std::io::Seek>(
     store: &BundleStore,
     limits: &ExportLimits,
     admit: &dyn Fn(&ExportManifest) -> Result<Option<String>, Refusal>,
-    recorded: &dyn Fn(&str) -> Result<Recorded, Refusal>,
+    known: &dyn Fn(&str) -> Result<Known, Refusal>,
     received_at: Timestamp,
 ) -> Result<(ManualReceipt, Vec<Accepted>), Refusal> {
     let mut zip =
@@ -218,12 +215,18 @@ pub fn ingest_from<R: Read + std::io::Seek>(
             rejected.push(reject(format!("its SHA-256 is {sha}, not the {} export.json lists", b.sha256)));
             continue;
         }
-        let known = recorded(&sha)?;
-        if let Some(Some(receipt)) = known {
-            // Taken before (uploaded, or in another export): stored and indexed, and accepted
-            // with its receipt, as an upload of it is answered.
-            accepted.push(sha);
-            taken.push(Accepted { receipt, new: false, size: n, report: Default::default() });
+        let indexed = known(&sha)?;
+        if let Some(Some(receipt)) = indexed {
+            // Taken before (uploaded, or in another export): stored and indexed. Checked as any
+            // bundle of the export is, and accepted with its receipt.
+            match crate::store::check_sent_by(&incoming, expected_install.as_deref()) {
+                Ok(_) => {
+                    accepted.push(sha);
+                    taken.push(Accepted { receipt, new: false, size: n, report: Default::default() });
+                }
+                Err(refusal) if refusal.status >= 500 => return Err(refusal),
+                Err(refusal) => rejected.push(reject(refusal.reason)),
+            }
             continue;
         }
         match store.accept_file(
@@ -232,7 +235,7 @@ pub fn ingest_from<R: Read + std::io::Seek>(
             expected_install.as_deref(),
             received_at,
             manifest.ledger_head.clone(),
-            known.is_none(),
+            indexed.is_none(),
         ) {
             Ok(a) => {
                 accepted.push(a.receipt.bundle_sha256.clone());

@@ -378,8 +378,8 @@ fn ingest(
     let store = receiver::BundleStore::open(store, None, key).map_err(|e| e.to_string())?;
     let limits = receiver::ingest::ExportLimits { max_bundle: max_body, ..Default::default() };
     // The operator runs this command: no token is asked for.
-    let recorded = receiver::ingest::recorded_in(rt.handle(), &index);
-    let (receipt, taken) = receiver::ingest::ingest(export, &store, &limits, &|_| Ok(None), &recorded, received_at)
+    let known = receiver::ingest::known_in(rt.handle(), &index);
+    let (receipt, taken) = receiver::ingest::ingest(export, &store, &limits, &|_| Ok(None), &known, received_at)
         .map_err(|r| format!("{}: {r}", export.display()))?;
     rt.block_on(receiver::record::export(&index, &store, &receipt, taken, received_at)).map_err(|e| e.to_string())?;
     let json = serde_json::to_vec_pretty(&receipt).map_err(|e| e.to_string())?;
@@ -416,7 +416,7 @@ fn reconcile(args: &IndexArgs, key: &Path, days: Option<u32>, json: bool) -> Res
         println!("{}", serde_json::to_string_pretty(&done).map_err(|e| e.to_string())?);
     } else {
         println!(
-            "{} stored bundle(s) looked at: {} recorded in the index ({} of them receipted now), {} second copies removed, {} left without their bytes by a crash (left to their agents' retries), {} stored in the last {} minutes without a row (left to their uploads; run again later), {} foreign key(s) left alone",
+            "{} stored bundle(s) looked at: {} recorded in the index ({} of them receipted now), {} second copies removed, {} left without their bytes by a crash (left to their agents' retries), {} stored in the last {} minutes with no row or receipt naming them (left to their uploads; run again later), {} foreign key(s) left alone",
             done.bundles,
             done.indexed,
             done.receipted,

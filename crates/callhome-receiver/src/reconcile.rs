@@ -64,8 +64,9 @@ pub struct Reconciled {
     pub torn: u64,
     /// Keys that are not `bundles/YYYY/MM/DD/<install>/<sha256>.zip`, left alone.
     pub foreign: u64,
-    /// Bundles without a row or a receipt naming them, stored less than [`IN_FLIGHT`] ago: left
-    /// alone, as an upload may be about to record them (the next run takes them otherwise).
+    /// Bundles (SHA-256s) without a row or a receipt naming them, stored less than
+    /// [`IN_FLIGHT`] ago: left alone, as an upload may be about to record them (the next run
+    /// takes them otherwise).
     pub recent: u64,
 }
 

@@ -71,7 +71,7 @@ pub async fn bundle(index: &Index, store: &BundleStore, s: Stored) -> Result<(Re
 }
 
 /// Records an export taken in and each bundle it carried (`bundles`: what the store answered
-/// for each, all stored by then).
+/// for each, all stored by then — or, for one the index kept a receipt for, that receipt).
 pub async fn export(
     index: &Index,
     store: &BundleStore,

@@ -248,6 +248,13 @@ async fn exports_take_a_customer_token_or_the_operators() {
         json(post_export(&s, &c, Some(&acme), export_of("e2", "install-a", &[("z.zip", &other)])).await).await;
     assert_eq!(mixed["accepted"].as_array().unwrap().len(), 0, "{mixed}");
     assert!(mixed["rejected"][0]["reason"].as_str().unwrap().contains("install-z"), "{mixed}");
+    // The same once install-z has uploaded it (the index keeps its receipt): still rejected.
+    let zeta = s.token("Zeta", &[]);
+    assert_eq!(upload(&s, &c, Some(&zeta), Some("install-z"), other.clone()).await.status(), 201);
+    let known: serde_json::Value =
+        json(post_export(&s, &c, Some(&acme), export_of("e3", "install-a", &[("z.zip", &other)])).await).await;
+    assert_eq!(known["accepted"].as_array().unwrap().len(), 0, "{known}");
+    assert!(known["rejected"][0]["reason"].as_str().unwrap().contains("install-z"), "{known}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -166,8 +166,9 @@ async fn every_receipt_held_has_one_object_and_one_row_after_a_replica_is_killed
     let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(done["bundles"].as_i64(), Some(total), "{done}");
     assert_eq!(
-        (done["indexed"].as_i64(), done["removed"].as_i64(), done["foreign"].as_i64()),
-        (Some(0), Some(0), Some(0))
+        (done["indexed"].as_i64(), done["removed"].as_i64(), done["foreign"].as_i64(), done["recent"].as_i64()),
+        (Some(0), Some(0), Some(0), Some(0)),
+        "{done}"
     );
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&receipts_out).unwrap()).unwrap();

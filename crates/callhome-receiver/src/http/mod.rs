@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::faults::{Fault, FaultKind};
 use crate::fleet::{Currency, Thresholds};
-use crate::index::{Index, UploadLookup};
+use crate::index::Index;
 use crate::ingest::{self, ExportLimits};
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, Outcome};
@@ -404,20 +404,16 @@ async fn upload(app: Arc<App>, req: Request) -> Response {
         Some(l) => Ok(l),
         None => app.index.upload_lookup(&received.sha256, exempt_install.as_deref(), now()).await,
     };
-    let UploadLookup { recorded, receipt: known, exemption } = match looked {
+    let looked = match looked {
         Ok(k) => k,
         Err(e) => return index_unavailable(e),
     };
     // An anonymous sender gets a receipt only once its bundle was checked to be CEIP: what the
     // index holds for it is not used before.
-    let known = known.filter(|_| !anonymous);
+    let held = if anonymous { None } else { looked.held_receipt(&received.sha256) };
     // Asked, and no receipt had been answered for it.
-    let unindexed = !anonymous && !recorded;
-    let held = known.and_then(|json| {
-        serde_json::from_str::<Receipt>(&json)
-            .map_err(|e| warn!("the index holds an unreadable receipt for {}: {e}", received.sha256))
-            .ok()
-    });
+    let unindexed = !anonymous && !looked.recorded;
+    let exemption = looked.exemption;
     let (receipt, new) = match held {
         Some(r) => (r, false),
         None => match store_and_record(&app, received, &caller, &program, head, unindexed, received_at).await {
@@ -509,11 +505,11 @@ async fn take_export(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
     let rt = tokio::runtime::Handle::current();
     let done = tokio::task::spawn_blocking(move || {
         let admit = |m: &callhome_protocol::export::ExportManifest| auth::admit_export(&rt, &app2.index, &caller, m);
-        let recorded = ingest::recorded_in(&rt, &app2.index);
+        let known = ingest::known_in(&rt, &app2.index);
         let (incoming, _) = received.into_incoming(&app2.store)?;
         let export =
             incoming.open().map_err(|e| Refusal { status: 500, reason: format!("the received export: {e}") })?;
-        ingest::ingest_from(export, &app2.store, &app2.export_limits, &admit, &recorded, received_at)
+        ingest::ingest_from(export, &app2.store, &app2.export_limits, &admit, &known, received_at)
     })
     .await
     .unwrap_or_else(|e| Err(Refusal { status: 500, reason: format!("the export check failed: {e}") }));

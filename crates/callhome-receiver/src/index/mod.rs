@@ -89,6 +89,15 @@ pub struct UploadLookup {
 type LookupRows = (Option<Option<String>>, Option<(String, Timestamp)>);
 
 impl UploadLookup {
+    /// The receipt the index keeps for the bundle `sha256`, when it reads as one (an unreadable
+    /// one is said in the log and counts as none).
+    pub fn held_receipt(&self, sha256: &str) -> Option<callhome_protocol::receipt::Receipt> {
+        let json = self.receipt.as_deref()?;
+        serde_json::from_str(json)
+            .map_err(|e| tracing::warn!("the index holds an unreadable receipt for {sha256}: {e}"))
+            .ok()
+    }
+
     /// The lookup from its rows: the exemption only when it still runs at `now`.
     fn of(row: Option<Option<String>>, exemption: Option<(String, Timestamp)>, now: Timestamp) -> UploadLookup {
         let exemption = exemption.filter(|(_, ends)| *ends > now).and_then(|(doc, _)| serde_json::from_str(&doc).ok());

@@ -65,9 +65,10 @@ impl BundleStore {
         }
     }
 
-    /// Signs a receipt for a stored bundle that has none (stored by a receiver that wrote the
-    /// receipt after the bundle, and crashed between), as received at `received_at`, and
-    /// keeps it.
+    /// Signs a receipt for a stored bundle that has none naming it (in a bucket, an upload the
+    /// index had no row for, which keeps no receipt before its row; a receiver that wrote the
+    /// receipt after the bundle; a receipt kept by an attempt on another day), as received at
+    /// `received_at`, and keeps it in `receipts/` (replacing one there).
     pub async fn receipt_orphan(&self, sha256: &str, received_at: Timestamp) -> Result<Receipt, Refusal> {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| internal("randomness", e))?;

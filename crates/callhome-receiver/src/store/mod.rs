@@ -6,8 +6,8 @@
 //! ```text
 //! bundles/YYYY/MM/DD/<install>/<sha256>.zip   the bundle, by the UTC day it was received
 //! ceip/YYYY/MM/DD/<sha256>.zip                an anonymous CEIP bundle: under no install
-//! receipts/<sha256>.json                      the receipt it got, by SHA-256 alone (in a bucket, only
-//!                                             when the index was not asked first: see below)
+//! receipts/<sha256>.json                      the receipt it got, by SHA-256 alone (in a bucket,
+//!                                             not for an upload the index had no row for: below)
 //! ```
 //!
 //! `<install>` is the sending install's id, or the manifest's when the sender was not
@@ -47,9 +47,11 @@
 //! the retry stores it again under its own receipt's key — the same key on the same UTC day,
 //! a second copy on another, which reconciling removes (the copy the index's receipt does not
 //! name; `serve` reconciles the last `--reconcile-days` at start, `callhome-receiver reconcile`
-//! any span). Anonymous CEIP bundles, which the index is not asked for first, keep the order above;
-//! so do exports' bundles the index has a row without a receipt for (rows older than receipts
-//! in the index).
+//! any span). Anonymous CEIP bundles, whose index lookup is not used before they are checked,
+//! keep the order above; so do bundles the index has a row without a receipt for (rows older
+//! than receipts in the index). `receipts/` in a bucket then holds those, the index's receipts a
+//! replica that lost a race to record a bundle puts there, reconciling's, and ones left by
+//! attempts that crashed (never answered).
 //!
 //! Two replicas taking the same bundle at the same moment may both sign a receipt: in a bucket
 //! when the index had no row for it yet (both skip (1)), or when it does not honour create-only
@@ -104,6 +106,29 @@ pub const PART_SIZE: usize = 5 << 20;
 fn check(incoming: &Incoming) -> Result<callhome_protocol::manifest::Manifest, Refusal> {
     let opened = incoming.open().map_err(|e| internal("reopening the received body", e))?;
     zipcheck::check_zip(opened).map_err(|reason| Refusal { status: 422, reason })
+}
+
+/// Checks the received bundle `incoming` ([`check`]); with `install_id`, its manifest must name
+/// that install (403 when it names another).
+pub fn check_sent_by(
+    incoming: &Incoming,
+    install_id: Option<&str>,
+) -> Result<callhome_protocol::manifest::Manifest, Refusal> {
+    let manifest = check(incoming)?;
+    if let Some(id) = install_id
+        && manifest.install_id != id
+    {
+        let named = if manifest.install_id.is_empty() {
+            "no install (an anonymous CEIP bundle: send it without a token)".to_string()
+        } else {
+            format!("install {:?}", manifest.install_id)
+        };
+        return Err(Refusal {
+            status: 403,
+            reason: format!("the bundle's manifest names {named}, not the sending install {id:?}"),
+        });
+    }
+    Ok(manifest)
 }
 
 /// [`check`], with the archive held to its manifest's listing (for a sender nothing vouches for).
@@ -401,20 +426,7 @@ impl BundleStore {
         unindexed: bool,
     ) -> Result<Accepted, Refusal> {
         // The check runs outside the lock: uploads of different bundles are checked side by side.
-        let manifest = check(&incoming)?;
-        if let Some(id) = install_id
-            && manifest.install_id != id
-        {
-            let named = if manifest.install_id.is_empty() {
-                "no install (an anonymous CEIP bundle: send it without a token)".to_string()
-            } else {
-                format!("install {:?}", manifest.install_id)
-            };
-            return Err(Refusal {
-                status: 403,
-                reason: format!("the bundle's manifest names {named}, not the sending install {id:?}"),
-            });
-        }
+        let manifest = check_sent_by(&incoming, install_id)?;
         let install = (!manifest.is_anonymous_ceip()).then(|| install_id.unwrap_or(&manifest.install_id));
         self.store_new(incoming, sha256, install, received_at, head, unindexed)
     }

@@ -1,6 +1,6 @@
 //! The receipts kept beside the bundles (`receipts/<sha256>.json`): found by SHA-256 alone,
-//! written create-only (the first receiver to write one for a bundle fixes it), replaced only by
-//! the one the index settled on. In a bucket, an upload the index had no row for keeps its
+//! written create-only (the first receiver to write one for a bundle fixes it), replaced by the
+//! one the index settled on, or by reconciling when it names no stored copy. In a bucket, an upload the index had no row for keeps its
 //! receipt in the index alone (see [`super`]).
 
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
