@@ -579,11 +579,6 @@ impl BundleStore {
         let incoming = self.incoming_holding(body.to_vec())?;
         self.accept_file(incoming, &sha, None, received_at, None, false).map(|a| (a.receipt, a.new))
     }
-
-    /// A receipt with the same fields, signed with another key (the `bad-signature` fault).
-    pub fn sign_with(&self, r: &Receipt, key: &SigningKey) -> Receipt {
-        Receipt::sign(key, r.receipt_id.clone(), r.bundle_sha256.clone(), r.received_at.clone(), r.extras())
-    }
 }
 
 /// A new file name in the spool folder `dir`, for a body or a temporary copy.

@@ -3,6 +3,7 @@
 //! one the index settled on, or by reconciling when it names no stored copy. In a bucket, an upload the index had no row for keeps its
 //! receipt in the index alone (see [`super`]).
 
+use ed25519_dalek::SigningKey;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::{BundleStore, INCOMING, StoreSpec, internal, local, part_name, receipt_key};
@@ -10,6 +11,11 @@ use crate::Refusal;
 use callhome_protocol::receipt::Receipt;
 
 impl BundleStore {
+    /// A receipt with the same fields, signed with another key (the `bad-signature` fault).
+    pub fn sign_with(&self, r: &Receipt, key: &SigningKey) -> Receipt {
+        Receipt::sign(key, r.receipt_id.clone(), r.bundle_sha256.clone(), r.received_at.clone(), r.extras())
+    }
+
     /// The receipt already given for `sha256`, if any.
     ///
     /// In a local store, a receipt that does not read back as this bundle's — a crash before
