@@ -200,35 +200,37 @@ pub async fn serve(
 /// after a crash, those the killed replica had just stored) are looked at once more when
 /// [`reconcile::IN_FLIGHT`] has passed (the task ends with the server).
 async fn reconcile_at_start(app: &http::App, days: u32) {
-    for pass in 0..2 {
-        let span = reconcile::Span::LastDays { days, now: callhome_protocol::time::now() };
-        match reconcile::run(&app.store, &app.index, span).await {
-            Ok(r) => {
-                tracing::info!(
-                    bundles = r.bundles,
-                    indexed = r.indexed,
-                    receipted = r.receipted,
-                    removed = r.removed,
-                    torn = r.torn,
-                    recent = r.recent,
-                    "reconciled the store with the index over the last {days} day(s)"
-                );
-                if r.recent == 0 || pass == 1 {
-                    return;
-                }
-                let wait = Duration::from_secs(reconcile::IN_FLIGHT.unsigned_abs() + 60);
-                tracing::info!(
-                    "{} bundle(s) stored in the last minutes have no row yet; looking again in {} s",
-                    r.recent,
-                    wait.as_secs()
-                );
-                tokio::time::sleep(wait).await;
-            }
-            Err(e) => {
-                return warn!(
-                    "could not reconcile the store with the index at start ({e}); run `callhome-receiver reconcile` once it is reachable"
-                );
-            }
+    let Some(recent) = reconcile_days(app, days).await.filter(|&n| n > 0) else { return };
+    let wait = Duration::from_secs(reconcile::IN_FLIGHT.unsigned_abs() + 60);
+    tracing::info!(
+        "{recent} bundle(s) stored in the last minutes have no row yet; looking again in {} s",
+        wait.as_secs()
+    );
+    tokio::time::sleep(wait).await;
+    reconcile_days(app, days).await;
+}
+
+/// One pass of [`reconcile_at_start`], said in the log; the bundles it left to their uploads.
+async fn reconcile_days(app: &http::App, days: u32) -> Option<u64> {
+    let span = reconcile::Span::LastDays { days, now: callhome_protocol::time::now() };
+    match reconcile::run(&app.store, &app.index, span).await {
+        Ok(r) => {
+            tracing::info!(
+                bundles = r.bundles,
+                indexed = r.indexed,
+                receipted = r.receipted,
+                removed = r.removed,
+                torn = r.torn,
+                recent = r.recent,
+                "reconciled the store with the index over the last {days} day(s)"
+            );
+            Some(r.recent)
+        }
+        Err(e) => {
+            warn!(
+                "could not reconcile the store with the index at start ({e}); run `callhome-receiver reconcile` once it is reachable"
+            );
+            None
         }
     }
 }

@@ -112,11 +112,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         allow_backdating: args.allow_backdating,
         reconcile_days: args.reconcile_days,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let rt = workers(2)?;
     let ready = |addr: SocketAddr| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "callhome-receiver listening on https://{addr}/v1/bundles");
@@ -172,6 +168,16 @@ fn read_admin_token(path: &Path) -> Result<String> {
         ));
     }
     Ok(token)
+}
+
+/// A runtime of `n` worker threads (serving, simulating, or driving the index for a caller on
+/// this thread: `Handle::block_on` drives nothing on a current-thread runtime).
+fn workers(n: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(n)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
 /// A runtime for one operator command's index calls.
@@ -369,11 +375,7 @@ fn ingest(
     }
     // A worker thread drives the index's connection: the ingest, on this thread, waits on it
     // for each bundle's lookup (`Handle::block_on` drives nothing on a current-thread runtime).
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let rt = workers(1)?;
     let index = open_index(&rt, &IndexArgs { store: store.clone(), index: index.map(str::to_string) })?;
     let store = receiver::BundleStore::open(store, None, key).map_err(|e| e.to_string())?;
     let limits = receiver::ingest::ExportLimits { max_bundle: max_body, ..Default::default() };
@@ -483,11 +485,7 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         agent_version: args.agent_version,
         product_version: args.product_version,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let rt = workers(2)?;
     let report = rt.block_on(receiver::simulate::run(opts, |_, _| {})).map_err(|e| e.to_string())?;
     if let Some(out) = &args.receipts_out {
         let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;

@@ -295,8 +295,7 @@ mod tests {
         };
         rt.block_on(record::bundle(&index, &store, stored)).unwrap();
         let copy = bundle_key(now - 86_400, Some("inst-3"), &r3.bundle_sha256);
-        std::fs::create_dir_all(dir.path().join(&copy).parent().unwrap()).unwrap();
-        std::fs::write(dir.path().join(&copy), &indexed).unwrap();
+        put_file(dir.path(), &copy, &indexed);
 
         let done = rt.block_on(run(&store, &index, Span::LastDays { days: 2, now })).unwrap();
         assert_eq!(
@@ -329,8 +328,7 @@ mod tests {
         // Left by a receiver that wrote receipts after bundles (or, in a bucket, an upload the
         // index had no row for, which writes no receipt before its row).
         let key = bundle_key(now, Some("inst-4"), &sha);
-        std::fs::create_dir_all(dir.path().join(&key).parent().unwrap()).unwrap();
-        std::fs::write(dir.path().join(&key), &body).unwrap();
+        put_file(dir.path(), &key, &body);
         // Just written: its upload may be about to record it.
         let done = rt.block_on(run(&store, &index, Span::All)).unwrap();
         assert_eq!((done.indexed, done.receipted, done.recent), (0, 0, 1));
@@ -359,8 +357,7 @@ mod tests {
         let old = Receipt::sign(store.key(), "r8".into(), sha.clone(), rfc3339(now - 3 * 86_400), Default::default());
         keep_receipt_file(dir.path(), &old);
         let key = bundle_key(now, Some("inst-8"), &sha);
-        std::fs::create_dir_all(dir.path().join(&key).parent().unwrap()).unwrap();
-        std::fs::write(dir.path().join(&key), &body).unwrap();
+        put_file(dir.path(), &key, &body);
         written_at(dir.path(), &key, now - IN_FLIGHT - 1);
         let done = rt.block_on(run(&store, &index, Span::All)).unwrap();
         assert_eq!((done.indexed, done.receipted, done.removed), (1, 1, 0), "{done:?}");
@@ -375,6 +372,12 @@ mod tests {
     /// Writes `bytes` at `key` in the store in `dir`, as a crash before the `syncfs` that would
     /// have made the file durable can leave it (the name on disk, not the content).
     fn leave_unwritten(dir: &std::path::Path, key: &str, bytes: &[u8]) {
+        put_file(dir, key, bytes);
+    }
+
+    /// Writes `bytes` at `key` in the store in `dir`, as a receiver that stored a bundle and
+    /// recorded nothing leaves it.
+    fn put_file(dir: &std::path::Path, key: &str, bytes: &[u8]) {
         std::fs::create_dir_all(dir.join(key).parent().unwrap()).unwrap();
         std::fs::write(dir.join(key), bytes).unwrap();
     }

@@ -493,7 +493,8 @@ impl BundleStore {
                 let extras = receipt::Extras { latest_agent: self.latest.clone(), ledger_head: head, latest_product };
                 let receipt =
                     Receipt::sign(&self.key, hex::encode(id), sha256.to_string(), rfc3339(received_at), extras);
-                match if index_only { None } else { self.put_receipt(sha256, &receipt)? } {
+                let theirs = if index_only { None } else { self.put_receipt(sha256, &receipt)? };
+                match theirs {
                     // Another replica receipted this bundle first: its receipt stands.
                     Some(theirs) => (theirs, false),
                     None => (receipt, true),
